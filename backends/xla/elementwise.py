@@ -1,0 +1,113 @@
+"""StableHLO lowerings of ir/ops/elementwise.py. Operands are broadcast to the output shape
+first; numpy semantics that StableHLO lacks (floor division, mod) are built from its ops."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowjit.ir import Op
+from flowjit.ir.ops import elementwise as E
+from flowjit.ir.types import BOOL, is_float
+
+from .jaxshim import chlo, hlo, ir
+from .lowering import broadcast, constant, ir_type, lowers
+
+_UNARY = {
+    E.neg: hlo.negate, E.abs_: hlo.abs, E.sign: hlo.sign, E.exp: hlo.exponential,
+    E.expm1: hlo.exponential_minus_one, E.log: hlo.log, E.log1p: hlo.log_plus_one,
+    E.sqrt: hlo.sqrt, E.rsqrt: hlo.rsqrt, E.sin: hlo.sine, E.cos: hlo.cosine, E.tan: hlo.tan,
+    E.tanh: hlo.tanh, E.logistic: hlo.logistic, E.erf: chlo.erf, E.floor: hlo.floor,
+    E.ceil: hlo.ceil, E.round_: hlo.round_nearest_even, E.not_: hlo.not_,
+    E.isfinite: hlo.is_finite,
+}
+_BINARY = {
+    E.add: hlo.add, E.sub: hlo.subtract, E.mul: hlo.multiply, E.div: hlo.divide,
+    E.max_: hlo.maximum, E.min_: hlo.minimum, E.atan2: hlo.atan2, E.and_: hlo.and_,
+    E.or_: hlo.or_, E.xor: hlo.xor,
+}
+_COMPARE = {E.eq: "EQ", E.ne: "NE", E.lt: "LT", E.le: "LE", E.gt: "GT", E.ge: "GE"}
+
+
+def _operands(op: Op, args) -> list[ir.Value]:
+    shape = op.outputs[0].type.shape
+    return [broadcast(a, v.type, shape) for a, v in zip(args, op.inputs)]
+
+
+@lowers(*_UNARY)
+def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
+    return _UNARY[op.opdef](x)
+
+
+@lowers(*_BINARY)
+def _binary_lower(op: Op, *args: ir.Value) -> ir.Value:
+    return _BINARY[op.opdef](*_operands(op, args))
+
+
+def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Value:
+    """stablehlo.compare with the comparison type numpy means for ``dtype``."""
+    kind = ("FLOAT" if is_float(dtype) else "UNSIGNED" if dtype.kind in "ub" else "SIGNED")
+    return hlo.compare(a, b, hlo.ComparisonDirectionAttr.get(direction),
+                       compare_type=hlo.ComparisonTypeAttr.get(kind))
+
+
+@lowers(*_COMPARE)
+def _compare_lower(op: Op, *args: ir.Value) -> ir.Value:
+    return compare(*_operands(op, args), _COMPARE[op.opdef], op.inputs[0].type.dtype)
+
+
+@lowers(E.select)
+def _select_lower(op: Op, *args: ir.Value) -> ir.Value:
+    return hlo.select(*_operands(op, args))
+
+
+@lowers(E.convert)
+def _convert_lower(op: Op, x: ir.Value) -> ir.Value:
+    src, dst = op.inputs[0].type, op.outputs[0].type
+    if dst.dtype == BOOL and src.dtype != BOOL:  # numpy: nonzero -> True (convert would truncate)
+        return compare(x, broadcast(constant(0, src.dtype), src.__class__((), src.dtype), src.shape),
+                       "NE", src.dtype)
+    return hlo.convert(ir_type(dst), x)
+
+
+def _zero_like(t, value=0):
+    return broadcast(constant(value, t.dtype), t.__class__((), t.dtype), t.shape)
+
+
+def _mod_fix(op: Op, a: ir.Value, b: ir.Value, rem: ir.Value) -> ir.Value:
+    """numpy.mod from stablehlo.remainder (which takes the dividend's sign): where the
+    remainder is nonzero and its sign differs from the divisor's, add the divisor."""
+    t = op.outputs[0].type
+    zero = _zero_like(t)
+    if t.dtype.kind == "u":
+        return rem
+    fix = hlo.and_(compare(rem, zero, "NE", t.dtype),
+                   hlo.xor(compare(rem, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
+    return hlo.select(fix, hlo.add(rem, b), rem)
+
+
+@lowers(E.remainder)
+def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
+    a, b = _operands(op, args)
+    return _mod_fix(op, a, b, hlo.remainder(a, b))
+
+
+@lowers(E.floor_divide)
+def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
+    a, b = _operands(op, args)
+    t = op.outputs[0].type
+    if is_float(t.dtype):  # numpy: (a - mod(a, b)) / b, rounded; floor(a / b) agrees off ties
+        return hlo.floor(hlo.divide(a, b))
+    quotient = hlo.divide(a, b)  # truncates toward zero
+    if t.dtype.kind == "u":
+        return quotient
+    # x // y -> trunc(x / y) - 1 where the remainder is nonzero and the signs differ
+    rem = hlo.remainder(a, b)
+    zero = _zero_like(t)
+    fix = hlo.and_(compare(rem, zero, "NE", t.dtype),
+                   hlo.xor(compare(a, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
+    return hlo.select(fix, hlo.subtract(quotient, _zero_like(t, 1)), quotient)
+
+
+@lowers(E.pow_)
+def _pow_lower(op: Op, *args: ir.Value) -> ir.Value:
+    return hlo.power(*_operands(op, args))

@@ -1,0 +1,1 @@
+"""StableHLO lowerings of ir/ops/index.py (being written)."""

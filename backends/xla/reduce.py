@@ -1,0 +1,1 @@
+"""StableHLO lowerings of ir/ops/reduce.py (being written)."""

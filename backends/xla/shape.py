@@ -1,0 +1,1 @@
+"""StableHLO lowerings of ir/ops/shape.py (being written)."""

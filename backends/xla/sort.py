@@ -1,0 +1,1 @@
+"""StableHLO lowerings of ir/ops/sort.py (being written)."""

@@ -1,0 +1,191 @@
+"""The IR core: values, ops, op definitions and graphs.
+
+Small and flat, in the manner of a jaxpr: a ``Graph`` has typed input ``Value``s, a list of
+``Op``s in program order and output values. Each ``Op`` names its ``OpDef`` (the op object,
+declared once in ``ir/ops/``), its inputs, attributes, outputs and the user's source line.
+Values compare by identity. Subgraphs, where an op needs them, are attributes holding graphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import FlowjitError
+from .types import TensorType
+
+
+@dataclass(frozen=True)
+class Location:
+    """A user source line; printed ``file.py:12``."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Value:
+    """An SSA value: defined once, by a graph input or an op output. Compared by identity."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: TensorType):
+        self.type = type
+
+    def __repr__(self) -> str:
+        return f"Value({self.type})"
+
+
+# Attribute kinds an OpDef may declare; the verifier, printer and parser share them.
+ATTR_KINDS = ("int", "float", "bool", "str", "dtype", "ints", "optints", "array", "scalar", "any")
+
+
+@dataclass(frozen=True, eq=False)
+class OpDef:
+    """Everything about one op, declared once and side by side.
+
+    ``shape_rule(in_types, **attrs)`` returns the output TensorType(s) or raises ShapeError /
+    DTypeError; ``ref(*arrays, **attrs)`` is the numpy meaning of the op (the semantics);
+    ``vjp`` is the gradient rule (filled in by the autodiff issue) or ``no_vjp`` says why there
+    is none; ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
+    """
+
+    name: str
+    shape_rule: Callable[..., Any]
+    ref: Callable[..., Any]
+    attrs: dict[str, str] = field(default_factory=dict)
+    effects: frozenset[str] = frozenset()
+    vjp: Callable[..., Any] | None = None
+    no_vjp: str | None = None
+    doc: str = ""
+
+    def __repr__(self) -> str:
+        return f"OpDef({self.name})"
+
+    def infer(self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+        """Output types of this op; always a tuple."""
+        out = self.shape_rule(tuple(in_types), **attrs)
+        return out if isinstance(out, tuple) else (out,)
+
+
+# The one registry of op definitions. Keyed by name only so the parser can find an op by the
+# name it reads; every other table (lowerings, gradients) is keyed by the OpDef object itself.
+OPS: dict[str, OpDef] = {}
+
+
+def register(opdef: OpDef) -> OpDef:
+    if opdef.name in OPS:
+        raise ValueError(f"op {opdef.name!r} is declared twice")
+    for kind in opdef.attrs.values():
+        assert kind in ATTR_KINDS, kind
+    OPS[opdef.name] = opdef
+    return opdef
+
+
+def check_attrs(opdef: OpDef, attrs: dict[str, Any], loc: Location | None = None) -> dict[str, Any]:
+    """Validate ``attrs`` against the op's schema and return them in canonical form
+    (schema order, sequences as tuples, floats as float, dtypes as np.dtype)."""
+    from .errors import VerifyError
+
+    unknown = set(attrs) - set(opdef.attrs)
+    missing = set(opdef.attrs) - set(attrs)
+    if unknown or missing:
+        what = f"unknown attributes {sorted(unknown)}" if unknown else f"missing attributes {sorted(missing)}"
+        raise VerifyError(f"{what}; expected {list(opdef.attrs)}", op=opdef.name, loc=loc)
+    out = {}
+    for name, kind in opdef.attrs.items():
+        try:
+            out[name] = _canonical_attr(kind, attrs[name])
+        except (TypeError, ValueError) as err:
+            raise VerifyError(f"attribute {name}={attrs[name]!r} is not a valid {kind}: {err}",
+                              op=opdef.name, loc=loc) from None
+    return out
+
+
+def _canonical_attr(kind: str, value: Any) -> Any:
+    import numpy as np
+
+    if kind == "int":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError("expected an int")
+        return int(value)
+    if kind == "float":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError("expected a float")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError("expected a bool")
+        return bool(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+    if kind == "dtype":
+        return TensorType((), value).dtype
+    if kind in ("ints", "optints"):
+        if value is None and kind == "optints":
+            return None
+        return tuple(_canonical_attr("int", v) for v in value)
+    if kind == "array":
+        if not isinstance(value, np.ndarray):
+            raise TypeError("expected a numpy array")
+        TensorType(value.shape, value.dtype)
+        return value
+    if kind == "scalar":
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            return float(value)
+        raise TypeError("expected a Python scalar")
+    return value
+
+
+class Op:
+    """One node: ``outputs = opdef(inputs, **attrs)`` at ``loc``."""
+
+    __slots__ = ("opdef", "inputs", "attrs", "outputs", "loc")
+
+    def __init__(self, opdef: OpDef, inputs: tuple[Value, ...], attrs: dict[str, Any],
+                 outputs: tuple[Value, ...], loc: Location | None = None):
+        self.opdef, self.inputs, self.attrs = opdef, tuple(inputs), dict(attrs)
+        self.outputs, self.loc = tuple(outputs), loc
+
+    def __repr__(self) -> str:
+        return f"Op({self.opdef.name}, loc={self.loc})"
+
+
+class Graph:
+    """Typed inputs, ops in program order, outputs. ``name`` is for printing and dumps."""
+
+    def __init__(self, name: str = "main", inputs: list[Value] | None = None):
+        self.name = name
+        self.inputs: list[Value] = list(inputs or [])
+        self.ops: list[Op] = []
+        self.outputs: list[Value] = []
+
+    def add_input(self, type: TensorType) -> Value:
+        value = Value(type)
+        self.inputs.append(value)
+        return value
+
+    def add(self, opdef: OpDef, inputs: tuple[Value, ...] | list[Value], attrs: dict[str, Any] | None = None,
+            loc: Location | None = None) -> tuple[Value, ...]:
+        """Append an op, inferring its output types; errors carry the op name and ``loc``."""
+        attrs = check_attrs(opdef, attrs or {}, loc)
+        try:
+            out_types = opdef.infer(tuple(v.type for v in inputs), attrs)
+        except FlowjitError as err:
+            raise err.with_context(op=opdef.name, loc=loc) from None
+        op = Op(opdef, tuple(inputs), attrs, tuple(Value(t) for t in out_types), loc)
+        self.ops.append(op)
+        return op.outputs
+
+    def __str__(self) -> str:
+        from .printer import print_graph
+
+        return print_graph(self)

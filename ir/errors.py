@@ -1,0 +1,58 @@
+"""The one error hierarchy of flowjit.
+
+Every error may carry the op it concerns and the user's source location; the message then
+reads ``file.py:14: matmul: cannot contract ...`` so the user sees where and what at once.
+"""
+
+from __future__ import annotations
+
+
+class FlowjitError(Exception):
+    """Base of every flowjit error. ``detail`` is the message without op and location."""
+
+    def __init__(self, detail: str, *, op: str | None = None, loc: object | None = None):
+        self.detail, self.op, self.loc = detail, op, loc
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        parts = [str(p) for p in (self.loc, self.op) if p]
+        return ": ".join([*parts, self.detail])
+
+    def with_context(self, *, op: str | None = None, loc: object | None = None) -> FlowjitError:
+        """Fill in the op and location if not set yet; returns self for ``raise e.with_context()``."""
+        self.op = self.op or op
+        self.loc = self.loc or loc
+        self.args = (self._format(),)
+        return self
+
+
+class ShapeError(FlowjitError, ValueError):
+    """Incompatible shapes or attributes at trace time."""
+
+
+class DTypeError(FlowjitError, TypeError):
+    """An op got a dtype it does not accept."""
+
+
+class VerifyError(FlowjitError, ValueError):
+    """A graph breaks an IR invariant (use before definition, wrong types, bad attributes)."""
+
+
+class ParseError(FlowjitError, ValueError):
+    """Malformed IR text; carries the 1-based line and column of the offending token."""
+
+    def __init__(self, detail: str, line: int, column: int):
+        self.line, self.column = line, column
+        super().__init__(f"line {line}, column {column}: {detail}")
+
+
+class TracingError(FlowjitError, TypeError):
+    """Python code used a traced Tensor as a concrete value (``if t:``, ``int(t)``, ...)."""
+
+
+class LoweringError(FlowjitError, TypeError):
+    """A backend cannot lower an op or a dtype."""
+
+
+class PassError(FlowjitError, RuntimeError):
+    """A pass failed; the message names the pass and the passes that ran before it."""

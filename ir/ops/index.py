@@ -1,0 +1,1 @@
+"""index ops (being written)."""

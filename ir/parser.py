@@ -1,0 +1,242 @@
+"""Reads the IR text form back into a Graph. Every malformed input raises ParseError with
+the line and column of the offending token; nothing else escapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from .core import OPS, Graph, Location, Value
+from .errors import FlowjitError, ParseError
+from .types import DTYPE_NAMES, TensorType
+
+_TOKEN = re.compile(r"""
+    (?P<skip>\s+|\#[^\n]*)
+  | (?P<value>%[A-Za-z0-9_.]+)
+  | (?P<symbol>@[A-Za-z0-9_.]+)
+  | (?P<number>-?(?:(?:inf|nan)(?![A-Za-z0-9_])|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?))
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<punct>->|[()\[\]{},:=])
+""", re.VERBOSE)
+
+
+class _Token:
+    __slots__ = ("kind", "text", "line", "column")
+
+    def __init__(self, kind: str, text: str, line: int, column: int):
+        self.kind, self.text, self.line, self.column = kind, text, line, column
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens, pos, line, line_start = [], 0, 1, 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise ParseError(f"unexpected character {text[pos]!r}", line, pos - line_start + 1)
+        if m.lastgroup != "skip":
+            tokens.append(_Token(m.lastgroup, m.group(), line, pos - line_start + 1))
+        for i, ch in enumerate(m.group()):
+            if ch == "\n":
+                line, line_start = line + 1, pos + i + 1
+        pos = m.end()
+    tokens.append(_Token("eof", "", line, pos - line_start + 1))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.tokens = _tokenize(text)
+        self.pos = 0
+        self.values: dict[str, Value] = {}
+
+    # -- token helpers -------------------------------------------------------------------
+    def peek(self) -> _Token:
+        return self.tokens[self.pos]
+
+    def error(self, message: str, token: _Token | None = None) -> ParseError:
+        token = token or self.peek()
+        return ParseError(message, token.line, token.column)
+
+    def take(self, kind: str, text: str | None = None) -> _Token:
+        token = self.peek()
+        if token.kind != kind or (text is not None and token.text != text):
+            want = repr(text) if text is not None else kind
+            got = repr(token.text) if token.kind != "eof" else "end of input"
+            raise self.error(f"expected {want}, got {got}")
+        self.pos += 1
+        return token
+
+    def accept(self, kind: str, text: str | None = None) -> bool:
+        token = self.peek()
+        if token.kind == kind and (text is None or token.text == text):
+            self.pos += 1
+            return True
+        return False
+
+    def comma_list(self, close: str, item) -> list:
+        items = []
+        if self.accept("punct", close):
+            return items
+        while True:
+            items.append(item())
+            if self.accept("punct", close):
+                return items
+            self.take("punct", ",")
+
+    # -- grammar -------------------------------------------------------------------------
+    def graph(self) -> Graph:
+        self.take("ident", "graph")
+        graph = Graph(self.take("symbol").text[1:])
+        self.take("punct", "(")
+        for name_token, type_ in self.comma_list(")", self.typed_name):
+            graph.inputs.append(self.define(name_token, type_))
+        self.take("punct", "{")
+        while not (self.peek().kind == "ident" and self.peek().text == "return"):
+            self.op(graph)
+        self.take("ident", "return")
+        if not self.accept("punct", "}"):
+            graph.outputs = [self.use()]
+            while self.accept("punct", ","):
+                graph.outputs.append(self.use())
+            self.take("punct", "}")
+        self.take("eof")
+        return graph
+
+    def typed_name(self) -> tuple[_Token, TensorType]:
+        name = self.take("value")
+        self.take("punct", ":")
+        return name, self.type()
+
+    def type(self) -> TensorType:
+        token = self.take("ident")
+        if token.text not in DTYPE_NAMES:
+            raise self.error(f"unknown dtype {token.text!r}; known: {', '.join(DTYPE_NAMES)}", token)
+        self.take("punct", "[")
+        dims = self.comma_list("]", self.nonnegative_int)
+        return TensorType(tuple(dims), DTYPE_NAMES[token.text])
+
+    def nonnegative_int(self) -> int:
+        token = self.take("number")
+        if not token.text.isdigit():
+            raise self.error(f"expected a non-negative integer, got {token.text!r}", token)
+        return int(token.text)
+
+    def define(self, token: _Token, type_: TensorType, value: Value | None = None) -> Value:
+        if token.text in self.values:
+            raise self.error(f"value {token.text} is defined twice", token)
+        value = value or Value(type_)
+        self.values[token.text] = value
+        return value
+
+    def use(self) -> Value:
+        token = self.take("value")
+        if token.text not in self.values:
+            raise self.error(f"value {token.text} is used before it is defined", token)
+        return self.values[token.text]
+
+    def op(self, graph: Graph) -> None:
+        start = self.peek()
+        results = [self.typed_name()]
+        while self.accept("punct", ","):
+            results.append(self.typed_name())
+        self.take("punct", "=")
+        name = self.take("ident")
+        opdef = OPS.get(name.text)
+        if opdef is None:
+            raise self.error(f"unknown op {name.text!r}", name)
+        self.take("punct", "(")
+        inputs = self.comma_list(")", self.use)
+        attrs: dict[str, Any] = {}
+        if self.accept("punct", "{"):
+            for key, value in self.comma_list("}", self.attr_entry):
+                if key.text in attrs:
+                    raise self.error(f"attribute {key.text} given twice", key)
+                attrs[key.text] = value
+        loc = self.loc() if self.peek().kind == "ident" and self.peek().text == "loc" else None
+        try:
+            outputs = graph.add(opdef, inputs, attrs, loc)
+        except FlowjitError as err:
+            raise self.error(err.detail, start) from None
+        if len(outputs) != len(results):
+            raise self.error(f"{name.text} has {len(outputs)} results, the text names {len(results)}", start)
+        for (token, declared), value in zip(results, outputs):
+            if declared != value.type:
+                raise self.error(f"{token.text} is declared {declared} but {name.text} gives {value.type}",
+                                 token)
+            self.define(token, declared, value)
+
+    def loc(self) -> Location:
+        self.take("ident", "loc")
+        self.take("punct", "(")
+        file = self.string()
+        self.take("punct", ":")
+        line = self.nonnegative_int()
+        self.take("punct", ")")
+        return Location(file, line)
+
+    def string(self) -> str:
+        token = self.take("string")
+        try:
+            return json.loads(token.text)
+        except ValueError:
+            raise self.error(f"bad string literal {token.text}", token) from None
+
+    def attr_entry(self) -> tuple[_Token, Any]:
+        key = self.take("ident")
+        self.take("punct", "=")
+        return key, self.attr_value()
+
+    def attr_value(self) -> Any:
+        token = self.peek()
+        if token.kind == "string":
+            return self.string()
+        if token.kind == "number":
+            return self.number()
+        if self.accept("punct", "["):
+            return tuple(self.comma_list("]", self.attr_value))
+        if token.kind == "ident":
+            self.pos += 1
+            words = {"true": True, "false": False, "none": None}
+            if token.text in words:
+                return words[token.text]
+            if token.text == "dense":
+                return self.dense()
+            if token.text in DTYPE_NAMES:
+                return DTYPE_NAMES[token.text]
+        raise self.error(f"expected an attribute value, got {token.text or 'end of input'!r}", token)
+
+    def number(self) -> int | float:
+        token = self.take("number")
+        text = token.text
+        if any(c in text for c in ".eEn"):  # 'n' catches inf and nan
+            return float(text)
+        return int(text)
+
+    def dense(self) -> np.ndarray:
+        start = self.peek()
+        self.take("punct", "(")
+        type_ = self.type()
+        self.take("punct", ",")
+        self.take("punct", "[")
+        elements = self.comma_list("]", self.attr_value)
+        self.take("punct", ")")
+        if len(elements) != type_.size:
+            raise self.error(f"dense {type_} needs {type_.size} elements, got {len(elements)}", start)
+        if any(not isinstance(e, (bool, int, float)) for e in elements):
+            raise self.error("dense elements must be numbers or booleans", start)
+        try:
+            with np.errstate(all="ignore"):
+                return np.array(elements, dtype=type_.dtype).reshape(type_.shape)
+        except (OverflowError, ValueError, TypeError) as err:
+            raise self.error(f"dense elements do not fit {type_}: {err}", start) from None
+
+
+def parse(text: str) -> Graph:
+    """Parse one graph from its text form. Raises ParseError (with line and column)."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse expects a str, got {type(text).__name__}")
+    return _Parser(text).graph()

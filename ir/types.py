@@ -1,0 +1,81 @@
+"""Tensor types: a static shape and a numpy dtype, printed as ``f32[3,4]``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import DTypeError, ShapeError
+
+import ml_dtypes
+import numpy as np
+
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+
+# Short names used by the IR text; the order is the order of the docs.
+DTYPE_NAMES: dict[str, np.dtype] = {
+    "bool": np.dtype(np.bool_),
+    "i8": np.dtype(np.int8),
+    "i16": np.dtype(np.int16),
+    "i32": np.dtype(np.int32),
+    "i64": np.dtype(np.int64),
+    "u8": np.dtype(np.uint8),
+    "u32": np.dtype(np.uint32),
+    "u64": np.dtype(np.uint64),
+    "f16": np.dtype(np.float16),
+    "bf16": bfloat16,
+    "f32": np.dtype(np.float32),
+    "f64": np.dtype(np.float64),
+}
+_SHORT_NAME = {dt: name for name, dt in DTYPE_NAMES.items()}
+
+FLOAT_DTYPES = tuple(DTYPE_NAMES[n] for n in ("f16", "bf16", "f32", "f64"))
+SINT_DTYPES = tuple(DTYPE_NAMES[n] for n in ("i8", "i16", "i32", "i64"))
+UINT_DTYPES = tuple(DTYPE_NAMES[n] for n in ("u8", "u32", "u64"))
+INT_DTYPES = SINT_DTYPES + UINT_DTYPES
+BOOL = DTYPE_NAMES["bool"]
+NUMERIC_DTYPES = INT_DTYPES + FLOAT_DTYPES
+ALL_DTYPES = (BOOL,) + NUMERIC_DTYPES
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """The IR's short name of a dtype (``f32``)."""
+    return _SHORT_NAME[np.dtype(dtype)]
+
+
+def is_float(dtype: np.dtype) -> bool:
+    return np.dtype(dtype) in FLOAT_DTYPES
+
+
+def is_int(dtype: np.dtype) -> bool:
+    return np.dtype(dtype) in INT_DTYPES
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """The static type of a value: shape (tuple of ints) and dtype (a numpy dtype)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        try:
+            object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        except TypeError:
+            raise DTypeError(f"{self.dtype!r} is not a dtype") from None
+        if self.dtype not in _SHORT_NAME:
+            raise DTypeError(f"flowjit does not support dtype {self.dtype}; "
+                             f"use one of {', '.join(DTYPE_NAMES)}")
+        if any(d < 0 for d in self.shape):
+            raise ShapeError(f"negative dimension in shape {self.shape}")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __str__(self) -> str:
+        return f"{dtype_name(self.dtype)}[{','.join(map(str, self.shape))}]"

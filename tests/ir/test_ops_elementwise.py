@@ -1,0 +1,94 @@
+"""Every elementwise op, every dtype it claims, on broadcast random inputs, against numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from opcheck import OpCase, check_case, params, rand
+
+from flowjit.ir.ops import elementwise as E
+from flowjit.ir.ops.rules import ANY, FLOATS, INTS_AND_BOOL, NUMERIC
+
+SIGNED_AND_FLOATS = tuple(d for d in NUMERIC if d.kind != "u")
+
+
+def unary(low=-3, high=3):
+    return lambda rng, dt: ([rand(rng, (2, 3), dt, low, high)], {})
+
+
+def binary(low=-3, high=3, nonzero=False):
+    def make(rng, dt):
+        a, b = rand(rng, (2, 1, 4), dt, low, high), rand(rng, (3, 1), dt, low, high)
+        if nonzero:
+            b = np.where(b == 0, np.ones_like(b), b)
+        return [a, b], {}
+    return make
+
+
+def nonneg_base(rng, dt):
+    a = rand(rng, (2, 3), dt, 0, 3)
+    b = rand(rng, (3,), dt, 0, 3)
+    return [a, b], {}
+
+
+def _sign_nan_safe(x):
+    return np.sign(x)
+
+
+CASES = [
+    OpCase(E.neg, SIGNED_AND_FLOATS, unary(), np.negative),
+    OpCase(E.abs_, SIGNED_AND_FLOATS, unary(), np.abs),
+    OpCase(E.sign, SIGNED_AND_FLOATS, unary(), _sign_nan_safe),
+    OpCase(E.exp, FLOATS, unary(), np.exp),
+    OpCase(E.expm1, FLOATS, unary(), np.expm1),
+    OpCase(E.log, FLOATS, unary(0.1, 5), np.log),
+    OpCase(E.log1p, FLOATS, unary(-0.5, 5), np.log1p),
+    OpCase(E.sqrt, FLOATS, unary(0, 5), np.sqrt),
+    OpCase(E.rsqrt, FLOATS, unary(0.1, 5), lambda x: 1 / np.sqrt(x)),
+    OpCase(E.sin, FLOATS, unary(), np.sin),
+    OpCase(E.cos, FLOATS, unary(), np.cos),
+    OpCase(E.tan, FLOATS, unary(-1.2, 1.2), np.tan, tol_scale=4),
+    OpCase(E.tanh, FLOATS, unary(), np.tanh),
+    OpCase(E.logistic, FLOATS, unary(), lambda x: 1 / (1 + np.exp(-x))),
+    OpCase(E.erf, FLOATS, unary(), np.vectorize(math.erf)),
+    OpCase(E.floor, FLOATS, unary(), np.floor),
+    OpCase(E.ceil, FLOATS, unary(), np.ceil),
+    OpCase(E.round_, FLOATS, lambda rng, dt: ([np.array([0.5, 1.5, 2.5, -0.5, -1.7, 3.2], dt)
+                                               + rand(rng, (6,), dt, 0, 0)], {}), np.round),
+    OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
+    OpCase(E.isfinite, FLOATS, lambda rng, dt: ([np.array([1, np.inf, -np.inf, np.nan], dt)
+                                                  * rand(rng, (4,), dt, 1, 2)], {}), np.isfinite),
+    OpCase(E.add, NUMERIC, binary(), np.add),
+    OpCase(E.sub, NUMERIC, binary(), np.subtract),
+    OpCase(E.mul, NUMERIC, binary(), np.multiply),
+    OpCase(E.div, FLOATS, binary(nonzero=True), np.true_divide),
+    OpCase(E.floor_divide, NUMERIC, binary(-9, 9, nonzero=True), np.floor_divide),
+    OpCase(E.remainder, NUMERIC, binary(-9, 9, nonzero=True), np.mod),
+    OpCase(E.pow_, NUMERIC, nonneg_base, np.power, tol_scale=4),
+    OpCase(E.max_, NUMERIC, binary(), np.maximum),
+    OpCase(E.min_, NUMERIC, binary(), np.minimum),
+    OpCase(E.atan2, FLOATS, binary(), np.arctan2),
+    OpCase(E.and_, INTS_AND_BOOL, binary(), np.bitwise_and),
+    OpCase(E.or_, INTS_AND_BOOL, binary(), np.bitwise_or),
+    OpCase(E.xor, INTS_AND_BOOL, binary(), np.bitwise_xor),
+    OpCase(E.eq, ANY, binary(-1, 1), np.equal),
+    OpCase(E.ne, ANY, binary(-1, 1), np.not_equal),
+    OpCase(E.lt, ANY, binary(-1, 1), np.less),
+    OpCase(E.le, ANY, binary(-1, 1), np.less_equal),
+    OpCase(E.gt, ANY, binary(-1, 1), np.greater),
+    OpCase(E.ge, ANY, binary(-1, 1), np.greater_equal),
+    OpCase(E.select, ANY,
+           lambda rng, dt: ([rand(rng, (3, 1), np.bool_), rand(rng, (1, 4), dt), rand(rng, (4,), dt)], {}),
+           np.where),
+] + [
+    OpCase(E.convert, ANY, lambda rng, dt, to=to: ([rand(rng, (2, 5), dt, 0 if np.dtype(to).kind == "u" else -3, 100)], {"dtype": to}),
+           lambda x, dtype: x.astype(dtype), name=f"convert_to_{np.dtype(to).name}")
+    for to in ANY
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(CASES))
+def test_op_against_numpy(case, dtype):
+    check_case(case, dtype)

@@ -1,0 +1,104 @@
+"""Checking ops against numpy: each test file declares OpCases; ``check_case`` runs one case
+on fresh random inputs through the XLA backend and the reference interpreter and compares
+both with the case's own numpy expression (never with the code under test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from flowjit.backends.reference import run_graph
+from flowjit.backends.xla import cluster_p, register_cluster
+from flowjit.ir import Graph, OpDef, TensorType, verify
+from flowjit.ir.types import bfloat16
+
+# Every OpCase declared by any test module; test_completeness checks that each op has one.
+CASES: dict[OpDef, list["OpCase"]] = {}
+
+TOLERANCE = {np.dtype(np.float16): 2e-3, bfloat16: 1.6e-2, np.dtype(np.float32): 2e-5,
+             np.dtype(np.float64): 1e-12}
+
+
+@dataclass
+class OpCase:
+    """``make(rng, dtype) -> (inputs, attrs)``; ``numpy(*inputs, **attrs)`` is the expected
+    result computed with numpy (a tuple for multi-output ops)."""
+
+    opdef: OpDef
+    dtypes: tuple
+    make: Callable[[np.random.Generator, np.dtype], tuple[list[np.ndarray], dict[str, Any]]]
+    numpy: Callable[..., Any]
+    name: str = ""
+    tol_scale: float = 1.0
+    params: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        CASES.setdefault(self.opdef, []).append(self)
+        self.name = self.name or self.opdef.name
+
+    def ids(self) -> list:
+        import pytest
+
+        return [pytest.param(self, np.dtype(d), id=f"{self.name}-{np.dtype(d).name}")
+                for d in self.dtypes]
+
+
+def params(cases: list[OpCase]) -> list:
+    return [p for case in cases for p in case.ids()]
+
+
+def rand(rng: np.random.Generator, shape: tuple[int, ...], dtype, low: float = -3,
+         high: float = 3) -> np.ndarray:
+    """Fresh random data of ``dtype``: floats in [low, high), ints in [low, high], bools."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = max(int(low), info.min), min(int(high), info.max)
+        return rng.integers(lo, hi + 1, size=shape).astype(dtype)
+    return rng.uniform(low, high, size=shape).astype(np.float64).astype(dtype)
+
+
+def run_xla(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    key = register_cluster(graph)
+    outs = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))(*inputs)
+    return [np.asarray(o) for o in outs]
+
+
+def assert_matches(got: np.ndarray, want: np.ndarray, dtype: np.dtype, scale: float,
+                   what: str) -> None:
+    want = np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if got.dtype.kind in "biu":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+    else:
+        tol = TOLERANCE[np.dtype(got.dtype)] * scale
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
+                                   atol=tol, equal_nan=True, err_msg=what)
+
+
+def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
+    rng = np.random.default_rng(seed)
+    inputs, attrs = case.make(rng, dtype)
+    inputs = [np.asarray(x) for x in inputs]
+    graph = Graph(case.name)
+    args = [graph.add_input(TensorType(x.shape, x.dtype)) for x in inputs]
+    graph.outputs = list(graph.add(case.opdef, args, attrs))
+    verify(graph)
+    # numpy computes in float64 (exact for every input); the result is rounded to the output type
+    wide = [x.astype(np.float64) if x.dtype.kind in "fV" else x for x in inputs]
+    expected = case.numpy(*wide, **attrs)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    assert len(expected) == len(graph.outputs)
+    for value, want in zip(graph.outputs, expected):
+        assert value.type.shape == np.shape(want), f"shape rule gives {value.type} for {np.shape(want)}"
+    for backend, outs in (("reference", run_graph(graph, inputs)), ("xla", run_xla(graph, inputs))):
+        for i, (got, want) in enumerate(zip(outs, expected)):
+            want = np.asarray(want).astype(graph.outputs[i].type.dtype)
+            assert_matches(np.asarray(got), want, dtype, case.tol_scale,
+                           f"{case.name}[{dtype}] output {i} on {backend}")
