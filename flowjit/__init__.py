@@ -1,1 +1,21 @@
-"""flowjit"""
+"""flowjit: a JIT graph compiler. Trace a Python function into a stateful dataflow IR,
+optimize it, and compile it with XLA.
+
+    import flowjit as fj
+    import flowjit.numpy as fnp
+
+    @fj.compile
+    def step(x, w):
+        return fnp.tanh(x @ w).sum()
+"""
+
+from . import ir, nn, numpy  # noqa: F401
+from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, compile
+from .ir import (DTypeError, FlowjitError, LoweringError, ParseError, PassError, ShapeError,
+                 TracingError, VerifyError)
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "Tensor", "CacheInfo", "Compiled", "CompiledFunction", "Lowered",
+           "FlowjitError", "DTypeError", "LoweringError", "ParseError", "PassError", "ShapeError",
+           "TracingError", "VerifyError", "ir", "nn", "numpy"]

@@ -64,8 +64,10 @@ def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
                                 "run it with backend='reference' or file an issue",
                                 op=op.opdef.name, loc=op.loc)
         _check_dtypes(op)
-        location = (ir.Location.file(op.loc.file, op.loc.line, 0) if op.loc
-                    else ir.Location.unknown())
+        # A named file location: XLA turns it into an HLO stack frame naming the user's line.
+        location = (ir.Location.name(op.opdef.name,
+                                     childLoc=ir.Location.file(op.loc.file, op.loc.line, 0))
+                    if op.loc else ir.Location.unknown())
         with location:
             results = rule(op, *(env[v] for v in op.inputs))
         results = [results] if isinstance(results, ir.Value) else list(results)

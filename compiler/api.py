@@ -1,0 +1,205 @@
+"""``fj.compile``: trace once per signature, optimize, lower, compile and cache.
+
+The entry point is ``jax.jit`` over ``_body`` (runtime/plan.py): jax's C++ dispatch finds the
+executable for a known signature with no Python work of ours. On a signature jax has not seen,
+``_body`` runs with tracers: it looks up (or makes) flowjit's trace for the signature, then binds
+the cluster primitive. flowjit's own cache, keyed on flowjit signatures, decides when the user
+function is traced again."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from flowjit.backends.xla import cluster_stablehlo, register_cluster
+from flowjit.backends.xla.jaxshim import jax
+from flowjit.ir import Graph, print_graph
+from flowjit.passes import DEFAULT_PIPELINE, PipelineResult, run_pipeline
+from flowjit.runtime import Plan, make_entry, run_plan
+
+from .signature import Signature, signature_of
+from .trace import TraceContext
+
+logger = logging.getLogger("flowjit")
+RETRACE_WARNING_AFTER = 5
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    hits: int
+    misses: int
+    traces: int
+
+
+@dataclass
+class TraceRecord:
+    """One traced signature: the IR before and after the passes and the plan to run."""
+
+    signature: Signature
+    traced: str
+    pipeline: PipelineResult
+    plan: Plan
+    out_treedef: Any
+
+    @property
+    def graph(self) -> Graph:
+        return self.pipeline.graph
+
+
+class CompiledFunction:
+    """What ``@fj.compile`` returns: call it like the function it wraps."""
+
+    def __init__(self, fn: Callable, *, static_argnums: Sequence[int] = (),
+                 static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
+                 backend: str | None = None, name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "fn")
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        self._traces: dict[tuple, TraceRecord] = {}
+        self._last: TraceRecord | None = None
+        self._calls = 0
+        self._entry = make_entry(self._body, static_argnums=self.static_argnums,
+                                 static_argnames=self.static_argnames,
+                                 donate_argnums=donate_argnums, backend=backend)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._calls += 1
+        try:
+            return self._entry(*args, **kwargs)
+        except TypeError:
+            # jax rejects a non-array argument with its own words; name the argument's path.
+            signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+            raise
+
+    # -- tracing ---------------------------------------------------------------------------
+    def _body(self, *args: Any, **kwargs: Any) -> Any:
+        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        record = self._record(sig, args, kwargs)
+        leaves = jax.tree_util.tree_leaves(
+            (tuple(None if i in self.static_argnums else a for i, a in enumerate(args)),
+             {k: v for k, v in kwargs.items() if k not in self.static_argnames}))
+        outs = run_plan(record.plan, leaves)
+        return jax.tree_util.tree_unflatten(record.out_treedef, outs)
+
+    def _record(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
+        record = self._traces.get(sig.key)
+        if record is None:
+            record = self._trace(sig, args, kwargs)
+            if self._last is not None and len(self._traces) > RETRACE_WARNING_AFTER:
+                logger.warning("%s has been traced %d times (a retrace compiles again); this "
+                               "time %s. Keep shapes and dtypes fixed between calls, or pass "
+                               "values that change as arrays rather than static arguments.",
+                               self.name, len(self._traces) + 1,
+                               self._last.signature.describe_change(sig))
+            self._traces[sig.key] = record
+        self._last = record
+        return record
+
+    def _trace(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
+        from .numpy_api import asarray
+        from .tensor import Tensor
+
+        start = time.perf_counter()
+        with TraceContext(self.name) as ctx:
+            tensors = [ctx.input(t) for t in sig.types]
+            dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(sig.treedef, tensors)
+            call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
+            call_kwargs = {**dyn_kwargs, **{k: kwargs[k] for k in self.static_argnames if k in kwargs}}
+            result = self.fn(*call_args, **call_kwargs)
+            flat, out_treedef = jax.tree_util.tree_flatten_with_path(result)
+            outputs = []
+            for path, leaf in flat:
+                if not isinstance(leaf, Tensor):
+                    try:
+                        leaf = asarray(leaf)
+                    except TypeError:
+                        raise TypeError(f"{self.name} returned a {type(leaf).__name__} at "
+                                        f"result{jax.tree_util.keystr(path)}; return Tensors, "
+                                        "arrays, numbers or None (in tuples, lists, dicts)") from None
+                outputs.append(leaf.value)
+            ctx.graph.outputs = outputs
+        traced_at = time.perf_counter()
+        traced = print_graph(ctx.graph)
+        pipeline = run_pipeline(ctx.graph, DEFAULT_PIPELINE, keep_text=True)
+        plan = Plan(register_cluster(pipeline.graph), tuple(t.dtype for t in sig.types))
+        logger.info("traced %s in %.1f ms, passes in %.1f ms (%d ops)", self.name,
+                    (traced_at - start) * 1e3, (time.perf_counter() - traced_at) * 1e3,
+                    len(pipeline.graph.ops))
+        return TraceRecord(sig, traced, pipeline, plan, out_treedef)
+
+    # -- introspection ---------------------------------------------------------------------
+    def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
+        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        jax_lowered = self._entry.lower(*args, **kwargs)  # traces through _body if needed
+        return Lowered(self._traces[sig.key], jax_lowered)
+
+    def cache_info(self) -> CacheInfo:
+        misses = len(self._traces)
+        return CacheInfo(hits=max(self._calls - misses, 0), misses=misses, traces=misses)
+
+    def __repr__(self) -> str:
+        return f"<flowjit compiled function {self.name}>"
+
+
+class Lowered:
+    """A traced, optimized and lowered function; nothing has run."""
+
+    def __init__(self, record: TraceRecord, jax_lowered: Any):
+        self._record, self._jax = record, jax_lowered
+
+    def ir(self, stage: str = "optimized") -> str:
+        if stage == "traced":
+            return self._record.traced
+        if stage == "optimized":
+            return print_graph(self._record.graph)
+        raise ValueError(f"stage must be 'traced' or 'optimized', got {stage!r}")
+
+    def stablehlo(self) -> str:
+        """The StableHLO of every compiled cluster (one, at this stage)."""
+        return cluster_stablehlo(self._record.graph)
+
+    def compile(self) -> "Compiled":
+        return Compiled(self._jax.compile())
+
+
+class Compiled:
+    """An XLA executable for one signature."""
+
+    def __init__(self, jax_compiled: Any):
+        self._jax = jax_compiled
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._jax(*args, **kwargs)
+
+    def hlo(self) -> str:
+        return self._jax.as_text()
+
+    def cost_analysis(self) -> Any:
+        return self._jax.cost_analysis()
+
+    def memory_analysis(self) -> Any:
+        return self._jax.memory_analysis()
+
+
+def compile(fn: Callable | None = None, *, static_argnums: Sequence[int] = (),  # noqa: A001
+            static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
+            backend: str | None = None, mesh: Any = None, in_shardings: Any = None,
+            out_shardings: Any = None, name: str | None = None) -> Any:
+    """Compile ``fn`` with flowjit (API.md, section 1). Usable as ``@fj.compile`` or
+    ``@fj.compile(static_argnums=...)``."""
+    if mesh is not None or in_shardings is not None or out_shardings is not None:
+        raise NotImplementedError("meshes and shardings arrive with the sharding issue; "
+                                  "compile without mesh/in_shardings/out_shardings for now")
+    if fn is None:
+        return functools.partial(compile, static_argnums=static_argnums,
+                                 static_argnames=static_argnames, donate_argnums=donate_argnums,
+                                 backend=backend, name=name)
+    return CompiledFunction(fn, static_argnums=static_argnums, static_argnames=static_argnames,
+                            donate_argnums=donate_argnums, backend=backend, name=name)

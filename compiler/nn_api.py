@@ -1,0 +1,183 @@
+"""``fj.nn``: neural-network functions with jax.nn's signatures, built from flowjit.numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from flowjit.ir.errors import ShapeError
+from flowjit.ir.ops import elementwise as E
+from flowjit.ir.ops import nn as N
+
+from . import numpy_api as fnp
+from . import numpy_linalg as fla
+from .dtypes import float_dtype
+from .location import user_location, wrap_public_functions
+from .trace import emit
+
+
+def _float(x):
+    x = fnp.asarray(x)
+    return fnp.astype(x, float_dtype(x.dtype))
+
+
+def relu(x):
+    return fnp.maximum(x, 0)
+
+
+def sigmoid(x):
+    return emit(E.logistic, [_float(x)])
+
+
+def silu(x):
+    x = _float(x)
+    return x * sigmoid(x)
+
+
+swish = silu
+
+
+def softplus(x):
+    # log(1 + exp(x)) computed stably: max(x, 0) + log1p(exp(-|x|))
+    x = _float(x)
+    return fnp.maximum(x, 0) + fnp.log1p(fnp.exp(-fnp.abs(x)))
+
+
+def gelu(x, approximate: bool = True):
+    x = _float(x)
+    if approximate:
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1 + fnp.tanh(inner))
+    return 0.5 * x * (1 + emit(E.erf, [x * (1 / math.sqrt(2))]))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    x = _float(x)
+    peak = fnp.max(x, axis, keepdims=True)
+    peak = fnp.where(fnp.isfinite(peak), peak, 0)  # all -inf rows: avoid inf - inf
+    out = fnp.log(fnp.sum(fnp.exp(x - peak), axis, keepdims=True)) + peak
+    return out if keepdims else fnp.squeeze(out, axis if axis is not None else None)
+
+
+def log_softmax(x, axis=-1):
+    x = _float(x)
+    shifted = x - fnp.max(x, axis, keepdims=True)
+    return shifted - fnp.log(fnp.sum(fnp.exp(shifted), axis, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    x = _float(x)
+    unnormalized = fnp.exp(x - fnp.max(x, axis, keepdims=True))
+    return unnormalized / fnp.sum(unnormalized, axis, keepdims=True)
+
+
+def one_hot(x, num_classes: int, dtype=np.float32, axis=-1):
+    x = fnp.asarray(x)
+    classes = fnp.arange(num_classes, dtype=x.dtype)
+    out = fnp.expand_dims(x, -1) == classes
+    out = fnp.astype(out, dtype)
+    return out if axis in (-1, x.ndim) else fnp.transpose(
+        out, _move_last(out.ndim, axis % out.ndim))
+
+
+def _move_last(ndim: int, to: int) -> tuple[int, ...]:
+    order = list(range(ndim - 1))
+    order.insert(to, ndim - 1)
+    return tuple(order)
+
+
+def softmax_cross_entropy(logits, labels):
+    """Per-example loss of integer ``labels`` under ``logits`` (classes on the last axis)."""
+    logits, labels = _float(logits), fnp.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class ids, got {labels.dtype}; for one-hot or "
+                        "soft labels use -(labels * fj.nn.log_softmax(logits)).sum(-1)")
+    if labels.shape != logits.shape[:-1]:
+        raise ShapeError(f"labels of shape {labels.shape} do not fit logits of shape "
+                         f"{logits.shape}: expected {logits.shape[:-1]}",
+                         op="softmax_cross_entropy", loc=user_location())
+    logp = log_softmax(logits, -1)
+    picked = fla.take_along_axis(logp, fnp.expand_dims(labels, -1), -1)
+    return -fnp.squeeze(picked, -1)
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _same_padding(size: int, window: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    effective = (window - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def _padding(padding, spatial, window, stride, dilation) -> tuple[int, ...]:
+    if padding == "VALID":
+        return (0, 0, 0, 0)
+    if padding == "SAME":
+        return tuple(p for i in range(2) for p in _same_padding(spatial[i], window[i], stride[i],
+                                                                 dilation[i]))
+    pads = tuple(int(p) for pair in padding for p in pair)
+    if len(pads) != 4:
+        raise ValueError(f"padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got {padding!r}")
+    return pads
+
+
+def conv2d(x, w, stride=1, padding="SAME", dilation=1):
+    """2-D convolution of NHWC ``x`` with HWIO ``w``."""
+    x, w = fnp._common(_float(x), w)
+    if x.ndim != 4 or w.ndim != 4:
+        raise ShapeError(f"conv2d needs NHWC input and HWIO weights, got shapes {x.shape} and "
+                         f"{w.shape}", op="conv2d", loc=user_location())
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    pads = _padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
+    return emit(N.conv2d, [x, w], strides=stride, padding=pads, lhs_dilation=(1, 1),
+                rhs_dilation=dilation, feature_group_count=1)
+
+
+def _pool(opdef, x, window, stride, padding):
+    window = _pair(window, "window")
+    stride = window if stride is None else _pair(stride, "stride")
+    if x.ndim != 4:
+        raise ShapeError(f"pooling needs an NHWC input, got shape {x.shape}", op=opdef.name,
+                         loc=user_location())
+    pads = _padding(padding, x.shape[1:3], window, stride, (1, 1))
+    return emit(opdef, [x], window=(1, *window, 1), strides=(1, *stride, 1),
+                padding=(0, 0, *pads, 0, 0)), window, stride, pads
+
+
+def max_pool2d(x, window=2, stride=None, padding="VALID"):
+    return _pool(N.reduce_window_max, fnp.asarray(x), window, stride, padding)[0]
+
+
+def avg_pool2d(x, window=2, stride=None, padding="VALID"):
+    """Mean over each window; with SAME padding, padded cells are not counted (as flax)."""
+    x = _float(x)
+    total, window, stride, pads = _pool(N.reduce_window_sum, x, window, stride, padding)
+    if not any(pads):
+        return total / (window[0] * window[1])
+    ones = fnp.ones((1, *x.shape[1:3], 1), x.dtype)
+    counts = _pool(N.reduce_window_sum, ones, window, stride, padding)[0]
+    return total / counts
+
+
+def layer_norm(x, scale=None, bias=None, eps: float = 1e-5):
+    """Normalize over the last axis, then scale and shift."""
+    x = _float(x)
+    mean = fnp.mean(x, -1, keepdims=True)
+    centered = x - mean
+    variance = fnp.mean(centered * centered, -1, keepdims=True)
+    out = centered * fnp.rsqrt(variance + eps)
+    if scale is not None:
+        out = out * scale
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+wrap_public_functions(globals(), __name__)

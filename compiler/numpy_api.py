@@ -1,0 +1,549 @@
+"""``flowjit.numpy``: numpy's names and broadcasting rules over traced Tensors.
+
+Each function lifts Python scalars and numpy arrays to constants, brings operands to one dtype
+(compiler/dtypes.py) and emits IR ops; composite functions (mean, var, clip, ...) are written
+in terms of the primitive ops so the IR stays small.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, Sequence
+
+import numpy as np
+
+from flowjit.ir.errors import DTypeError, ShapeError
+from flowjit.ir.ops import creation as C
+from flowjit.ir.ops import elementwise as E
+from flowjit.ir.ops import reduce as R
+from flowjit.ir.ops import shape as S
+from flowjit.ir.ops.rules import normalize_axes, normalize_axis
+from flowjit.ir.types import BOOL, is_float
+
+from .dtypes import FLOAT0, INT0, float_dtype, is_python_scalar, result_dtype
+from .location import user_location, wrap_public_functions
+from .trace import constant, convert, emit
+
+
+def asarray(x: Any, dtype: Any = None):
+    """A Tensor of ``x`` (a Tensor, numpy array or Python scalar), converted to ``dtype``."""
+    from .tensor import Tensor
+
+    if not isinstance(x, Tensor):
+        if not (is_python_scalar(x) or isinstance(x, (np.ndarray, np.generic, list, tuple))):
+            if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):
+                x = np.asarray(x)
+            else:
+                raise TypeError(f"cannot use a {type(x).__name__} as an array in a compiled "
+                                "function; pass arrays, numbers or Tensors")
+        if dtype is None and is_python_scalar(x):
+            dtype = result_dtype(x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return constant(x, dtype)
+    return x if dtype is None else convert(x, dtype)
+
+
+def _common(*xs: Any, dtype: Any = None) -> list:
+    dtype = np.dtype(dtype) if dtype is not None else result_dtype(*xs)
+    return [asarray(x, dtype) for x in xs]
+
+
+def _binary(opdef, a, b, dtype=None):
+    return emit(opdef, _common(a, b, dtype=dtype))
+
+
+def _float_unary(opdef, x):
+    x = asarray(x)
+    return emit(opdef, [convert(x, float_dtype(x.dtype))])
+
+
+# -- elementwise ---------------------------------------------------------------------------
+def add(a, b):
+    return _binary(E.add, a, b)
+
+
+def subtract(a, b):
+    return _binary(E.sub, a, b)
+
+
+def multiply(a, b):
+    return _binary(E.mul, a, b)
+
+
+def divide(a, b):
+    return _binary(E.div, a, b, dtype=float_dtype(result_dtype(a, b)))
+
+
+true_divide = divide
+
+
+def floor_divide(a, b):
+    return _binary(E.floor_divide, a, b)
+
+
+def mod(a, b):
+    return _binary(E.remainder, a, b)
+
+
+remainder = mod
+
+
+def power(a, b):
+    return _binary(E.pow_, a, b)
+
+
+def maximum(a, b):
+    return _binary(E.max_, a, b)
+
+
+def minimum(a, b):
+    return _binary(E.min_, a, b)
+
+
+def arctan2(a, b):
+    return _binary(E.atan2, a, b, dtype=float_dtype(result_dtype(a, b)))
+
+
+def negative(x):
+    return emit(E.neg, [asarray(x)])
+
+
+def abs(x):  # noqa: A001 (numpy's name)
+    return emit(E.abs_, [asarray(x)])
+
+
+absolute = abs
+
+
+def sign(x):
+    return emit(E.sign, [asarray(x)])
+
+
+def square(x):
+    x = asarray(x)
+    return multiply(x, x)
+
+
+def exp(x):
+    return _float_unary(E.exp, x)
+
+
+def expm1(x):
+    return _float_unary(E.expm1, x)
+
+
+def log(x):
+    return _float_unary(E.log, x)
+
+
+def log1p(x):
+    return _float_unary(E.log1p, x)
+
+
+def sqrt(x):
+    return _float_unary(E.sqrt, x)
+
+
+def rsqrt(x):
+    return _float_unary(E.rsqrt, x)
+
+
+def sin(x):
+    return _float_unary(E.sin, x)
+
+
+def cos(x):
+    return _float_unary(E.cos, x)
+
+
+def tan(x):
+    return _float_unary(E.tan, x)
+
+
+def tanh(x):
+    return _float_unary(E.tanh, x)
+
+
+def _rounding(opdef, x):
+    x = asarray(x)
+    return x if not is_float(x.dtype) else emit(opdef, [x])  # integers are already whole
+
+
+def floor(x):
+    return _rounding(E.floor, x)
+
+
+def ceil(x):
+    return _rounding(E.ceil, x)
+
+
+def round(x, decimals: int = 0):  # noqa: A001 (numpy's name)
+    if decimals == 0:
+        return _rounding(E.round_, x)
+    x = asarray(x)
+    scale = 10.0 ** decimals
+    return divide(_rounding(E.round_, multiply(x, scale)), scale)
+
+
+def clip(x, a_min=None, a_max=None):
+    x = asarray(x)
+    if a_min is not None:
+        x = maximum(x, a_min)
+    if a_max is not None:
+        x = minimum(x, a_max)
+    return x
+
+
+def where(condition, x, y):
+    condition = asarray(condition)
+    if condition.dtype != BOOL:
+        condition = not_equal(condition, 0)
+    x, y = _common(x, y)
+    return emit(E.select, [condition, x, y])
+
+
+def _compare(opdef, a, b):
+    return _binary(opdef, a, b)
+
+
+def equal(a, b):
+    return _compare(E.eq, a, b)
+
+
+def not_equal(a, b):
+    return _compare(E.ne, a, b)
+
+
+def less(a, b):
+    return _compare(E.lt, a, b)
+
+
+def less_equal(a, b):
+    return _compare(E.le, a, b)
+
+
+def greater(a, b):
+    return _compare(E.gt, a, b)
+
+
+def greater_equal(a, b):
+    return _compare(E.ge, a, b)
+
+
+def _to_bool(x):
+    x = asarray(x)
+    return x if x.dtype == BOOL else not_equal(x, 0)
+
+
+def logical_and(a, b):
+    return emit(E.and_, [_to_bool(a), _to_bool(b)])
+
+
+def logical_or(a, b):
+    return emit(E.or_, [_to_bool(a), _to_bool(b)])
+
+
+def logical_xor(a, b):
+    return emit(E.xor, [_to_bool(a), _to_bool(b)])
+
+
+def logical_not(x):
+    return emit(E.not_, [_to_bool(x)])
+
+
+def bitwise_and(a, b):
+    return _binary(E.and_, a, b)
+
+
+def bitwise_or(a, b):
+    return _binary(E.or_, a, b)
+
+
+def bitwise_xor(a, b):
+    return _binary(E.xor, a, b)
+
+
+def invert(x):
+    return emit(E.not_, [asarray(x)])
+
+
+def isfinite(x):
+    x = asarray(x)
+    if not is_float(x.dtype):
+        return full(x.shape, True, BOOL)
+    return emit(E.isfinite, [x])
+
+
+# -- reductions ----------------------------------------------------------------------------
+def _axes(x, axis) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(x.ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    try:
+        return normalize_axes(axes, x.ndim)
+    except ShapeError as err:
+        raise err.with_context(loc=user_location()) from None
+
+
+def _accumulator_dtype(dtype: np.dtype) -> np.dtype:
+    """jax's rule for sum/prod: bools and small ints accumulate in the default int."""
+    if dtype == BOOL or (dtype.kind == "i" and dtype.itemsize < 4):
+        return INT0
+    if dtype.kind == "u" and dtype.itemsize < 4:
+        return np.dtype(np.uint32)
+    return dtype
+
+
+def _reduce(opdef, x, axis, keepdims, dtype=None):
+    x = asarray(x, dtype)
+    return emit(opdef, [x], axes=_axes(x, axis), keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False, dtype=None):  # noqa: A001
+    x = asarray(x)
+    return _reduce(R.reduce_sum, x, axis, keepdims, dtype or _accumulator_dtype(x.dtype))
+
+
+def prod(x, axis=None, keepdims=False, dtype=None):
+    x = asarray(x)
+    return _reduce(R.reduce_prod, x, axis, keepdims, dtype or _accumulator_dtype(x.dtype))
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(R.reduce_max, x, axis, keepdims)
+
+
+def min(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(R.reduce_min, x, axis, keepdims)
+
+
+amax, amin = max, min
+
+
+def all(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(R.reduce_and, _to_bool(x), axis, keepdims)
+
+
+def any(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce(R.reduce_or, _to_bool(x), axis, keepdims)
+
+
+def _count(x, axis) -> int:
+    return int(np.prod([x.shape[a] for a in _axes(x, axis)], dtype=np.int64))
+
+
+def mean(x, axis=None, keepdims=False, dtype=None):
+    x = asarray(x)
+    dtype = np.dtype(dtype) if dtype is not None else float_dtype(x.dtype)
+    return divide(sum(x, axis, keepdims, dtype), asarray(_count(x, axis), dtype))
+
+
+def var(x, axis=None, keepdims=False, ddof: int = 0):
+    x = asarray(x)
+    x = convert(x, float_dtype(x.dtype))
+    centered = subtract(x, mean(x, axis, keepdims=True))
+    return divide(sum(square(centered), axis, keepdims), asarray(_count(x, axis) - ddof, x.dtype))
+
+
+def std(x, axis=None, keepdims=False, ddof: int = 0):
+    return sqrt(var(x, axis, keepdims, ddof))
+
+
+def _arg_reduce(opdef, x, axis, keepdims):
+    x = asarray(x)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+        if keepdims:
+            raise ShapeError("keepdims=True needs an axis", op=opdef.name, loc=user_location())
+    return emit(opdef, [x], axis=normalize_axis(axis, x.ndim), keepdims=bool(keepdims))
+
+
+def argmax(x, axis=None, keepdims=False):
+    return _arg_reduce(R.argmax, x, axis, keepdims)
+
+
+def argmin(x, axis=None, keepdims=False):
+    return _arg_reduce(R.argmin, x, axis, keepdims)
+
+
+def cumsum(x, axis=None, dtype=None):
+    x = asarray(x)
+    x = convert(x, dtype or _accumulator_dtype(x.dtype))
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    return emit(R.cumsum, [x], axis=normalize_axis(axis, x.ndim), reverse=False)
+
+
+# -- creation ------------------------------------------------------------------------------
+def full(shape, fill_value, dtype=None):
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    fill = asarray(fill_value, dtype)
+    return broadcast_to(fill, shape)
+
+
+def zeros(shape, dtype=FLOAT0):
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype=FLOAT0):
+    return full(shape, 1, dtype)
+
+
+def full_like(x, fill_value, dtype=None):
+    x = asarray(x)
+    return full(x.shape, fill_value, dtype or x.dtype)
+
+
+def zeros_like(x, dtype=None):
+    return full_like(x, 0, dtype)
+
+
+def ones_like(x, dtype=None):
+    return full_like(x, 1, dtype)
+
+
+def arange(start, stop=None, step=1, dtype=None):
+    if stop is None:
+        start, stop = 0, start
+    for v in (start, stop, step):
+        if not is_python_scalar(v) and not isinstance(v, np.generic):
+            raise TypeError("arange needs static bounds (Python numbers); for a traced bound use "
+                            "fj.fori_loop or a mask built with fnp.where")
+    n = builtins.max(0, int(np.ceil((stop - start) / step)))
+    dtype = np.dtype(dtype) if dtype is not None else result_dtype(start, stop, step)
+    index = emit(C.iota, [], shape=(n,), dimension=0, dtype=dtype)
+    if step != 1:
+        index = multiply(index, asarray(step, dtype))
+    return index if start == 0 else add(index, asarray(start, dtype))
+
+
+def eye(N: int, M: int | None = None, k: int = 0, dtype=FLOAT0):
+    M = N if M is None else M
+    rows = emit(C.iota, [], shape=(N, M), dimension=0, dtype=INT0)
+    cols = emit(C.iota, [], shape=(N, M), dimension=1, dtype=INT0)
+    return convert(equal(add(rows, k), cols), dtype)
+
+
+# -- shapes --------------------------------------------------------------------------------
+def _resolve_shape(size: int, shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if shape.count(-1) > 1:
+        raise ShapeError(f"can only infer one dimension of {shape}", op="reshape", loc=user_location())
+    if -1 in shape:
+        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        if known == 0 or size % known:
+            raise ShapeError(f"cannot reshape {size} elements into {shape}", op="reshape",
+                             loc=user_location())
+        shape = tuple(size // known if d == -1 else d for d in shape)
+    return shape
+
+
+def reshape(x, shape):
+    x = asarray(x)
+    shape = _resolve_shape(x.size, (shape,) if isinstance(shape, int) else shape)
+    return x if shape == x.shape else emit(S.reshape, [x], shape=shape)
+
+
+def transpose(x, axes=None):
+    x = asarray(x)
+    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % builtins.max(x.ndim, 1)
+                                                                     for a in axes)
+    return x if axes == tuple(range(x.ndim)) else emit(S.transpose, [x], perm=axes)
+
+
+def expand_dims(x, axis):
+    x = asarray(x)
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    ndim = x.ndim + len(axes)
+    axes = normalize_axes(axes, ndim)
+    dims = iter(x.shape)
+    return reshape(x, tuple(1 if i in axes else next(dims) for i in range(ndim)))
+
+
+def squeeze(x, axis=None):
+    x = asarray(x)
+    axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else _axes(x, axis)
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ShapeError(f"cannot squeeze axis {a} of shape {x.shape}: its size is not 1",
+                             op="squeeze", loc=user_location())
+    return reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+def broadcast_to(x, shape):
+    x = asarray(x)
+    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    return x if x.shape == shape else emit(S.broadcast_to, [x], shape=shape)
+
+
+def concatenate(arrays, axis=0):
+    arrays = _common(*arrays)
+    if len(arrays) == 1:
+        return arrays[0]
+    return emit(S.concatenate, arrays, axis=normalize_axis(axis, arrays[0].ndim))
+
+
+def stack(arrays, axis=0):
+    arrays = [asarray(a) for a in arrays]
+    return concatenate([expand_dims(a, axis) for a in arrays], axis)
+
+
+def split(x, indices_or_sections, axis=0):
+    x = asarray(x)
+    axis = normalize_axis(axis, x.ndim)
+    n = x.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if n % indices_or_sections:
+            raise ShapeError(f"cannot split axis {axis} of size {n} into {indices_or_sections} "
+                             "equal parts", op="split", loc=user_location())
+        step = n // indices_or_sections
+        bounds = list(range(0, n + 1, step)) if step else [0] * (indices_or_sections + 1)
+    else:
+        bounds = [0, *[builtins.min(builtins.max(int(i), 0), n) for i in indices_or_sections], n]
+    return [_slice_axis(x, axis, lo, builtins.max(lo, hi)) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _slice_axis(x, axis, lo, hi, step=1):
+    start = [0] * x.ndim
+    limit = list(x.shape)
+    strides = [1] * x.ndim
+    start[axis], limit[axis], strides[axis] = lo, hi, step
+    return emit(S.slice, [x], start=tuple(start), limit=tuple(limit), strides=tuple(strides))
+
+
+def pad(x, pad_width, mode="constant", constant_values=0):
+    x = asarray(x)
+    if mode != "constant":
+        raise ValueError(f"pad mode {mode!r} is not supported; use mode='constant'")
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    return emit(S.pad, [x, asarray(constant_values, x.dtype)], low=tuple(widths[:, 0]),
+                high=tuple(widths[:, 1]))
+
+
+def flip(x, axis=None):
+    x = asarray(x)
+    return emit(S.reverse, [x], axes=_axes(x, axis))
+
+
+def tile(x, reps):
+    x = asarray(x)
+    reps = (reps,) if isinstance(reps, int) else tuple(reps)
+    ndim = builtins.max(x.ndim, len(reps))
+    reps = (1,) * (ndim - len(reps)) + reps
+    x = reshape(x, (1,) * (ndim - x.ndim) + x.shape)
+    # interleave a size-r axis before each axis, broadcast, then merge the pairs
+    expanded = reshape(x, tuple(v for d in x.shape for v in (1, d)))
+    target = tuple(v for r, d in zip(reps, x.shape) for v in (r, d))
+    return reshape(broadcast_to(expanded, target), tuple(r * d for r, d in zip(reps, x.shape)))
+
+
+# -- dtype helpers -------------------------------------------------------------------------
+def astype(x, dtype):
+    return convert(asarray(x), dtype)
+
+
+def _check_int_indices(indices, what: str):
+    if indices.dtype.kind not in "iu":
+        raise DTypeError(f"{what} must be integers, got {indices.dtype}", loc=user_location())
+
+wrap_public_functions(globals(), __name__)

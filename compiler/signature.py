@@ -1,0 +1,85 @@
+"""Signatures: what a compiled function's trace cache is keyed on.
+
+A signature is the tree structure of the dynamic arguments, each leaf's TensorType and the
+values of the static arguments. Leaves are described by their jax abstract value, so concrete
+arguments and the tracers jax hands the traced body give the same signature."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from flowjit.backends.xla.jaxshim import jax
+from flowjit.ir import TensorType, dtype_name
+from flowjit.ir.errors import DTypeError
+
+_NARROW = {np.dtype(np.float64): np.dtype(np.float32), np.dtype(np.int64): np.dtype(np.int32),
+           np.dtype(np.uint64): np.dtype(np.uint32)}
+
+
+@dataclass(frozen=True)
+class Signature:
+    treedef: Any
+    paths: tuple[str, ...]
+    types: tuple[TensorType, ...]
+    statics: tuple[tuple[str, Any], ...]
+
+    @property
+    def key(self) -> tuple:
+        return (self.treedef, self.types, self.statics)
+
+    def describe_change(self, new: "Signature") -> str:
+        """Which argument differs between this signature and ``new``, in words."""
+        for (name, old_v), (_, new_v) in zip(self.statics, new.statics):
+            if old_v != new_v:
+                return f"static argument {name} changed from {old_v!r} to {new_v!r}"
+        if self.treedef != new.treedef:
+            return f"the argument structure changed from {self.treedef} to {new.treedef}"
+        for path, old_t, new_t in zip(self.paths, self.types, new.types):
+            if old_t != new_t:
+                return f"{path} changed from {old_t} to {new_t}"
+        return "nothing visible changed"
+
+
+def _path_name(path: Sequence[Any], argnames: Sequence[str]) -> str:
+    head, rest = path[0].idx, path[1:]
+    first = rest[0]
+    base = f"args[{first.idx}]" if head == 0 else f"kwargs[{first.key!r}]"
+    return base + jax.tree_util.keystr(tuple(rest[1:]))
+
+
+def leaf_type(leaf: Any, path: str) -> TensorType:
+    """The flowjit type of one argument leaf (array, scalar or tracer)."""
+    try:
+        aval = jax.typeof(leaf)
+    except TypeError:
+        raise TypeError(f"{path} is a {type(leaf).__name__}, which is not an array: pass numpy "
+                        "or jax arrays, Python/numpy scalars or None (nested in tuples, lists "
+                        "and dicts), or mark the argument static with static_argnums/"
+                        "static_argnames") from None
+    dtype = np.dtype(aval.dtype)
+    if getattr(aval, "weak_type", False):  # a Python scalar: float -> f32, int -> i32
+        dtype = _NARROW.get(dtype, dtype)
+    try:
+        return TensorType(aval.shape, dtype)
+    except DTypeError:
+        raise TypeError(f"{path} has dtype {dtype}, which flowjit does not support") from None
+
+
+def signature_of(args: tuple, kwargs: dict, static_argnums: Sequence[int],
+                 static_argnames: Sequence[str]) -> Signature:
+    """The signature of a call; static arguments are taken out of the tree by position/name."""
+    statics = tuple((f"args[{i}]", args[i]) for i in static_argnums if i < len(args))
+    statics += tuple((f"kwargs[{k!r}]", kwargs[k]) for k in static_argnames if k in kwargs)
+    dyn_args = tuple(None if i in static_argnums else a for i, a in enumerate(args))
+    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in static_argnames}
+    flat, treedef = jax.tree_util.tree_flatten_with_path((dyn_args, dyn_kwargs))
+    paths = tuple(_path_name(p, ()) for p, _ in flat)
+    types = tuple(leaf_type(leaf, path) for path, (_, leaf) in zip(paths, flat))
+    return Signature(treedef, paths, types, statics)
+
+
+def describe_types(types: Sequence[TensorType]) -> str:
+    return ", ".join(f"{dtype_name(t.dtype)}{list(t.shape)}" for t in types)

@@ -1,0 +1,176 @@
+"""``fj.Tensor``: the traced value users compute with inside a compiled function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from flowjit.ir import TracingError, Value
+
+from . import numpy_api as fnp
+from . import numpy_linalg as fla
+from .indexing import getitem
+from .location import user_location
+
+_CONTROL_FLOW_HINT = (
+    "the value of a traced Tensor is not known while the function is traced. For a branch on "
+    "data use fj.cond(pred, true_fn, false_fn, *operands) or fnp.where; for a loop use "
+    "fj.while_loop / fj.fori_loop; or pass the value as a static argument (static_argnums)")
+
+
+class Tensor:
+    """A symbolic array: an IR value of the trace being built. Supports numpy's operators."""
+
+    __slots__ = ("value", "trace")
+    __array_priority__ = 1000  # numpy arrays defer to Tensor's reflected operators
+
+    def __init__(self, value: Value, trace: Any):
+        self.value, self.trace = value, trace
+
+    # -- type --------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.type.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.type.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return self.value.type.size
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.value.type})"
+
+    __hash__ = object.__hash__
+
+    # -- Python control flow is not traceable --------------------------------------------
+    def _concrete(self, what: str):
+        raise TracingError(f"{what} of a Tensor {self.value.type}: {_CONTROL_FLOW_HINT}",
+                           loc=user_location())
+
+    def __bool__(self):
+        self._concrete("bool()")
+
+    def __int__(self):
+        self._concrete("int()")
+
+    def __float__(self):
+        self._concrete("float()")
+
+    def __index__(self):
+        self._concrete("using as a Python index")
+
+    def __complex__(self):
+        self._concrete("complex()")
+
+    def __array__(self, *args, **kwargs):
+        self._concrete("converting to a numpy array")
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d Tensor")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d Tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    # -- operators -----------------------------------------------------------------------
+    def __add__(self, o): return fnp.add(self, o)
+    def __radd__(self, o): return fnp.add(o, self)
+    def __sub__(self, o): return fnp.subtract(self, o)
+    def __rsub__(self, o): return fnp.subtract(o, self)
+    def __mul__(self, o): return fnp.multiply(self, o)
+    def __rmul__(self, o): return fnp.multiply(o, self)
+    def __truediv__(self, o): return fnp.divide(self, o)
+    def __rtruediv__(self, o): return fnp.divide(o, self)
+    def __floordiv__(self, o): return fnp.floor_divide(self, o)
+    def __rfloordiv__(self, o): return fnp.floor_divide(o, self)
+    def __mod__(self, o): return fnp.mod(self, o)
+    def __rmod__(self, o): return fnp.mod(o, self)
+    def __pow__(self, o): return fnp.power(self, o)
+    def __rpow__(self, o): return fnp.power(o, self)
+    def __matmul__(self, o): return fla.matmul(self, o)
+    def __rmatmul__(self, o): return fla.matmul(o, self)
+    def __and__(self, o): return fnp.bitwise_and(self, o)
+    def __rand__(self, o): return fnp.bitwise_and(o, self)
+    def __or__(self, o): return fnp.bitwise_or(self, o)
+    def __ror__(self, o): return fnp.bitwise_or(o, self)
+    def __xor__(self, o): return fnp.bitwise_xor(self, o)
+    def __rxor__(self, o): return fnp.bitwise_xor(o, self)
+    def __neg__(self): return fnp.negative(self)
+    def __pos__(self): return self
+    def __abs__(self): return fnp.abs(self)
+    def __invert__(self): return fnp.invert(self)
+    def __eq__(self, o): return fnp.equal(self, o)  # type: ignore[override]
+    def __ne__(self, o): return fnp.not_equal(self, o)  # type: ignore[override]
+    def __lt__(self, o): return fnp.less(self, o)
+    def __le__(self, o): return fnp.less_equal(self, o)
+    def __gt__(self, o): return fnp.greater(self, o)
+    def __ge__(self, o): return fnp.greater_equal(self, o)
+
+    def __getitem__(self, key): return getitem(self, key)
+
+    # -- methods -------------------------------------------------------------------------
+    @property
+    def T(self) -> "Tensor":
+        return fnp.transpose(self)
+
+    def reshape(self, *shape) -> "Tensor":
+        return fnp.reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int)
+                           else shape)
+
+    def transpose(self, *axes) -> "Tensor":
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = axes[0]
+        return fnp.transpose(self, axes or None)
+
+    def astype(self, dtype) -> "Tensor":
+        return fnp.astype(self, dtype)
+
+    def sum(self, axis=None, keepdims=False, dtype=None) -> "Tensor":
+        return fnp.sum(self, axis, keepdims, dtype)
+
+    def mean(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.min(self, axis, keepdims)
+
+    def prod(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.prod(self, axis, keepdims)
+
+    def argmax(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.argmax(self, axis, keepdims)
+
+    def argmin(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.argmin(self, axis, keepdims)
+
+    def var(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.var(self, axis, keepdims)
+
+    def std(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.std(self, axis, keepdims)
+
+    def all(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.all(self, axis, keepdims)
+
+    def any(self, axis=None, keepdims=False) -> "Tensor":
+        return fnp.any(self, axis, keepdims)
+
+    def flatten(self) -> "Tensor":
+        return fnp.reshape(self, (-1,))
+
+    def squeeze(self, axis=None) -> "Tensor":
+        return fnp.squeeze(self, axis)

@@ -1,0 +1,75 @@
+"""The tracing context: while a function is traced, every Tensor operation appends an op to
+the context's graph, stamped with the user's source line."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from flowjit.ir import Graph, OpDef, TensorType, TracingError
+from flowjit.ir.ops import creation, elementwise
+
+from .location import user_location
+
+_STACK: list["TraceContext"] = []
+
+
+class TraceContext:
+    """Owns the graph under construction. Tensors remember the context that made them, so a
+    Tensor that escapes its trace (kept in a global, say) is caught when used again."""
+
+    def __init__(self, name: str):
+        self.graph = Graph(name)
+
+    def __enter__(self) -> "TraceContext":
+        _STACK.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _STACK.pop()
+
+    def input(self, type_: TensorType):
+        from .tensor import Tensor
+
+        return Tensor(self.graph.add_input(type_), self)
+
+
+def current() -> TraceContext:
+    if not _STACK:
+        raise TracingError("flowjit.numpy functions work on Tensors inside a function compiled with "
+                           "@fj.compile; outside one, use numpy or jax.numpy", loc=user_location())
+    return _STACK[-1]
+
+
+def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
+    """Append ``opdef`` to the current graph; returns a Tensor (or a tuple for multi-output ops).
+    Inputs must already be Tensors of the current trace."""
+    from .tensor import Tensor
+
+    ctx = current()
+    values = []
+    for x in inputs:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"internal: emit({opdef.name}) got {type(x).__name__}")
+        if x.trace is not ctx:
+            raise TracingError("a Tensor from another (finished) trace was used: it leaked out of "
+                               "the function that created it; return it instead of storing it",
+                               op=opdef.name, loc=user_location())
+        values.append(x.value)
+    outs = ctx.graph.add(opdef, values, attrs, user_location())
+    tensors = tuple(Tensor(v, ctx) for v in outs)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def constant(value: Any, dtype: Any = None):
+    """A Tensor holding a literal array."""
+    array = np.asarray(value, dtype=dtype)
+    if array.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
+        array = array.astype(np.float32)  # Python floats are float32, as in API.md section 1
+    return emit(creation.constant, [], value=array)
+
+
+def convert(x, dtype: Any):
+    dtype = np.dtype(dtype)
+    return x if x.dtype == dtype else emit(elementwise.convert, [x], dtype=dtype)

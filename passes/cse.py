@@ -1,0 +1,41 @@
+"""Common subexpression elimination: a pure op with the same op, inputs and attributes as an
+earlier one is replaced by it. Ops with effects are never merged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from flowjit.ir import Graph, Op, Value
+
+
+def _attr_key(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, float) and value != value:
+        return ("nan",)
+    if isinstance(value, tuple):
+        return tuple(_attr_key(v) for v in value)
+    return (type(value).__name__, value)
+
+
+def cse(graph: Graph) -> tuple[Graph, bool]:
+    seen: dict[Any, Op] = {}
+    replace: dict[Value, Value] = {}
+    out = Graph(graph.name, graph.inputs)
+    for op in graph.ops:
+        inputs = tuple(replace.get(v, v) for v in op.inputs)
+        if op.opdef.effects:
+            out.ops.append(Op(op.opdef, inputs, op.attrs, op.outputs, op.loc))
+            continue
+        key = (op.opdef, tuple(id(v) for v in inputs),
+               tuple((k, _attr_key(v)) for k, v in op.attrs.items()))
+        if key in seen:
+            replace.update(zip(op.outputs, seen[key].outputs))
+            continue
+        new = op if inputs == op.inputs else Op(op.opdef, inputs, op.attrs, op.outputs, op.loc)
+        seen[key] = new
+        out.ops.append(new)
+    out.outputs = [replace.get(v, v) for v in graph.outputs]
+    return (out, True) if replace else (graph, False)
