@@ -130,8 +130,9 @@ def _canonical_attr(kind: str, value: Any) -> Any:
             return None
         return tuple(_canonical_attr("int", v) for v in value)
     if kind == "array":
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, (np.ndarray, np.generic)):
             raise TypeError("expected a numpy array")
+        value = np.asarray(value)
         TensorType(value.shape, value.dtype)
         return value
     if kind == "scalar":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import OpDef, register
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..types import TensorType
-from .rules import check_arity, normalize_axis
+from .rules import NUMERIC, check_arity, normalize_axis
 
 
 def _constant_rule(types: tuple[TensorType, ...], *, value: np.ndarray) -> TensorType:
@@ -25,6 +25,8 @@ def _iota_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...], dimensi
     check_arity(types, 0)
     if not shape:
         raise ShapeError("iota needs a shape of rank >= 1")
+    if np.dtype(dtype) not in NUMERIC:
+        raise DTypeError(f"iota makes numbers, not {np.dtype(dtype)}; compare it to get booleans")
     normalize_axis(dimension, len(shape))
     return TensorType(shape, dtype)
 
