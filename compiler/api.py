@@ -138,7 +138,8 @@ class CompiledFunction:
     def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         jax_lowered = self._entry.lower(*args, **kwargs)  # traces through _body if needed
-        return Lowered(self._traces[sig.key], jax_lowered)
+        return Lowered(self._traces[sig.key], jax_lowered, self.static_argnums,
+                       self.static_argnames)
 
     def cache_info(self) -> CacheInfo:
         misses = len(self._traces)
@@ -151,8 +152,10 @@ class CompiledFunction:
 class Lowered:
     """A traced, optimized and lowered function; nothing has run."""
 
-    def __init__(self, record: TraceRecord, jax_lowered: Any):
+    def __init__(self, record: TraceRecord, jax_lowered: Any, static_argnums: tuple[int, ...],
+                 static_argnames: tuple[str, ...]):
         self._record, self._jax = record, jax_lowered
+        self._statics = (static_argnums, static_argnames)
 
     def ir(self, stage: str = "optimized") -> str:
         if stage == "traced":
@@ -166,16 +169,21 @@ class Lowered:
         return cluster_stablehlo(self._record.graph)
 
     def compile(self) -> "Compiled":
-        return Compiled(self._jax.compile())
+        return Compiled(self._jax.compile(), *self._statics)
 
 
 class Compiled:
-    """An XLA executable for one signature."""
+    """An XLA executable for one signature. Call it with the same arguments as the function
+    (static ones included; they must equal the values it was lowered with)."""
 
-    def __init__(self, jax_compiled: Any):
+    def __init__(self, jax_compiled: Any, static_argnums: tuple[int, ...] = (),
+                 static_argnames: tuple[str, ...] = ()):
         self._jax = jax_compiled
+        self._static_argnums, self._static_argnames = static_argnums, static_argnames
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(a for i, a in enumerate(args) if i not in self._static_argnums)
+        kwargs = {k: v for k, v in kwargs.items() if k not in self._static_argnames}
         return self._jax(*args, **kwargs)
 
     def hlo(self) -> str:

@@ -31,6 +31,28 @@ def run_plan(plan: Plan, leaves: Sequence[Any]) -> list[Any]:
 
 def make_entry(body: Callable, *, static_argnums: Sequence[int], static_argnames: Sequence[str],
                donate_argnums: Sequence[int], backend: str | None) -> Callable:
-    return jax.jit(body, static_argnums=tuple(static_argnums),
-                   static_argnames=tuple(static_argnames), donate_argnums=tuple(donate_argnums),
-                   backend=backend)
+    """``jax.jit(body)``; with ``backend``, calls and lowerings run on that platform's first
+    device (uncommitted inputs, numpy arrays included, are placed there)."""
+    jitted = jax.jit(body, static_argnums=tuple(static_argnums),
+                     static_argnames=tuple(static_argnames), donate_argnums=tuple(donate_argnums))
+    if backend is None:
+        return jitted
+    try:
+        device = jax.devices(backend)[0]
+    except RuntimeError as err:
+        raise ValueError(f"backend {backend!r} is not available here ({err}); available: "
+                         f"{sorted({d.platform for d in jax.devices()})}") from None
+    return _OnDevice(jitted, device)
+
+
+class _OnDevice:
+    def __init__(self, jitted: Callable, device: Any):
+        self._jitted, self._device = jitted, device
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with jax.default_device(self._device):
+            return self._jitted(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        with jax.default_device(self._device):
+            return self._jitted.lower(*args, **kwargs)

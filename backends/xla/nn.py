@@ -1,1 +1,59 @@
-"""StableHLO lowerings of ir/ops/nn.py (being written)."""
+"""StableHLO lowerings of ir/ops/nn.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowjit.ir import Op, TensorType
+from flowjit.ir.ops import nn as N
+
+from .jaxshim import hlo, ir
+from .linalg import accumulation_type, highest_precision, round_to
+from .lowering import constant, ir_type, lowers
+
+# ('NHWC', 'HWIO', 'NHWC') in XLA's terms
+_NHWC_HWIO = dict(input_batch_dimension=0, input_feature_dimension=3,
+                  input_spatial_dimensions=[1, 2], kernel_input_feature_dimension=2,
+                  kernel_output_feature_dimension=3, kernel_spatial_dimensions=[0, 1],
+                  output_batch_dimension=0, output_feature_dimension=3,
+                  output_spatial_dimensions=[1, 2])
+
+
+def _pairs(padding: tuple[int, ...]) -> ir.DenseIntElementsAttr:
+    """[lo0, hi0, lo1, hi1, ...] as the (n, 2) padding attribute XLA expects."""
+    return ir.DenseIntElementsAttr.get(np.asarray(padding, np.int64).reshape(-1, 2))
+
+
+@lowers(N.conv2d)
+def _conv2d_lower(op: Op, x: ir.Value, w: ir.Value) -> ir.Value:
+    attrs, out = op.attrs, op.outputs[0].type
+    wide = accumulation_type(out)
+    result = hlo.convolution(
+        ir_type(wide), x, w, hlo.ConvDimensionNumbers.get(**_NHWC_HWIO),
+        attrs["feature_group_count"], 1, window_strides=list(attrs["strides"]),
+        padding=_pairs(attrs["padding"]), lhs_dilation=list(attrs["lhs_dilation"]),
+        rhs_dilation=list(attrs["rhs_dilation"]), window_reversal=[False, False],
+        precision_config=highest_precision())
+    return round_to(result, wide, out)
+
+
+_COMBINE = {N.reduce_window_max: ("max", hlo.maximum), N.reduce_window_sum: ("sum", hlo.add)}
+
+
+@lowers(*_COMBINE)
+def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
+    reduction, combine = _COMBINE[op.opdef]
+    src, out = op.inputs[0].type, op.outputs[0].type
+    # Sum float16/bfloat16 in float32, rounding once, like the reference (max is exact anyway).
+    wide = accumulation_type(out) if reduction == "sum" else out
+    if wide != out:
+        x = hlo.convert(ir_type(TensorType(src.shape, wide.dtype)), x)
+    scalar = ir_type(TensorType((), wide.dtype))
+    window = hlo.ReduceWindowOp([ir_type(wide)], [x],
+                                [constant(N.reduce_window_init(wide.dtype, reduction))],
+                                list(op.attrs["window"]), window_strides=list(op.attrs["strides"]),
+                                padding=_pairs(op.attrs["padding"]))
+    block = window.regions[0].blocks.append(scalar, scalar)
+    with ir.InsertionPoint(block):
+        hlo.return_([combine(*block.arguments)])
+    return round_to(window.result, wide, out)

@@ -1,1 +1,160 @@
-"""shape ops (being written)."""
+"""Shape ops: moving, copying and padding elements without computing on them. Every op takes
+fully resolved attributes (the tracer turns -1 sizes, Python slices and negative steps into
+these), so each shape rule only checks them and never guesses."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import OpDef, register
+from ..errors import ShapeError
+from ..types import TensorType
+from .rules import ANY, check_arity, check_dtype, normalize_axes, normalize_axis, same_dtype
+
+
+def check_count(name: str, values: tuple[int, ...], n: int, what: str) -> None:
+    """ShapeError unless attribute ``name`` holds ``n`` entries (``what`` says why n)."""
+    if len(values) != n:
+        raise ShapeError(f"{name}={values} has {len(values)} entries; expected {n} ({what})")
+
+
+def check_min(name: str, values: tuple[int, ...], low: int) -> None:
+    if any(v < low for v in values):
+        raise ShapeError(f"{name}={values} has entries below {low}")
+
+
+def _one_input(types: tuple[TensorType, ...]) -> TensorType:
+    check_arity(types, 1)
+    check_dtype(types[0], ANY)
+    return types[0]
+
+
+def _reshape_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...]) -> TensorType:
+    x = _one_input(types)
+    check_min("shape", shape, 0)
+    out = TensorType(shape, x.dtype)
+    if out.size != x.size:
+        raise ShapeError(f"cannot reshape {x.shape} ({x.size} elements) to {shape} "
+                         f"({out.size} elements)")
+    return out
+
+
+reshape = register(OpDef("reshape", _reshape_rule, lambda x, *, shape: x.reshape(shape),
+                         attrs={"shape": "ints"},
+                         doc="x.reshape(shape) in row-major order; shape has no -1"))
+
+
+def _transpose_rule(types: tuple[TensorType, ...], *, perm: tuple[int, ...]) -> TensorType:
+    x = _one_input(types)
+    if sorted(perm) != list(range(x.ndim)):
+        raise ShapeError(f"perm={perm} is not a permutation of the {x.ndim} axes of {x.shape}")
+    return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
+
+
+transpose = register(OpDef("transpose", _transpose_rule,
+                           lambda x, *, perm: np.transpose(x, perm).copy(),
+                           attrs={"perm": "ints"},
+                           doc="numpy.transpose: output axis i is input axis perm[i]"))
+
+
+def _broadcast_to_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...]) -> TensorType:
+    x = _one_input(types)
+    check_min("shape", shape, 0)
+    lead = len(shape) - x.ndim
+    if lead < 0 or any(d not in (1, t) for d, t in zip(x.shape, shape[lead:])):
+        raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}: input dims align to "
+                         "the right and must equal the target dim or be 1")
+    return TensorType(shape, x.dtype)
+
+
+broadcast_to = register(OpDef("broadcast_to", _broadcast_to_rule,
+                              lambda x, *, shape: np.broadcast_to(x, shape).copy(),
+                              attrs={"shape": "ints"},
+                              doc="numpy.broadcast_to: dims align right, size 1 stretches"))
+
+
+def _concatenate_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
+    if not types:
+        raise ShapeError("expects at least 1 operand, got 0")
+    dtype = same_dtype(types)
+    check_dtype(types[0], ANY)
+    shapes = [t.shape for t in types]
+    if any(t.ndim != types[0].ndim for t in types) or types[0].ndim == 0:
+        raise ShapeError(f"cannot concatenate shapes {', '.join(map(str, shapes))}: operands "
+                         "need one rank >= 1")
+    axis = normalize_axis(axis, types[0].ndim)
+    rest = {s[:axis] + s[axis + 1:] for s in shapes}
+    if len(rest) > 1:
+        raise ShapeError(f"cannot concatenate shapes {', '.join(map(str, shapes))} along axis "
+                         f"{axis}: the other dimensions differ")
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return TensorType(tuple(out), dtype)
+
+
+concatenate = register(OpDef("concatenate", _concatenate_rule,
+                             lambda *xs, axis: np.concatenate(xs, axis=axis),
+                             attrs={"axis": "int"},
+                             doc="numpy.concatenate of one or more operands along axis"))
+
+
+def _slice_rule(types: tuple[TensorType, ...], *, start: tuple[int, ...],
+                limit: tuple[int, ...], strides: tuple[int, ...]) -> TensorType:
+    x = _one_input(types)
+    for name, values in (("start", start), ("limit", limit), ("strides", strides)):
+        check_count(name, values, x.ndim, f"one per dim of {x.shape}")
+    check_min("strides", strides, 1)
+    for axis, (lo, hi, dim) in enumerate(zip(start, limit, x.shape)):
+        if not 0 <= lo <= hi <= dim:
+            raise ShapeError(f"slice {lo}:{hi} of axis {axis} (size {dim}) of {x.shape} needs "
+                             f"0 <= start <= limit <= {dim}")
+    out = tuple((hi - lo + s - 1) // s for lo, hi, s in zip(start, limit, strides))
+    return TensorType(out, x.dtype)
+
+
+def _slice_ref(x: np.ndarray, *, start: tuple[int, ...], limit: tuple[int, ...],
+               strides: tuple[int, ...]) -> np.ndarray:
+    return x[tuple(map(slice, start, limit, strides))].copy()
+
+
+slice_ = register(OpDef("slice", _slice_rule, _slice_ref,
+                        attrs={"start": "ints", "limit": "ints", "strides": "ints"},
+                        doc="x[start:limit:strides] per dim; strides >= 1"))
+
+
+def _pad_rule(types: tuple[TensorType, ...], *, low: tuple[int, ...],
+              high: tuple[int, ...]) -> TensorType:
+    check_arity(types, 2)
+    x, value = types
+    same_dtype(types)
+    check_dtype(x, ANY)
+    if value.ndim != 0:
+        raise ShapeError(f"the pad value must be a scalar (shape ()), got shape {value.shape}")
+    for name, values in (("low", low), ("high", high)):
+        check_count(name, values, x.ndim, f"one per dim of {x.shape}")
+        check_min(name, values, 0)
+    return TensorType(tuple(d + lo + hi for d, lo, hi in zip(x.shape, low, high)), x.dtype)
+
+
+def _pad_ref(x: np.ndarray, value: np.ndarray, *, low: tuple[int, ...],
+             high: tuple[int, ...]) -> np.ndarray:
+    # np.pad rejects some dtypes (bfloat16) as constant_values; a filled array takes them all
+    out = np.full([d + lo + hi for d, lo, hi in zip(x.shape, low, high)], value, x.dtype)
+    out[tuple(slice(lo, lo + d) for lo, d in zip(low, x.shape))] = x
+    return out
+
+
+pad = register(OpDef("pad", _pad_rule, _pad_ref, attrs={"low": "ints", "high": "ints"},
+                     doc="(x, pad_value): low[i] / high[i] copies of pad_value before / after "
+                         "each dim i"))
+
+
+def _reverse_rule(types: tuple[TensorType, ...], *, axes: tuple[int, ...]) -> TensorType:
+    x = _one_input(types)
+    normalize_axes(axes, x.ndim)
+    return x
+
+
+reverse = register(OpDef("reverse", _reverse_rule,
+                         lambda x, *, axes: np.flip(x, axes).copy() if axes else x.copy(),
+                         attrs={"axes": "ints"}, doc="numpy.flip over axes"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -161,3 +162,17 @@ def test_user_line_reaches_xla_metadata():
     assert f"test_cache.py\":{line}" in f.lower(np.ones(2, np.float32)).stablehlo()
     hlo = f.lower(np.ones(2, np.float32)).compile().hlo()
     assert '"test_cache.py"' in hlo and f"line={line} " in hlo
+
+
+def test_compiled_takes_the_functions_arguments_static_included():
+    f = fj.compile(lambda x, n: x * n, static_argnums=1)
+    compiled = f.lower(np.ones(2, np.float32), 3).compile()
+    np.testing.assert_allclose(compiled(np.full(2, 2.0, np.float32), 3), 6.0)
+
+
+def test_backend_choice():
+    f = fj.compile(lambda x: x + 1, backend="cpu")
+    out = f(np.zeros(2, np.float32))
+    assert out.devices() == {jax.devices("cpu")[0]}
+    with pytest.raises(ValueError, match="backend 'nonesuch' is not available"):
+        fj.compile(lambda x: x, backend="nonesuch")

@@ -1,0 +1,84 @@
+"""dot_general for every numeric dtype: matmul, batched matmul, vector dot, outer product and
+an einsum with several contracting dims and a batch dim that is not leading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from opcheck import OpCase, check_case, params, rand
+
+from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
+from flowjit.ir.ops import linalg as L
+from flowjit.ir.ops.rules import NUMERIC
+
+
+def dot(lhs_shape, rhs_shape, lc=(), rc=(), lb=(), rb=()):
+    """Operands small enough that no integer dtype overflows: |sum| <= 4 * K <= 127 for K <= 31."""
+    def make(rng, dt):
+        return ([rand(rng, lhs_shape, dt, -2, 2), rand(rng, rhs_shape, dt, -2, 2)],
+                {"lhs_contracting": lc, "rhs_contracting": rc, "lhs_batch": lb, "rhs_batch": rb})
+    return make
+
+
+def einsum(spec):
+    return lambda a, b, **dims: np.einsum(spec, a, b)
+
+
+CASES = [
+    OpCase(L.dot_general, NUMERIC, dot((3, 4), (4, 5), (1,), (0,)), einsum("mk,kn->mn"),
+           name="matmul"),
+    OpCase(L.dot_general, NUMERIC, dot((4, 3), (4, 5), (0,), (0,)), einsum("km,kn->mn"),
+           name="matmul_transposed_lhs"),
+    OpCase(L.dot_general, NUMERIC, dot((2, 3, 4), (2, 4, 5), (2,), (1,), (0,), (0,)),
+           einsum("bmk,bkn->bmn"), name="batched_matmul"),
+    OpCase(L.dot_general, NUMERIC, dot((6,), (6,), (0,), (0,)), einsum("k,k->"),
+           name="vector_dot"),
+    OpCase(L.dot_general, NUMERIC, dot((3,), (4,)), einsum("m,n->mn"), name="outer"),
+    # einsum "pbmq,qnbp->bmn": two contracting dims in opposite orders, batch dim in the middle
+    OpCase(L.dot_general, NUMERIC, dot((3, 2, 4, 5), (5, 6, 2, 3), (0, 3), (3, 0), (1,), (2,)),
+           einsum("pbmq,qnbp->bmn"), name="einsum"),
+    OpCase(L.dot_general, NUMERIC, dot((2, 3), (3, 2), (-1,), (-2,)), einsum("mk,kn->mn"),
+           name="matmul_negative_dims"),
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(CASES))
+def test_op_against_numpy(case, dtype):
+    check_case(case, dtype)
+
+
+def dims(lc=(), rc=(), lb=(), rb=()):
+    return {"lhs_contracting": lc, "rhs_contracting": rc, "lhs_batch": lb, "rhs_batch": rb}
+
+
+BAD = [
+    ((128, 784), (785, 10), dims((1,), (0,)),
+     r"cannot contract shapes \(128, 784\) and \(785, 10\): 784 != 785"),
+    ((2, 3, 4), (5, 4, 6), dims((2,), (1,), (0,), (0,)),
+     r"cannot batch shapes \(2, 3, 4\) and \(5, 4, 6\): 2 != 5"),
+    ((3, 4), (4, 5), dims((1,), ()), r"lhs_contracting=\(1,\) and rhs_contracting=\(\) must have"),
+    ((3, 4), (4, 5), dims((), (), (0,), ()), "lhs_batch=.* and rhs_batch=.* must have"),
+    ((3, 4), (4, 5), dims((2,), (0,)), r"lhs contracting and batch dims \(2,\) are out of range"),
+    ((3, 4), (4, 5), dims((1,), (-3,)), r"rhs .* out of range for rhs shape \(4, 5\)"),
+    ((), (4,), dims((0,), (0,)), r"out of range for lhs shape \(\)"),
+    ((4, 4), (4, 4), dims((1,), (0,), (1,), (1,)), r"lhs .* \(1, 1\) repeat an axis"),
+]
+
+
+@pytest.mark.parametrize("lhs, rhs, attrs, message", BAD)
+def test_bad_shapes_raise(lhs, rhs, attrs, message):
+    graph = Graph()
+    args = [graph.add_input(TensorType(s, np.float32)) for s in (lhs, rhs)]
+    with pytest.raises(ShapeError, match=message):
+        graph.add(L.dot_general, args, attrs)
+
+
+@pytest.mark.parametrize("lhs, rhs, message", [
+    (np.float32, np.float16, "different dtypes f32, f16"),
+    (np.bool_, np.bool_, "dtype bool; expected one of"),
+])
+def test_bad_dtypes_raise(lhs, rhs, message):
+    graph = Graph()
+    args = [graph.add_input(TensorType((2,), lhs)), graph.add_input(TensorType((2,), rhs))]
+    with pytest.raises(DTypeError, match=message):
+        graph.add(L.dot_general, args, dims((0,), (0,)))
