@@ -1,1 +1,96 @@
-"""StableHLO lowerings of ir/ops/index.py (being written)."""
+"""StableHLO lowerings of ir/ops/index.py: stablehlo.gather for take and take_along_axis,
+dynamic_slice and dynamic_update_slice. Indices are first made int64 and clamped explicitly,
+so the result never depends on how XLA treats out-of-range indices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowjit.ir import Op, TensorType
+from flowjit.ir.ops import index as I
+from flowjit.ir.ops.reduce import single_axis
+
+from .elementwise import compare
+from .jaxshim import hlo, ir
+from .lowering import broadcast, constant, ir_type, lowers
+
+I64 = np.dtype(np.int64)
+
+
+def _full(value: int, dtype: np.dtype, shape: tuple[int, ...]) -> ir.Value:
+    return broadcast(constant(value, dtype), TensorType((), dtype), shape)
+
+
+def index_i64(value: ir.Value, t: TensorType, hi: int, wrap: int | None = None) -> ir.Value:
+    """Integer ``value`` (of type ``t``) as int64 clamped to [0, hi]; with ``wrap``, negative
+    entries first get ``wrap`` added (numpy's counting from the end)."""
+    if t.dtype.kind == "u":
+        # Clamped in its own type first: int64 would turn a huge unsigned index negative.
+        value = hlo.minimum(value, _full(min(hi, int(np.iinfo(t.dtype).max)), t.dtype, t.shape))
+    if t.dtype != I64:
+        value = hlo.convert(ir_type(TensorType(t.shape, I64)), value)
+    if wrap is not None and t.dtype.kind == "i":
+        negative = compare(value, _full(0, I64, t.shape), "LT", I64)
+        value = hlo.select(negative, hlo.add(value, _full(wrap, I64, t.shape)), value)
+    return hlo.clamp(constant(0, I64), value, constant(hi, I64))
+
+
+def _empty(t: TensorType) -> ir.Value:
+    """An empty result: gather cannot express it when the indexed axis is empty too."""
+    return _full(0, t.dtype, t.shape)
+
+
+@lowers(I.take)
+def _take_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
+    (xt, it), out = (v.type for v in op.inputs), op.outputs[0].type
+    if out.size == 0:
+        return _empty(out)
+    axis = single_axis(op.attrs["axis"], xt.ndim)
+    n = xt.shape[axis]
+    # Each index selects a slice of x that is whole except along `axis`; the slices' dims sit
+    # around the indices' dims in the output.
+    numbers = hlo.GatherDimensionNumbers.get(
+        offset_dims=[*range(axis), *range(axis + it.ndim, out.ndim)], collapsed_slice_dims=[axis],
+        operand_batching_dims=[], start_indices_batching_dims=[], start_index_map=[axis],
+        index_vector_dim=it.ndim)
+    sizes = [1 if d == axis else size for d, size in enumerate(xt.shape)]
+    return hlo.gather(x, index_i64(indices, it, n - 1, wrap=n), numbers, sizes,
+                      indices_are_sorted=False)
+
+
+@lowers(I.take_along_axis)
+def _take_along_axis_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
+    (xt, it), out = (v.type for v in op.inputs), op.outputs[0].type
+    if out.size == 0:
+        return _empty(out)
+    axis = single_axis(op.attrs["axis"], xt.ndim)
+    n = xt.shape[axis]
+    # Broadcast both to the output shape (x keeps its own `axis`); every other axis is then a
+    # batch axis shared by x and the indices, and each element gathers one scalar.
+    x_shape = out.shape[:axis] + (n,) + out.shape[axis + 1:]
+    x = broadcast(x, xt, x_shape)
+    indices = index_i64(broadcast(indices, it, out.shape), TensorType(out.shape, it.dtype),
+                        n - 1, wrap=n)
+    batch = [d for d in range(out.ndim) if d != axis]
+    numbers = hlo.GatherDimensionNumbers.get(
+        offset_dims=[], collapsed_slice_dims=[axis], operand_batching_dims=batch,
+        start_indices_batching_dims=batch, start_index_map=[axis], index_vector_dim=out.ndim)
+    return hlo.gather(x, indices, numbers, [1] * out.ndim, indices_are_sorted=False)
+
+
+def _starts(op: Op, starts: tuple[ir.Value, ...], sizes: tuple[int, ...]) -> list[ir.Value]:
+    shape = op.inputs[0].type.shape
+    types = [v.type for v in op.inputs[len(op.inputs) - len(starts):]]
+    return [index_i64(s, t, dim - size) for s, t, dim, size in zip(starts, types, shape, sizes)]
+
+
+@lowers(I.dynamic_slice)
+def _dynamic_slice_lower(op: Op, x: ir.Value, *starts: ir.Value) -> ir.Value:
+    sizes = op.attrs["sizes"]
+    return hlo.dynamic_slice(x, _starts(op, starts, sizes), list(sizes))
+
+
+@lowers(I.dynamic_update_slice)
+def _dynamic_update_slice_lower(op: Op, x: ir.Value, update: ir.Value,
+                                *starts: ir.Value) -> ir.Value:
+    return hlo.dynamic_update_slice(x, update, _starts(op, starts, op.inputs[1].type.shape))

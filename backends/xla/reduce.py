@@ -1,1 +1,112 @@
-"""StableHLO lowerings of ir/ops/reduce.py (being written)."""
+"""StableHLO lowerings of ir/ops/reduce.py: stablehlo.reduce with a one-op region for the
+plain reductions, a variadic (value, index) reduce for argmax/argmin and reduce_window for
+cumsum."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from flowjit.ir import Op, TensorType
+from flowjit.ir.ops import reduce as R
+from flowjit.ir.ops.rules import normalize_axes
+from flowjit.ir.types import BOOL, is_float
+
+from .elementwise import compare
+from .jaxshim import hlo, ir
+from .lowering import constant, ir_type, lowers
+
+
+def region_body(region: ir.Region, types: Sequence[TensorType],
+                body: Callable[..., Sequence[ir.Value]]) -> None:
+    """Fill ``region`` (of a reduce, reduce_window or sort) with one block whose arguments have
+    ``types`` and which returns ``body(*arguments)``."""
+    block = region.blocks.append(*(ir_type(t) for t in types))
+    with ir.InsertionPoint(block):
+        hlo.return_(list(body(*block.arguments)))
+
+
+def extreme(dtype: np.dtype, largest: bool) -> np.ndarray:
+    """The largest (or smallest) value of ``dtype``: +-inf for floats, True/False for bool."""
+    if dtype == BOOL:
+        return np.array(largest)
+    if is_float(dtype):
+        return np.array(np.inf if largest else -np.inf, dtype)
+    info = np.iinfo(dtype)
+    return np.array(info.max if largest else info.min, dtype)
+
+
+# op -> (combiner, identity of the combiner for a dtype)
+_REDUCERS = {
+    R.reduce_sum: (hlo.add, lambda dt: np.zeros((), dt)),
+    R.reduce_prod: (hlo.multiply, lambda dt: np.ones((), dt)),
+    R.reduce_max: (hlo.maximum, lambda dt: extreme(dt, largest=False)),
+    R.reduce_min: (hlo.minimum, lambda dt: extreme(dt, largest=True)),
+    R.reduce_and: (hlo.and_, lambda dt: np.array(True)),
+    R.reduce_or: (hlo.or_, lambda dt: np.array(False)),
+}
+
+
+def _reshape(value: ir.Value, src: TensorType, dst: TensorType) -> ir.Value:
+    return value if src.shape == dst.shape else hlo.reshape(ir_type(dst), value)
+
+
+@lowers(*_REDUCERS)
+def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
+    src, out = op.inputs[0].type, op.outputs[0].type
+    combine, identity = _REDUCERS[op.opdef]
+    axes = normalize_axes(op.attrs["axes"], src.ndim)
+    reduced = TensorType(R.reduced_shape(src.shape, axes, keepdims=False), src.dtype)
+    reduce = hlo.ReduceOp([ir_type(reduced)], [x], [constant(identity(src.dtype))], list(axes))
+    scalar = TensorType((), src.dtype)
+    region_body(reduce.regions[0], [scalar, scalar], lambda a, b: [combine(a, b)])
+    return _reshape(reduce.result, reduced, out)
+
+
+@lowers(R.argmax, R.argmin)
+def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
+    src, out = op.inputs[0].type, op.outputs[0].type
+    axis = R.single_axis(op.attrs["axis"], src.ndim)
+    largest = op.opdef is R.argmax
+    dtype, i32 = src.dtype, np.dtype(np.int32)
+    index = hlo.iota(ir_type(TensorType(src.shape, i32)), axis)
+    reduced = R.reduced_shape(src.shape, (axis,), keepdims=False)
+
+    def better(a: ir.Value, ia: ir.Value, b: ir.Value, ib: ir.Value) -> list[ir.Value]:
+        # An order that is associative and commutative, as XLA may combine in any order:
+        # a wins if it is more extreme, or a nan facing a number, or tied with a lower index.
+        a_wins = compare(a, b, "GT" if largest else "LT", dtype)
+        tied = compare(a, b, "EQ", dtype)
+        if is_float(dtype):
+            a_nan, b_nan = compare(a, a, "NE", dtype), compare(b, b, "NE", dtype)
+            a_wins = hlo.or_(a_wins, hlo.and_(a_nan, hlo.not_(b_nan)))
+            tied = hlo.or_(tied, hlo.and_(a_nan, b_nan))
+        pick_a = hlo.or_(a_wins, hlo.and_(tied, compare(ia, ib, "LT", i32)))
+        return [hlo.select(pick_a, a, b), hlo.select(pick_a, ia, ib)]
+
+    # The initial index is past every real one, so any element ties with the identity and wins.
+    inits = [constant(extreme(dtype, largest=not largest)), constant(np.iinfo(i32).max, i32)]
+    reduce = hlo.ReduceOp([ir_type(TensorType(reduced, dtype)), ir_type(TensorType(reduced, i32))],
+                          [x, index], inits, [axis])
+    region_body(reduce.regions[0], [TensorType((), dtype), TensorType((), i32)] * 2, better)
+    return _reshape(reduce.results[1], TensorType(reduced, i32), out)
+
+
+@lowers(R.cumsum)
+def _cumsum_lower(op: Op, x: ir.Value) -> ir.Value:
+    t = op.outputs[0].type
+    if t.size == 0:  # a window of size 0 is invalid; there is nothing to sum anyway
+        return x
+    axis = R.single_axis(op.attrs["axis"], t.ndim)
+    n = t.shape[axis]
+    # Output i sums the window of n elements ending at i (starting at i if reversed), padded
+    # with n - 1 zeros before (after) the data.
+    window = [n if d == axis else 1 for d in range(t.ndim)]
+    pad = [[0, 0] for _ in range(t.ndim)]
+    pad[axis][1 if op.attrs["reverse"] else 0] = n - 1
+    scalar = TensorType((), t.dtype)
+    sums = hlo.ReduceWindowOp([ir_type(t)], [x], [constant(np.zeros((), t.dtype))], window,
+                              padding=ir.DenseIntElementsAttr.get(np.array(pad, np.int64)))
+    region_body(sums.regions[0], [scalar, scalar], lambda a, b: [hlo.add(a, b)])
+    return sums.result

@@ -1,1 +1,126 @@
-"""reduce ops (being written)."""
+"""Reductions over axes (sum, prod, max, min, and, or), arg-reductions (argmax, argmin) and
+the scan cumsum. ``axes`` are normalized by the tracer (sorted, non-negative, unique); the
+shape rules accept anything ``rules.normalize_axes`` accepts and reject the rest."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..core import OpDef, register
+from ..errors import ShapeError
+from ..types import BOOL, TensorType
+from .rules import ANY, NUMERIC, check_arity, check_dtype, low_precision_ref, normalize_axes, \
+    normalize_axis
+
+_AXES_ATTRS = {"axes": "ints", "keepdims": "bool"}
+_AXIS_ATTRS = {"axis": "int", "keepdims": "bool"}
+
+
+def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
+    """``shape`` with normalized ``axes`` dropped, or set to 1 under ``keepdims``."""
+    if keepdims:
+        return tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def single_axis(axis: int, ndim: int) -> int:
+    """``axis`` wrapped into [0, ndim) for ops that work along one real axis (rank >= 1)."""
+    if ndim == 0:
+        raise ShapeError("expects an input of rank >= 1, got a scalar; reshape it to [1] first")
+    return normalize_axis(axis, ndim)
+
+
+def _reduce_rule(allowed: tuple[np.dtype, ...], has_identity: bool) -> Callable:
+    """Shape rule of a reduction over ``axes``; without an identity (max, min) an empty
+    reduced axis has no result."""
+    def rule(types: tuple[TensorType, ...], *, axes: tuple[int, ...],
+             keepdims: bool) -> TensorType:
+        check_arity(types, 1)
+        (x,) = types
+        check_dtype(x, allowed)
+        axes = normalize_axes(tuple(axes), x.ndim)
+        if not has_identity and any(x.shape[d] == 0 for d in axes):
+            raise ShapeError(f"cannot reduce {x} over axes {axes}: one is empty, and the max or "
+                             "min of no elements is undefined (numpy raises too); pad or slice "
+                             "the input so the axis is non-empty")
+        return TensorType(reduced_shape(x.shape, axes, keepdims), x.dtype)
+    return rule
+
+
+def _reduce_ref(fn: Callable) -> Callable:
+    def ref(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        axes = normalize_axes(tuple(axes), x.ndim)
+        return np.asarray(fn(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
+    return low_precision_ref(ref)
+
+
+def _in_dtype(fn: Callable) -> Callable:
+    """``fn`` accumulating in the input dtype: integers wrap as in XLA instead of widening."""
+    return lambda x, **kwargs: fn(x, dtype=x.dtype, **kwargs)
+
+
+def _reduce(name: str, fn: Callable, allowed: tuple[np.dtype, ...], has_identity: bool,
+            doc: str) -> OpDef:
+    return register(OpDef(name, _reduce_rule(allowed, has_identity), _reduce_ref(fn),
+                          attrs=dict(_AXES_ATTRS), doc=doc))
+
+
+reduce_sum = _reduce("reduce_sum", _in_dtype(np.sum), NUMERIC, True,
+                     "numpy.sum over `axes` in the input dtype (integers wrap)")
+reduce_prod = _reduce("reduce_prod", _in_dtype(np.prod), NUMERIC, True,
+                      "numpy.prod over `axes` in the input dtype (integers wrap)")
+reduce_max = _reduce("reduce_max", np.max, ANY, False,
+                     "numpy.max over `axes` (nan propagates); bool max is any")
+reduce_min = _reduce("reduce_min", np.min, ANY, False,
+                     "numpy.min over `axes` (nan propagates); bool min is all")
+reduce_and = _reduce("reduce_and", np.all, (BOOL,), True, "numpy.all over `axes` of a bool")
+reduce_or = _reduce("reduce_or", np.any, (BOOL,), True, "numpy.any over `axes` of a bool")
+
+
+def _arg_rule(types: tuple[TensorType, ...], *, axis: int, keepdims: bool) -> TensorType:
+    check_arity(types, 1)
+    (x,) = types
+    check_dtype(x, NUMERIC)
+    axis = single_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ShapeError(f"cannot take the arg-extremum of {x} along empty axis {axis}")
+    return TensorType(reduced_shape(x.shape, (axis,), keepdims), np.dtype(np.int32))
+
+
+def _arg_ref(fn: Callable) -> Callable:
+    def ref(x: np.ndarray, *, axis: int, keepdims: bool) -> np.ndarray:
+        if x.dtype.kind == "V":  # bfloat16: float32 holds it exactly and numpy knows its nan
+            x = x.astype(np.float32)
+        return fn(x, axis=single_axis(axis, x.ndim), keepdims=keepdims).astype(np.int32)
+    return ref
+
+
+_ARG_DOC = ("index (int32) of the first {} along `axis`; a nan counts as the extremum, so the "
+            "first nan wins (numpy.{})")
+argmax = register(OpDef("argmax", _arg_rule, _arg_ref(np.argmax), attrs=dict(_AXIS_ATTRS),
+                        doc=_ARG_DOC.format("maximum", "argmax")))
+argmin = register(OpDef("argmin", _arg_rule, _arg_ref(np.argmin), attrs=dict(_AXIS_ATTRS),
+                        doc=_ARG_DOC.format("minimum", "argmin")))
+
+
+def _cumsum_rule(types: tuple[TensorType, ...], *, axis: int, reverse: bool) -> TensorType:
+    check_arity(types, 1)
+    (x,) = types
+    check_dtype(x, NUMERIC)
+    single_axis(axis, x.ndim)
+    return x
+
+
+def _cumsum_ref(x: np.ndarray, *, axis: int, reverse: bool) -> np.ndarray:
+    axis = single_axis(axis, x.ndim)
+    if reverse:
+        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=x.dtype), axis)
+    return np.cumsum(x, axis=axis, dtype=x.dtype)
+
+
+cumsum = register(OpDef("cumsum", _cumsum_rule, low_precision_ref(_cumsum_ref),
+                        attrs={"axis": "int", "reverse": "bool"},
+                        doc="numpy.cumsum along `axis` in the input dtype; reverse=True gives "
+                            "the suffix sums (each element plus all after it)"))

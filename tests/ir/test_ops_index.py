@@ -1,0 +1,164 @@
+"""take, take_along_axis, dynamic_slice and dynamic_update_slice against numpy, every operand
+dtype and every index dtype, with indices and starts out of range on purpose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from opcheck import OpCase, check_case, params, rand
+
+from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
+from flowjit.ir.ops import index as I
+from flowjit.ir.ops.rules import ANY, INTS
+
+F32 = np.dtype(np.float32)
+
+
+def some_indices(rng: np.random.Generator, shape: tuple[int, ...], dt, n: int) -> np.ndarray:
+    """Indices of dtype ``dt`` for an axis of size ``n``: in range, negative (signed dtypes),
+    past the end and, at position 0, the dtype's largest value."""
+    idx = rand(rng, shape, dt, -2 * n, 2 * n)
+    if idx.size:
+        idx.reshape(-1)[0] = np.iinfo(dt).max
+    return idx
+
+
+def fixed(indices: np.ndarray, n: int) -> np.ndarray:
+    """The spec spelled out on Python ints: count from the end once, then clamp."""
+    spec = np.vectorize(lambda v: min(max(v + n if v < 0 else v, 0), n - 1), otypes=[np.int64])
+    return spec(indices.astype(object)) if indices.size else indices.astype(np.int64)
+
+
+def take_case(x_shape, i_shape, axis, index_dtype=None):
+    def make(rng, dt):
+        x_dt, i_dt = (F32, dt) if index_dtype is None else (dt, index_dtype)
+        x = rand(rng, x_shape, x_dt)
+        return [x, some_indices(rng, i_shape, i_dt, x_shape[axis])], {"axis": axis}
+    return make
+
+
+def np_take(x, indices, axis):
+    return np.take(x, fixed(indices, x.shape[axis]), axis=axis)
+
+
+def np_take_along_axis(x, indices, axis):
+    return np.take_along_axis(x, fixed(indices, x.shape[axis]), axis=axis)
+
+
+def starts_of(rng, shape, sizes, dtypes):
+    """One scalar start per axis, each of its own dtype, from well before to well after the
+    range that fits (so clamping happens), with the largest value on the last axis."""
+    starts = [np.array(rand(rng, (), dt, -3, n - size + 3), dt)
+              for dt, n, size in zip(dtypes, shape, sizes)]
+    starts[-1] = np.array(np.iinfo(dtypes[-1]).max, dtypes[-1])
+    return starts
+
+
+MIXED = (np.int8, np.uint32, np.int64)
+
+
+def slice_case(shape, sizes, index_dtype=None):
+    def make(rng, dt):
+        x_dt, start_dts = (dt, MIXED) if index_dtype is None else (F32, (dt,) * len(shape))
+        return [rand(rng, shape, x_dt), *starts_of(rng, shape, sizes, start_dts)], {"sizes": sizes}
+    return make
+
+
+def update_case(shape, update_shape, index_dtype=None):
+    def make(rng, dt):
+        x_dt, start_dts = (dt, MIXED) if index_dtype is None else (F32, (dt,) * len(shape))
+        return [rand(rng, shape, x_dt), rand(rng, update_shape, x_dt),
+                *starts_of(rng, shape, update_shape, start_dts)], {}
+    return make
+
+
+def fitting(starts, shape, sizes):
+    """Python slices at each start clamped to [0, dim - size]."""
+    begins = [min(max(int(s), 0), dim - size) for s, dim, size in zip(starts, shape, sizes)]
+    return tuple(slice(b, b + size) for b, size in zip(begins, sizes))
+
+
+def np_dynamic_slice(x, *starts, sizes):
+    return x[fitting(starts, x.shape, sizes)]
+
+
+def np_dynamic_update_slice(x, update, *starts):
+    out = x.copy()
+    out[fitting(starts, x.shape, update.shape)] = update
+    return out
+
+
+CASES = [
+    OpCase(I.take, ANY, take_case((4, 5, 2), (2, 3), 1, np.int32), np_take),
+    OpCase(I.take, INTS, take_case((6, 3), (7,), 0), np_take, name="take_index_dtypes"),
+    OpCase(I.take, ANY, take_case((5, 2), (), -2, np.int64), np_take, name="take_scalar_index"),
+    OpCase(I.take, ANY, take_case((3, 0), (0, 2), 1, np.int32), np_take, name="take_no_indices"),
+    OpCase(I.take_along_axis, ANY, take_case((3, 6, 1), (1, 4, 5), 1, np.int32),
+           np_take_along_axis),
+    OpCase(I.take_along_axis, INTS, take_case((5, 4), (3, 4), 0), np_take_along_axis,
+           name="take_along_axis_index_dtypes"),
+    OpCase(I.take_along_axis, ANY, take_case((2, 3), (2, 0), -1, np.int16), np_take_along_axis,
+           name="take_along_axis_empty"),
+    OpCase(I.dynamic_slice, ANY, slice_case((5, 6, 7), (2, 6, 3)), np_dynamic_slice),
+    OpCase(I.dynamic_slice, INTS, slice_case((8, 9), (0, 4), INTS), np_dynamic_slice,
+           name="dynamic_slice_index_dtypes"),
+    OpCase(I.dynamic_update_slice, ANY, update_case((5, 6, 7), (2, 6, 3)),
+           np_dynamic_update_slice),
+    OpCase(I.dynamic_update_slice, INTS, update_case((8, 9), (3, 4), INTS),
+           np_dynamic_update_slice, name="dynamic_update_slice_index_dtypes"),
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(CASES))
+def test_op_against_numpy(case, dtype):
+    check_case(case, dtype)
+
+
+def add(opdef, types, **attrs):
+    graph = Graph("g")
+    return graph.add(opdef, [graph.add_input(TensorType(s, d)) for s, d in types], attrs)
+
+
+I32 = np.dtype(np.int32)
+
+
+def test_take_shape_errors():
+    with pytest.raises(DTypeError, match="indices has dtype f32"):
+        add(I.take, [((3,), F32), ((2,), F32)], axis=0)
+    with pytest.raises(ShapeError, match="out of range"):
+        add(I.take, [((3,), F32), ((2,), I32)], axis=1)
+    with pytest.raises(ShapeError, match="empty axis 1"):
+        add(I.take, [((3, 0), F32), ((2,), I32)], axis=1)
+
+
+def test_take_along_axis_shape_errors():
+    with pytest.raises(ShapeError, match="must have the rank"):
+        add(I.take_along_axis, [((3, 4), F32), ((4,), I32)], axis=1)
+    with pytest.raises(ShapeError, match="cannot broadcast"):
+        add(I.take_along_axis, [((3, 4), F32), ((2, 7), I32)], axis=1)
+
+
+def test_dynamic_slice_shape_errors():
+    scalar = ((), I32)
+    with pytest.raises(ShapeError, match="one start index per axis"):
+        add(I.dynamic_slice, [((3, 4), F32), scalar], sizes=(1, 1))
+    with pytest.raises(ShapeError, match="must be a scalar"):
+        add(I.dynamic_slice, [((3, 4), F32), scalar, ((1,), I32)], sizes=(1, 1))
+    with pytest.raises(DTypeError, match="start index 0"):
+        add(I.dynamic_slice, [((3, 4), F32), ((), F32), scalar], sizes=(1, 1))
+    with pytest.raises(ShapeError, match="do not fit"):
+        add(I.dynamic_slice, [((3, 4), F32), scalar, scalar], sizes=(1, 5))
+    with pytest.raises(ShapeError, match="do not fit"):
+        add(I.dynamic_slice, [((3, 4), F32), scalar, scalar], sizes=(1,))
+
+
+def test_dynamic_update_slice_shape_errors():
+    scalar = ((), I32)
+    with pytest.raises(DTypeError, match="different dtypes"):
+        add(I.dynamic_update_slice, [((3, 4), F32), ((1, 1), I32), scalar, scalar])
+    with pytest.raises(ShapeError, match="does not fit"):
+        add(I.dynamic_update_slice, [((3, 4), F32), ((4, 1), F32), scalar, scalar])
+    with pytest.raises(ShapeError, match="does not fit"):
+        add(I.dynamic_update_slice, [((3, 4), F32), ((1,), F32), scalar, scalar])
+    with pytest.raises(ShapeError, match="got 1 operand"):
+        add(I.dynamic_update_slice, [((3, 4), F32)])
