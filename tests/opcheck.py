@@ -83,6 +83,8 @@ def assert_matches(got: np.ndarray, want: np.ndarray, dtype: np.dtype, scale: fl
 
 
 def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
+    if seed is None:  # a fresh seed each run, reported on failure so it can be replayed
+        seed = int(np.random.SeedSequence().entropy % 2**32)
     rng = np.random.default_rng(seed)
     inputs, attrs = case.make(rng, dtype)
     inputs = [np.asarray(x) for x in inputs]
@@ -101,4 +103,5 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
         for i, (got, want) in enumerate(zip(outs, expected)):
             want = np.asarray(want).astype(graph.outputs[i].type.dtype)
             assert_matches(np.asarray(got), want, dtype, case.tol_scale,
-                           f"{case.name}[{dtype}] output {i} on {backend}")
+                           f"{case.name}[{dtype}] output {i} on {backend} "
+                           f"(replay with check_case(case, dtype, seed={seed}))")

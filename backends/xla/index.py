@@ -8,7 +8,7 @@ import numpy as np
 
 from flowjit.ir import Op, TensorType
 from flowjit.ir.ops import index as I
-from flowjit.ir.ops.reduce import single_axis
+from flowjit.ir.ops.rules import single_axis
 
 from .elementwise import compare
 from .jaxshim import hlo, ir

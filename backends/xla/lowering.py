@@ -54,6 +54,15 @@ def broadcast(value: ir.Value, src: TensorType, shape: tuple[int, ...]) -> ir.Va
     return hlo.broadcast_in_dim(ir_type(TensorType(shape, src.dtype)), value, dims)
 
 
+def region_body(region: ir.Region, types: Sequence[TensorType],
+                body: Callable[..., Sequence[ir.Value]]) -> None:
+    """Fill ``region`` (of a reduce, reduce_window or sort) with one block whose arguments have
+    ``types`` and which returns ``body(*arguments)``."""
+    block = region.blocks.append(*(ir_type(t) for t in types))
+    with ir.InsertionPoint(block):
+        hlo.return_(list(body(*block.arguments)))
+
+
 def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     """Emit ``graph``'s ops at the current insertion point; returns the output values."""
     env = dict(zip(graph.inputs, args, strict=True))

@@ -9,7 +9,7 @@ from flowjit.ir.ops import nn as N
 
 from .jaxshim import hlo, ir
 from .linalg import accumulation_type, highest_precision, round_to
-from .lowering import constant, ir_type, lowers
+from .lowering import constant, ir_type, lowers, region_body
 
 # ('NHWC', 'HWIO', 'NHWC') in XLA's terms
 _NHWC_HWIO = dict(input_batch_dimension=0, input_feature_dimension=3,
@@ -48,12 +48,9 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
     wide = accumulation_type(out) if reduction == "sum" else out
     if wide != out:
         x = hlo.convert(ir_type(TensorType(src.shape, wide.dtype)), x)
-    scalar = ir_type(TensorType((), wide.dtype))
     window = hlo.ReduceWindowOp([ir_type(wide)], [x],
                                 [constant(N.reduce_window_init(wide.dtype, reduction))],
                                 list(op.attrs["window"]), window_strides=list(op.attrs["strides"]),
                                 padding=_pairs(op.attrs["padding"]))
-    block = window.regions[0].blocks.append(scalar, scalar)
-    with ir.InsertionPoint(block):
-        hlo.return_([combine(*block.arguments)])
+    region_body(window.regions[0], [TensorType((), wide.dtype)] * 2, lambda a, b: [combine(a, b)])
     return round_to(window.result, wide, out)

@@ -4,38 +4,16 @@ cumsum."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
-
 import numpy as np
 
 from flowjit.ir import Op, TensorType
 from flowjit.ir.ops import reduce as R
-from flowjit.ir.ops.rules import normalize_axes
-from flowjit.ir.types import BOOL, is_float
+from flowjit.ir.ops.rules import extreme, normalize_axes, reduced_shape, single_axis
+from flowjit.ir.types import is_float
 
 from .elementwise import compare
 from .jaxshim import hlo, ir
-from .lowering import constant, ir_type, lowers
-
-
-def region_body(region: ir.Region, types: Sequence[TensorType],
-                body: Callable[..., Sequence[ir.Value]]) -> None:
-    """Fill ``region`` (of a reduce, reduce_window or sort) with one block whose arguments have
-    ``types`` and which returns ``body(*arguments)``."""
-    block = region.blocks.append(*(ir_type(t) for t in types))
-    with ir.InsertionPoint(block):
-        hlo.return_(list(body(*block.arguments)))
-
-
-def extreme(dtype: np.dtype, largest: bool) -> np.ndarray:
-    """The largest (or smallest) value of ``dtype``: +-inf for floats, True/False for bool."""
-    if dtype == BOOL:
-        return np.array(largest)
-    if is_float(dtype):
-        return np.array(np.inf if largest else -np.inf, dtype)
-    info = np.iinfo(dtype)
-    return np.array(info.max if largest else info.min, dtype)
-
+from .lowering import constant, ir_type, lowers, region_body
 
 # op -> (combiner, identity of the combiner for a dtype)
 _REDUCERS = {
@@ -47,31 +25,28 @@ _REDUCERS = {
     R.reduce_or: (hlo.or_, lambda dt: np.array(False)),
 }
 
-
 def _reshape(value: ir.Value, src: TensorType, dst: TensorType) -> ir.Value:
     return value if src.shape == dst.shape else hlo.reshape(ir_type(dst), value)
-
 
 @lowers(*_REDUCERS)
 def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
     src, out = op.inputs[0].type, op.outputs[0].type
     combine, identity = _REDUCERS[op.opdef]
     axes = normalize_axes(op.attrs["axes"], src.ndim)
-    reduced = TensorType(R.reduced_shape(src.shape, axes, keepdims=False), src.dtype)
+    reduced = TensorType(reduced_shape(src.shape, axes, keepdims=False), src.dtype)
     reduce = hlo.ReduceOp([ir_type(reduced)], [x], [constant(identity(src.dtype))], list(axes))
     scalar = TensorType((), src.dtype)
     region_body(reduce.regions[0], [scalar, scalar], lambda a, b: [combine(a, b)])
     return _reshape(reduce.result, reduced, out)
 
-
 @lowers(R.argmax, R.argmin)
 def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
     src, out = op.inputs[0].type, op.outputs[0].type
-    axis = R.single_axis(op.attrs["axis"], src.ndim)
+    axis = single_axis(op.attrs["axis"], src.ndim)
     largest = op.opdef is R.argmax
     dtype, i32 = src.dtype, np.dtype(np.int32)
     index = hlo.iota(ir_type(TensorType(src.shape, i32)), axis)
-    reduced = R.reduced_shape(src.shape, (axis,), keepdims=False)
+    reduced = reduced_shape(src.shape, (axis,), keepdims=False)
 
     def better(a: ir.Value, ia: ir.Value, b: ir.Value, ib: ir.Value) -> list[ir.Value]:
         # An order that is associative and commutative, as XLA may combine in any order:
@@ -92,13 +67,12 @@ def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
     region_body(reduce.regions[0], [TensorType((), dtype), TensorType((), i32)] * 2, better)
     return _reshape(reduce.results[1], TensorType(reduced, i32), out)
 
-
 @lowers(R.cumsum)
 def _cumsum_lower(op: Op, x: ir.Value) -> ir.Value:
     t = op.outputs[0].type
     if t.size == 0:  # a window of size 0 is invalid; there is nothing to sum anyway
         return x
-    axis = R.single_axis(op.attrs["axis"], t.ndim)
+    axis = single_axis(op.attrs["axis"], t.ndim)
     n = t.shape[axis]
     # Output i sums the window of n elements ending at i (starting at i if reversed), padded
     # with n - 1 zeros before (after) the data.

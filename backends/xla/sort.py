@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from flowjit.ir import Op, TensorType
 from flowjit.ir.ops import sort as S
-from flowjit.ir.ops.reduce import single_axis
+from flowjit.ir.ops.rules import single_axis
 from flowjit.ir.types import is_float
 
 from .elementwise import compare
 from .jaxshim import hlo, ir
-from .lowering import ir_type, lowers
-from .reduce import region_body
+from .lowering import ir_type, lowers, region_body
 
 
 def sorted_with_indices(x: ir.Value, t: TensorType, axis: int,

@@ -9,8 +9,7 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
-from .reduce import single_axis
-from .rules import ANY, INTS, broadcast_shapes, check_arity, check_dtype, same_dtype
+from .rules import ANY, INTS, broadcast_shapes, check_arity, check_dtype, same_dtype, single_axis
 
 
 def wrap_clamp(indices: np.ndarray, n: int) -> np.ndarray:

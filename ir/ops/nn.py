@@ -12,8 +12,8 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
-from .rules import FLOATS, NUMERIC, check_arity, check_dtype, low_precision_ref, same_dtype
-from .shape import check_count, check_min
+from .rules import FLOATS, NUMERIC, check_arity, check_count, check_dtype, check_min, extreme, \
+    low_precision_ref, same_dtype
 
 
 def window_out_size(size: int, window: int, stride: int) -> int:
@@ -126,7 +126,7 @@ def reduce_window_init(dtype: np.dtype, reduction: str) -> np.ndarray:
     """The padding value and identity of a windowed reduction ("max" or "sum")."""
     if reduction == "sum":
         return np.zeros((), dtype)
-    return np.array(-np.inf if dtype.kind in "fV" else np.iinfo(dtype).min, dtype)
+    return extreme(dtype, largest=False)
 
 
 def _reduce_window(reduction: str, combine: Callable) -> Callable:

@@ -12,24 +12,10 @@ from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import BOOL, TensorType
 from .rules import ANY, NUMERIC, check_arity, check_dtype, low_precision_ref, normalize_axes, \
-    normalize_axis
+    reduced_shape, single_axis
 
 _AXES_ATTRS = {"axes": "ints", "keepdims": "bool"}
 _AXIS_ATTRS = {"axis": "int", "keepdims": "bool"}
-
-
-def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
-    """``shape`` with normalized ``axes`` dropped, or set to 1 under ``keepdims``."""
-    if keepdims:
-        return tuple(1 if d in axes else n for d, n in enumerate(shape))
-    return tuple(n for d, n in enumerate(shape) if d not in axes)
-
-
-def single_axis(axis: int, ndim: int) -> int:
-    """``axis`` wrapped into [0, ndim) for ops that work along one real axis (rank >= 1)."""
-    if ndim == 0:
-        raise ShapeError("expects an input of rank >= 1, got a scalar; reshape it to [1] first")
-    return normalize_axis(axis, ndim)
 
 
 def _reduce_rule(allowed: tuple[np.dtype, ...], has_identity: bool) -> Callable:

@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import DTypeError, ShapeError
-from ..types import BOOL, FLOAT_DTYPES, INT_DTYPES, TensorType, dtype_name
+from ..types import BOOL, FLOAT_DTYPES, INT_DTYPES, TensorType, dtype_name, is_float
 
 FLOATS = FLOAT_DTYPES
 INTS = INT_DTYPES
@@ -96,3 +96,38 @@ def low_precision_ref(fn: Callable) -> Callable:
             return out.astype(dtype) if out.dtype == np.float32 else out
         return np.asarray(fn(*arrays, **attrs))
     return ref
+
+
+def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
+    """``shape`` with normalized ``axes`` dropped, or set to 1 under ``keepdims``."""
+    if keepdims:
+        return tuple(1 if d in axes else n for d, n in enumerate(shape))
+    return tuple(n for d, n in enumerate(shape) if d not in axes)
+
+
+def single_axis(axis: int, ndim: int) -> int:
+    """``axis`` wrapped into [0, ndim) for ops that work along one real axis (rank >= 1)."""
+    if ndim == 0:
+        raise ShapeError("expects an input of rank >= 1, got a scalar; reshape it to [1] first")
+    return normalize_axis(axis, ndim)
+
+
+def check_count(name: str, values: tuple[int, ...], n: int, what: str) -> None:
+    """ShapeError unless attribute ``name`` holds ``n`` entries (``what`` says why n)."""
+    if len(values) != n:
+        raise ShapeError(f"{name}={values} has {len(values)} entries; expected {n} ({what})")
+
+
+def check_min(name: str, values: tuple[int, ...], low: int) -> None:
+    if any(v < low for v in values):
+        raise ShapeError(f"{name}={values} has entries below {low}")
+
+
+def extreme(dtype: np.dtype, largest: bool) -> np.ndarray:
+    """The largest (or smallest) value of ``dtype``: +-inf for floats, True/False for bool."""
+    if dtype == BOOL:
+        return np.array(largest)
+    if is_float(dtype):
+        return np.array(np.inf if largest else -np.inf, dtype)
+    info = np.iinfo(dtype)
+    return np.array(info.max if largest else info.min, dtype)

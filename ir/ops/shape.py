@@ -9,18 +9,8 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
-from .rules import ANY, check_arity, check_dtype, normalize_axes, normalize_axis, same_dtype
-
-
-def check_count(name: str, values: tuple[int, ...], n: int, what: str) -> None:
-    """ShapeError unless attribute ``name`` holds ``n`` entries (``what`` says why n)."""
-    if len(values) != n:
-        raise ShapeError(f"{name}={values} has {len(values)} entries; expected {n} ({what})")
-
-
-def check_min(name: str, values: tuple[int, ...], low: int) -> None:
-    if any(v < low for v in values):
-        raise ShapeError(f"{name}={values} has entries below {low}")
+from .rules import ANY, check_arity, check_count, check_dtype, check_min, normalize_axes, \
+    normalize_axis, same_dtype
 
 
 def _one_input(types: tuple[TensorType, ...]) -> TensorType:

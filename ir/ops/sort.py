@@ -9,8 +9,7 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
-from .reduce import single_axis
-from .rules import ANY, check_arity, check_dtype
+from .rules import ANY, check_arity, check_dtype, single_axis
 
 _SORT_ATTRS = {"axis": "int", "descending": "bool"}
 INDEX = np.dtype(np.int32)
