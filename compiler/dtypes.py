@@ -8,7 +8,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from flowjit.ir.types import BOOL, is_float, is_int
+from flowjit.ir.types import BOOL, bfloat16, is_float, is_int
 
 FLOAT0 = np.dtype(np.float32)  # the default float: Python floats, int / int
 INT0 = np.dtype(np.int32)  # the default int: Python ints
@@ -31,6 +31,8 @@ def result_dtype(*operands: Any) -> np.dtype:
     dtype = strong[0]
     for other in strong[1:]:
         dtype = np.dtype(jnp.promote_types(dtype, other))
+    if dtype.itemsize == 8 and all(d.itemsize < 8 for d in strong):
+        dtype = np.dtype(f"{dtype.kind}4")  # as jax's 32-bit mode: uint32 + int32 -> int32
     for w in weak:  # a weak scalar only lifts the kind: bool -> int -> float
         if _rank(w) > _rank(dtype):
             dtype = w
@@ -41,6 +43,25 @@ def _rank(dtype: np.dtype) -> int:
     return 2 if is_float(dtype) else 1 if is_int(dtype) else 0
 
 
+_PYTHON_TYPES = {bool: BOOL, int: INT0, float: FLOAT0}
+
+
+def canonical_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a numpy dtype; Python's ``int`` and ``float`` are int32 and float32 (numpy
+    would make them 64-bit)."""
+    return _PYTHON_TYPES[dtype] if isinstance(dtype, type) and dtype in _PYTHON_TYPES \
+        else np.dtype(dtype)
+
+
 def float_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype a float-only function computes in: floats stay, ints and bools -> float32."""
-    return dtype if is_float(dtype) else FLOAT0
+    """The dtype a float-only function computes in, as jax's ``to_inexact_dtype``: floats stay,
+    64-bit ints -> float64, other ints and bools -> float32."""
+    if is_float(dtype):
+        return dtype
+    return np.dtype(np.float64) if is_int(dtype) and dtype.itemsize == 8 else FLOAT0
+
+
+def accumulation_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype mean and var accumulate in, as jax.numpy's: float16 and bfloat16 sums of many
+    elements overflow or lose their low digits, so they are computed in float32."""
+    return FLOAT0 if dtype in (np.dtype(np.float16), bfloat16) else dtype

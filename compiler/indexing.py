@@ -28,11 +28,12 @@ def _expand_key(key: Any, ndim: int) -> list:
     consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
     if consumed > ndim:
         raise IndexError(f"too many indices: {consumed} for a Tensor of rank {ndim}")
-    if sum(1 for k in key if k is Ellipsis) > 1:
+    # by identity: `in` and `.index` would compare array indices with ==
+    ellipses = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    if Ellipsis in key:
-        at = key.index(Ellipsis)
-        key[at:at + 1] = [slice(None)] * (ndim - consumed)
+    if ellipses:
+        key[ellipses[0]:ellipses[0] + 1] = [slice(None)] * (ndim - consumed)
     else:
         key += [slice(None)] * (ndim - consumed)
     return key
@@ -41,9 +42,15 @@ def _expand_key(key: Any, ndim: int) -> list:
 @with_user_location
 def getitem(x, key):
     from .numpy_api import asarray, reshape
-    from .tensor import Tensor
 
     entries = _expand_key(key, x.ndim)
+    if any(k is None for k in entries) and any(_is_array_index(k) for k in entries):
+        # None beside integer arrays: index a new size-1 axis with `:` instead, which places
+        # every dim as numpy does (and separates the arrays around it, as None does)
+        dims = iter(x.shape)
+        x = reshape(x, tuple(1 if k is None else next(dims) for k in entries))
+        entries = [slice(None) if k is None else k for k in entries]
+    ints_are_advanced = _ints_are_advanced(entries)
     start, limit, strides, flips, out_shape = [], [], [], [], []
     advanced: list[tuple[int, Any]] = []  # (axis, indices)
     axis = 0
@@ -65,14 +72,19 @@ def getitem(x, key):
             limit.append(first + (size - 1) * abs(step) + 1 if size else 0)
             strides.append(abs(step))
             out_shape.append(("dim", size))
-        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+        elif _is_int(k):
             i = int(k)
             if not -n <= i < n:
                 raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
             i %= n
-            start.append(i), limit.append(i + 1), strides.append(1)
-            out_shape.append(("drop", 1))
-        elif _is_array_index(k) or isinstance(k, Tensor):
+            if ints_are_advanced:  # a 0-d index array: it places the index dims as numpy does
+                start.append(0), limit.append(n), strides.append(1)
+                advanced.append((axis, asarray(np.int32(i))))
+                out_shape.append(("adv", n))
+            else:
+                start.append(i), limit.append(i + 1), strides.append(1)
+                out_shape.append(("drop", 1))
+        elif _is_array_index(k):
             start.append(0), limit.append(n), strides.append(1)
             advanced.append((axis, asarray(k)))
             out_shape.append(("adv", n))
@@ -81,17 +93,28 @@ def getitem(x, key):
                              "None, ... or integer arrays")
         axis += 1
     if tuple(start) != (0,) * x.ndim or tuple(limit) != x.shape or set(strides) - {1}:
-        x = emit(S.slice, [x], start=tuple(start), limit=tuple(limit), strides=tuple(strides))
+        x = emit(S.slice_, [x], start=tuple(start), limit=tuple(limit), strides=tuple(strides))
     if flips:
         x = emit(S.reverse, [x], axes=tuple(flips))
     if advanced:
-        if any(tag == "new" for tag, _ in out_shape):
-            raise IndexError("combining None with integer-array indices is not supported; "
-                             "index first, then use fnp.expand_dims")
         kept = [i for i, (tag, _) in enumerate(out_shape) if tag != "drop"]
         x = reshape(x, tuple(x.shape[i] for i in kept))
         return _gather(x, [(kept.index(a), idx) for a, idx in advanced])
     return reshape(x, tuple(size for tag, size in out_shape if tag != "drop"))
+
+
+def _is_int(k: Any) -> bool:
+    return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+
+
+def _ints_are_advanced(entries: list) -> bool:
+    """numpy counts an int next to an integer array as an advanced index: when the advanced
+    indices are not adjacent (``x[1, :, [0, 2]]``), the index dims go first. Only then must the
+    int be gathered; otherwise slicing it away first gives the same result."""
+    if not any(_is_array_index(k) for k in entries):
+        return False
+    at = [n for n, k in enumerate(entries) if _is_array_index(k) or _is_int(k)]
+    return at != list(range(at[0], at[0] + len(at)))
 
 
 def _gather(x, advanced):

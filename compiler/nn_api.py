@@ -124,7 +124,8 @@ def _padding(padding, spatial, window, stride, dilation) -> tuple[int, ...]:
                                                                  dilation[i]))
     pads = tuple(int(p) for pair in padding for p in pair)
     if len(pads) != 4:
-        raise ValueError(f"padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got {padding!r}")
+        raise ValueError("padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got "
+                         f"{padding!r}")
     return pads
 
 

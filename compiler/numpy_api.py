@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flowjit.ir.errors import DTypeError, ShapeError
+from flowjit.ir.errors import ShapeError
 from flowjit.ir.ops import creation as C
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import reduce as R
@@ -20,7 +20,8 @@ from flowjit.ir.ops import shape as S
 from flowjit.ir.ops.rules import normalize_axes, normalize_axis
 from flowjit.ir.types import BOOL, is_float
 
-from .dtypes import FLOAT0, INT0, float_dtype, is_python_scalar, result_dtype
+from .dtypes import (FLOAT0, INT0, accumulation_dtype, canonical_dtype, float_dtype,
+                     is_python_scalar, result_dtype)
 from .location import user_location, wrap_public_functions
 from .trace import constant, convert, emit
 
@@ -29,6 +30,7 @@ def asarray(x: Any, dtype: Any = None):
     """A Tensor of ``x`` (a Tensor, numpy array or Python scalar), converted to ``dtype``."""
     from .tensor import Tensor
 
+    dtype = None if dtype is None else canonical_dtype(dtype)
     if not isinstance(x, Tensor):
         if not (is_python_scalar(x) or isinstance(x, (np.ndarray, np.generic, list, tuple))):
             if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):
@@ -334,15 +336,19 @@ def _count(x, axis) -> int:
 
 def mean(x, axis=None, keepdims=False, dtype=None):
     x = asarray(x)
-    dtype = np.dtype(dtype) if dtype is not None else float_dtype(x.dtype)
-    return divide(sum(x, axis, keepdims, dtype), asarray(_count(x, axis), dtype))
+    dtype = canonical_dtype(dtype) if dtype is not None else float_dtype(x.dtype)
+    wide = accumulation_dtype(dtype)
+    total = sum(x, axis, keepdims, wide)
+    return convert(divide(total, asarray(_count(x, axis), wide)), dtype)
 
 
 def var(x, axis=None, keepdims=False, ddof: int = 0):
     x = asarray(x)
-    x = convert(x, float_dtype(x.dtype))
+    dtype = float_dtype(x.dtype)
+    x = convert(x, accumulation_dtype(dtype))
     centered = subtract(x, mean(x, axis, keepdims=True))
-    return divide(sum(square(centered), axis, keepdims), asarray(_count(x, axis) - ddof, x.dtype))
+    spread = divide(sum(square(centered), axis, keepdims), asarray(_count(x, axis) - ddof, x.dtype))
+    return convert(spread, dtype)
 
 
 def std(x, axis=None, keepdims=False, ddof: int = 0):
@@ -351,10 +357,9 @@ def std(x, axis=None, keepdims=False, ddof: int = 0):
 
 def _arg_reduce(opdef, x, axis, keepdims):
     x = asarray(x)
-    if axis is None:
-        x, axis = reshape(x, (-1,)), 0
-        if keepdims:
-            raise ShapeError("keepdims=True needs an axis", op=opdef.name, loc=user_location())
+    if axis is None:  # the index into the flattened array; keepdims keeps every axis as 1
+        index = emit(opdef, [reshape(x, (-1,))], axis=0, keepdims=False)
+        return reshape(index, (1,) * x.ndim) if keepdims else index
     return emit(opdef, [x], axis=normalize_axis(axis, x.ndim), keepdims=bool(keepdims))
 
 
@@ -368,7 +373,9 @@ def argmin(x, axis=None, keepdims=False):
 
 def cumsum(x, axis=None, dtype=None):
     x = asarray(x)
-    x = convert(x, dtype or _accumulator_dtype(x.dtype))
+    # jax.numpy's rule, unlike sum's: only bools are widened (to the default int)
+    x = convert(x, canonical_dtype(dtype) if dtype is not None else
+                INT0 if x.dtype == BOOL else x.dtype)
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
     return emit(R.cumsum, [x], axis=normalize_axis(axis, x.ndim), reverse=False)
@@ -410,7 +417,7 @@ def arange(start, stop=None, step=1, dtype=None):
             raise TypeError("arange needs static bounds (Python numbers); for a traced bound use "
                             "fj.fori_loop or a mask built with fnp.where")
     n = builtins.max(0, int(np.ceil((stop - start) / step)))
-    dtype = np.dtype(dtype) if dtype is not None else result_dtype(start, stop, step)
+    dtype = canonical_dtype(dtype) if dtype is not None else result_dtype(start, stop, step)
     index = emit(C.iota, [], shape=(n,), dimension=0, dtype=dtype)
     if step != 1:
         index = multiply(index, asarray(step, dtype))
@@ -421,14 +428,15 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype=FLOAT0):
     M = N if M is None else M
     rows = emit(C.iota, [], shape=(N, M), dimension=0, dtype=INT0)
     cols = emit(C.iota, [], shape=(N, M), dimension=1, dtype=INT0)
-    return convert(equal(add(rows, k), cols), dtype)
+    return convert(equal(add(rows, k), cols), canonical_dtype(dtype))
 
 
 # -- shapes --------------------------------------------------------------------------------
 def _resolve_shape(size: int, shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(d) for d in shape)
     if shape.count(-1) > 1:
-        raise ShapeError(f"can only infer one dimension of {shape}", op="reshape", loc=user_location())
+        raise ShapeError(f"can only infer one dimension of {shape}", op="reshape",
+                         loc=user_location())
     if -1 in shape:
         known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
         if known == 0 or size % known:
@@ -508,7 +516,7 @@ def _slice_axis(x, axis, lo, hi, step=1):
     limit = list(x.shape)
     strides = [1] * x.ndim
     start[axis], limit[axis], strides[axis] = lo, hi, step
-    return emit(S.slice, [x], start=tuple(start), limit=tuple(limit), strides=tuple(strides))
+    return emit(S.slice_, [x], start=tuple(start), limit=tuple(limit), strides=tuple(strides))
 
 
 def pad(x, pad_width, mode="constant", constant_values=0):
@@ -539,11 +547,7 @@ def tile(x, reps):
 
 # -- dtype helpers -------------------------------------------------------------------------
 def astype(x, dtype):
-    return convert(asarray(x), dtype)
+    return convert(asarray(x), canonical_dtype(dtype))
 
-
-def _check_int_indices(indices, what: str):
-    if indices.dtype.kind not in "iu":
-        raise DTypeError(f"{what} must be integers, got {indices.dtype}", loc=user_location())
 
 wrap_public_functions(globals(), __name__)

@@ -12,17 +12,33 @@ from flowjit.ir.ops import index as I
 from flowjit.ir.ops import linalg as L
 from flowjit.ir.ops import sort as So
 from flowjit.ir.ops.rules import normalize_axis
+from flowjit.ir.types import BOOL
 
+from .dtypes import INT0, is_python_scalar
 from .location import user_location, wrap_public_functions
-from .numpy_api import _common, asarray, broadcast_to, expand_dims, reshape, squeeze, sum, transpose
-from .trace import emit
+from .numpy_api import _common, asarray, broadcast_to, expand_dims, not_equal, reshape, squeeze, \
+    sum, transpose
+from .numpy_api import any as any_
+from .trace import convert, emit
 
 
 def _dot_general(a, b, contract: tuple[Sequence[int], Sequence[int]],
                  batch: tuple[Sequence[int], Sequence[int]] = ((), ())):
+    """``a`` and ``b`` share a dtype; bools (which dot_general does not take) multiply as ints,
+    and a sum is true where it is nonzero, as in jax."""
+    if a.dtype == BOOL:
+        product = _dot_general(convert(a, INT0), convert(b, INT0), contract, batch)
+        return not_equal(product, 0)
     return emit(L.dot_general, [a, b], lhs_contracting=tuple(contract[0]),
                 rhs_contracting=tuple(contract[1]), lhs_batch=tuple(batch[0]),
                 rhs_batch=tuple(batch[1]))
+
+
+def _sum_away(x, axes: tuple[int, ...]):
+    """Sum over ``axes`` in ``x``'s own dtype (einsum's labels of one operand only)."""
+    if not axes:
+        return x
+    return any_(x, axes) if x.dtype == BOOL else sum(x, axes, dtype=x.dtype)
 
 
 def matmul(a, b):
@@ -87,13 +103,12 @@ def einsum(subscripts: str, a, b):
     for term, x in ((la, a), (lb, b)):
         if len(term) != x.ndim or len(set(term)) != len(term):
             raise ShapeError(f"einsum {subscripts!r}: term {term!r} does not fit shape {x.shape} "
-                             "(repeated labels are not supported)", op="einsum", loc=user_location())
+                             "(repeated labels are not supported)", op="einsum",
+                             loc=user_location())
     # labels found in one operand only and not in the output are summed away first
-    a = sum(a, tuple(i for i, c in enumerate(la) if c not in lb and c not in out)) \
-        if any(c not in lb and c not in out for c in la) else a
+    a = _sum_away(a, tuple(i for i, c in enumerate(la) if c not in lb and c not in out))
     la = "".join(c for c in la if c in lb or c in out)
-    b = sum(b, tuple(i for i, c in enumerate(lb) if c not in la and c not in out)) \
-        if any(c not in la and c not in out for c in lb) else b
+    b = _sum_away(b, tuple(i for i, c in enumerate(lb) if c not in la and c not in out))
     lb = "".join(c for c in lb if c in la or c in out)
     batch = [c for c in la if c in lb and c in out]
     contract = [c for c in la if c in lb and c not in out]
@@ -126,20 +141,39 @@ def take(a, indices, axis=None):
 
 def take_along_axis(arr, indices, axis):
     arr = asarray(arr)
-    return emit(I.take_along_axis, [arr, _int_indices(indices)], axis=normalize_axis(axis, arr.ndim))
+    return emit(I.take_along_axis, [arr, _int_indices(indices)],
+                axis=normalize_axis(axis, arr.ndim))
+
+
+def _starts(x, start_indices) -> list:
+    """Start indices as jax.lax takes them: a negative start counts from the end once; the op
+    then clamps each start so that the slice fits."""
+    from .numpy_api import add, less, where
+
+    starts = []
+    for axis, s in enumerate(start_indices):
+        if axis < x.ndim and is_python_scalar(s) and s < 0:
+            s += x.shape[axis]
+        s = _int_indices(s)
+        if axis < x.ndim and s.dtype.kind == "i" and not is_python_scalar(start_indices[axis]):
+            s = where(less(s, 0), add(s, x.shape[axis]), s)
+        starts.append(s)
+    return starts
 
 
 def dynamic_slice(x, start_indices, sizes):
+    """jax.lax.dynamic_slice: ``x[s0:s0+sizes[0], ...]`` for traced scalar starts."""
     x = asarray(x)
-    starts = [_int_indices(s) for s in start_indices]
-    return emit(I.dynamic_slice, [x, *starts], sizes=tuple(int(s) for s in sizes))
+    return emit(I.dynamic_slice, [x, *_starts(x, start_indices)],
+                sizes=tuple(int(s) for s in sizes))
 
 
 def dynamic_update_slice(x, update, start_indices):
+    """jax.lax.dynamic_update_slice: ``x`` with ``update`` (cast to x's dtype) written at the
+    traced scalar starts."""
     x = asarray(x)
     update = asarray(update, x.dtype)
-    starts = [_int_indices(s) for s in start_indices]
-    return emit(I.dynamic_update_slice, [x, update, *starts])
+    return emit(I.dynamic_update_slice, [x, update, *_starts(x, start_indices)])
 
 
 # -- sorting -------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ def _operands(op: Op, args) -> list[ir.Value]:
 
 @lowers(*_UNARY)
 def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
+    t = op.inputs[0].type
+    if t.dtype.kind == "u" and op.opdef in (E.abs_, E.sign):  # stablehlo's take signed only
+        # |x| -> x; sign(x) -> x != 0 (as 0 or 1)
+        if op.opdef is E.abs_:
+            return x
+        return hlo.convert(ir_type(t), compare(x, _zero_like(t), "NE", t.dtype))
     return _UNARY[op.opdef](x)
 
 
