@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import TensorType, dtype_name
+from flowjit.ir import TensorType
 from flowjit.ir.errors import DTypeError
 
 _NARROW = {np.dtype(np.float64): np.dtype(np.float32), np.dtype(np.int64): np.dtype(np.int32),
@@ -43,11 +43,11 @@ class Signature:
         return "nothing visible changed"
 
 
-def _path_name(path: Sequence[Any], argnames: Sequence[str]) -> str:
-    head, rest = path[0].idx, path[1:]
-    first = rest[0]
+def _path_name(path: Sequence[Any]) -> str:
+    """``args[1]['w']`` for a key path into ``(args, kwargs)``."""
+    head, first, rest = path[0].idx, path[1], tuple(path[2:])
     base = f"args[{first.idx}]" if head == 0 else f"kwargs[{first.key!r}]"
-    return base + jax.tree_util.keystr(tuple(rest[1:]))
+    return base + jax.tree_util.keystr(rest)
 
 
 def leaf_type(leaf: Any, path: str) -> TensorType:
@@ -76,10 +76,6 @@ def signature_of(args: tuple, kwargs: dict, static_argnums: Sequence[int],
     dyn_args = tuple(None if i in static_argnums else a for i, a in enumerate(args))
     dyn_kwargs = {k: v for k, v in kwargs.items() if k not in static_argnames}
     flat, treedef = jax.tree_util.tree_flatten_with_path((dyn_args, dyn_kwargs))
-    paths = tuple(_path_name(p, ()) for p, _ in flat)
+    paths = tuple(_path_name(p) for p, _ in flat)
     types = tuple(leaf_type(leaf, path) for path, (_, leaf) in zip(paths, flat))
     return Signature(treedef, paths, types, statics)
-
-
-def describe_types(types: Sequence[TensorType]) -> str:
-    return ", ".join(f"{dtype_name(t.dtype)}{list(t.shape)}" for t in types)

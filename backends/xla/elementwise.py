@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowjit.ir import Op
+from flowjit.ir import Op, TensorType
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.types import BOOL, is_float
 
@@ -40,7 +40,7 @@ def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
         # |x| -> x; sign(x) -> x != 0 (as 0 or 1)
         if op.opdef is E.abs_:
             return x
-        return hlo.convert(ir_type(t), compare(x, _zero_like(t), "NE", t.dtype))
+        return hlo.convert(ir_type(t), compare(x, _filled(t, 0), "NE", t.dtype))
     return _UNARY[op.opdef](x)
 
 
@@ -70,48 +70,44 @@ def _select_lower(op: Op, *args: ir.Value) -> ir.Value:
 def _convert_lower(op: Op, x: ir.Value) -> ir.Value:
     src, dst = op.inputs[0].type, op.outputs[0].type
     if dst.dtype == BOOL and src.dtype != BOOL:  # numpy: nonzero -> True (convert would truncate)
-        return compare(x, broadcast(constant(0, src.dtype), src.__class__((), src.dtype), src.shape),
-                       "NE", src.dtype)
+        return compare(x, _filled(src, 0), "NE", src.dtype)
     return hlo.convert(ir_type(dst), x)
 
 
-def _zero_like(t, value=0):
-    return broadcast(constant(value, t.dtype), t.__class__((), t.dtype), t.shape)
+def _filled(t: TensorType, value: int | float) -> ir.Value:
+    return broadcast(constant(value, t.dtype), TensorType((), t.dtype), t.shape)
 
 
-def _mod_fix(op: Op, a: ir.Value, b: ir.Value, rem: ir.Value) -> ir.Value:
-    """numpy.mod from stablehlo.remainder (which takes the dividend's sign): where the
-    remainder is nonzero and its sign differs from the divisor's, add the divisor."""
-    t = op.outputs[0].type
-    zero = _zero_like(t)
-    if t.dtype.kind == "u":
-        return rem
-    fix = hlo.and_(compare(rem, zero, "NE", t.dtype),
-                   hlo.xor(compare(rem, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
-    return hlo.select(fix, hlo.add(rem, b), rem)
+def _rounds_toward_zero(t: TensorType, rem: ir.Value, b: ir.Value) -> ir.Value:
+    """Where stablehlo's truncating division differs from numpy's flooring one: the remainder
+    (which takes the dividend's sign) is nonzero and its sign differs from the divisor's."""
+    zero = _filled(t, 0)
+    return hlo.and_(compare(rem, zero, "NE", t.dtype),
+                    hlo.xor(compare(rem, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
 
 
 @lowers(E.remainder)
 def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
     a, b = _operands(op, args)
-    return _mod_fix(op, a, b, hlo.remainder(a, b))
+    t, rem = op.outputs[0].type, hlo.remainder(a, b)
+    if t.dtype.kind == "u":
+        return rem
+    # numpy.mod takes the divisor's sign: mod -> rem + b where they differ
+    return hlo.select(_rounds_toward_zero(t, rem, b), hlo.add(rem, b), rem)
 
 
 @lowers(E.floor_divide)
 def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
     a, b = _operands(op, args)
     t = op.outputs[0].type
-    if is_float(t.dtype):  # numpy: (a - mod(a, b)) / b, rounded; floor(a / b) agrees off ties
+    if is_float(t.dtype):
         return hlo.floor(hlo.divide(a, b))
     quotient = hlo.divide(a, b)  # truncates toward zero
     if t.dtype.kind == "u":
         return quotient
-    # x // y -> trunc(x / y) - 1 where the remainder is nonzero and the signs differ
-    rem = hlo.remainder(a, b)
-    zero = _zero_like(t)
-    fix = hlo.and_(compare(rem, zero, "NE", t.dtype),
-                   hlo.xor(compare(a, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
-    return hlo.select(fix, hlo.subtract(quotient, _zero_like(t, 1)), quotient)
+    # x // y -> trunc(x / y) - 1 where truncation rounded up
+    fix = _rounds_toward_zero(t, hlo.remainder(a, b), b)
+    return hlo.select(fix, hlo.subtract(quotient, _filled(t, 1)), quotient)
 
 
 @lowers(E.pow_)

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..core import OpDef, register
 from ..types import BOOL, TensorType
-from .rules import ANY, FLOATS, INTS_AND_BOOL, NUMERIC, check_arity, low_precision_ref, nary_rule, \
-    unary_rule
+from .rules import ANY, FLOATS, INTS_AND_BOOL, NUMERIC, check_arity, check_dtype, low_precision_ref, \
+    nary_rule, unary_rule
 
 
 def _unary(name: str, allowed, ref, out_dtype=None, doc: str = "") -> OpDef:
@@ -102,9 +102,9 @@ ge = _binary("ge", ANY, np.greater_equal, out_dtype=BOOL)
 def _select_rule(types: tuple[TensorType, ...]) -> TensorType:
     check_arity(types, 3)
     pred, on_true, on_false = types
-    nary_rule(1, (BOOL,))((pred,))
-    out = nary_rule(3, ANY)((on_true.__class__(pred.shape, on_true.dtype), on_true, on_false))
-    return out
+    check_dtype(pred, (BOOL,), "the predicate")
+    # the predicate broadcasts like a third operand of the branches' dtype
+    return nary_rule(3, ANY)((TensorType(pred.shape, on_true.dtype), on_true, on_false))
 
 
 select = register(OpDef("select", _select_rule, lambda p, a, b: np.where(p, a, b),
