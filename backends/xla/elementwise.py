@@ -10,7 +10,7 @@ from flowjit.ir.ops import elementwise as E
 from flowjit.ir.types import BOOL, is_float
 
 from .jaxshim import chlo, hlo, ir
-from .lowering import broadcast, constant, ir_type, lowers
+from .lowering import broadcast, full, ir_type, lowers
 
 _UNARY = {
     E.neg: hlo.negate, E.abs_: hlo.abs, E.sign: hlo.sign, E.exp: hlo.exponential,
@@ -40,7 +40,7 @@ def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
         # |x| -> x; sign(x) -> x != 0 (as 0 or 1)
         if op.opdef is E.abs_:
             return x
-        return hlo.convert(ir_type(t), compare(x, _filled(t, 0), "NE", t.dtype))
+        return hlo.convert(ir_type(t), compare(x, full(0, t), "NE", t.dtype))
     return _UNARY[op.opdef](x)
 
 
@@ -70,18 +70,14 @@ def _select_lower(op: Op, *args: ir.Value) -> ir.Value:
 def _convert_lower(op: Op, x: ir.Value) -> ir.Value:
     src, dst = op.inputs[0].type, op.outputs[0].type
     if dst.dtype == BOOL and src.dtype != BOOL:  # numpy: nonzero -> True (convert would truncate)
-        return compare(x, _filled(src, 0), "NE", src.dtype)
+        return compare(x, full(0, src), "NE", src.dtype)
     return hlo.convert(ir_type(dst), x)
-
-
-def _filled(t: TensorType, value: int | float) -> ir.Value:
-    return broadcast(constant(value, t.dtype), TensorType((), t.dtype), t.shape)
 
 
 def _rounds_toward_zero(t: TensorType, rem: ir.Value, b: ir.Value) -> ir.Value:
     """Where stablehlo's truncating division differs from numpy's flooring one: the remainder
     (which takes the dividend's sign) is nonzero and its sign differs from the divisor's."""
-    zero = _filled(t, 0)
+    zero = full(0, t)
     return hlo.and_(compare(rem, zero, "NE", t.dtype),
                     hlo.xor(compare(rem, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
 
@@ -107,7 +103,7 @@ def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
         return quotient
     # x // y -> trunc(x / y) - 1 where truncation rounded up
     fix = _rounds_toward_zero(t, hlo.remainder(a, b), b)
-    return hlo.select(fix, hlo.subtract(quotient, _filled(t, 1)), quotient)
+    return hlo.select(fix, hlo.subtract(quotient, full(1, t)), quotient)
 
 
 @lowers(E.pow_)

@@ -12,13 +12,9 @@ from flowjit.ir.ops.rules import single_axis
 
 from .elementwise import compare
 from .jaxshim import hlo, ir
-from .lowering import broadcast, constant, ir_type, lowers
+from .lowering import broadcast, constant, full, ir_type, lowers
 
 I64 = np.dtype(np.int64)
-
-
-def _full(value: int, dtype: np.dtype, shape: tuple[int, ...]) -> ir.Value:
-    return broadcast(constant(value, dtype), TensorType((), dtype), shape)
 
 
 def index_i64(value: ir.Value, t: TensorType, hi: int, wrap: int | None = None) -> ir.Value:
@@ -26,18 +22,18 @@ def index_i64(value: ir.Value, t: TensorType, hi: int, wrap: int | None = None) 
     entries first get ``wrap`` added (numpy's counting from the end)."""
     if t.dtype.kind == "u":
         # Clamped in its own type first: int64 would turn a huge unsigned index negative.
-        value = hlo.minimum(value, _full(min(hi, int(np.iinfo(t.dtype).max)), t.dtype, t.shape))
+        value = hlo.minimum(value, full(min(hi, int(np.iinfo(t.dtype).max)), t))
     if t.dtype != I64:
         value = hlo.convert(ir_type(TensorType(t.shape, I64)), value)
     if wrap is not None and t.dtype.kind == "i":
-        negative = compare(value, _full(0, I64, t.shape), "LT", I64)
-        value = hlo.select(negative, hlo.add(value, _full(wrap, I64, t.shape)), value)
+        negative = compare(value, full(0, TensorType(t.shape, I64)), "LT", I64)
+        value = hlo.select(negative, hlo.add(value, full(wrap, TensorType(t.shape, I64))), value)
     return hlo.clamp(constant(0, I64), value, constant(hi, I64))
 
 
 def _empty(t: TensorType) -> ir.Value:
     """An empty result: gather cannot express it when the indexed axis is empty too."""
-    return _full(0, t.dtype, t.shape)
+    return full(0, t)
 
 
 @lowers(I.take)

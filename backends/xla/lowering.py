@@ -63,6 +63,11 @@ def region_body(region: ir.Region, types: Sequence[TensorType],
         hlo.return_(list(body(*block.arguments)))
 
 
+def full(value: int | float | bool, t: TensorType) -> ir.Value:
+    """A tensor of type ``t`` filled with ``value``."""
+    return broadcast(constant(value, t.dtype), TensorType((), t.dtype), t.shape)
+
+
 def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     """Emit ``graph``'s ops at the current insertion point; returns the output values."""
     env = dict(zip(graph.inputs, args, strict=True))
