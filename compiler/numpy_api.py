@@ -60,16 +60,46 @@ def _float_unary(opdef, x):
 
 
 # -- elementwise ---------------------------------------------------------------------------
-def add(a, b):
-    return _binary(E.add, a, b)
+def _binary_function(name: str, opdef):
+    def function(a, b):
+        return _binary(opdef, a, b)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"numpy.{name}: ``{opdef.name}`` after broadcasting and dtype promotion."
+    return function
 
 
-def subtract(a, b):
-    return _binary(E.sub, a, b)
+def _float_function(name: str, opdef):
+    def function(x):
+        return _float_unary(opdef, x)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"numpy.{name}: ``{opdef.name}`` (integers and bools become float32)."
+    return function
 
 
-def multiply(a, b):
-    return _binary(E.mul, a, b)
+add = _binary_function("add", E.add)
+subtract = _binary_function("subtract", E.sub)
+multiply = _binary_function("multiply", E.mul)
+floor_divide = _binary_function("floor_divide", E.floor_divide)
+mod = remainder = _binary_function("mod", E.remainder)
+power = _binary_function("power", E.pow_)
+maximum = _binary_function("maximum", E.max_)
+minimum = _binary_function("minimum", E.min_)
+equal = _binary_function("equal", E.eq)
+not_equal = _binary_function("not_equal", E.ne)
+less = _binary_function("less", E.lt)
+less_equal = _binary_function("less_equal", E.le)
+greater = _binary_function("greater", E.gt)
+greater_equal = _binary_function("greater_equal", E.ge)
+exp = _float_function("exp", E.exp)
+expm1 = _float_function("expm1", E.expm1)
+log = _float_function("log", E.log)
+log1p = _float_function("log1p", E.log1p)
+sqrt = _float_function("sqrt", E.sqrt)
+rsqrt = _float_function("rsqrt", E.rsqrt)
+sin = _float_function("sin", E.sin)
+cos = _float_function("cos", E.cos)
+tan = _float_function("tan", E.tan)
+tanh = _float_function("tanh", E.tanh)
 
 
 def divide(a, b):
@@ -78,28 +108,6 @@ def divide(a, b):
 
 true_divide = divide
 
-
-def floor_divide(a, b):
-    return _binary(E.floor_divide, a, b)
-
-
-def mod(a, b):
-    return _binary(E.remainder, a, b)
-
-
-remainder = mod
-
-
-def power(a, b):
-    return _binary(E.pow_, a, b)
-
-
-def maximum(a, b):
-    return _binary(E.max_, a, b)
-
-
-def minimum(a, b):
-    return _binary(E.min_, a, b)
 
 
 def arctan2(a, b):
@@ -124,46 +132,6 @@ def sign(x):
 def square(x):
     x = asarray(x)
     return multiply(x, x)
-
-
-def exp(x):
-    return _float_unary(E.exp, x)
-
-
-def expm1(x):
-    return _float_unary(E.expm1, x)
-
-
-def log(x):
-    return _float_unary(E.log, x)
-
-
-def log1p(x):
-    return _float_unary(E.log1p, x)
-
-
-def sqrt(x):
-    return _float_unary(E.sqrt, x)
-
-
-def rsqrt(x):
-    return _float_unary(E.rsqrt, x)
-
-
-def sin(x):
-    return _float_unary(E.sin, x)
-
-
-def cos(x):
-    return _float_unary(E.cos, x)
-
-
-def tan(x):
-    return _float_unary(E.tan, x)
-
-
-def tanh(x):
-    return _float_unary(E.tanh, x)
 
 
 def _rounding(opdef, x):
@@ -202,34 +170,6 @@ def where(condition, x, y):
         condition = not_equal(condition, 0)
     x, y = _common(x, y)
     return emit(E.select, [condition, x, y])
-
-
-def _compare(opdef, a, b):
-    return _binary(opdef, a, b)
-
-
-def equal(a, b):
-    return _compare(E.eq, a, b)
-
-
-def not_equal(a, b):
-    return _compare(E.ne, a, b)
-
-
-def less(a, b):
-    return _compare(E.lt, a, b)
-
-
-def less_equal(a, b):
-    return _compare(E.le, a, b)
-
-
-def greater(a, b):
-    return _compare(E.gt, a, b)
-
-
-def greater_equal(a, b):
-    return _compare(E.ge, a, b)
 
 
 def _to_bool(x):
