@@ -105,3 +105,9 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
             assert_matches(np.asarray(got), want, dtype, case.tol_scale,
                            f"{case.name}[{dtype}] output {i} on {backend} "
                            f"(replay with check_case(case, dtype, seed={seed}))")
+
+
+def add_op(opdef: OpDef, types: list[tuple[tuple[int, ...], Any]], **attrs: Any) -> tuple:
+    """Add ``opdef`` to a fresh graph with inputs of ``(shape, dtype)`` types (for rule tests)."""
+    graph = Graph("g")
+    return graph.add(opdef, [graph.add_input(TensorType(s, d)) for s, d in types], attrs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, params, rand
+from opcheck import OpCase, add_op, check_case, params, rand
 
-from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
+from flowjit.ir import DTypeError, ShapeError
 from flowjit.ir.ops import index as I
 from flowjit.ir.ops.rules import ANY, INTS
 
@@ -114,51 +114,46 @@ def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
 
 
-def add(opdef, types, **attrs):
-    graph = Graph("g")
-    return graph.add(opdef, [graph.add_input(TensorType(s, d)) for s, d in types], attrs)
-
-
 I32 = np.dtype(np.int32)
 
 
 def test_take_shape_errors():
     with pytest.raises(DTypeError, match="indices has dtype f32"):
-        add(I.take, [((3,), F32), ((2,), F32)], axis=0)
+        add_op(I.take, [((3,), F32), ((2,), F32)], axis=0)
     with pytest.raises(ShapeError, match="out of range"):
-        add(I.take, [((3,), F32), ((2,), I32)], axis=1)
+        add_op(I.take, [((3,), F32), ((2,), I32)], axis=1)
     with pytest.raises(ShapeError, match="empty axis 1"):
-        add(I.take, [((3, 0), F32), ((2,), I32)], axis=1)
+        add_op(I.take, [((3, 0), F32), ((2,), I32)], axis=1)
 
 
 def test_take_along_axis_shape_errors():
     with pytest.raises(ShapeError, match="must have the rank"):
-        add(I.take_along_axis, [((3, 4), F32), ((4,), I32)], axis=1)
+        add_op(I.take_along_axis, [((3, 4), F32), ((4,), I32)], axis=1)
     with pytest.raises(ShapeError, match="cannot broadcast"):
-        add(I.take_along_axis, [((3, 4), F32), ((2, 7), I32)], axis=1)
+        add_op(I.take_along_axis, [((3, 4), F32), ((2, 7), I32)], axis=1)
 
 
 def test_dynamic_slice_shape_errors():
     scalar = ((), I32)
     with pytest.raises(ShapeError, match="one start index per axis"):
-        add(I.dynamic_slice, [((3, 4), F32), scalar], sizes=(1, 1))
+        add_op(I.dynamic_slice, [((3, 4), F32), scalar], sizes=(1, 1))
     with pytest.raises(ShapeError, match="must be a scalar"):
-        add(I.dynamic_slice, [((3, 4), F32), scalar, ((1,), I32)], sizes=(1, 1))
+        add_op(I.dynamic_slice, [((3, 4), F32), scalar, ((1,), I32)], sizes=(1, 1))
     with pytest.raises(DTypeError, match="start index 0"):
-        add(I.dynamic_slice, [((3, 4), F32), ((), F32), scalar], sizes=(1, 1))
+        add_op(I.dynamic_slice, [((3, 4), F32), ((), F32), scalar], sizes=(1, 1))
     with pytest.raises(ShapeError, match="do not fit"):
-        add(I.dynamic_slice, [((3, 4), F32), scalar, scalar], sizes=(1, 5))
+        add_op(I.dynamic_slice, [((3, 4), F32), scalar, scalar], sizes=(1, 5))
     with pytest.raises(ShapeError, match="do not fit"):
-        add(I.dynamic_slice, [((3, 4), F32), scalar, scalar], sizes=(1,))
+        add_op(I.dynamic_slice, [((3, 4), F32), scalar, scalar], sizes=(1,))
 
 
 def test_dynamic_update_slice_shape_errors():
     scalar = ((), I32)
     with pytest.raises(DTypeError, match="different dtypes"):
-        add(I.dynamic_update_slice, [((3, 4), F32), ((1, 1), I32), scalar, scalar])
+        add_op(I.dynamic_update_slice, [((3, 4), F32), ((1, 1), I32), scalar, scalar])
     with pytest.raises(ShapeError, match="does not fit"):
-        add(I.dynamic_update_slice, [((3, 4), F32), ((4, 1), F32), scalar, scalar])
+        add_op(I.dynamic_update_slice, [((3, 4), F32), ((4, 1), F32), scalar, scalar])
     with pytest.raises(ShapeError, match="does not fit"):
-        add(I.dynamic_update_slice, [((3, 4), F32), ((1,), F32), scalar, scalar])
+        add_op(I.dynamic_update_slice, [((3, 4), F32), ((1,), F32), scalar, scalar])
     with pytest.raises(ShapeError, match="got 1 operand"):
-        add(I.dynamic_update_slice, [((3, 4), F32)])
+        add_op(I.dynamic_update_slice, [((3, 4), F32)])
