@@ -12,7 +12,7 @@ import numpy as np
 
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_p, register_cluster
-from flowjit.ir import Graph, OpDef, TensorType, verify
+from flowjit.ir import Graph, OpDef, TensorType, parse, print_graph, verify
 from flowjit.ir.types import bfloat16
 
 # Every OpCase declared by any test module; test_completeness checks that each op has one.
@@ -92,6 +92,8 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
     args = [graph.add_input(TensorType(x.shape, x.dtype)) for x in inputs]
     graph.outputs = list(graph.add(case.opdef, args, attrs))
     verify(graph)
+    text = print_graph(graph)
+    assert print_graph(parse(text)) == text, "the op's graph does not round-trip through text"
     # numpy computes in float64 (exact for every input); the result is rounded to the output type
     wide = [x.astype(np.float64) if x.dtype.kind in "fV" else x for x in inputs]
     expected = case.numpy(*wide, **attrs)
