@@ -69,13 +69,14 @@ class CompiledFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self._calls += 1
         try:
-            return self._entry(*args, **kwargs)
+            out = self._entry(*args, **kwargs)
         except TypeError:
             # jax rejects a non-array argument with its own words; name the argument's path.
             signature_of(args, kwargs, self.static_argnums, self.static_argnames)
             raise
+        self._calls += 1  # only calls that ran count as hits or misses
+        return out
 
     # -- tracing ---------------------------------------------------------------------------
     def _body(self, *args: Any, **kwargs: Any) -> Any:

@@ -29,7 +29,7 @@ def test_non_array_argument_names_its_path():
         f(object(), {"w": np.ones(2, np.float32)})
     # nothing was cached by the failed calls
     np.testing.assert_allclose(f(np.ones(2, np.float32), {"w": np.ones(2, np.float32)}), 2.0)
-    assert f.cache_info().traces == 1
+    assert f.cache_info() == fj.CacheInfo(hits=0, misses=1, traces=1)
 
 
 def test_matmul_shape_error_names_line_op_and_shapes():
@@ -138,3 +138,16 @@ def test_index_out_of_bounds():
 
     with pytest.raises(IndexError, match="index 5 is out of bounds for axis 0 with size 3"):
         fj.compile(step)(np.ones(3, np.float32))
+
+
+def test_a_failed_trace_leaves_the_cache_as_it_was():
+    @fj.compile
+    def f(x, y):
+        return x @ y
+
+    good = (np.ones((2, 3), np.float32), np.ones((3, 4), np.float32))
+    np.testing.assert_allclose(f(*good), 3.0)
+    with pytest.raises(fj.ShapeError):
+        f(np.ones((2, 3), np.float32), np.ones((4, 4), np.float32))
+    np.testing.assert_allclose(f(*good), 3.0)
+    assert f.cache_info() == fj.CacheInfo(hits=1, misses=1, traces=1)
