@@ -53,19 +53,34 @@ class TraceRecord:
 class CompiledFunction:
     """What ``@fj.compile`` returns: call it like the function it wraps."""
 
-    def __init__(self, fn: Callable, *, static_argnums: Sequence[int] = (),
-                 static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
-                 backend: str | None = None, name: str | None = None):
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        static_argnums: Sequence[int] = (),
+        static_argnames: Sequence[str] = (),
+        donate_argnums: Sequence[int] = (),
+        backend: str | None = None,
+        name: str | None = None,
+    ):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "fn")
-        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        self.static_argnums = (
+            (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        )
+        self.static_argnames = (
+            (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        )
         self._traces: dict[tuple, TraceRecord] = {}
         self._last: TraceRecord | None = None
         self._calls = 0
-        self._entry = make_entry(self._body, static_argnums=self.static_argnums,
-                                 static_argnames=self.static_argnames,
-                                 donate_argnums=donate_argnums, backend=backend)
+        self._entry = make_entry(
+            self._body,
+            static_argnums=self.static_argnums,
+            static_argnames=self.static_argnames,
+            donate_argnums=donate_argnums,
+            backend=backend,
+        )
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -83,8 +98,11 @@ class CompiledFunction:
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         record = self._record(sig, args, kwargs)
         leaves = jax.tree_util.tree_leaves(
-            (tuple(None if i in self.static_argnums else a for i, a in enumerate(args)),
-             {k: v for k, v in kwargs.items() if k not in self.static_argnames}))
+            (
+                tuple(None if i in self.static_argnums else a for i, a in enumerate(args)),
+                {k: v for k, v in kwargs.items() if k not in self.static_argnames},
+            )
+        )
         outs = run_plan(record.plan, leaves)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs)
 
@@ -93,11 +111,14 @@ class CompiledFunction:
         if record is None:
             record = self._trace(sig, args, kwargs)
             if self._last is not None and len(self._traces) > RETRACE_WARNING_AFTER:
-                logger.warning("%s has been traced %d times (a retrace compiles again); this "
-                               "time %s. Keep shapes and dtypes fixed between calls, or pass "
-                               "values that change as arrays rather than static arguments.",
-                               self.name, len(self._traces) + 1,
-                               self._last.signature.describe_change(sig))
+                logger.warning(
+                    "%s has been traced %d times (a retrace compiles again); this "
+                    "time %s. Keep shapes and dtypes fixed between calls, or pass "
+                    "values that change as arrays rather than static arguments.",
+                    self.name,
+                    len(self._traces) + 1,
+                    self._last.signature.describe_change(sig),
+                )
             self._traces[sig.key] = record
         self._last = record
         return record
@@ -111,7 +132,10 @@ class CompiledFunction:
             tensors = [ctx.input(t) for t in sig.types]
             dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(sig.treedef, tensors)
             call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
-            call_kwargs = {**dyn_kwargs, **{k: kwargs[k] for k in self.static_argnames if k in kwargs}}
+            call_kwargs = {
+                **dyn_kwargs,
+                **{k: kwargs[k] for k in self.static_argnames if k in kwargs},
+            }
             result = self.fn(*call_args, **call_kwargs)
             flat, out_treedef = jax.tree_util.tree_flatten_with_path(result)
             outputs = []
@@ -120,26 +144,33 @@ class CompiledFunction:
                     try:
                         leaf = asarray(leaf)
                     except TypeError:
-                        raise TypeError(f"{self.name} returned a {type(leaf).__name__} at "
-                                        f"result{jax.tree_util.keystr(path)}; return Tensors, "
-                                        "arrays, numbers or None (in tuples, lists, dicts)") from None
+                        raise TypeError(
+                            f"{self.name} returned a {type(leaf).__name__} at "
+                            f"result{jax.tree_util.keystr(path)}; return Tensors, "
+                            "arrays, numbers or None (in tuples, lists, dicts)"
+                        ) from None
                 outputs.append(leaf.value)
             ctx.graph.outputs = outputs
         traced_at = time.perf_counter()
         traced = print_graph(ctx.graph)
         pipeline = run_pipeline(ctx.graph, DEFAULT_PIPELINE, keep_text=True)
         plan = Plan(register_cluster(pipeline.graph), tuple(t.dtype for t in sig.types))
-        logger.info("traced %s in %.1f ms, passes in %.1f ms (%d ops)", self.name,
-                    (traced_at - start) * 1e3, (time.perf_counter() - traced_at) * 1e3,
-                    len(pipeline.graph.ops))
+        logger.info(
+            "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
+            self.name,
+            (traced_at - start) * 1e3,
+            (time.perf_counter() - traced_at) * 1e3,
+            len(pipeline.graph.ops),
+        )
         return TraceRecord(sig, traced, pipeline, plan, out_treedef)
 
     # -- introspection ---------------------------------------------------------------------
     def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         jax_lowered = self._entry.lower(*args, **kwargs)  # traces through _body if needed
-        return Lowered(self._traces[sig.key], jax_lowered, self.static_argnums,
-                       self.static_argnames)
+        return Lowered(
+            self._traces[sig.key], jax_lowered, self.static_argnums, self.static_argnames
+        )
 
     def cache_info(self) -> CacheInfo:
         misses = len(self._traces)
@@ -152,8 +183,13 @@ class CompiledFunction:
 class Lowered:
     """A traced, optimized and lowered function; nothing has run."""
 
-    def __init__(self, record: TraceRecord, jax_lowered: Any, static_argnums: tuple[int, ...],
-                 static_argnames: tuple[str, ...]):
+    def __init__(
+        self,
+        record: TraceRecord,
+        jax_lowered: Any,
+        static_argnums: tuple[int, ...],
+        static_argnames: tuple[str, ...],
+    ):
         self._record, self._jax = record, jax_lowered
         self._statics = (static_argnums, static_argnames)
 
@@ -176,8 +212,12 @@ class Compiled:
     """An XLA executable for one signature. Call it with the same arguments as the function
     (static ones included; they must equal the values it was lowered with)."""
 
-    def __init__(self, jax_compiled: Any, static_argnums: tuple[int, ...] = (),
-                 static_argnames: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        jax_compiled: Any,
+        static_argnums: tuple[int, ...] = (),
+        static_argnames: tuple[str, ...] = (),
+    ):
         self._jax = jax_compiled
         self._static_argnums, self._static_argnames = static_argnums, static_argnames
 
@@ -196,18 +236,39 @@ class Compiled:
         return self._jax.memory_analysis()
 
 
-def compile(fn: Callable | None = None, *, static_argnums: Sequence[int] = (),  # noqa: A001
-            static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
-            backend: str | None = None, mesh: Any = None, in_shardings: Any = None,
-            out_shardings: Any = None, name: str | None = None) -> Any:
+def compile(
+    fn: Callable | None = None,
+    *,
+    static_argnums: Sequence[int] = (),  # noqa: A001
+    static_argnames: Sequence[str] = (),
+    donate_argnums: Sequence[int] = (),
+    backend: str | None = None,
+    mesh: Any = None,
+    in_shardings: Any = None,
+    out_shardings: Any = None,
+    name: str | None = None,
+) -> Any:
     """Compile ``fn`` with flowjit (API.md, section 1). Usable as ``@fj.compile`` or
     ``@fj.compile(static_argnums=...)``."""
     if mesh is not None or in_shardings is not None or out_shardings is not None:
-        raise NotImplementedError("meshes and shardings arrive with the sharding issue; "
-                                  "compile without mesh/in_shardings/out_shardings for now")
+        raise NotImplementedError(
+            "meshes and shardings arrive with the sharding issue; "
+            "compile without mesh/in_shardings/out_shardings for now"
+        )
     if fn is None:
-        return functools.partial(compile, static_argnums=static_argnums,
-                                 static_argnames=static_argnames, donate_argnums=donate_argnums,
-                                 backend=backend, name=name)
-    return CompiledFunction(fn, static_argnums=static_argnums, static_argnames=static_argnames,
-                            donate_argnums=donate_argnums, backend=backend, name=name)
+        return functools.partial(
+            compile,
+            static_argnums=static_argnums,
+            static_argnames=static_argnames,
+            donate_argnums=donate_argnums,
+            backend=backend,
+            name=name,
+        )
+    return CompiledFunction(
+        fn,
+        static_argnums=static_argnums,
+        static_argnames=static_argnames,
+        donate_argnums=donate_argnums,
+        backend=backend,
+        name=name,
+    )

@@ -49,8 +49,11 @@ _PYTHON_TYPES = {bool: BOOL, int: INT0, float: FLOAT0}
 def canonical_dtype(dtype: Any) -> np.dtype:
     """``dtype`` as a numpy dtype; Python's ``int`` and ``float`` are int32 and float32 (numpy
     would make them 64-bit)."""
-    return _PYTHON_TYPES[dtype] if isinstance(dtype, type) and dtype in _PYTHON_TYPES \
+    return (
+        _PYTHON_TYPES[dtype]
+        if isinstance(dtype, type) and dtype in _PYTHON_TYPES
         else np.dtype(dtype)
+    )
 
 
 def float_dtype(dtype: np.dtype) -> np.dtype:

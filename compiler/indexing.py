@@ -20,7 +20,8 @@ def _is_array_index(k: Any) -> bool:
     from .tensor import Tensor
 
     return isinstance(k, (Tensor, np.ndarray, list)) or (
-        isinstance(k, np.generic) and k.dtype.kind not in "iu")
+        isinstance(k, np.generic) and k.dtype.kind not in "iu"
+    )
 
 
 def _expand_key(key: Any, ndim: int) -> list:
@@ -33,7 +34,7 @@ def _expand_key(key: Any, ndim: int) -> list:
     if len(ellipses) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if ellipses:
-        key[ellipses[0]:ellipses[0] + 1] = [slice(None)] * (ndim - consumed)
+        key[ellipses[0] : ellipses[0] + 1] = [slice(None)] * (ndim - consumed)
     else:
         key += [slice(None)] * (ndim - consumed)
     return key
@@ -89,8 +90,10 @@ def getitem(x, key):
             advanced.append((axis, asarray(k)))
             out_shape.append(("adv", n))
         else:
-            raise IndexError(f"cannot index a Tensor with {type(k).__name__}; use ints, slices, "
-                             "None, ... or integer arrays")
+            raise IndexError(
+                f"cannot index a Tensor with {type(k).__name__}; use ints, slices, "
+                "None, ... or integer arrays"
+            )
         axis += 1
     if tuple(start) != (0,) * x.ndim or tuple(limit) != x.shape or set(strides) - {1}:
         x = emit(S.slice_, [x], start=tuple(start), limit=tuple(limit), strides=tuple(strides))
@@ -129,8 +132,11 @@ def _gather(x, advanced):
     try:
         index_shape = np.broadcast_shapes(*shapes)
     except ValueError:
-        raise ShapeError(f"index arrays of shapes {shapes} do not broadcast together",
-                         op="getitem", loc=user_location()) from None
+        raise ShapeError(
+            f"index arrays of shapes {shapes} do not broadcast together",
+            op="getitem",
+            loc=user_location(),
+        ) from None
     if len(advanced) == 1:
         return take(x, advanced[0][1], axis=axes[0])
     contiguous = axes == list(range(axes[0], axes[0] + len(axes)))
@@ -139,7 +145,7 @@ def _gather(x, advanced):
     sizes = [x.shape[a] for a in axes]
     x = transpose(x, others[:position] + axes + others[position:])
     merged = int(np.prod(sizes, dtype=np.int64))
-    x = reshape(x, x.shape[:position] + (merged,) + x.shape[position + len(axes):])
+    x = reshape(x, x.shape[:position] + (merged,) + x.shape[position + len(axes) :])
     flat, stride = None, 1
     for (_, idx), size in zip(reversed(advanced), reversed(sizes)):
         # wrap negatives and clamp per axis, as take does for one axis

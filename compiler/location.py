@@ -48,6 +48,10 @@ def with_user_location(fn):
 def wrap_public_functions(namespace: dict, module_name: str) -> None:
     """Apply ``with_user_location`` to every public function defined in a module."""
     for name, value in list(namespace.items()):
-        if (callable(value) and not name.startswith("_") and isinstance(value, type(wrap_public_functions))
-                and value.__module__ == module_name):
+        if (
+            callable(value)
+            and not name.startswith("_")
+            and isinstance(value, type(wrap_public_functions))
+            and value.__module__ == module_name
+        ):
             namespace[name] = with_user_location(value)

@@ -77,8 +77,9 @@ def one_hot(x, num_classes: int, dtype=np.float32, axis=-1):
     classes = fnp.arange(num_classes, dtype=x.dtype)
     out = fnp.expand_dims(x, -1) == classes
     out = fnp.astype(out, dtype)
-    return out if axis in (-1, x.ndim) else fnp.transpose(
-        out, _move_last(out.ndim, axis % out.ndim))
+    return (
+        out if axis in (-1, x.ndim) else fnp.transpose(out, _move_last(out.ndim, axis % out.ndim))
+    )
 
 
 def _move_last(ndim: int, to: int) -> tuple[int, ...]:
@@ -91,12 +92,17 @@ def softmax_cross_entropy(logits, labels):
     """Per-example loss of integer ``labels`` under ``logits`` (classes on the last axis)."""
     logits, labels = _float(logits), fnp.asarray(labels)
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integer class ids, got {labels.dtype}; for one-hot or "
-                        "soft labels use -(labels * fj.nn.log_softmax(logits)).sum(-1)")
+        raise TypeError(
+            f"labels must be integer class ids, got {labels.dtype}; for one-hot or "
+            "soft labels use -(labels * fj.nn.log_softmax(logits)).sum(-1)"
+        )
     if labels.shape != logits.shape[:-1]:
-        raise ShapeError(f"labels of shape {labels.shape} do not fit logits of shape "
-                         f"{logits.shape}: expected {logits.shape[:-1]}",
-                         op="softmax_cross_entropy", loc=user_location())
+        raise ShapeError(
+            f"labels of shape {labels.shape} do not fit logits of shape "
+            f"{logits.shape}: expected {logits.shape[:-1]}",
+            op="softmax_cross_entropy",
+            loc=user_location(),
+        )
     logp = log_softmax(logits, -1)
     picked = fla.take_along_axis(logp, fnp.expand_dims(labels, -1), -1)
     return -fnp.squeeze(picked, -1)
@@ -120,12 +126,16 @@ def _padding(padding, spatial, window, stride, dilation) -> tuple[int, ...]:
     if padding == "VALID":
         return (0, 0, 0, 0)
     if padding == "SAME":
-        return tuple(p for i in range(2) for p in _same_padding(spatial[i], window[i], stride[i],
-                                                                 dilation[i]))
+        return tuple(
+            p
+            for i in range(2)
+            for p in _same_padding(spatial[i], window[i], stride[i], dilation[i])
+        )
     pads = tuple(int(p) for pair in padding for p in pair)
     if len(pads) != 4:
-        raise ValueError("padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got "
-                         f"{padding!r}")
+        raise ValueError(
+            f"padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got {padding!r}"
+        )
     return pads
 
 
@@ -133,23 +143,40 @@ def conv2d(x, w, stride=1, padding="SAME", dilation=1):
     """2-D convolution of NHWC ``x`` with HWIO ``w``."""
     x, w = fnp._common(_float(x), w)
     if x.ndim != 4 or w.ndim != 4:
-        raise ShapeError(f"conv2d needs NHWC input and HWIO weights, got shapes {x.shape} and "
-                         f"{w.shape}", op="conv2d", loc=user_location())
+        raise ShapeError(
+            f"conv2d needs NHWC input and HWIO weights, got shapes {x.shape} and {w.shape}",
+            op="conv2d",
+            loc=user_location(),
+        )
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     pads = _padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
-    return emit(N.conv2d, [x, w], strides=stride, padding=pads, lhs_dilation=(1, 1),
-                rhs_dilation=dilation, feature_group_count=1)
+    return emit(
+        N.conv2d,
+        [x, w],
+        strides=stride,
+        padding=pads,
+        lhs_dilation=(1, 1),
+        rhs_dilation=dilation,
+        feature_group_count=1,
+    )
 
 
 def _pool(opdef, x, window, stride, padding):
     window = _pair(window, "window")
     stride = window if stride is None else _pair(stride, "stride")
     if x.ndim != 4:
-        raise ShapeError(f"pooling needs an NHWC input, got shape {x.shape}", op=opdef.name,
-                         loc=user_location())
+        raise ShapeError(
+            f"pooling needs an NHWC input, got shape {x.shape}", op=opdef.name, loc=user_location()
+        )
     pads = _padding(padding, x.shape[1:3], window, stride, (1, 1))
-    return emit(opdef, [x], window=(1, *window, 1), strides=(1, *stride, 1),
-                padding=(0, 0, *pads, 0, 0)), window, stride, pads
+    return (
+        emit(
+            opdef, [x], window=(1, *window, 1), strides=(1, *stride, 1), padding=(0, 0, *pads, 0, 0)
+        ),
+        window,
+        stride,
+        pads,
+    )
 
 
 def max_pool2d(x, window=2, stride=None, padding="VALID"):
@@ -179,6 +206,28 @@ def layer_norm(x, scale=None, bias=None, eps: float = 1e-5):
     if bias is not None:
         out = out + bias
     return out
+
+
+def dropout(x, rate: float, generator, *, deterministic: bool = False):
+    """Zero each element with probability ``rate`` and scale the rest by 1 / (1 - rate).
+    ``generator`` supplies the mask through ``generator.bernoulli(p, shape)`` (an
+    ``fj.random.Generator``); ``deterministic=True`` (evaluation) returns ``x`` unchanged."""
+    x = _float(x)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1], got {rate}")
+    if deterministic or rate == 0.0:
+        return x
+    if rate == 1.0:
+        return fnp.zeros_like(x)
+    keep = fnp.asarray(generator.bernoulli(1.0 - rate, x.shape))
+    if keep.shape != x.shape or keep.dtype != np.bool_:
+        raise ShapeError(
+            f"generator.bernoulli gave {keep.dtype}{list(keep.shape)}; dropout needs "
+            f"a bool mask of shape {x.shape}",
+            op="dropout",
+            loc=user_location(),
+        )
+    return fnp.where(keep, x / (1.0 - rate), 0)
 
 
 wrap_public_functions(globals(), __name__)

@@ -20,8 +20,15 @@ from flowjit.ir.ops import shape as S
 from flowjit.ir.ops.rules import normalize_axes, normalize_axis
 from flowjit.ir.types import BOOL, is_float
 
-from .dtypes import (FLOAT0, INT0, accumulation_dtype, canonical_dtype, float_dtype,
-                     is_python_scalar, result_dtype)
+from .dtypes import (
+    FLOAT0,
+    INT0,
+    accumulation_dtype,
+    canonical_dtype,
+    float_dtype,
+    is_python_scalar,
+    result_dtype,
+)
 from .location import user_location, wrap_public_functions
 from .trace import constant, convert, emit
 
@@ -36,8 +43,10 @@ def asarray(x: Any, dtype: Any = None):
             if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):
                 x = np.asarray(x)
             else:
-                raise TypeError(f"cannot use a {type(x).__name__} as an array in a compiled "
-                                "function; pass arrays, numbers or Tensors")
+                raise TypeError(
+                    f"cannot use a {type(x).__name__} as an array in a compiled "
+                    "function; pass arrays, numbers or Tensors"
+                )
         if dtype is None and is_python_scalar(x):
             dtype = result_dtype(x)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -63,6 +72,7 @@ def _float_unary(opdef, x):
 def _binary_function(name: str, opdef):
     def function(a, b):
         return _binary(opdef, a, b)
+
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"numpy.{name}: ``{opdef.name}`` after broadcasting and dtype promotion."
     return function
@@ -71,6 +81,7 @@ def _binary_function(name: str, opdef):
 def _float_function(name: str, opdef):
     def function(x):
         return _float_unary(opdef, x)
+
     function.__name__ = function.__qualname__ = name
     function.__doc__ = f"numpy.{name}: ``{opdef.name}`` (integers and bools become float32)."
     return function
@@ -107,7 +118,6 @@ def divide(a, b):
 
 
 true_divide = divide
-
 
 
 def arctan2(a, b):
@@ -151,7 +161,7 @@ def round(x, decimals: int = 0):  # noqa: A001 (numpy's name)
     if decimals == 0:
         return _rounding(E.round_, x)
     x = asarray(x)
-    scale = 10.0 ** decimals
+    scale = 10.0**decimals
     return divide(_rounding(E.round_, multiply(x, scale)), scale)
 
 
@@ -314,8 +324,9 @@ def argmin(x, axis=None, keepdims=False):
 def cumsum(x, axis=None, dtype=None):
     x = asarray(x)
     # jax.numpy's rule, unlike sum's: only bools are widened (to the default int)
-    x = convert(x, canonical_dtype(dtype) if dtype is not None else
-                INT0 if x.dtype == BOOL else x.dtype)
+    x = convert(
+        x, canonical_dtype(dtype) if dtype is not None else INT0 if x.dtype == BOOL else x.dtype
+    )
     if axis is None:
         x, axis = reshape(x, (-1,)), 0
     return emit(R.cumsum, [x], axis=normalize_axis(axis, x.ndim), reverse=False)
@@ -354,8 +365,10 @@ def arange(start, stop=None, step=1, dtype=None):
         start, stop = 0, start
     for v in (start, stop, step):
         if not is_python_scalar(v) and not isinstance(v, np.generic):
-            raise TypeError("arange needs static bounds (Python numbers); for a traced bound use "
-                            "fj.fori_loop or a mask built with fnp.where")
+            raise TypeError(
+                "arange needs static bounds (Python numbers); for a traced bound use "
+                "fj.fori_loop or a mask built with fnp.where"
+            )
     n = builtins.max(0, int(np.ceil((stop - start) / step)))
     dtype = canonical_dtype(dtype) if dtype is not None else result_dtype(start, stop, step)
     index = emit(C.iota, [], shape=(n,), dimension=0, dtype=dtype)
@@ -375,13 +388,15 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype=FLOAT0):
 def _resolve_shape(size: int, shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(d) for d in shape)
     if shape.count(-1) > 1:
-        raise ShapeError(f"can only infer one dimension of {shape}", op="reshape",
-                         loc=user_location())
+        raise ShapeError(
+            f"can only infer one dimension of {shape}", op="reshape", loc=user_location()
+        )
     if -1 in shape:
         known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
         if known == 0 or size % known:
-            raise ShapeError(f"cannot reshape {size} elements into {shape}", op="reshape",
-                             loc=user_location())
+            raise ShapeError(
+                f"cannot reshape {size} elements into {shape}", op="reshape", loc=user_location()
+            )
         shape = tuple(size // known if d == -1 else d for d in shape)
     return shape
 
@@ -394,8 +409,11 @@ def reshape(x, shape):
 
 def transpose(x, axes=None):
     x = asarray(x)
-    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % builtins.max(x.ndim, 1)
-                                                                     for a in axes)
+    axes = (
+        tuple(reversed(range(x.ndim)))
+        if axes is None
+        else tuple(a % builtins.max(x.ndim, 1) for a in axes)
+    )
     return x if axes == tuple(range(x.ndim)) else emit(S.transpose, [x], perm=axes)
 
 
@@ -413,8 +431,11 @@ def squeeze(x, axis=None):
     axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else _axes(x, axis)
     for a in axes:
         if x.shape[a] != 1:
-            raise ShapeError(f"cannot squeeze axis {a} of shape {x.shape}: its size is not 1",
-                             op="squeeze", loc=user_location())
+            raise ShapeError(
+                f"cannot squeeze axis {a} of shape {x.shape}: its size is not 1",
+                op="squeeze",
+                loc=user_location(),
+            )
     return reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
 
 
@@ -442,8 +463,11 @@ def split(x, indices_or_sections, axis=0):
     n = x.shape[axis]
     if isinstance(indices_or_sections, int):
         if n % indices_or_sections:
-            raise ShapeError(f"cannot split axis {axis} of size {n} into {indices_or_sections} "
-                             "equal parts", op="split", loc=user_location())
+            raise ShapeError(
+                f"cannot split axis {axis} of size {n} into {indices_or_sections} equal parts",
+                op="split",
+                loc=user_location(),
+            )
         step = n // indices_or_sections
         bounds = list(range(0, n + 1, step)) if step else [0] * (indices_or_sections + 1)
     else:
@@ -464,8 +488,12 @@ def pad(x, pad_width, mode="constant", constant_values=0):
     if mode != "constant":
         raise ValueError(f"pad mode {mode!r} is not supported; use mode='constant'")
     widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
-    return emit(S.pad, [x, asarray(constant_values, x.dtype)], low=tuple(widths[:, 0]),
-                high=tuple(widths[:, 1]))
+    return emit(
+        S.pad,
+        [x, asarray(constant_values, x.dtype)],
+        low=tuple(widths[:, 0]),
+        high=tuple(widths[:, 1]),
+    )
 
 
 def flip(x, axis=None):

@@ -16,22 +16,40 @@ from flowjit.ir.types import BOOL
 
 from .dtypes import INT0, is_python_scalar
 from .location import user_location, wrap_public_functions
-from .numpy_api import _common, asarray, broadcast_to, expand_dims, not_equal, reshape, squeeze, \
-    sum, transpose
+from .numpy_api import (
+    _common,
+    asarray,
+    broadcast_to,
+    expand_dims,
+    not_equal,
+    reshape,
+    squeeze,
+    sum,
+    transpose,
+)
 from .numpy_api import any as any_
 from .trace import convert, emit
 
 
-def _dot_general(a, b, contract: tuple[Sequence[int], Sequence[int]],
-                 batch: tuple[Sequence[int], Sequence[int]] = ((), ())):
+def _dot_general(
+    a,
+    b,
+    contract: tuple[Sequence[int], Sequence[int]],
+    batch: tuple[Sequence[int], Sequence[int]] = ((), ()),
+):
     """``a`` and ``b`` share a dtype; bools (which dot_general does not take) multiply as ints,
     and a sum is true where it is nonzero, as in jax."""
     if a.dtype == BOOL:
         product = _dot_general(convert(a, INT0), convert(b, INT0), contract, batch)
         return not_equal(product, 0)
-    return emit(L.dot_general, [a, b], lhs_contracting=tuple(contract[0]),
-                rhs_contracting=tuple(contract[1]), lhs_batch=tuple(batch[0]),
-                rhs_batch=tuple(batch[1]))
+    return emit(
+        L.dot_general,
+        [a, b],
+        lhs_contracting=tuple(contract[0]),
+        rhs_contracting=tuple(contract[1]),
+        lhs_batch=tuple(batch[0]),
+        rhs_batch=tuple(batch[1]),
+    )
 
 
 def _sum_away(x, axes: tuple[int, ...]):
@@ -45,13 +63,20 @@ def matmul(a, b):
     """numpy.matmul: vectors are promoted and the added axis removed; batch dims broadcast."""
     a, b = _common(a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul needs arrays of rank >= 1, got shapes {a.shape} and {b.shape}; "
-                         "for scalars use *", op="matmul", loc=user_location())
+        raise ShapeError(
+            f"matmul needs arrays of rank >= 1, got shapes {a.shape} and {b.shape}; "
+            "for scalars use *",
+            op="matmul",
+            loc=user_location(),
+        )
     a2 = expand_dims(a, 0) if a.ndim == 1 else a
     b2 = expand_dims(b, -1) if b.ndim == 1 else b
     if a2.shape[-1] != b2.shape[-2]:
-        raise ShapeError(f"cannot contract shapes {a.shape} and {b.shape}: "
-                         f"{a2.shape[-1]} != {b2.shape[-2]}", op="matmul", loc=user_location())
+        raise ShapeError(
+            f"cannot contract shapes {a.shape} and {b.shape}: {a2.shape[-1]} != {b2.shape[-2]}",
+            op="matmul",
+            loc=user_location(),
+        )
     batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     a2 = broadcast_to(a2, batch + a2.shape[-2:])
     b2 = broadcast_to(b2, batch + b2.shape[-2:])
@@ -73,8 +98,11 @@ def dot(a, b):
         return multiply(a, b)
     rhs = builtins.max(b.ndim - 2, 0)
     if a.shape[-1] != b.shape[rhs]:
-        raise ShapeError(f"cannot contract shapes {a.shape} and {b.shape}: "
-                         f"{a.shape[-1]} != {b.shape[rhs]}", op="dot", loc=user_location())
+        raise ShapeError(
+            f"cannot contract shapes {a.shape} and {b.shape}: {a.shape[-1]} != {b.shape[rhs]}",
+            op="dot",
+            loc=user_location(),
+        )
     return _dot_general(a, b, ((a.ndim - 1,), (rhs,)))
 
 
@@ -83,8 +111,9 @@ def tensordot(a, b, axes=2):
     if isinstance(axes, int):
         axes = (tuple(range(a.ndim - axes, a.ndim)), tuple(range(axes)))
     lhs, rhs = ([x] if isinstance(x, int) else list(x) for x in axes)
-    return _dot_general(a, b, ([normalize_axis(i, a.ndim) for i in lhs],
-                               [normalize_axis(i, b.ndim) for i in rhs]))
+    return _dot_general(
+        a, b, ([normalize_axis(i, a.ndim) for i in lhs], [normalize_axis(i, b.ndim) for i in rhs])
+    )
 
 
 def einsum(subscripts: str, a, b):
@@ -94,17 +123,21 @@ def einsum(subscripts: str, a, b):
     inputs, _, out = spec.partition("->")
     terms = inputs.split(",")
     if len(terms) != 2 or "." in spec:
-        raise ValueError(f"einsum {subscripts!r}: flowjit's einsum takes exactly two operands "
-                         "and no ellipsis")
+        raise ValueError(
+            f"einsum {subscripts!r}: flowjit's einsum takes exactly two operands and no ellipsis"
+        )
     la, lb = terms
     if "->" not in spec:
         counts = {c: (la + lb).count(c) for c in la + lb}
         out = "".join(sorted(c for c, n in counts.items() if n == 1))
     for term, x in ((la, a), (lb, b)):
         if len(term) != x.ndim or len(set(term)) != len(term):
-            raise ShapeError(f"einsum {subscripts!r}: term {term!r} does not fit shape {x.shape} "
-                             "(repeated labels are not supported)", op="einsum",
-                             loc=user_location())
+            raise ShapeError(
+                f"einsum {subscripts!r}: term {term!r} does not fit shape {x.shape} "
+                "(repeated labels are not supported)",
+                op="einsum",
+                loc=user_location(),
+            )
     # labels found in one operand only and not in the output are summed away first
     a = _sum_away(a, tuple(i for i, c in enumerate(la) if c not in lb and c not in out))
     la = "".join(c for c in la if c in lb or c in out)
@@ -112,12 +145,19 @@ def einsum(subscripts: str, a, b):
     lb = "".join(c for c in lb if c in la or c in out)
     batch = [c for c in la if c in lb and c in out]
     contract = [c for c in la if c in lb and c not in out]
-    result = _dot_general(a, b, ([la.index(c) for c in contract], [lb.index(c) for c in contract]),
-                          ([la.index(c) for c in batch], [lb.index(c) for c in batch]))
+    result = _dot_general(
+        a,
+        b,
+        ([la.index(c) for c in contract], [lb.index(c) for c in contract]),
+        ([la.index(c) for c in batch], [lb.index(c) for c in batch]),
+    )
     order = batch + [c for c in la if c not in lb] + [c for c in lb if c not in la]
     if sorted(order) != sorted(out):
-        raise ShapeError(f"einsum {subscripts!r}: output labels {out!r} do not match the operands",
-                         op="einsum", loc=user_location())
+        raise ShapeError(
+            f"einsum {subscripts!r}: output labels {out!r} do not match the operands",
+            op="einsum",
+            loc=user_location(),
+        )
     return transpose(result, tuple(order.index(c) for c in out))
 
 
@@ -125,8 +165,10 @@ def einsum(subscripts: str, a, b):
 def _int_indices(indices):
     indices = asarray(indices)
     if indices.dtype.kind not in "iu":
-        raise DTypeError(f"indices must be integers, got {indices.dtype}; use .astype(int32)",
-                         loc=user_location())
+        raise DTypeError(
+            f"indices must be integers, got {indices.dtype}; use .astype(int32)",
+            loc=user_location(),
+        )
     return indices
 
 
@@ -141,8 +183,9 @@ def take(a, indices, axis=None):
 
 def take_along_axis(arr, indices, axis):
     arr = asarray(arr)
-    return emit(I.take_along_axis, [arr, _int_indices(indices)],
-                axis=normalize_axis(axis, arr.ndim))
+    return emit(
+        I.take_along_axis, [arr, _int_indices(indices)], axis=normalize_axis(axis, arr.ndim)
+    )
 
 
 def _starts(x, start_indices) -> list:
@@ -164,8 +207,9 @@ def _starts(x, start_indices) -> list:
 def dynamic_slice(x, start_indices, sizes):
     """jax.lax.dynamic_slice: ``x[s0:s0+sizes[0], ...]`` for traced scalar starts."""
     x = asarray(x)
-    return emit(I.dynamic_slice, [x, *_starts(x, start_indices)],
-                sizes=tuple(int(s) for s in sizes))
+    return emit(
+        I.dynamic_slice, [x, *_starts(x, start_indices)], sizes=tuple(int(s) for s in sizes)
+    )
 
 
 def dynamic_update_slice(x, update, start_indices):
@@ -194,5 +238,6 @@ def argsort(a, axis=-1):
 def top_k(x, k: int):
     """The k largest entries along the last axis and their indices (as jax.lax.top_k)."""
     return emit(So.top_k, [asarray(x)], k=int(k))
+
 
 wrap_public_functions(globals(), __name__)

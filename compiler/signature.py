@@ -15,8 +15,11 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import TensorType
 from flowjit.ir.errors import DTypeError
 
-_NARROW = {np.dtype(np.float64): np.dtype(np.float32), np.dtype(np.int64): np.dtype(np.int32),
-           np.dtype(np.uint64): np.dtype(np.uint32)}
+_NARROW = {
+    np.dtype(np.float64): np.dtype(np.float32),
+    np.dtype(np.int64): np.dtype(np.int32),
+    np.dtype(np.uint64): np.dtype(np.uint32),
+}
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,12 @@ def leaf_type(leaf: Any, path: str) -> TensorType:
     try:
         aval = jax.typeof(leaf)
     except TypeError:
-        raise TypeError(f"{path} is a {type(leaf).__name__}, which is not an array: pass numpy "
-                        "or jax arrays, Python/numpy scalars or None (nested in tuples, lists "
-                        "and dicts), or mark the argument static with static_argnums/"
-                        "static_argnames") from None
+        raise TypeError(
+            f"{path} is a {type(leaf).__name__}, which is not an array: pass numpy "
+            "or jax arrays, Python/numpy scalars or None (nested in tuples, lists "
+            "and dicts), or mark the argument static with static_argnums/"
+            "static_argnames"
+        ) from None
     dtype = np.dtype(aval.dtype)
     if getattr(aval, "weak_type", False):  # a Python scalar: float -> f32, int -> i32
         dtype = _NARROW.get(dtype, dtype)
@@ -68,8 +73,9 @@ def leaf_type(leaf: Any, path: str) -> TensorType:
         raise TypeError(f"{path} has dtype {dtype}, which flowjit does not support") from None
 
 
-def signature_of(args: tuple, kwargs: dict, static_argnums: Sequence[int],
-                 static_argnames: Sequence[str]) -> Signature:
+def signature_of(
+    args: tuple, kwargs: dict, static_argnums: Sequence[int], static_argnames: Sequence[str]
+) -> Signature:
     """The signature of a call; static arguments are taken out of the tree by position/name."""
     statics = tuple((f"args[{i}]", args[i]) for i in static_argnums if i < len(args))
     statics += tuple((f"kwargs[{k!r}]", kwargs[k]) for k in static_argnames if k in kwargs)

@@ -16,7 +16,8 @@ from .location import user_location
 _CONTROL_FLOW_HINT = (
     "the value of a traced Tensor is not known while the function is traced. For a branch on "
     "data use fj.cond(pred, true_fn, false_fn, *operands) or fnp.where; for a loop use "
-    "fj.while_loop / fj.fori_loop; or pass the value as a static argument (static_argnums)")
+    "fj.while_loop / fj.fori_loop; or pass the value as a static argument (static_argnums)"
+)
 
 
 class Tensor:
@@ -52,8 +53,9 @@ class Tensor:
 
     # -- Python control flow is not traceable --------------------------------------------
     def _concrete(self, what: str):
-        raise TracingError(f"{what} of a Tensor {self.value.type}: {_CONTROL_FLOW_HINT}",
-                           loc=user_location())
+        raise TracingError(
+            f"{what} of a Tensor {self.value.type}: {_CONTROL_FLOW_HINT}", loc=user_location()
+        )
 
     def __bool__(self):
         self._concrete("bool()")
@@ -84,40 +86,22 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     # -- operators -----------------------------------------------------------------------
-    def __add__(self, o): return fnp.add(self, o)
-    def __radd__(self, o): return fnp.add(o, self)
-    def __sub__(self, o): return fnp.subtract(self, o)
-    def __rsub__(self, o): return fnp.subtract(o, self)
-    def __mul__(self, o): return fnp.multiply(self, o)
-    def __rmul__(self, o): return fnp.multiply(o, self)
-    def __truediv__(self, o): return fnp.divide(self, o)
-    def __rtruediv__(self, o): return fnp.divide(o, self)
-    def __floordiv__(self, o): return fnp.floor_divide(self, o)
-    def __rfloordiv__(self, o): return fnp.floor_divide(o, self)
-    def __mod__(self, o): return fnp.mod(self, o)
-    def __rmod__(self, o): return fnp.mod(o, self)
-    def __pow__(self, o): return fnp.power(self, o)
-    def __rpow__(self, o): return fnp.power(o, self)
-    def __matmul__(self, o): return fla.matmul(self, o)
-    def __rmatmul__(self, o): return fla.matmul(o, self)
-    def __and__(self, o): return fnp.bitwise_and(self, o)
-    def __rand__(self, o): return fnp.bitwise_and(o, self)
-    def __or__(self, o): return fnp.bitwise_or(self, o)
-    def __ror__(self, o): return fnp.bitwise_or(o, self)
-    def __xor__(self, o): return fnp.bitwise_xor(self, o)
-    def __rxor__(self, o): return fnp.bitwise_xor(o, self)
-    def __neg__(self): return fnp.negative(self)
-    def __pos__(self): return self
-    def __abs__(self): return fnp.abs(self)
-    def __invert__(self): return fnp.invert(self)
-    def __eq__(self, o): return fnp.equal(self, o)  # type: ignore[override]
-    def __ne__(self, o): return fnp.not_equal(self, o)  # type: ignore[override]
-    def __lt__(self, o): return fnp.less(self, o)
-    def __le__(self, o): return fnp.less_equal(self, o)
-    def __gt__(self, o): return fnp.greater(self, o)
-    def __ge__(self, o): return fnp.greater_equal(self, o)
+    # Operators (+ - * / // % ** @ & | ^ and their reflections, comparisons) are attached
+    # below the class from tables, each forwarding to its flowjit.numpy function.
+    def __neg__(self):
+        return fnp.negative(self)
 
-    def __getitem__(self, key): return getitem(self, key)
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return fnp.abs(self)
+
+    def __invert__(self):
+        return fnp.invert(self)
+
+    def __getitem__(self, key):
+        return getitem(self, key)
 
     # -- methods -------------------------------------------------------------------------
     @property
@@ -125,8 +109,9 @@ class Tensor:
         return fnp.transpose(self)
 
     def reshape(self, *shape) -> "Tensor":
-        return fnp.reshape(self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int)
-                           else shape)
+        return fnp.reshape(
+            self, shape[0] if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        )
 
     def transpose(self, *axes) -> "Tensor":
         if len(axes) == 1 and not isinstance(axes[0], int):
@@ -174,3 +159,27 @@ class Tensor:
 
     def squeeze(self, axis=None) -> "Tensor":
         return fnp.squeeze(self, axis)
+
+
+_BINARY_OPERATORS = {
+    "add": fnp.add, "sub": fnp.subtract, "mul": fnp.multiply, "truediv": fnp.divide,
+    "floordiv": fnp.floor_divide, "mod": fnp.mod, "pow": fnp.power, "matmul": fla.matmul,
+    "and": fnp.bitwise_and, "or": fnp.bitwise_or, "xor": fnp.bitwise_xor,
+}
+_COMPARISONS = {
+    "eq": fnp.equal, "ne": fnp.not_equal, "lt": fnp.less, "le": fnp.less_equal,
+    "gt": fnp.greater, "ge": fnp.greater_equal,
+}
+
+
+def _operator(fn, reflected: bool = False):
+    if reflected:
+        return lambda self, other: fn(other, self)
+    return lambda self, other: fn(self, other)
+
+
+for _name, _fn in _BINARY_OPERATORS.items():
+    setattr(Tensor, f"__{_name}__", _operator(_fn))
+    setattr(Tensor, f"__r{_name}__", _operator(_fn, reflected=True))
+for _name, _fn in _COMPARISONS.items():
+    setattr(Tensor, f"__{_name}__", _operator(_fn))

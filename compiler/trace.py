@@ -37,8 +37,11 @@ class TraceContext:
 
 def current() -> TraceContext:
     if not _STACK:
-        raise TracingError("flowjit.numpy functions work on Tensors inside a function compiled with "
-                           "@fj.compile; outside one, use numpy or jax.numpy", loc=user_location())
+        raise TracingError(
+            "flowjit.numpy functions work on Tensors inside a function compiled with "
+            "@fj.compile; outside one, use numpy or jax.numpy",
+            loc=user_location(),
+        )
     return _STACK[-1]
 
 
@@ -53,9 +56,12 @@ def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
         if not isinstance(x, Tensor):
             raise TypeError(f"internal: emit({opdef.name}) got {type(x).__name__}")
         if x.trace is not ctx:
-            raise TracingError("a Tensor from another (finished) trace was used: it leaked out of "
-                               "the function that created it; return it instead of storing it",
-                               op=opdef.name, loc=user_location())
+            raise TracingError(
+                "a Tensor from another (finished) trace was used: it leaked out of "
+                "the function that created it; return it instead of storing it",
+                op=opdef.name,
+                loc=user_location(),
+            )
         values.append(x.value)
     outs = ctx.graph.add(opdef, values, attrs, user_location())
     tensors = tuple(Tensor(v, ctx) for v in outs)

@@ -1,6 +1,6 @@
 """flowjit quickstart: compile a small classifier's forward pass, run it, read its IR.
 
-    python examples/quickstart.py [--batch N] [--show-ir]
+python examples/quickstart.py [--batch N] [--show-ir]
 """
 
 from __future__ import annotations

@@ -11,11 +11,35 @@ optimize it, and compile it with XLA.
 
 from . import ir, nn, numpy  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, compile
-from .ir import (DTypeError, FlowjitError, LoweringError, ParseError, PassError, ShapeError,
-                 TracingError, VerifyError)
+from .ir import (
+    DTypeError,
+    FlowjitError,
+    LoweringError,
+    ParseError,
+    PassError,
+    ShapeError,
+    TracingError,
+    VerifyError,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "Tensor", "CacheInfo", "Compiled", "CompiledFunction", "Lowered",
-           "FlowjitError", "DTypeError", "LoweringError", "ParseError", "PassError", "ShapeError",
-           "TracingError", "VerifyError", "ir", "nn", "numpy"]
+__all__ = [
+    "compile",
+    "Tensor",
+    "CacheInfo",
+    "Compiled",
+    "CompiledFunction",
+    "Lowered",
+    "FlowjitError",
+    "DTypeError",
+    "LoweringError",
+    "ParseError",
+    "PassError",
+    "ShapeError",
+    "TracingError",
+    "VerifyError",
+    "ir",
+    "nn",
+    "numpy",
+]

@@ -2,13 +2,40 @@
 
 from . import ops  # noqa: F401  (registers every op)
 from .core import OPS, Graph, Location, Op, OpDef, Value
-from .errors import (DTypeError, FlowjitError, LoweringError, ParseError, PassError, ShapeError,
-                     TracingError, VerifyError)
+from .errors import (
+    DTypeError,
+    FlowjitError,
+    LoweringError,
+    ParseError,
+    PassError,
+    ShapeError,
+    TracingError,
+    VerifyError,
+)
 from .parser import parse
 from .printer import print_graph
 from .types import DTYPE_NAMES, TensorType, dtype_name
 from .verify import verify
 
-__all__ = ["OPS", "Graph", "Location", "Op", "OpDef", "Value", "DTypeError", "FlowjitError",
-           "LoweringError", "ParseError", "PassError", "ShapeError", "TracingError", "VerifyError",
-           "parse", "print_graph", "DTYPE_NAMES", "TensorType", "dtype_name", "verify"]
+__all__ = [
+    "OPS",
+    "Graph",
+    "Location",
+    "Op",
+    "OpDef",
+    "Value",
+    "DTypeError",
+    "FlowjitError",
+    "LoweringError",
+    "ParseError",
+    "PassError",
+    "ShapeError",
+    "TracingError",
+    "VerifyError",
+    "parse",
+    "print_graph",
+    "DTYPE_NAMES",
+    "TensorType",
+    "dtype_name",
+    "verify",
+]

@@ -64,7 +64,9 @@ class OpDef:
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
 
-    def infer(self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]) -> tuple[TensorType, ...]:
+    def infer(
+        self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]
+    ) -> tuple[TensorType, ...]:
         """Output types of this op; always a tuple."""
         out = self.shape_rule(tuple(in_types), **attrs)
         return out if isinstance(out, tuple) else (out,)
@@ -92,15 +94,22 @@ def check_attrs(opdef: OpDef, attrs: dict[str, Any], loc: Location | None = None
     unknown = set(attrs) - set(opdef.attrs)
     missing = set(opdef.attrs) - set(attrs)
     if unknown or missing:
-        what = f"unknown attributes {sorted(unknown)}" if unknown else f"missing attributes {sorted(missing)}"
+        what = (
+            f"unknown attributes {sorted(unknown)}"
+            if unknown
+            else f"missing attributes {sorted(missing)}"
+        )
         raise VerifyError(f"{what}; expected {list(opdef.attrs)}", op=opdef.name, loc=loc)
     out = {}
     for name, kind in opdef.attrs.items():
         try:
             out[name] = _canonical_attr(kind, attrs[name])
         except (TypeError, ValueError) as err:
-            raise VerifyError(f"attribute {name}={attrs[name]!r} is not a valid {kind}: {err}",
-                              op=opdef.name, loc=loc) from None
+            raise VerifyError(
+                f"attribute {name}={attrs[name]!r} is not a valid {kind}: {err}",
+                op=opdef.name,
+                loc=loc,
+            ) from None
     return out
 
 
@@ -151,8 +160,14 @@ class Op:
 
     __slots__ = ("opdef", "inputs", "attrs", "outputs", "loc")
 
-    def __init__(self, opdef: OpDef, inputs: tuple[Value, ...], attrs: dict[str, Any],
-                 outputs: tuple[Value, ...], loc: Location | None = None):
+    def __init__(
+        self,
+        opdef: OpDef,
+        inputs: tuple[Value, ...],
+        attrs: dict[str, Any],
+        outputs: tuple[Value, ...],
+        loc: Location | None = None,
+    ):
         self.opdef, self.inputs, self.attrs = opdef, tuple(inputs), dict(attrs)
         self.outputs, self.loc = tuple(outputs), loc
 
@@ -174,8 +189,13 @@ class Graph:
         self.inputs.append(value)
         return value
 
-    def add(self, opdef: OpDef, inputs: tuple[Value, ...] | list[Value], attrs: dict[str, Any] | None = None,
-            loc: Location | None = None) -> tuple[Value, ...]:
+    def add(
+        self,
+        opdef: OpDef,
+        inputs: tuple[Value, ...] | list[Value],
+        attrs: dict[str, Any] | None = None,
+        loc: Location | None = None,
+    ) -> tuple[Value, ...]:
         """Append an op, inferring its output types; errors carry the op name and ``loc``."""
         attrs = check_attrs(opdef, attrs or {}, loc)
         try:

@@ -19,7 +19,8 @@ class FlowjitError(Exception):
         return ": ".join([*parts, self.detail])
 
     def with_context(self, *, op: str | None = None, loc: object | None = None) -> FlowjitError:
-        """Fill in the op and location if not set yet; returns self for ``raise e.with_context()``."""
+        """Fill in the op and location if not set yet; returns self (``raise err.with_context()``).
+        """
         self.op = self.op or op
         self.loc = self.loc or loc
         self.args = (self._format(),)

@@ -13,7 +13,8 @@ from .core import OPS, Graph, Location, Value
 from .errors import FlowjitError, ParseError
 from .types import DTYPE_NAMES, TensorType
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<skip>\s+|\#[^\n]*)
   | (?P<value>%[A-Za-z0-9_.]+)
   | (?P<symbol>@[A-Za-z0-9_.]+)
@@ -21,7 +22,9 @@ _TOKEN = re.compile(r"""
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<string>"(?:[^"\\\n]|\\.)*")
   | (?P<punct>->|[()\[\]{},:=])
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 
 
 class _Token:
@@ -114,7 +117,9 @@ class _Parser:
     def type(self) -> TensorType:
         token = self.take("ident")
         if token.text not in DTYPE_NAMES:
-            raise self.error(f"unknown dtype {token.text!r}; known: {', '.join(DTYPE_NAMES)}", token)
+            raise self.error(
+                f"unknown dtype {token.text!r}; known: {', '.join(DTYPE_NAMES)}", token
+            )
         self.take("punct", "[")
         dims = self.comma_list("]", self.nonnegative_int)
         return TensorType(tuple(dims), DTYPE_NAMES[token.text])
@@ -162,11 +167,14 @@ class _Parser:
         except FlowjitError as err:
             raise self.error(err.detail, start) from None
         if len(outputs) != len(results):
-            raise self.error(f"{name.text} has {len(outputs)} results, the text names {len(results)}", start)
+            raise self.error(
+                f"{name.text} has {len(outputs)} results, the text names {len(results)}", start
+            )
         for (token, declared), value in zip(results, outputs):
             if declared != value.type:
-                raise self.error(f"{token.text} is declared {declared} but {name.text} gives {value.type}",
-                                 token)
+                raise self.error(
+                    f"{token.text} is declared {declared} but {name.text} gives {value.type}", token
+                )
             self.define(token, declared, value)
 
     def loc(self) -> Location:
@@ -207,7 +215,9 @@ class _Parser:
                 return self.dense()
             if token.text in DTYPE_NAMES:
                 return DTYPE_NAMES[token.text]
-        raise self.error(f"expected an attribute value, got {token.text or 'end of input'!r}", token)
+        raise self.error(
+            f"expected an attribute value, got {token.text or 'end of input'!r}", token
+        )
 
     def number(self) -> int | float:
         token = self.take("number")
@@ -225,7 +235,9 @@ class _Parser:
         elements = self.comma_list("]", self.attr_value)
         self.take("punct", ")")
         if len(elements) != type_.size:
-            raise self.error(f"dense {type_} needs {type_.size} elements, got {len(elements)}", start)
+            raise self.error(
+                f"dense {type_} needs {type_.size} elements, got {len(elements)}", start
+            )
         if any(not isinstance(e, (bool, int, float)) for e in elements):
             raise self.error("dense elements must be numbers or booleans", start)
         try:

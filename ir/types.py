@@ -64,8 +64,9 @@ class TensorType:
         except TypeError:
             raise DTypeError(f"{self.dtype!r} is not a dtype") from None
         if self.dtype not in _SHORT_NAME:
-            raise DTypeError(f"flowjit does not support dtype {self.dtype}; "
-                             f"use one of {', '.join(DTYPE_NAMES)}")
+            raise DTypeError(
+                f"flowjit does not support dtype {self.dtype}; use one of {', '.join(DTYPE_NAMES)}"
+            )
         if any(d < 0 for d in self.shape):
             raise ShapeError(f"negative dimension in shape {self.shape}")
 

@@ -24,8 +24,9 @@ def verify(graph: Graph) -> None:
             raise VerifyError(f"op #{index} uses an unregistered op definition", op=name, loc=loc)
         for i, value in enumerate(op.inputs):
             if value not in defined:
-                raise VerifyError(f"input {i} of op #{index} is used before it is defined",
-                                  op=name, loc=loc)
+                raise VerifyError(
+                    f"input {i} of op #{index} is used before it is defined", op=name, loc=loc
+                )
         check_attrs(op.opdef, op.attrs, loc)
         try:
             expected = op.opdef.infer(tuple(v.type for v in op.inputs), op.attrs)
@@ -33,8 +34,12 @@ def verify(graph: Graph) -> None:
             raise VerifyError(f"op #{index}: {err.detail}", op=name, loc=loc) from None
         got = tuple(v.type for v in op.outputs)
         if expected != got:
-            raise VerifyError(f"op #{index} has output types {', '.join(map(str, got))} but its "
-                              f"shape rule gives {', '.join(map(str, expected))}", op=name, loc=loc)
+            raise VerifyError(
+                f"op #{index} has output types {', '.join(map(str, got))} but its "
+                f"shape rule gives {', '.join(map(str, expected))}",
+                op=name,
+                loc=loc,
+            )
         for value in op.outputs:
             define(value, f"op #{index}")
     for i, value in enumerate(graph.outputs):

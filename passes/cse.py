@@ -29,8 +29,11 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
         if op.opdef.effects:
             out.ops.append(Op(op.opdef, inputs, op.attrs, op.outputs, op.loc))
             continue
-        key = (op.opdef, tuple(id(v) for v in inputs),
-               tuple((k, _attr_key(v)) for k, v in op.attrs.items()))
+        key = (
+            op.opdef,
+            tuple(id(v) for v in inputs),
+            tuple((k, _attr_key(v)) for k, v in op.attrs.items()),
+        )
         if key in seen:
             replace.update(zip(op.outputs, seen[key].outputs))
             continue

@@ -24,24 +24,38 @@ class Plan:
 
 def run_plan(plan: Plan, leaves: Sequence[Any]) -> list[Any]:
     """Run the plan on flat jax values (tracers under jit): cast, then bind the cluster."""
-    cast = [x if x.dtype == dt else jax.lax.convert_element_type(x, dt)
-            for x, dt in zip(leaves, plan.input_dtypes, strict=True)]
+    cast = [
+        x if x.dtype == dt else jax.lax.convert_element_type(x, dt)
+        for x, dt in zip(leaves, plan.input_dtypes, strict=True)
+    ]
     return list(cluster_p.bind(*cast, key=plan.cluster_key))
 
 
-def make_entry(body: Callable, *, static_argnums: Sequence[int], static_argnames: Sequence[str],
-               donate_argnums: Sequence[int], backend: str | None) -> Callable:
+def make_entry(
+    body: Callable,
+    *,
+    static_argnums: Sequence[int],
+    static_argnames: Sequence[str],
+    donate_argnums: Sequence[int],
+    backend: str | None,
+) -> Callable:
     """``jax.jit(body)``; with ``backend``, calls and lowerings run on that platform's first
     device (uncommitted inputs, numpy arrays included, are placed there)."""
-    jitted = jax.jit(body, static_argnums=tuple(static_argnums),
-                     static_argnames=tuple(static_argnames), donate_argnums=tuple(donate_argnums))
+    jitted = jax.jit(
+        body,
+        static_argnums=tuple(static_argnums),
+        static_argnames=tuple(static_argnames),
+        donate_argnums=tuple(donate_argnums),
+    )
     if backend is None:
         return jitted
     try:
         device = jax.devices(backend)[0]
     except RuntimeError as err:
-        raise ValueError(f"backend {backend!r} is not available here ({err}); available: "
-                         f"{sorted({d.platform for d in jax.devices()})}") from None
+        raise ValueError(
+            f"backend {backend!r} is not available here ({err}); available: "
+            f"{sorted({d.platform for d in jax.devices()})}"
+        ) from None
     return _OnDevice(jitted, device)
 
 

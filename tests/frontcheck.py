@@ -21,8 +21,13 @@ def wide(x) -> np.ndarray:
     """``x`` in float64 or int64 (exact for every dtype; numpy then computes in 64 bits, and
     wraps like the narrow type when the result is cast back)."""
     x = np.asarray(x)
-    return x.astype(np.float64) if x.dtype.kind in "fV" else x.astype(np.int64) \
-        if x.dtype.kind in "iu" else x
+    return (
+        x.astype(np.float64)
+        if x.dtype.kind in "fV"
+        else x.astype(np.int64)
+        if x.dtype.kind in "iu"
+        else x
+    )
 
 
 def expect_all(got: dict, want: dict, scale: float = 1.0) -> None:

@@ -20,8 +20,10 @@ COMPARE = [E.eq, E.lt, E.ge]
 def graphs(draw) -> Graph:
     graph = Graph(draw(st.sampled_from(["main", "step", "f_1", "a.b"])))
     shapes = st.lists(st.integers(0, 3), max_size=3).map(tuple)
-    values = [graph.add_input(TensorType(draw(shapes), draw(st.sampled_from(DTYPES))))
-              for _ in range(draw(st.integers(0, 3)))]
+    values = [
+        graph.add_input(TensorType(draw(shapes), draw(st.sampled_from(DTYPES))))
+        for _ in range(draw(st.integers(0, 3)))
+    ]
     loc = st.none() | st.builds(Location, st.text(max_size=8), st.integers(0, 9999))
     for _ in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["constant", "unary", "binary", "compare", "convert", "iota"]))
@@ -37,8 +39,10 @@ def graphs(draw) -> Graph:
             else:
                 info = np.iinfo(dtype)
                 elems = st.integers(int(info.min), int(info.max))
-            array = np.array(draw(st.lists(elems, min_size=size, max_size=size)),
-                             dtype=dtype if dtype.kind != "V" else np.float32).astype(dtype)
+            array = np.array(
+                draw(st.lists(elems, min_size=size, max_size=size)),
+                dtype=dtype if dtype.kind != "V" else np.float32,
+            ).astype(dtype)
             values += graph.add(C.constant, [], {"value": array.reshape(shape)}, at)
             continue
         x = draw(st.sampled_from(values))
@@ -51,9 +55,15 @@ def graphs(draw) -> Graph:
             values += graph.add(E.convert, [x], {"dtype": draw(st.sampled_from(DTYPES))}, at)
         elif kind == "iota":
             shape = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple))
-            values += graph.add(C.iota, [], {"shape": shape, "dimension": draw(
-                st.integers(0, len(shape) - 1)), "dtype": draw(st.sampled_from(NUMERIC))}, at)
+            values += graph.add(
+                C.iota,
+                [],
+                {
+                    "shape": shape,
+                    "dimension": draw(st.integers(0, len(shape) - 1)),
+                    "dtype": draw(st.sampled_from(NUMERIC)),
+                },
+                at,
+            )
     graph.outputs = draw(st.lists(st.sampled_from(values), max_size=3)) if values else []
     return graph
-
-

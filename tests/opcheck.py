@@ -18,8 +18,12 @@ from flowjit.ir.types import bfloat16
 # Every OpCase declared by any test module; test_completeness checks that each op has one.
 CASES: dict[OpDef, list["OpCase"]] = {}
 
-TOLERANCE = {np.dtype(np.float16): 2e-3, bfloat16: 1.6e-2, np.dtype(np.float32): 2e-5,
-             np.dtype(np.float64): 1e-12}
+TOLERANCE = {
+    np.dtype(np.float16): 2e-3,
+    bfloat16: 1.6e-2,
+    np.dtype(np.float32): 2e-5,
+    np.dtype(np.float64): 1e-12,
+}
 
 
 @dataclass
@@ -42,16 +46,19 @@ class OpCase:
     def ids(self) -> list:
         import pytest
 
-        return [pytest.param(self, np.dtype(d), id=f"{self.name}-{np.dtype(d).name}")
-                for d in self.dtypes]
+        return [
+            pytest.param(self, np.dtype(d), id=f"{self.name}-{np.dtype(d).name}")
+            for d in self.dtypes
+        ]
 
 
 def params(cases: list[OpCase]) -> list:
     return [p for case in cases for p in case.ids()]
 
 
-def rand(rng: np.random.Generator, shape: tuple[int, ...], dtype, low: float = -3,
-         high: float = 3) -> np.ndarray:
+def rand(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype, low: float = -3, high: float = 3
+) -> np.ndarray:
     """Fresh random data of ``dtype``: floats in [low, high), ints in [low, high], bools."""
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
@@ -69,8 +76,9 @@ def run_xla(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(o) for o in outs]
 
 
-def assert_matches(got: np.ndarray, want: np.ndarray, dtype: np.dtype, scale: float,
-                   what: str) -> None:
+def assert_matches(
+    got: np.ndarray, want: np.ndarray, dtype: np.dtype, scale: float, what: str
+) -> None:
     want = np.asarray(want)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
@@ -78,8 +86,14 @@ def assert_matches(got: np.ndarray, want: np.ndarray, dtype: np.dtype, scale: fl
         np.testing.assert_array_equal(got, want, err_msg=what)
     else:
         tol = TOLERANCE[np.dtype(got.dtype)] * scale
-        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol,
-                                   atol=tol, equal_nan=True, err_msg=what)
+        np.testing.assert_allclose(
+            got.astype(np.float64),
+            want.astype(np.float64),
+            rtol=tol,
+            atol=tol,
+            equal_nan=True,
+            err_msg=what,
+        )
 
 
 def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
@@ -100,13 +114,20 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
     expected = expected if isinstance(expected, tuple) else (expected,)
     assert len(expected) == len(graph.outputs)
     for value, want in zip(graph.outputs, expected):
-        assert value.type.shape == np.shape(want), f"shape rule gives {value.type} for {np.shape(want)}"
+        assert value.type.shape == np.shape(want), (
+            f"shape rule gives {value.type} for {np.shape(want)}"
+        )
     for backend, outs in (("reference", run_graph(graph, inputs)), ("xla", run_xla(graph, inputs))):
         for i, (got, want) in enumerate(zip(outs, expected)):
             want = np.asarray(want).astype(graph.outputs[i].type.dtype)
-            assert_matches(np.asarray(got), want, dtype, case.tol_scale,
-                           f"{case.name}[{dtype}] output {i} on {backend} "
-                           f"(replay with check_case(case, dtype, seed={seed}))")
+            assert_matches(
+                np.asarray(got),
+                want,
+                dtype,
+                case.tol_scale,
+                f"{case.name}[{dtype}] output {i} on {backend} "
+                f"(replay with check_case(case, dtype, seed={seed}))",
+            )
 
 
 def add_op(opdef: OpDef, types: list[tuple[tuple[int, ...], Any]], **attrs: Any) -> tuple:

@@ -18,8 +18,12 @@ def test_every_example_has_small_args():
 
 @pytest.mark.parametrize("name", sorted(SMALL_ARGS))
 def test_example_runs(name):
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), *SMALL_ARGS[name]],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *SMALL_ARGS[name]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "matches numpy" in result.stdout
     assert "graph @predict(" in result.stdout

@@ -24,7 +24,7 @@ def imports(path: pathlib.Path) -> list[str]:
 def test_layers_import_only_downward():
     problems = []
     for layer in ORDER:
-        allowed = set(ORDER[:ORDER.index(layer) + 1])
+        allowed = set(ORDER[: ORDER.index(layer) + 1])
         for path in (ROOT / layer).rglob("*.py"):
             for name in imports(path):
                 parts = name.split(".")

@@ -43,13 +43,14 @@ register_lowering(cluster_p, _lower)
 
 
 def cluster_stablehlo(graph: Graph) -> str:
-    """The graph as a standalone StableHLO module (for dumps, golden tests and Lowered.stablehlo)."""
+    """The graph as a standalone StableHLO module (dumps, golden tests, Lowered.stablehlo)."""
     with make_ir_context(), ir.Location.unknown():
         module = ir.Module.create()
         module.operation.attributes["sym_name"] = ir.StringAttr.get(f"flowjit_{graph.name}")
         with ir.InsertionPoint(module.body):
-            fn_type = ir.FunctionType.get([ir_type(v.type) for v in graph.inputs],
-                                          [ir_type(v.type) for v in graph.outputs])
+            fn_type = ir.FunctionType.get(
+                [ir_type(v.type) for v in graph.inputs], [ir_type(v.type) for v in graph.outputs]
+            )
             fn = func.FuncOp("main", fn_type)
             fn.attributes["sym_visibility"] = ir.StringAttr.get("public")
             block = fn.add_entry_block()

@@ -13,17 +13,38 @@ from .jaxshim import chlo, hlo, ir
 from .lowering import broadcast, full, ir_type, lowers
 
 _UNARY = {
-    E.neg: hlo.negate, E.abs_: hlo.abs, E.sign: hlo.sign, E.exp: hlo.exponential,
-    E.expm1: hlo.exponential_minus_one, E.log: hlo.log, E.log1p: hlo.log_plus_one,
-    E.sqrt: hlo.sqrt, E.rsqrt: hlo.rsqrt, E.sin: hlo.sine, E.cos: hlo.cosine, E.tan: hlo.tan,
-    E.tanh: hlo.tanh, E.logistic: hlo.logistic, E.erf: chlo.erf, E.floor: hlo.floor,
-    E.ceil: hlo.ceil, E.round_: hlo.round_nearest_even, E.not_: hlo.not_,
+    E.neg: hlo.negate,
+    E.abs_: hlo.abs,
+    E.sign: hlo.sign,
+    E.exp: hlo.exponential,
+    E.expm1: hlo.exponential_minus_one,
+    E.log: hlo.log,
+    E.log1p: hlo.log_plus_one,
+    E.sqrt: hlo.sqrt,
+    E.rsqrt: hlo.rsqrt,
+    E.sin: hlo.sine,
+    E.cos: hlo.cosine,
+    E.tan: hlo.tan,
+    E.tanh: hlo.tanh,
+    E.logistic: hlo.logistic,
+    E.erf: chlo.erf,
+    E.floor: hlo.floor,
+    E.ceil: hlo.ceil,
+    E.round_: hlo.round_nearest_even,
+    E.not_: hlo.not_,
     E.isfinite: hlo.is_finite,
 }
 _BINARY = {
-    E.add: hlo.add, E.sub: hlo.subtract, E.mul: hlo.multiply, E.div: hlo.divide,
-    E.max_: hlo.maximum, E.min_: hlo.minimum, E.atan2: hlo.atan2, E.and_: hlo.and_,
-    E.or_: hlo.or_, E.xor: hlo.xor,
+    E.add: hlo.add,
+    E.sub: hlo.subtract,
+    E.mul: hlo.multiply,
+    E.div: hlo.divide,
+    E.max_: hlo.maximum,
+    E.min_: hlo.minimum,
+    E.atan2: hlo.atan2,
+    E.and_: hlo.and_,
+    E.or_: hlo.or_,
+    E.xor: hlo.xor,
 }
 _COMPARE = {E.eq: "EQ", E.ne: "NE", E.lt: "LT", E.le: "LE", E.gt: "GT", E.ge: "GE"}
 
@@ -51,9 +72,13 @@ def _binary_lower(op: Op, *args: ir.Value) -> ir.Value:
 
 def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Value:
     """stablehlo.compare with the comparison type numpy means for ``dtype``."""
-    kind = ("FLOAT" if is_float(dtype) else "UNSIGNED" if dtype.kind in "ub" else "SIGNED")
-    return hlo.compare(a, b, hlo.ComparisonDirectionAttr.get(direction),
-                       compare_type=hlo.ComparisonTypeAttr.get(kind))
+    kind = "FLOAT" if is_float(dtype) else "UNSIGNED" if dtype.kind in "ub" else "SIGNED"
+    return hlo.compare(
+        a,
+        b,
+        hlo.ComparisonDirectionAttr.get(direction),
+        compare_type=hlo.ComparisonTypeAttr.get(kind),
+    )
 
 
 @lowers(*_COMPARE)
@@ -78,8 +103,10 @@ def _rounds_toward_zero(t: TensorType, rem: ir.Value, b: ir.Value) -> ir.Value:
     """Where stablehlo's truncating division differs from numpy's flooring one: the remainder
     (which takes the dividend's sign) is nonzero and its sign differs from the divisor's."""
     zero = full(0, t)
-    return hlo.and_(compare(rem, zero, "NE", t.dtype),
-                    hlo.xor(compare(rem, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)))
+    return hlo.and_(
+        compare(rem, zero, "NE", t.dtype),
+        hlo.xor(compare(rem, zero, "LT", t.dtype), compare(b, zero, "LT", t.dtype)),
+    )
 
 
 @lowers(E.remainder)

@@ -46,12 +46,17 @@ def _take_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
     # Each index selects a slice of x that is whole except along `axis`; the slices' dims sit
     # around the indices' dims in the output.
     numbers = hlo.GatherDimensionNumbers.get(
-        offset_dims=[*range(axis), *range(axis + it.ndim, out.ndim)], collapsed_slice_dims=[axis],
-        operand_batching_dims=[], start_indices_batching_dims=[], start_index_map=[axis],
-        index_vector_dim=it.ndim)
+        offset_dims=[*range(axis), *range(axis + it.ndim, out.ndim)],
+        collapsed_slice_dims=[axis],
+        operand_batching_dims=[],
+        start_indices_batching_dims=[],
+        start_index_map=[axis],
+        index_vector_dim=it.ndim,
+    )
     sizes = [1 if d == axis else size for d, size in enumerate(xt.shape)]
-    return hlo.gather(x, index_i64(indices, it, n - 1, wrap=n), numbers, sizes,
-                      indices_are_sorted=False)
+    return hlo.gather(
+        x, index_i64(indices, it, n - 1, wrap=n), numbers, sizes, indices_are_sorted=False
+    )
 
 
 @lowers(I.take_along_axis)
@@ -63,20 +68,26 @@ def _take_along_axis_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
     n = xt.shape[axis]
     # Broadcast both to the output shape (x keeps its own `axis`); every other axis is then a
     # batch axis shared by x and the indices, and each element gathers one scalar.
-    x_shape = out.shape[:axis] + (n,) + out.shape[axis + 1:]
+    x_shape = out.shape[:axis] + (n,) + out.shape[axis + 1 :]
     x = broadcast(x, xt, x_shape)
-    indices = index_i64(broadcast(indices, it, out.shape), TensorType(out.shape, it.dtype),
-                        n - 1, wrap=n)
+    indices = index_i64(
+        broadcast(indices, it, out.shape), TensorType(out.shape, it.dtype), n - 1, wrap=n
+    )
     batch = [d for d in range(out.ndim) if d != axis]
     numbers = hlo.GatherDimensionNumbers.get(
-        offset_dims=[], collapsed_slice_dims=[axis], operand_batching_dims=batch,
-        start_indices_batching_dims=batch, start_index_map=[axis], index_vector_dim=out.ndim)
+        offset_dims=[],
+        collapsed_slice_dims=[axis],
+        operand_batching_dims=batch,
+        start_indices_batching_dims=batch,
+        start_index_map=[axis],
+        index_vector_dim=out.ndim,
+    )
     return hlo.gather(x, indices, numbers, [1] * out.ndim, indices_are_sorted=False)
 
 
 def _starts(op: Op, starts: tuple[ir.Value, ...], sizes: tuple[int, ...]) -> list[ir.Value]:
     shape = op.inputs[0].type.shape
-    types = [v.type for v in op.inputs[len(op.inputs) - len(starts):]]
+    types = [v.type for v in op.inputs[len(op.inputs) - len(starts) :]]
     return [index_i64(s, t, dim - size) for s, t, dim, size in zip(starts, types, shape, sizes)]
 
 
@@ -87,6 +98,7 @@ def _dynamic_slice_lower(op: Op, x: ir.Value, *starts: ir.Value) -> ir.Value:
 
 
 @lowers(I.dynamic_update_slice)
-def _dynamic_update_slice_lower(op: Op, x: ir.Value, update: ir.Value,
-                                *starts: ir.Value) -> ir.Value:
+def _dynamic_update_slice_lower(
+    op: Op, x: ir.Value, update: ir.Value, *starts: ir.Value
+) -> ir.Value:
     return hlo.dynamic_update_slice(x, update, _starts(op, starts, op.inputs[1].type.shape))

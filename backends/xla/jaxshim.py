@@ -20,5 +20,16 @@ make_ir_context = jax_mlir.make_ir_context
 register_lowering = jax_mlir.register_lowering
 dtype_to_ir_type = jax_mlir.dtype_to_ir_type
 
-__all__ = ["jax", "jnp", "ShapedArray", "Primitive", "ir", "chlo", "func", "hlo",
-           "make_ir_context", "register_lowering", "dtype_to_ir_type"]
+__all__ = [
+    "jax",
+    "jnp",
+    "ShapedArray",
+    "Primitive",
+    "ir",
+    "chlo",
+    "func",
+    "hlo",
+    "make_ir_context",
+    "register_lowering",
+    "dtype_to_ir_type",
+]

@@ -33,10 +33,12 @@ def round_to(value: ir.Value, wide: TensorType, out: TensorType) -> ir.Value:
 @lowers(L.dot_general)
 def _dot_general_lower(op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
     lc, rc, lb, rb = L.dot_dims(op.inputs[0].type, op.inputs[1].type, **op.attrs)
-    numbers = hlo.DotDimensionNumbers.get(lhs_batching_dimensions=list(lb),
-                                          rhs_batching_dimensions=list(rb),
-                                          lhs_contracting_dimensions=list(lc),
-                                          rhs_contracting_dimensions=list(rc))
+    numbers = hlo.DotDimensionNumbers.get(
+        lhs_batching_dimensions=list(lb),
+        rhs_batching_dimensions=list(rb),
+        lhs_contracting_dimensions=list(lc),
+        rhs_contracting_dimensions=list(rc),
+    )
     out = op.outputs[0].type
     wide = accumulation_type(out)
     result = hlo.dot_general(ir_type(wide), a, b, numbers, precision_config=highest_precision())

@@ -22,11 +22,13 @@ LOWERINGS: dict[OpDef, LoweringRule] = {}
 
 def lowers(*opdefs: OpDef) -> Callable[[LoweringRule], LoweringRule]:
     """Decorator: register ``rule`` as the StableHLO lowering of each of ``opdefs``."""
+
     def register(rule: LoweringRule) -> LoweringRule:
         for opdef in opdefs:
             assert opdef not in LOWERINGS, f"{opdef.name} lowered twice"
             LOWERINGS[opdef] = rule
         return rule
+
     return register
 
 
@@ -42,8 +44,9 @@ def constant(value: np.ndarray | float | int | bool, dtype: np.dtype | None = No
         return hlo.constant(ir.DenseElementsAttr.get(array))
     # The buffer protocol knows no bfloat16: hand over the bits with the element type beside.
     bits = array.view(np.uint16) if array.dtype == bfloat16 else array
-    return hlo.constant(ir.DenseElementsAttr.get(bits, type=dtype_to_ir_type(array.dtype),
-                                                 shape=list(array.shape)))
+    return hlo.constant(
+        ir.DenseElementsAttr.get(bits, type=dtype_to_ir_type(array.dtype), shape=list(array.shape))
+    )
 
 
 def broadcast(value: ir.Value, src: TensorType, shape: tuple[int, ...]) -> ir.Value:
@@ -54,8 +57,9 @@ def broadcast(value: ir.Value, src: TensorType, shape: tuple[int, ...]) -> ir.Va
     return hlo.broadcast_in_dim(ir_type(TensorType(shape, src.dtype)), value, dims)
 
 
-def region_body(region: ir.Region, types: Sequence[TensorType],
-                body: Callable[..., Sequence[ir.Value]]) -> None:
+def region_body(
+    region: ir.Region, types: Sequence[TensorType], body: Callable[..., Sequence[ir.Value]]
+) -> None:
     """Fill ``region`` (of a reduce, reduce_window or sort) with one block whose arguments have
     ``types`` and which returns ``body(*arguments)``."""
     block = region.blocks.append(*(ir_type(t) for t in types))
@@ -74,14 +78,19 @@ def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     for op in graph.ops:
         rule = LOWERINGS.get(op.opdef)
         if rule is None:
-            raise LoweringError(f"the xla backend has no lowering for {op.opdef.name}; "
-                                "run it with backend='reference' or file an issue",
-                                op=op.opdef.name, loc=op.loc)
+            raise LoweringError(
+                f"the xla backend has no lowering for {op.opdef.name}; "
+                "run it with backend='reference' or file an issue",
+                op=op.opdef.name,
+                loc=op.loc,
+            )
         _check_dtypes(op)
         # A named file location: XLA turns it into an HLO stack frame naming the user's line.
-        location = (ir.Location.name(op.opdef.name,
-                                     childLoc=ir.Location.file(op.loc.file, op.loc.line, 0))
-                    if op.loc else ir.Location.unknown())
+        location = (
+            ir.Location.name(op.opdef.name, childLoc=ir.Location.file(op.loc.file, op.loc.line, 0))
+            if op.loc
+            else ir.Location.unknown()
+        )
         with location:
             results = rule(op, *(env[v] for v in op.inputs))
         results = [results] if isinstance(results, ir.Value) else list(results)
@@ -94,5 +103,8 @@ def _check_dtypes(op: Op) -> None:
         try:
             dtype_to_ir_type(value.type.dtype)
         except (TypeError, KeyError):
-            raise LoweringError(f"the xla backend cannot lower dtype {dtype_name(value.type.dtype)}",
-                                op=op.opdef.name, loc=op.loc) from None
+            raise LoweringError(
+                f"the xla backend cannot lower dtype {dtype_name(value.type.dtype)}",
+                op=op.opdef.name,
+                loc=op.loc,
+            ) from None

@@ -12,11 +12,17 @@ from .linalg import accumulation_type, highest_precision, round_to
 from .lowering import constant, ir_type, lowers, region_body
 
 # ('NHWC', 'HWIO', 'NHWC') in XLA's terms
-_NHWC_HWIO = dict(input_batch_dimension=0, input_feature_dimension=3,
-                  input_spatial_dimensions=[1, 2], kernel_input_feature_dimension=2,
-                  kernel_output_feature_dimension=3, kernel_spatial_dimensions=[0, 1],
-                  output_batch_dimension=0, output_feature_dimension=3,
-                  output_spatial_dimensions=[1, 2])
+_NHWC_HWIO = dict(
+    input_batch_dimension=0,
+    input_feature_dimension=3,
+    input_spatial_dimensions=[1, 2],
+    kernel_input_feature_dimension=2,
+    kernel_output_feature_dimension=3,
+    kernel_spatial_dimensions=[0, 1],
+    output_batch_dimension=0,
+    output_feature_dimension=3,
+    output_spatial_dimensions=[1, 2],
+)
 
 
 def _pairs(padding: tuple[int, ...]) -> ir.DenseIntElementsAttr:
@@ -29,11 +35,19 @@ def _conv2d_lower(op: Op, x: ir.Value, w: ir.Value) -> ir.Value:
     attrs, out = op.attrs, op.outputs[0].type
     wide = accumulation_type(out)
     result = hlo.convolution(
-        ir_type(wide), x, w, hlo.ConvDimensionNumbers.get(**_NHWC_HWIO),
-        attrs["feature_group_count"], 1, window_strides=list(attrs["strides"]),
-        padding=_pairs(attrs["padding"]), lhs_dilation=list(attrs["lhs_dilation"]),
-        rhs_dilation=list(attrs["rhs_dilation"]), window_reversal=[False, False],
-        precision_config=highest_precision())
+        ir_type(wide),
+        x,
+        w,
+        hlo.ConvDimensionNumbers.get(**_NHWC_HWIO),
+        attrs["feature_group_count"],
+        1,
+        window_strides=list(attrs["strides"]),
+        padding=_pairs(attrs["padding"]),
+        lhs_dilation=list(attrs["lhs_dilation"]),
+        rhs_dilation=list(attrs["rhs_dilation"]),
+        window_reversal=[False, False],
+        precision_config=highest_precision(),
+    )
     return round_to(result, wide, out)
 
 
@@ -48,9 +62,13 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
     wide = accumulation_type(out) if reduction == "sum" else out
     if wide != out:
         x = hlo.convert(ir_type(TensorType(src.shape, wide.dtype)), x)
-    window = hlo.ReduceWindowOp([ir_type(wide)], [x],
-                                [constant(N.reduce_window_init(wide.dtype, reduction))],
-                                list(op.attrs["window"]), window_strides=list(op.attrs["strides"]),
-                                padding=_pairs(op.attrs["padding"]))
+    window = hlo.ReduceWindowOp(
+        [ir_type(wide)],
+        [x],
+        [constant(N.reduce_window_init(wide.dtype, reduction))],
+        list(op.attrs["window"]),
+        window_strides=list(op.attrs["strides"]),
+        padding=_pairs(op.attrs["padding"]),
+    )
     region_body(window.regions[0], [TensorType((), wide.dtype)] * 2, lambda a, b: [combine(a, b)])
     return round_to(window.result, wide, out)

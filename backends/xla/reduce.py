@@ -25,8 +25,10 @@ _REDUCERS = {
     R.reduce_or: (hlo.or_, lambda dt: np.array(False)),
 }
 
+
 def _reshape(value: ir.Value, src: TensorType, dst: TensorType) -> ir.Value:
     return value if src.shape == dst.shape else hlo.reshape(ir_type(dst), value)
+
 
 @lowers(*_REDUCERS)
 def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
@@ -38,6 +40,7 @@ def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
     scalar = TensorType((), src.dtype)
     region_body(reduce.regions[0], [scalar, scalar], lambda a, b: [combine(a, b)])
     return _reshape(reduce.result, reduced, out)
+
 
 @lowers(R.argmax, R.argmin)
 def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
@@ -62,10 +65,15 @@ def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
 
     # The initial index is past every real one, so any element ties with the identity and wins.
     inits = [constant(extreme(dtype, largest=not largest)), constant(np.iinfo(i32).max, i32)]
-    reduce = hlo.ReduceOp([ir_type(TensorType(reduced, dtype)), ir_type(TensorType(reduced, i32))],
-                          [x, index], inits, [axis])
+    reduce = hlo.ReduceOp(
+        [ir_type(TensorType(reduced, dtype)), ir_type(TensorType(reduced, i32))],
+        [x, index],
+        inits,
+        [axis],
+    )
     region_body(reduce.regions[0], [TensorType((), dtype), TensorType((), i32)] * 2, better)
     return _reshape(reduce.results[1], TensorType(reduced, i32), out)
+
 
 @lowers(R.cumsum)
 def _cumsum_lower(op: Op, x: ir.Value) -> ir.Value:
@@ -80,7 +88,12 @@ def _cumsum_lower(op: Op, x: ir.Value) -> ir.Value:
     pad = [[0, 0] for _ in range(t.ndim)]
     pad[axis][1 if op.attrs["reverse"] else 0] = n - 1
     scalar = TensorType((), t.dtype)
-    sums = hlo.ReduceWindowOp([ir_type(t)], [x], [constant(np.zeros((), t.dtype))], window,
-                              padding=ir.DenseIntElementsAttr.get(np.array(pad, np.int64)))
+    sums = hlo.ReduceWindowOp(
+        [ir_type(t)],
+        [x],
+        [constant(np.zeros((), t.dtype))],
+        window,
+        padding=ir.DenseIntElementsAttr.get(np.array(pad, np.int64)),
+    )
     region_body(sums.regions[0], [scalar, scalar], lambda a, b: [hlo.add(a, b)])
     return sums.result

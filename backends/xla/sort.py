@@ -13,8 +13,9 @@ from .jaxshim import hlo, ir
 from .lowering import ir_type, lowers, region_body
 
 
-def sorted_with_indices(x: ir.Value, t: TensorType, axis: int,
-                        descending: bool) -> tuple[ir.Value, ir.Value]:
+def sorted_with_indices(
+    x: ir.Value, t: TensorType, axis: int, descending: bool
+) -> tuple[ir.Value, ir.Value]:
     """``x`` (of type ``t``) stably sorted along ``axis``, and the int32 indices it came from."""
     dtype = t.dtype
     index_type = TensorType(t.shape, S.INDEX)
@@ -25,13 +26,18 @@ def sorted_with_indices(x: ir.Value, t: TensorType, axis: int,
         first = compare(a, b, "GT" if descending else "LT", dtype)
         if is_float(dtype):
             a_nan, b_nan = compare(a, a, "NE", dtype), compare(b, b, "NE", dtype)
-            nan_first = (hlo.and_(a_nan, hlo.not_(b_nan)) if descending
-                         else hlo.and_(hlo.not_(a_nan), b_nan))
+            nan_first = (
+                hlo.and_(a_nan, hlo.not_(b_nan)) if descending else hlo.and_(hlo.not_(a_nan), b_nan)
+            )
             first = hlo.or_(first, nan_first)
         return [first]
 
-    sort = hlo.SortOp([ir_type(t), ir_type(index_type)], [x, hlo.iota(ir_type(index_type), axis)],
-                      dimension=axis, is_stable=True)
+    sort = hlo.SortOp(
+        [ir_type(t), ir_type(index_type)],
+        [x, hlo.iota(ir_type(index_type), axis)],
+        dimension=axis,
+        is_stable=True,
+    )
     scalars = [TensorType((), dtype)] * 2 + [TensorType((), S.INDEX)] * 2
     region_body(sort.regions[0], scalars, comes_first)
     return sort.results[0], sort.results[1]

@@ -15,13 +15,21 @@ def _constant_rule(types: tuple[TensorType, ...], *, value: np.ndarray) -> Tenso
     return TensorType(value.shape, value.dtype)
 
 
-constant = register(OpDef("constant", _constant_rule, lambda *, value: value.copy(),
-                          attrs={"value": "array"}, no_vjp="has no inputs",
-                          doc="a literal array"))
+constant = register(
+    OpDef(
+        "constant",
+        _constant_rule,
+        lambda *, value: value.copy(),
+        attrs={"value": "array"},
+        no_vjp="has no inputs",
+        doc="a literal array",
+    )
+)
 
 
-def _iota_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...], dimension: int,
-               dtype: np.dtype) -> TensorType:
+def _iota_rule(
+    types: tuple[TensorType, ...], *, shape: tuple[int, ...], dimension: int, dtype: np.dtype
+) -> TensorType:
     check_arity(types, 0)
     if not shape:
         raise ShapeError("iota needs a shape of rank >= 1")
@@ -33,10 +41,19 @@ def _iota_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...], dimensi
 
 def _iota_ref(*, shape: tuple[int, ...], dimension: int, dtype: np.dtype) -> np.ndarray:
     dimension %= len(shape)
-    index = np.arange(shape[dimension]).reshape([-1 if d == dimension else 1 for d in range(len(shape))])
+    index = np.arange(shape[dimension]).reshape(
+        [-1 if d == dimension else 1 for d in range(len(shape))]
+    )
     return np.broadcast_to(index, shape).astype(dtype)
 
 
-iota = register(OpDef("iota", _iota_rule, _iota_ref,
-                      attrs={"shape": "ints", "dimension": "int", "dtype": "dtype"},
-                      no_vjp="has no inputs", doc="the index along `dimension`, broadcast to `shape`"))
+iota = register(
+    OpDef(
+        "iota",
+        _iota_rule,
+        _iota_ref,
+        attrs={"shape": "ints", "dimension": "int", "dtype": "dtype"},
+        no_vjp="has no inputs",
+        doc="the index along `dimension`, broadcast to `shape`",
+    )
+)

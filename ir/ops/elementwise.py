@@ -9,8 +9,17 @@ import numpy as np
 
 from ..core import OpDef, register
 from ..types import BOOL, TensorType
-from .rules import ANY, FLOATS, INTS_AND_BOOL, NUMERIC, check_arity, check_dtype, low_precision_ref, \
-    nary_rule, unary_rule
+from .rules import (
+    ANY,
+    FLOATS,
+    INTS_AND_BOOL,
+    NUMERIC,
+    check_arity,
+    check_dtype,
+    low_precision_ref,
+    nary_rule,
+    unary_rule,
+)
 
 
 def _unary(name: str, allowed, ref, out_dtype=None, doc: str = "") -> OpDef:
@@ -54,6 +63,7 @@ def _math(fn):
     def ref(*arrays):
         with np.errstate(all="ignore"):
             return fn(*arrays)
+
     return ref
 
 
@@ -107,8 +117,14 @@ def _select_rule(types: tuple[TensorType, ...]) -> TensorType:
     return nary_rule(3, ANY)((TensorType(pred.shape, on_true.dtype), on_true, on_false))
 
 
-select = register(OpDef("select", _select_rule, lambda p, a, b: np.where(p, a, b),
-                        doc="where(pred, on_true, on_false), broadcasting all three"))
+select = register(
+    OpDef(
+        "select",
+        _select_rule,
+        lambda p, a, b: np.where(p, a, b),
+        doc="where(pred, on_true, on_false), broadcasting all three",
+    )
+)
 
 
 def _convert_rule(types: tuple[TensorType, ...], *, dtype: np.dtype) -> TensorType:
@@ -119,9 +135,18 @@ def _convert_rule(types: tuple[TensorType, ...], *, dtype: np.dtype) -> TensorTy
 def _convert_ref(x: np.ndarray, *, dtype: np.dtype) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         if x.dtype.kind == "V" or dtype.kind == "V":  # bfloat16 goes through float32
-            return x.astype(np.float32).astype(dtype) if dtype != BOOL else x.astype(np.float32) != 0
+            return (
+                x.astype(np.float32).astype(dtype) if dtype != BOOL else x.astype(np.float32) != 0
+            )
         return x.astype(dtype)
 
 
-convert = register(OpDef("convert", _convert_rule, _convert_ref, attrs={"dtype": "dtype"},
-                         doc="x.astype(dtype); float -> int truncates toward zero"))
+convert = register(
+    OpDef(
+        "convert",
+        _convert_rule,
+        _convert_ref,
+        attrs={"dtype": "dtype"},
+        doc="x.astype(dtype); float -> int truncates toward zero",
+    )
+)

@@ -33,21 +33,28 @@ def _take_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
     check_dtype(indices, INTS, "indices")
     axis = single_axis(axis, x.ndim)
     _check_axis_nonempty(x, axis, indices)
-    return TensorType(x.shape[:axis] + indices.shape + x.shape[axis + 1:], x.dtype)
+    return TensorType(x.shape[:axis] + indices.shape + x.shape[axis + 1 :], x.dtype)
 
 
 def _take_ref(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
     axis = single_axis(axis, x.ndim)
     if indices.size == 0:  # nothing to read: the axis may be empty too
-        return np.zeros(x.shape[:axis] + indices.shape + x.shape[axis + 1:], x.dtype)
+        return np.zeros(x.shape[:axis] + indices.shape + x.shape[axis + 1 :], x.dtype)
     return np.take(x, wrap_clamp(indices, x.shape[axis]), axis=axis)
 
 
-take = register(OpDef("take", _take_rule, _take_ref, attrs={"axis": "int"},
-                      doc="numpy.take(x, indices, axis): the output has shape x.shape[:axis] + "
-                          "indices.shape + x.shape[axis+1:]; a negative index counts from the "
-                          "end once, then out-of-range indices are clamped to [0, n-1] (numpy "
-                          "mode='clip' after wrapping), so no index is an error"))
+take = register(
+    OpDef(
+        "take",
+        _take_rule,
+        _take_ref,
+        attrs={"axis": "int"},
+        doc="numpy.take(x, indices, axis): the output has shape x.shape[:axis] + "
+        "indices.shape + x.shape[axis+1:]; a negative index counts from the "
+        "end once, then out-of-range indices are clamped to [0, n-1] (numpy "
+        "mode='clip' after wrapping), so no index is an error",
+    )
+)
 
 
 def _along_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
@@ -57,28 +64,38 @@ def _along_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
     check_dtype(indices, INTS, "indices")
     axis = single_axis(axis, x.ndim)
     if indices.ndim != x.ndim:
-        raise ShapeError(f"indices {indices} must have the rank of {x}; add unit dimensions "
-                         "(reshape or expand_dims) to index along one axis")
+        raise ShapeError(
+            f"indices {indices} must have the rank of {x}; add unit dimensions "
+            "(reshape or expand_dims) to index along one axis"
+        )
     _check_axis_nonempty(x, axis, indices)
     # Every axis but `axis` broadcasts between x and indices; `axis` takes the indices' size.
-    other = broadcast_shapes(*(tuple(1 if d == axis else n for d, n in enumerate(t.shape))
-                               for t in (x, indices)))
-    return TensorType(other[:axis] + (indices.shape[axis],) + other[axis + 1:], x.dtype)
+    other = broadcast_shapes(
+        *(tuple(1 if d == axis else n for d, n in enumerate(t.shape)) for t in (x, indices))
+    )
+    return TensorType(other[:axis] + (indices.shape[axis],) + other[axis + 1 :], x.dtype)
 
 
 def _along_ref(x: np.ndarray, indices: np.ndarray, *, axis: int) -> np.ndarray:
     axis = single_axis(axis, x.ndim)
     if indices.size == 0:
-        out = _along_rule((TensorType(x.shape, x.dtype), TensorType(indices.shape, indices.dtype)),
-                          axis=axis)
+        out = _along_rule(
+            (TensorType(x.shape, x.dtype), TensorType(indices.shape, indices.dtype)), axis=axis
+        )
         return np.zeros(out.shape, x.dtype)
     return np.take_along_axis(x, wrap_clamp(indices, x.shape[axis]), axis)
 
 
-take_along_axis = register(OpDef(
-    "take_along_axis", _along_rule, _along_ref, attrs={"axis": "int"},
-    doc="numpy.take_along_axis(x, indices, axis): indices has x's rank and its other axes "
-        "broadcast against x's; indices wrap and clamp as in take"))
+take_along_axis = register(
+    OpDef(
+        "take_along_axis",
+        _along_rule,
+        _along_ref,
+        attrs={"axis": "int"},
+        doc="numpy.take_along_axis(x, indices, axis): indices has x's rank and its other axes "
+        "broadcast against x's; indices wrap and clamp as in take",
+    )
+)
 
 
 def _check_starts(x: TensorType, starts: tuple[TensorType, ...]) -> None:
@@ -90,8 +107,9 @@ def _check_starts(x: TensorType, starts: tuple[TensorType, ...]) -> None:
             raise ShapeError(f"start index {d} must be a scalar, got {start}")
 
 
-def clamped_starts(starts: tuple[np.ndarray, ...], shape: tuple[int, ...],
-                   sizes: tuple[int, ...]) -> tuple[int, ...]:
+def clamped_starts(
+    starts: tuple[np.ndarray, ...], shape: tuple[int, ...], sizes: tuple[int, ...]
+) -> tuple[int, ...]:
     """Each start clamped to [0, dim - size] so that the slice fits, as XLA does."""
     return tuple(min(max(int(s), 0), dim - size) for s, dim, size in zip(starts, shape, sizes))
 
@@ -103,8 +121,9 @@ def _dynamic_slice_rule(types: tuple[TensorType, ...], *, sizes: tuple[int, ...]
     check_dtype(x, ANY)
     _check_starts(x, tuple(starts))
     if len(sizes) != x.ndim or any(not 0 <= s <= n for s, n in zip(sizes, x.shape)):
-        raise ShapeError(f"sizes {tuple(sizes)} do not fit {x}: give one size per axis, each in "
-                         "[0, dim]")
+        raise ShapeError(
+            f"sizes {tuple(sizes)} do not fit {x}: give one size per axis, each in [0, dim]"
+        )
     return TensorType(tuple(sizes), x.dtype)
 
 
@@ -113,22 +132,30 @@ def _dynamic_slice_ref(x: np.ndarray, *starts: np.ndarray, sizes: tuple[int, ...
     return x[tuple(slice(b, b + s) for b, s in zip(begin, sizes))].copy()
 
 
-dynamic_slice = register(OpDef(
-    "dynamic_slice", _dynamic_slice_rule, _dynamic_slice_ref, attrs={"sizes": "ints"},
-    doc="x[s0:s0+sizes[0], ...] for scalar int start tensors s0, s1, ... (one per axis, any int "
-        "dtypes); each start is clamped to [0, dim - size] so the slice always fits"))
+dynamic_slice = register(
+    OpDef(
+        "dynamic_slice",
+        _dynamic_slice_rule,
+        _dynamic_slice_ref,
+        attrs={"sizes": "ints"},
+        doc="x[s0:s0+sizes[0], ...] for scalar int start tensors s0, s1, ... (one per axis, any "
+        "int dtypes); each start is clamped to [0, dim - size] so the slice always fits",
+    )
+)
 
 
 def _dynamic_update_slice_rule(types: tuple[TensorType, ...]) -> TensorType:
     if len(types) < 2:
-        raise ShapeError(f"expects an operand, an update and start indices, got {len(types)} "
-                         "operand(s)")
+        raise ShapeError(
+            f"expects an operand, an update and start indices, got {len(types)} operand(s)"
+        )
     x, update, *starts = types
     check_dtype(x, ANY)
     same_dtype((x, update))
     if update.ndim != x.ndim or any(u > n for u, n in zip(update.shape, x.shape)):
-        raise ShapeError(f"update {update} does not fit in {x}: it needs the same rank and no "
-                         "larger dimensions")
+        raise ShapeError(
+            f"update {update} does not fit in {x}: it needs the same rank and no larger dimensions"
+        )
     _check_starts(x, tuple(starts))
     return x
 
@@ -140,7 +167,12 @@ def _dynamic_update_slice_ref(x: np.ndarray, update: np.ndarray, *starts: np.nda
     return out
 
 
-dynamic_update_slice = register(OpDef(
-    "dynamic_update_slice", _dynamic_update_slice_rule, _dynamic_update_slice_ref,
-    doc="x with update written at (s0, s1, ...), scalar int start tensors clamped as in "
-        "dynamic_slice so the update always fits; update has x's dtype and rank"))
+dynamic_update_slice = register(
+    OpDef(
+        "dynamic_update_slice",
+        _dynamic_update_slice_rule,
+        _dynamic_update_slice_ref,
+        doc="x with update written at (s0, s1, ...), scalar int start tensors clamped as in "
+        "dynamic_slice so the update always fits; update has x's dtype and rank",
+    )
+)

@@ -11,8 +11,16 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import BOOL, TensorType
-from .rules import ANY, NUMERIC, check_arity, check_dtype, low_precision_ref, normalize_axes, \
-    reduced_shape, single_axis
+from .rules import (
+    ANY,
+    NUMERIC,
+    check_arity,
+    check_dtype,
+    low_precision_ref,
+    normalize_axes,
+    reduced_shape,
+    single_axis,
+)
 
 _AXES_ATTRS = {"axes": "ints", "keepdims": "bool"}
 _AXIS_ATTRS = {"axis": "int", "keepdims": "bool"}
@@ -21,17 +29,20 @@ _AXIS_ATTRS = {"axis": "int", "keepdims": "bool"}
 def _reduce_rule(allowed: tuple[np.dtype, ...], has_identity: bool) -> Callable:
     """Shape rule of a reduction over ``axes``; without an identity (max, min) an empty
     reduced axis has no result."""
-    def rule(types: tuple[TensorType, ...], *, axes: tuple[int, ...],
-             keepdims: bool) -> TensorType:
+
+    def rule(types: tuple[TensorType, ...], *, axes: tuple[int, ...], keepdims: bool) -> TensorType:
         check_arity(types, 1)
         (x,) = types
         check_dtype(x, allowed)
         axes = normalize_axes(tuple(axes), x.ndim)
         if not has_identity and any(x.shape[d] == 0 for d in axes):
-            raise ShapeError(f"cannot reduce {x} over axes {axes}: one is empty, and the max or "
-                             "min of no elements is undefined (numpy raises too); pad or slice "
-                             "the input so the axis is non-empty")
+            raise ShapeError(
+                f"cannot reduce {x} over axes {axes}: one is empty, and the max or "
+                "min of no elements is undefined (numpy raises too); pad or slice "
+                "the input so the axis is non-empty"
+            )
         return TensorType(reduced_shape(x.shape, axes, keepdims), x.dtype)
+
     return rule
 
 
@@ -39,6 +50,7 @@ def _reduce_ref(fn: Callable) -> Callable:
     def ref(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         axes = normalize_axes(tuple(axes), x.ndim)
         return np.asarray(fn(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
+
     return low_precision_ref(ref)
 
 
@@ -47,20 +59,40 @@ def _in_dtype(fn: Callable) -> Callable:
     return lambda x, **kwargs: fn(x, dtype=x.dtype, **kwargs)
 
 
-def _reduce(name: str, fn: Callable, allowed: tuple[np.dtype, ...], has_identity: bool,
-            doc: str) -> OpDef:
-    return register(OpDef(name, _reduce_rule(allowed, has_identity), _reduce_ref(fn),
-                          attrs=dict(_AXES_ATTRS), doc=doc))
+def _reduce(
+    name: str, fn: Callable, allowed: tuple[np.dtype, ...], has_identity: bool, doc: str
+) -> OpDef:
+    return register(
+        OpDef(
+            name,
+            _reduce_rule(allowed, has_identity),
+            _reduce_ref(fn),
+            attrs=dict(_AXES_ATTRS),
+            doc=doc,
+        )
+    )
 
 
-reduce_sum = _reduce("reduce_sum", _in_dtype(np.sum), NUMERIC, True,
-                     "numpy.sum over `axes` in the input dtype (integers wrap)")
-reduce_prod = _reduce("reduce_prod", _in_dtype(np.prod), NUMERIC, True,
-                      "numpy.prod over `axes` in the input dtype (integers wrap)")
-reduce_max = _reduce("reduce_max", np.max, ANY, False,
-                     "numpy.max over `axes` (nan propagates); bool max is any")
-reduce_min = _reduce("reduce_min", np.min, ANY, False,
-                     "numpy.min over `axes` (nan propagates); bool min is all")
+reduce_sum = _reduce(
+    "reduce_sum",
+    _in_dtype(np.sum),
+    NUMERIC,
+    True,
+    "numpy.sum over `axes` in the input dtype (integers wrap)",
+)
+reduce_prod = _reduce(
+    "reduce_prod",
+    _in_dtype(np.prod),
+    NUMERIC,
+    True,
+    "numpy.prod over `axes` in the input dtype (integers wrap)",
+)
+reduce_max = _reduce(
+    "reduce_max", np.max, ANY, False, "numpy.max over `axes` (nan propagates); bool max is any"
+)
+reduce_min = _reduce(
+    "reduce_min", np.min, ANY, False, "numpy.min over `axes` (nan propagates); bool min is all"
+)
 reduce_and = _reduce("reduce_and", np.all, (BOOL,), True, "numpy.all over `axes` of a bool")
 reduce_or = _reduce("reduce_or", np.any, (BOOL,), True, "numpy.any over `axes` of a bool")
 
@@ -80,15 +112,32 @@ def _arg_ref(fn: Callable) -> Callable:
         if x.dtype.kind == "V":  # bfloat16: float32 holds it exactly and numpy knows its nan
             x = x.astype(np.float32)
         return fn(x, axis=single_axis(axis, x.ndim), keepdims=keepdims).astype(np.int32)
+
     return ref
 
 
-_ARG_DOC = ("index (int32) of the first {} along `axis`; a nan counts as the extremum, so the "
-            "first nan wins (numpy.{})")
-argmax = register(OpDef("argmax", _arg_rule, _arg_ref(np.argmax), attrs=dict(_AXIS_ATTRS),
-                        doc=_ARG_DOC.format("maximum", "argmax")))
-argmin = register(OpDef("argmin", _arg_rule, _arg_ref(np.argmin), attrs=dict(_AXIS_ATTRS),
-                        doc=_ARG_DOC.format("minimum", "argmin")))
+_ARG_DOC = (
+    "index (int32) of the first {} along `axis`; a nan counts as the extremum, so the "
+    "first nan wins (numpy.{})"
+)
+argmax = register(
+    OpDef(
+        "argmax",
+        _arg_rule,
+        _arg_ref(np.argmax),
+        attrs=dict(_AXIS_ATTRS),
+        doc=_ARG_DOC.format("maximum", "argmax"),
+    )
+)
+argmin = register(
+    OpDef(
+        "argmin",
+        _arg_rule,
+        _arg_ref(np.argmin),
+        attrs=dict(_AXIS_ATTRS),
+        doc=_ARG_DOC.format("minimum", "argmin"),
+    )
+)
 
 
 def _cumsum_rule(types: tuple[TensorType, ...], *, axis: int, reverse: bool) -> TensorType:
@@ -106,7 +155,13 @@ def _cumsum_ref(x: np.ndarray, *, axis: int, reverse: bool) -> np.ndarray:
     return np.cumsum(x, axis=axis, dtype=x.dtype)
 
 
-cumsum = register(OpDef("cumsum", _cumsum_rule, low_precision_ref(_cumsum_ref),
-                        attrs={"axis": "int", "reverse": "bool"},
-                        doc="numpy.cumsum along `axis` in the input dtype; reverse=True gives "
-                            "the suffix sums (each element plus all after it)"))
+cumsum = register(
+    OpDef(
+        "cumsum",
+        _cumsum_rule,
+        low_precision_ref(_cumsum_ref),
+        attrs={"axis": "int", "reverse": "bool"},
+        doc="numpy.cumsum along `axis` in the input dtype; reverse=True gives "
+        "the suffix sums (each element plus all after it)",
+    )
+)

@@ -23,8 +23,10 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     for axis in range(-ndim, 0):
         dims = {s[axis] for s in shapes if len(s) >= -axis} - {1}
         if len(dims) > 1:
-            raise ShapeError(f"cannot broadcast shapes {' and '.join(map(str, shapes))}: "
-                             f"dimensions {' vs '.join(map(str, sorted(dims)))} at axis {axis}")
+            raise ShapeError(
+                f"cannot broadcast shapes {' and '.join(map(str, shapes))}: "
+                f"dimensions {' vs '.join(map(str, sorted(dims)))} at axis {axis}"
+            )
         out.append(dims.pop() if dims else 1)
     return tuple(out)
 
@@ -38,8 +40,10 @@ def check_dtype(t: TensorType, allowed: tuple[np.dtype, ...], what: str = "input
 def same_dtype(types: tuple[TensorType, ...]) -> np.dtype:
     dtypes = {t.dtype for t in types}
     if len(dtypes) > 1:
-        raise DTypeError("operands have different dtypes "
-                         f"{', '.join(dtype_name(t.dtype) for t in types)}; convert one with .astype()")
+        raise DTypeError(
+            "operands have different dtypes "
+            f"{', '.join(dtype_name(t.dtype) for t in types)}; convert one with .astype()"
+        )
     return types[0].dtype
 
 
@@ -73,21 +77,25 @@ def unary_rule(allowed: tuple[np.dtype, ...], out_dtype: np.dtype | None = None)
         check_arity(types, 1)
         check_dtype(types[0], allowed)
         return TensorType(types[0].shape, out_dtype or types[0].dtype)
+
     return rule
 
 
 def nary_rule(n: int, allowed: tuple[np.dtype, ...], out_dtype: np.dtype | None = None) -> Callable:
     """n operands of one dtype in ``allowed``, shapes broadcast the numpy way."""
+
     def rule(types: tuple[TensorType, ...]) -> TensorType:
         check_arity(types, n)
         dtype = same_dtype(types)
         check_dtype(types[0], allowed)
         return TensorType(broadcast_shapes(*(t.shape for t in types)), out_dtype or dtype)
+
     return rule
 
 
 def low_precision_ref(fn: Callable) -> Callable:
     """Evaluate ``fn`` in float32 for float16/bfloat16 inputs and round back, as XLA does."""
+
     def ref(*arrays: np.ndarray, **attrs) -> np.ndarray:
         dtype = np.result_type(*arrays) if arrays else None
         if dtype is not None and dtype.itemsize == 2 and dtype.kind in "fV":
@@ -95,6 +103,7 @@ def low_precision_ref(fn: Callable) -> Callable:
             out = np.asarray(fn(*up, **attrs))
             return out.astype(dtype) if out.dtype == np.float32 else out
         return np.asarray(fn(*arrays, **attrs))
+
     return ref
 
 

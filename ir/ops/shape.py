@@ -9,8 +9,16 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
-from .rules import ANY, check_arity, check_count, check_dtype, check_min, normalize_axes, \
-    normalize_axis, same_dtype
+from .rules import (
+    ANY,
+    check_arity,
+    check_count,
+    check_dtype,
+    check_min,
+    normalize_axes,
+    normalize_axis,
+    same_dtype,
+)
 
 
 def _one_input(types: tuple[TensorType, ...]) -> TensorType:
@@ -24,14 +32,21 @@ def _reshape_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...]) -> T
     check_min("shape", shape, 0)
     out = TensorType(shape, x.dtype)
     if out.size != x.size:
-        raise ShapeError(f"cannot reshape {x.shape} ({x.size} elements) to {shape} "
-                         f"({out.size} elements)")
+        raise ShapeError(
+            f"cannot reshape {x.shape} ({x.size} elements) to {shape} ({out.size} elements)"
+        )
     return out
 
 
-reshape = register(OpDef("reshape", _reshape_rule, lambda x, *, shape: x.reshape(shape),
-                         attrs={"shape": "ints"},
-                         doc="x.reshape(shape) in row-major order; shape has no -1"))
+reshape = register(
+    OpDef(
+        "reshape",
+        _reshape_rule,
+        lambda x, *, shape: x.reshape(shape),
+        attrs={"shape": "ints"},
+        doc="x.reshape(shape) in row-major order; shape has no -1",
+    )
+)
 
 
 def _transpose_rule(types: tuple[TensorType, ...], *, perm: tuple[int, ...]) -> TensorType:
@@ -41,10 +56,15 @@ def _transpose_rule(types: tuple[TensorType, ...], *, perm: tuple[int, ...]) -> 
     return TensorType(tuple(x.shape[p] for p in perm), x.dtype)
 
 
-transpose = register(OpDef("transpose", _transpose_rule,
-                           lambda x, *, perm: np.transpose(x, perm).copy(),
-                           attrs={"perm": "ints"},
-                           doc="numpy.transpose: output axis i is input axis perm[i]"))
+transpose = register(
+    OpDef(
+        "transpose",
+        _transpose_rule,
+        lambda x, *, perm: np.transpose(x, perm).copy(),
+        attrs={"perm": "ints"},
+        doc="numpy.transpose: output axis i is input axis perm[i]",
+    )
+)
 
 
 def _broadcast_to_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...]) -> TensorType:
@@ -52,15 +72,22 @@ def _broadcast_to_rule(types: tuple[TensorType, ...], *, shape: tuple[int, ...])
     check_min("shape", shape, 0)
     lead = len(shape) - x.ndim
     if lead < 0 or any(d not in (1, t) for d, t in zip(x.shape, shape[lead:])):
-        raise ShapeError(f"cannot broadcast shape {x.shape} to {shape}: input dims align to "
-                         "the right and must equal the target dim or be 1")
+        raise ShapeError(
+            f"cannot broadcast shape {x.shape} to {shape}: input dims align to "
+            "the right and must equal the target dim or be 1"
+        )
     return TensorType(shape, x.dtype)
 
 
-broadcast_to = register(OpDef("broadcast_to", _broadcast_to_rule,
-                              lambda x, *, shape: np.broadcast_to(x, shape).copy(),
-                              attrs={"shape": "ints"},
-                              doc="numpy.broadcast_to: dims align right, size 1 stretches"))
+broadcast_to = register(
+    OpDef(
+        "broadcast_to",
+        _broadcast_to_rule,
+        lambda x, *, shape: np.broadcast_to(x, shape).copy(),
+        attrs={"shape": "ints"},
+        doc="numpy.broadcast_to: dims align right, size 1 stretches",
+    )
+)
 
 
 def _concatenate_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
@@ -70,50 +97,73 @@ def _concatenate_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType
     check_dtype(types[0], ANY)
     shapes = [t.shape for t in types]
     if any(t.ndim != types[0].ndim for t in types) or types[0].ndim == 0:
-        raise ShapeError(f"cannot concatenate shapes {', '.join(map(str, shapes))}: operands "
-                         "need one rank >= 1")
+        raise ShapeError(
+            f"cannot concatenate shapes {', '.join(map(str, shapes))}: operands need one rank >= 1"
+        )
     axis = normalize_axis(axis, types[0].ndim)
-    rest = {s[:axis] + s[axis + 1:] for s in shapes}
+    rest = {s[:axis] + s[axis + 1 :] for s in shapes}
     if len(rest) > 1:
-        raise ShapeError(f"cannot concatenate shapes {', '.join(map(str, shapes))} along axis "
-                         f"{axis}: the other dimensions differ")
+        raise ShapeError(
+            f"cannot concatenate shapes {', '.join(map(str, shapes))} along axis "
+            f"{axis}: the other dimensions differ"
+        )
     out = list(shapes[0])
     out[axis] = sum(s[axis] for s in shapes)
     return TensorType(tuple(out), dtype)
 
 
-concatenate = register(OpDef("concatenate", _concatenate_rule,
-                             lambda *xs, axis: np.concatenate(xs, axis=axis),
-                             attrs={"axis": "int"},
-                             doc="numpy.concatenate of one or more operands along axis"))
+concatenate = register(
+    OpDef(
+        "concatenate",
+        _concatenate_rule,
+        lambda *xs, axis: np.concatenate(xs, axis=axis),
+        attrs={"axis": "int"},
+        doc="numpy.concatenate of one or more operands along axis",
+    )
+)
 
 
-def _slice_rule(types: tuple[TensorType, ...], *, start: tuple[int, ...],
-                limit: tuple[int, ...], strides: tuple[int, ...]) -> TensorType:
+def _slice_rule(
+    types: tuple[TensorType, ...],
+    *,
+    start: tuple[int, ...],
+    limit: tuple[int, ...],
+    strides: tuple[int, ...],
+) -> TensorType:
     x = _one_input(types)
     for name, values in (("start", start), ("limit", limit), ("strides", strides)):
         check_count(name, values, x.ndim, f"one per dim of {x.shape}")
     check_min("strides", strides, 1)
     for axis, (lo, hi, dim) in enumerate(zip(start, limit, x.shape)):
         if not 0 <= lo <= hi <= dim:
-            raise ShapeError(f"slice {lo}:{hi} of axis {axis} (size {dim}) of {x.shape} needs "
-                             f"0 <= start <= limit <= {dim}")
+            raise ShapeError(
+                f"slice {lo}:{hi} of axis {axis} (size {dim}) of {x.shape} needs "
+                f"0 <= start <= limit <= {dim}"
+            )
     out = tuple((hi - lo + s - 1) // s for lo, hi, s in zip(start, limit, strides))
     return TensorType(out, x.dtype)
 
 
-def _slice_ref(x: np.ndarray, *, start: tuple[int, ...], limit: tuple[int, ...],
-               strides: tuple[int, ...]) -> np.ndarray:
+def _slice_ref(
+    x: np.ndarray, *, start: tuple[int, ...], limit: tuple[int, ...], strides: tuple[int, ...]
+) -> np.ndarray:
     return x[tuple(map(slice, start, limit, strides))].copy()
 
 
-slice_ = register(OpDef("slice", _slice_rule, _slice_ref,
-                        attrs={"start": "ints", "limit": "ints", "strides": "ints"},
-                        doc="x[start:limit:strides] per dim; strides >= 1"))
+slice_ = register(
+    OpDef(
+        "slice",
+        _slice_rule,
+        _slice_ref,
+        attrs={"start": "ints", "limit": "ints", "strides": "ints"},
+        doc="x[start:limit:strides] per dim; strides >= 1",
+    )
+)
 
 
-def _pad_rule(types: tuple[TensorType, ...], *, low: tuple[int, ...],
-              high: tuple[int, ...]) -> TensorType:
+def _pad_rule(
+    types: tuple[TensorType, ...], *, low: tuple[int, ...], high: tuple[int, ...]
+) -> TensorType:
     check_arity(types, 2)
     x, value = types
     same_dtype(types)
@@ -126,17 +176,24 @@ def _pad_rule(types: tuple[TensorType, ...], *, low: tuple[int, ...],
     return TensorType(tuple(d + lo + hi for d, lo, hi in zip(x.shape, low, high)), x.dtype)
 
 
-def _pad_ref(x: np.ndarray, value: np.ndarray, *, low: tuple[int, ...],
-             high: tuple[int, ...]) -> np.ndarray:
+def _pad_ref(
+    x: np.ndarray, value: np.ndarray, *, low: tuple[int, ...], high: tuple[int, ...]
+) -> np.ndarray:
     # np.pad rejects some dtypes (bfloat16) as constant_values; a filled array takes them all
     out = np.full([d + lo + hi for d, lo, hi in zip(x.shape, low, high)], value, x.dtype)
     out[tuple(slice(lo, lo + d) for lo, d in zip(low, x.shape))] = x
     return out
 
 
-pad = register(OpDef("pad", _pad_rule, _pad_ref, attrs={"low": "ints", "high": "ints"},
-                     doc="(x, pad_value): low[i] / high[i] copies of pad_value before / after "
-                         "each dim i"))
+pad = register(
+    OpDef(
+        "pad",
+        _pad_rule,
+        _pad_ref,
+        attrs={"low": "ints", "high": "ints"},
+        doc="(x, pad_value): low[i] / high[i] copies of pad_value before / after each dim i",
+    )
+)
 
 
 def _reverse_rule(types: tuple[TensorType, ...], *, axes: tuple[int, ...]) -> TensorType:
@@ -145,6 +202,12 @@ def _reverse_rule(types: tuple[TensorType, ...], *, axes: tuple[int, ...]) -> Te
     return x
 
 
-reverse = register(OpDef("reverse", _reverse_rule,
-                         lambda x, *, axes: np.flip(x, axes).copy() if axes else x.copy(),
-                         attrs={"axes": "ints"}, doc="numpy.flip over axes"))
+reverse = register(
+    OpDef(
+        "reverse",
+        _reverse_rule,
+        lambda x, *, axes: np.flip(x, axes).copy() if axes else x.copy(),
+        attrs={"axes": "ints"},
+        doc="numpy.flip over axes",
+    )
+)

@@ -37,9 +37,15 @@ def _sort_ref(x: np.ndarray, *, axis: int, descending: bool) -> np.ndarray:
     return np.take_along_axis(x, sort_order(x, axis, descending), single_axis(axis, x.ndim))
 
 
-sort = register(OpDef("sort", _sort_rule, _sort_ref, attrs=dict(_SORT_ATTRS),
-                      doc="numpy.sort along `axis` (nans last); descending=True is the reverse "
-                          "(nans first)"))
+sort = register(
+    OpDef(
+        "sort",
+        _sort_rule,
+        _sort_ref,
+        attrs=dict(_SORT_ATTRS),
+        doc="numpy.sort along `axis` (nans last); descending=True is the reverse (nans first)",
+    )
+)
 
 
 def _argsort_rule(types: tuple[TensorType, ...], *, axis: int, descending: bool) -> TensorType:
@@ -50,9 +56,16 @@ def _argsort_ref(x: np.ndarray, *, axis: int, descending: bool) -> np.ndarray:
     return sort_order(x, axis, descending).astype(INDEX)
 
 
-argsort = register(OpDef("argsort", _argsort_rule, _argsort_ref, attrs=dict(_SORT_ATTRS),
-                         doc="int32 indices that sort along `axis`, stably: equal elements keep "
-                             "their order, also when descending; nans as in sort"))
+argsort = register(
+    OpDef(
+        "argsort",
+        _argsort_rule,
+        _argsort_ref,
+        attrs=dict(_SORT_ATTRS),
+        doc="int32 indices that sort along `axis`, stably: equal elements keep "
+        "their order, also when descending; nans as in sort",
+    )
+)
 
 
 def _top_k_rule(types: tuple[TensorType, ...], *, k: int) -> tuple[TensorType, TensorType]:
@@ -61,8 +74,10 @@ def _top_k_rule(types: tuple[TensorType, ...], *, k: int) -> tuple[TensorType, T
     check_dtype(x, ANY)
     single_axis(-1, x.ndim)
     if not 0 <= k <= x.shape[-1]:
-        raise ShapeError(f"k={k} is out of range for {x}: it must be in [0, {x.shape[-1]}], the "
-                         "size of the last axis (move the axis last to take top_k along another)")
+        raise ShapeError(
+            f"k={k} is out of range for {x}: it must be in [0, {x.shape[-1]}], the "
+            "size of the last axis (move the axis last to take top_k along another)"
+        )
     shape = (*x.shape[:-1], k)
     return TensorType(shape, x.dtype), TensorType(shape, INDEX)
 
@@ -72,8 +87,15 @@ def _top_k_ref(x: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(x, order, -1), order.astype(INDEX)
 
 
-top_k = register(OpDef("top_k", _top_k_rule, _top_k_ref, attrs={"k": "int"},
-                       doc="the k largest elements along the last axis, largest first, and their "
-                           "int32 indices, as jax.lax.top_k: ties give the lower index first; "
-                           "every nan counts as largest (jax ranks a nan with the sign bit set "
-                           "smallest)"))
+top_k = register(
+    OpDef(
+        "top_k",
+        _top_k_rule,
+        _top_k_ref,
+        attrs={"k": "int"},
+        doc="the k largest elements along the last axis, largest first, and their "
+        "int32 indices, as jax.lax.top_k: ties give the lower index first; "
+        "every nan counts as largest (jax ranks a nan with the sign bit set "
+        "smallest)",
+    )
+)

@@ -35,11 +35,14 @@ def test_same_signature_does_not_retrace():
     assert f.cache_info() == fj.CacheInfo(hits=5, misses=1, traces=1)
 
 
-@pytest.mark.parametrize("second", [
-    np.ones((4,), np.float32),          # new shape
-    np.ones((3,), np.int32),            # new dtype
-    np.ones((3, 1), np.float32),        # new rank
-])
+@pytest.mark.parametrize(
+    "second",
+    [
+        np.ones((4,), np.float32),  # new shape
+        np.ones((3,), np.int32),  # new dtype
+        np.ones((3, 1), np.float32),  # new rank
+    ],
+)
 def test_new_shape_or_dtype_retraces_once(second):
     f, calls = counting()
     f(np.ones((3,), np.float32))
@@ -159,7 +162,7 @@ def test_user_line_reaches_xla_metadata():
     import inspect
 
     line = inspect.getsourcelines(f.fn)[1] + 2
-    assert f"test_cache.py\":{line}" in f.lower(np.ones(2, np.float32)).stablehlo()
+    assert f'test_cache.py":{line}' in f.lower(np.ones(2, np.float32)).stablehlo()
     hlo = f.lower(np.ones(2, np.float32)).compile().hlo()
     assert '"test_cache.py"' in hlo and f"line={line} " in hlo
 

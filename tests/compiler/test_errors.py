@@ -41,8 +41,9 @@ def test_matmul_shape_error_names_line_op_and_shapes():
         f(np.ones((128, 784), np.float32), np.ones((785, 10), np.float32))
     assert isinstance(info.value, fj.ShapeError)
     line = line_of(step, "# MATMUL")
-    assert str(info.value) == (f"{HERE}:{line}: matmul: cannot contract shapes (128, 784) and "
-                               "(785, 10): 784 != 785")
+    assert str(info.value) == (
+        f"{HERE}:{line}: matmul: cannot contract shapes (128, 784) and (785, 10): 784 != 785"
+    )
 
 
 def test_broadcast_error_names_line_op_and_shapes():

@@ -30,11 +30,27 @@ def reference(np_fn, jnp_fn, *args, **kwargs) -> np.ndarray:
 # -- elementwise -------------------------------------------------------------------------------
 # name: (low, high) of the inputs; numpy and jax.numpy functions of the same name are the
 # reference unless listed in SPECIAL
-UNARY = {"negative": (-3, 3), "abs": (-3, 3), "sign": (-3, 3), "exp": (-3, 3), "expm1": (-3, 3),
-         "log": (0.1, 5), "log1p": (-0.9, 5), "sqrt": (0, 5), "rsqrt": (0.1, 5),
-         "square": (-3, 3), "sin": (-3, 3), "cos": (-3, 3), "tan": (-1.2, 1.2),
-         "tanh": (-3, 3), "floor": (-3, 3), "ceil": (-3, 3), "round": (-3, 3),
-         "logical_not": (-1, 1), "isfinite": (-3, 3)}
+UNARY = {
+    "negative": (-3, 3),
+    "abs": (-3, 3),
+    "sign": (-3, 3),
+    "exp": (-3, 3),
+    "expm1": (-3, 3),
+    "log": (0.1, 5),
+    "log1p": (-0.9, 5),
+    "sqrt": (0, 5),
+    "rsqrt": (0.1, 5),
+    "square": (-3, 3),
+    "sin": (-3, 3),
+    "cos": (-3, 3),
+    "tan": (-1.2, 1.2),
+    "tanh": (-3, 3),
+    "floor": (-3, 3),
+    "ceil": (-3, 3),
+    "round": (-3, 3),
+    "logical_not": (-1, 1),
+    "isfinite": (-3, 3),
+}
 SPECIAL = {"rsqrt": (lambda x: 1 / np.sqrt(x), lambda x: 1 / jnp.sqrt(x))}
 
 
@@ -55,12 +71,18 @@ def unary_input(rng, name: str, dtype) -> np.ndarray:
 def test_unary(dtype):
     rng = np.random.default_rng()
     unsigned = np.dtype(dtype).kind == "u"  # abs and sign of unsigned: their own test below
-    xs = {name: unary_input(rng, name, dtype) for name in UNARY
-          if not (unsigned and name in ("abs", "sign"))}
+    xs = {
+        name: unary_input(rng, name, dtype)
+        for name in UNARY
+        if not (unsigned and name in ("abs", "sign"))
+    }
     got = fj.compile(lambda xs: {name: getattr(fnp, name)(x) for name, x in xs.items()})(xs)
-    want = {name: reference(*SPECIAL[name] if name in SPECIAL else (getattr(np, name),
-                                                                     getattr(jnp, name)), x)
-            for name, x in xs.items()}
+    want = {
+        name: reference(
+            *SPECIAL[name] if name in SPECIAL else (getattr(np, name), getattr(jnp, name)), x
+        )
+        for name, x in xs.items()
+    }
     expect_all(got, want, scale=2)
 
 
@@ -75,14 +97,26 @@ def test_abs_and_sign_of_unsigned(name, dtype):
 
 
 # name: (left (low, high), right (low, high)); right ranges exclude zero by a sign flip below
-BINARY = {"add": ((-3, 3), (-3, 3)), "subtract": ((-3, 3), (-3, 3)),
-          "multiply": ((-3, 3), (-3, 3)), "divide": ((-3, 3), (1, 3)),
-          "floor_divide": ((-9, 9), (1, 4)), "mod": ((-9, 9), (1, 4)),
-          "power": ((0.5, 2), (0, 2)), "maximum": ((-3, 3), (-3, 3)),
-          "minimum": ((-3, 3), (-3, 3)), "arctan2": ((-3, 3), (-3, 3)), "equal": ((0, 2), (0, 2)),
-          "not_equal": ((0, 2), (0, 2)), "less": ((0, 2), (0, 2)), "less_equal": ((0, 2), (0, 2)),
-          "greater": ((0, 2), (0, 2)), "greater_equal": ((0, 2), (0, 2)),
-          "logical_and": ((-1, 1), (-1, 1)), "logical_or": ((-1, 1), (-1, 1))}
+BINARY = {
+    "add": ((-3, 3), (-3, 3)),
+    "subtract": ((-3, 3), (-3, 3)),
+    "multiply": ((-3, 3), (-3, 3)),
+    "divide": ((-3, 3), (1, 3)),
+    "floor_divide": ((-9, 9), (1, 4)),
+    "mod": ((-9, 9), (1, 4)),
+    "power": ((0.5, 2), (0, 2)),
+    "maximum": ((-3, 3), (-3, 3)),
+    "minimum": ((-3, 3), (-3, 3)),
+    "arctan2": ((-3, 3), (-3, 3)),
+    "equal": ((0, 2), (0, 2)),
+    "not_equal": ((0, 2), (0, 2)),
+    "less": ((0, 2), (0, 2)),
+    "less_equal": ((0, 2), (0, 2)),
+    "greater": ((0, 2), (0, 2)),
+    "greater_equal": ((0, 2), (0, 2)),
+    "logical_and": ((-1, 1), (-1, 1)),
+    "logical_or": ((-1, 1), (-1, 1)),
+}
 
 
 def binary_inputs(rng, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +128,10 @@ def binary_inputs(rng, name: str, dtype) -> tuple[np.ndarray, np.ndarray]:
         a = ((2 * rng.integers(-24, 25, (3, 1, 4)) + 1) / 16).astype(dtype)
         return a, rng.choice([-2, -1, -0.5, 0.5, 1, 2], (2, 4)).astype(dtype)
     if name in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal"):
-        return (rng.integers(lo_a, hi_a + 1, (3, 1, 4)).astype(dtype),  # ties are likely
-                rng.integers(lo_b, hi_b + 1, (2, 4)).astype(dtype))
+        return (
+            rng.integers(lo_a, hi_a + 1, (3, 1, 4)).astype(dtype),  # ties are likely
+            rng.integers(lo_b, hi_b + 1, (2, 4)).astype(dtype),
+        )
     a, b = rand(rng, (3, 1, 4), dtype, lo_a, hi_a), rand(rng, (2, 4), dtype, lo_b, hi_b)
     if lo_b > 0:  # nonzero divisors of either sign
         b = np.where(rng.random(b.shape) < 0.5, -wide(b), wide(b)).astype(dtype)
@@ -120,23 +156,36 @@ def test_binary(dtype):
     want = {}
     for name, (a, b) in ins.items():
         np_fn, jnp_fn = getattr(np, name), getattr(jnp, name)
-        want.update({name: reference(np_fn, jnp_fn, a, b),
-                     f"{name}(a, 2)": reference(lambda a: np_fn(a, 2), lambda a: jnp_fn(a, 2), a),
-                     f"{name}(1, b)": reference(lambda b: np_fn(1, b), lambda b: jnp_fn(1, b),
-                                                b)})
+        want.update(
+            {
+                name: reference(np_fn, jnp_fn, a, b),
+                f"{name}(a, 2)": reference(lambda a: np_fn(a, 2), lambda a: jnp_fn(a, 2), a),
+                f"{name}(1, b)": reference(lambda b: np_fn(1, b), lambda b: jnp_fn(1, b), b),
+            }
+        )
     expect_all(f(ins), want, scale=2)
 
 
 def test_arctan2_of_integers_and_mixed_types():
     rng = np.random.default_rng()
     a, b, h = rand(rng, (4,), I32), rand(rng, (4,), I32), rand(rng, (4,), F16)
-    got = fj.compile(lambda a, b, h: {"ii": fnp.arctan2(a, b), "hi": fnp.arctan2(h, a),
-                                      "add_hi": fnp.add(h, a),
-                                      "max_ih": fnp.maximum(a, h)})(a, b, h)
-    expect_all(got, {"ii": reference(np.arctan2, jnp.arctan2, a, b),
-                     "hi": reference(np.arctan2, jnp.arctan2, h, a),
-                     "add_hi": reference(np.add, jnp.add, h, a),
-                     "max_ih": reference(np.maximum, jnp.maximum, a, h)})
+    got = fj.compile(
+        lambda a, b, h: {
+            "ii": fnp.arctan2(a, b),
+            "hi": fnp.arctan2(h, a),
+            "add_hi": fnp.add(h, a),
+            "max_ih": fnp.maximum(a, h),
+        }
+    )(a, b, h)
+    expect_all(
+        got,
+        {
+            "ii": reference(np.arctan2, jnp.arctan2, a, b),
+            "hi": reference(np.arctan2, jnp.arctan2, h, a),
+            "add_hi": reference(np.add, jnp.add, h, a),
+            "max_ih": reference(np.maximum, jnp.maximum, a, h),
+        },
+    )
 
 
 def test_maximum_minimum_propagate_nan():
@@ -155,26 +204,35 @@ def test_clip_and_where(dtype):
 
     @fj.compile
     def f(x, y, lo, hi, cond, icond):
-        return {"clip": fnp.clip(x, -1, 1), "clip_hi": fnp.clip(x, None, 0.5),
-                "clip_lo": fnp.clip(x, -0.5), "clip_arrays": fnp.clip(x, lo, hi),
-                "where": fnp.where(cond, x, y), "where_int_cond": fnp.where(icond, x, y),
-                "where_scalars": fnp.where(cond, x, 0.5), "where_both": fnp.where(cond, 1, -1),
-                "where_mixed": fnp.where(cond, x, np.float32(2))}
+        return {
+            "clip": fnp.clip(x, -1, 1),
+            "clip_hi": fnp.clip(x, None, 0.5),
+            "clip_lo": fnp.clip(x, -0.5),
+            "clip_arrays": fnp.clip(x, lo, hi),
+            "where": fnp.where(cond, x, y),
+            "where_int_cond": fnp.where(icond, x, y),
+            "where_scalars": fnp.where(cond, x, 0.5),
+            "where_both": fnp.where(cond, 1, -1),
+            "where_mixed": fnp.where(cond, x, np.float32(2)),
+        }
 
-    want = {"clip": reference(lambda x: np.clip(x, -1, 1), lambda x: jnp.clip(x, -1, 1), x),
-            "clip_hi": reference(lambda x: np.clip(x, None, 0.5),
-                                 lambda x: jnp.clip(x, None, 0.5), x),
-            "clip_lo": reference(lambda x: np.clip(x, -0.5, None),
-                                 lambda x: jnp.clip(x, -0.5), x),
-            "clip_arrays": reference(np.clip, jnp.clip, x, lo, hi),
-            "where": reference(np.where, jnp.where, cond, x, y),
-            "where_int_cond": reference(np.where, jnp.where, icond, x, y),
-            "where_scalars": reference(lambda c, x: np.where(c, x, 0.5),
-                                       lambda c, x: jnp.where(c, x, 0.5), cond, x),
-            "where_both": reference(lambda c: np.where(c, 1, -1).astype(np.int32),
-                                    lambda c: jnp.where(c, 1, -1), cond),
-            "where_mixed": reference(lambda c, x: np.where(c, x, 2),
-                                     lambda c, x: jnp.where(c, x, np.float32(2)), cond, x)}
+    want = {
+        "clip": reference(lambda x: np.clip(x, -1, 1), lambda x: jnp.clip(x, -1, 1), x),
+        "clip_hi": reference(lambda x: np.clip(x, None, 0.5), lambda x: jnp.clip(x, None, 0.5), x),
+        "clip_lo": reference(lambda x: np.clip(x, -0.5, None), lambda x: jnp.clip(x, -0.5), x),
+        "clip_arrays": reference(np.clip, jnp.clip, x, lo, hi),
+        "where": reference(np.where, jnp.where, cond, x, y),
+        "where_int_cond": reference(np.where, jnp.where, icond, x, y),
+        "where_scalars": reference(
+            lambda c, x: np.where(c, x, 0.5), lambda c, x: jnp.where(c, x, 0.5), cond, x
+        ),
+        "where_both": reference(
+            lambda c: np.where(c, 1, -1).astype(np.int32), lambda c: jnp.where(c, 1, -1), cond
+        ),
+        "where_mixed": reference(
+            lambda c, x: np.where(c, x, 2), lambda c, x: jnp.where(c, x, np.float32(2)), cond, x
+        ),
+    }
     expect_all(f(x, y, lo, hi, cond, icond), want)
 
 
@@ -182,20 +240,41 @@ def test_logical_functions_on_non_bools():
     rng = np.random.default_rng()
     a, b = rand(rng, (3, 4), I32, -1, 1), rand(rng, (4,), F32, -1, 1)
     b[:2] = 0
-    got = fj.compile(lambda a, b: {"and": fnp.logical_and(a, b), "or": fnp.logical_or(a, b),
-                                   "not": fnp.logical_not(a), "and_scalar": fnp.logical_and(
-                                       b, True), "isfinite_int": fnp.isfinite(a)})(a, b)
-    expect_all(got, {"and": np.logical_and(a, b), "or": np.logical_or(a, b),
-                     "not": np.logical_not(a), "and_scalar": np.logical_and(b, True),
-                     "isfinite_int": np.isfinite(a)})
+    got = fj.compile(
+        lambda a, b: {
+            "and": fnp.logical_and(a, b),
+            "or": fnp.logical_or(a, b),
+            "not": fnp.logical_not(a),
+            "and_scalar": fnp.logical_and(b, True),
+            "isfinite_int": fnp.isfinite(a),
+        }
+    )(a, b)
+    expect_all(
+        got,
+        {
+            "and": np.logical_and(a, b),
+            "or": np.logical_or(a, b),
+            "not": np.logical_not(a),
+            "and_scalar": np.logical_and(b, True),
+            "isfinite_int": np.isfinite(a),
+        },
+    )
 
 
 # -- reductions --------------------------------------------------------------------------------
-REDUCTIONS = {"sum": [F32, F16, BF16, I32, I8, U8, BOOL], "mean": [F32, F16, I32, BOOL],
-              "max": [F32, BF16, I32, BOOL, U8], "min": [F32, F16, I8, BOOL, U32],
-              "prod": [F32, F16, I32, I8, U8], "argmax": [F32, F16, I32, U8],
-              "argmin": [F32, BF16, I32, I8], "var": [F32, F16, I32], "std": [F32, BF16, I32],
-              "all": [BOOL, F32, I32], "any": [BOOL, F32, I32]}
+REDUCTIONS = {
+    "sum": [F32, F16, BF16, I32, I8, U8, BOOL],
+    "mean": [F32, F16, I32, BOOL],
+    "max": [F32, BF16, I32, BOOL, U8],
+    "min": [F32, F16, I8, BOOL, U32],
+    "prod": [F32, F16, I32, I8, U8],
+    "argmax": [F32, F16, I32, U8],
+    "argmin": [F32, BF16, I32, I8],
+    "var": [F32, F16, I32],
+    "std": [F32, BF16, I32],
+    "all": [BOOL, F32, I32],
+    "any": [BOOL, F32, I32],
+}
 AXES = [None, 0, -1, (0, 2), (2, 0, 1)]
 
 
@@ -204,8 +283,9 @@ def reduction_input(rng, name: str, dtype, shape=(2, 3, 4)) -> np.ndarray:
     arg-reductions); for prod, +-1/2, +-1, +-2 (exact products), for all/any, many zeros."""
     kind = np.dtype(dtype).kind
     if name == "prod":
-        values = ([-2, -1, -0.5, 0.5, 1, 2] if kind in "fV" else [1, 2] if kind == "u"
-                  else [-2, -1, 1, 2])
+        values = (
+            [-2, -1, -0.5, 0.5, 1, 2] if kind in "fV" else [1, 2] if kind == "u" else [-2, -1, 1, 2]
+        )
         return rng.choice(values, shape).astype(dtype)
     if name in ("all", "any") and kind != "b":
         return (rng.random(shape) < 0.8).astype(dtype) * rand(rng, shape, dtype, 1, 3)
@@ -214,36 +294,63 @@ def reduction_input(rng, name: str, dtype, shape=(2, 3, 4)) -> np.ndarray:
     return (rng.integers(-8, 9, shape) / (4 if kind in "fV" else 1)).astype(dtype)
 
 
-@pytest.mark.parametrize("name,dtype", [(n, d) for n, ds in REDUCTIONS.items() for d in ds],
-                         ids=lambda v: v if isinstance(v, str) else name_of(v))
+@pytest.mark.parametrize(
+    "name,dtype",
+    [(n, d) for n, ds in REDUCTIONS.items() for d in ds],
+    ids=lambda v: v if isinstance(v, str) else name_of(v),
+)
 def test_reduction(name, dtype):
     """``fnp.<name>(x, axis, keepdims)`` for axis None, an int, a negative int and tuples."""
     x = reduction_input(np.random.default_rng(), name, dtype)
     arg = name.startswith("arg")
-    cases = [(axis, keep) for axis in AXES for keep in (False, True)
-             if not (arg and isinstance(axis, tuple))]
+    cases = [
+        (axis, keep)
+        for axis in AXES
+        for keep in (False, True)
+        if not (arg and isinstance(axis, tuple))
+    ]
     fn, np_fn, jnp_fn = getattr(fnp, name), getattr(np, name), getattr(jnp, name)
-    got = fj.compile(lambda x: {f"{axis}-{keep}": fn(x, axis, keepdims=keep)
-                                for axis, keep in cases})(x)
-    want = {f"{axis}-{keep}": reference(lambda x: np_fn(x, axis=axis, keepdims=keep),
-                                        lambda x: jnp_fn(x, axis=axis, keepdims=keep), x)
-            for axis, keep in cases}
+    got = fj.compile(
+        lambda x: {f"{axis}-{keep}": fn(x, axis, keepdims=keep) for axis, keep in cases}
+    )(x)
+    want = {
+        f"{axis}-{keep}": reference(
+            lambda x: np_fn(x, axis=axis, keepdims=keep),
+            lambda x: jnp_fn(x, axis=axis, keepdims=keep),
+            x,
+        )
+        for axis, keep in cases
+    }
     expect_all(got, want, scale=4 if name in ("var", "std") else 1)
 
 
 def test_var_std_ddof_and_dtype_arguments():
     rng = np.random.default_rng()
     x, i = rand(rng, (3, 5), F32), rand(rng, (3, 5), I8, -100, 100)
-    got = fj.compile(lambda x, i: {
-        "var_ddof": fnp.var(x, 1, ddof=1), "std_ddof": fnp.std(x, ddof=1, keepdims=True),
-        "sum_f32": fnp.sum(i, 0, dtype=fnp.float32), "sum_i8": fnp.sum(i, dtype=fnp.int8),
-        "mean_f16": fnp.mean(x, -1, dtype=fnp.float16), "prod_f64": fnp.prod(x, 1, dtype=F64),
-        "sum_of_list": fnp.sum(x[0] * 0 + np.array([1, 2, 3, 4, 5], np.float32))})(x, i)
-    expect_all(got, {"var_ddof": wide(x).var(1, ddof=1).astype(F32),
-                     "std_ddof": wide(x).std(ddof=1, keepdims=True).astype(F32),
-                     "sum_f32": i.sum(0, dtype=np.float32), "sum_i8": i.sum(dtype=np.int8),
-                     "mean_f16": wide(x).mean(-1).astype(F16),
-                     "prod_f64": wide(x).prod(1), "sum_of_list": np.float32(15)}, scale=2)
+    got = fj.compile(
+        lambda x, i: {
+            "var_ddof": fnp.var(x, 1, ddof=1),
+            "std_ddof": fnp.std(x, ddof=1, keepdims=True),
+            "sum_f32": fnp.sum(i, 0, dtype=fnp.float32),
+            "sum_i8": fnp.sum(i, dtype=fnp.int8),
+            "mean_f16": fnp.mean(x, -1, dtype=fnp.float16),
+            "prod_f64": fnp.prod(x, 1, dtype=F64),
+            "sum_of_list": fnp.sum(x[0] * 0 + np.array([1, 2, 3, 4, 5], np.float32)),
+        }
+    )(x, i)
+    expect_all(
+        got,
+        {
+            "var_ddof": wide(x).var(1, ddof=1).astype(F32),
+            "std_ddof": wide(x).std(ddof=1, keepdims=True).astype(F32),
+            "sum_f32": i.sum(0, dtype=np.float32),
+            "sum_i8": i.sum(dtype=np.int8),
+            "mean_f16": wide(x).mean(-1).astype(F16),
+            "prod_f64": wide(x).prod(1),
+            "sum_of_list": np.float32(15),
+        },
+        scale=2,
+    )
 
 
 @pytest.mark.parametrize("dtype", [F16, BF16], ids=name_of)
@@ -253,12 +360,25 @@ def test_mean_and_var_of_low_precision_accumulate_in_float32(dtype):
     rng = np.random.default_rng()
     big = np.full(4096, 30, dtype)
     x = (np.arange(300) + rng.integers(0, 3, 300)).astype(dtype)
-    got = fj.compile(lambda big, x: {"mean": fnp.mean(big), "var": fnp.var(x),
-                                     "std": fnp.std(x), "method": x.mean(keepdims=True)})(big, x)
-    expect_all(got, {"mean": reference(np.mean, jnp.mean, big),
-                     "var": reference(np.var, jnp.var, x), "std": reference(np.std, jnp.std, x),
-                     "method": reference(lambda x: np.mean(x, keepdims=True),
-                                         lambda x: jnp.mean(x, keepdims=True), x)})
+    got = fj.compile(
+        lambda big, x: {
+            "mean": fnp.mean(big),
+            "var": fnp.var(x),
+            "std": fnp.std(x),
+            "method": x.mean(keepdims=True),
+        }
+    )(big, x)
+    expect_all(
+        got,
+        {
+            "mean": reference(np.mean, jnp.mean, big),
+            "var": reference(np.var, jnp.var, x),
+            "std": reference(np.std, jnp.std, x),
+            "method": reference(
+                lambda x: np.mean(x, keepdims=True), lambda x: jnp.mean(x, keepdims=True), x
+            ),
+        },
+    )
 
 
 @pytest.mark.parametrize("dtype", [F32, I32, I8, BOOL, F16], ids=name_of)
@@ -266,42 +386,92 @@ def test_cumsum(dtype):
     x = reduction_input(np.random.default_rng(), "cumsum", dtype, (3, 4))
     if dtype == BOOL:
         x = x != 0
-    got = fj.compile(lambda x: {"None": fnp.cumsum(x), "0": fnp.cumsum(x, 0),
-                                "-1": fnp.cumsum(x, axis=-1),
-                                "f32": fnp.cumsum(x, 1, dtype=fnp.float32)})(x)
-    expect_all(got, {"None": reference(np.cumsum, jnp.cumsum, x),
-                     "0": reference(lambda x: np.cumsum(x, 0), lambda x: jnp.cumsum(x, 0), x),
-                     "-1": reference(lambda x: np.cumsum(x, -1), lambda x: jnp.cumsum(x, -1), x),
-                     "f32": np.cumsum(wide(x), 1).astype(np.float32)})
+    got = fj.compile(
+        lambda x: {
+            "None": fnp.cumsum(x),
+            "0": fnp.cumsum(x, 0),
+            "-1": fnp.cumsum(x, axis=-1),
+            "f32": fnp.cumsum(x, 1, dtype=fnp.float32),
+        }
+    )(x)
+    expect_all(
+        got,
+        {
+            "None": reference(np.cumsum, jnp.cumsum, x),
+            "0": reference(lambda x: np.cumsum(x, 0), lambda x: jnp.cumsum(x, 0), x),
+            "-1": reference(lambda x: np.cumsum(x, -1), lambda x: jnp.cumsum(x, -1), x),
+            "f32": np.cumsum(wide(x), 1).astype(np.float32),
+        },
+    )
 
 
 # -- shapes ------------------------------------------------------------------------------------
 # name: (function of flowjit.numpy or numpy (same signatures), on x of shape (2, 3, 4))
 SHAPES = {
-    "reshape": lambda m, x: [m.reshape(x, (4, 6)), m.reshape(x, (-1, 2)), m.reshape(x, 24),
-                             m.reshape(x, (2, 1, 3, 1, 4)), m.reshape(x[0, 0, 0], (1, 1))],
-    "transpose": lambda m, x: [m.transpose(x), m.transpose(x, (1, 0, 2)),
-                               m.transpose(x, (-1, 0, 1)), m.transpose(x[0])],
-    "expand_dims": lambda m, x: [m.expand_dims(x, 0), m.expand_dims(x, -1),
-                                 m.expand_dims(x, 2), m.expand_dims(x, (0, 4)),
-                                 m.expand_dims(x, (-1, 1))],
-    "squeeze": lambda m, x: [m.squeeze(x[:1, :, :1]), m.squeeze(x[:1], 0),
-                             m.squeeze(x[:, :1, :1], (1, -1)), m.squeeze(x[0, 0, :1])],
-    "broadcast_to": lambda m, x: [m.broadcast_to(x, (2, 2, 3, 4)),
-                                  m.broadcast_to(x[:, :1], (2, 5, 4)),
-                                  m.broadcast_to(x[0, 0, 0], (3,)), m.broadcast_to(x, x.shape)],
-    "concatenate": lambda m, x: [m.concatenate([x, x[:1]]), m.concatenate([x, x], -1),
-                                 m.concatenate((x[:, :2], x, x[:, :1]), axis=1),
-                                 m.concatenate([x])],
-    "stack": lambda m, x: [m.stack([x, x]), m.stack([x[0], x[1], x[0]], 1),
-                           m.stack((x, x), axis=-1), m.stack([x[0, 0, 0], x[1, 2, 3]])],
-    "split": lambda m, x: [*m.split(x, 2), *m.split(x, [1, 3], axis=2),
-                           *m.split(x, 3, axis=-2), *m.split(x, [0, 5, 2], axis=2)],
-    "pad": lambda m, x: [m.pad(x, 1), m.pad(x, ((0, 1), (2, 0), (1, 1))),
-                         m.pad(x, (1, 2), constant_values=-1.5), m.pad(x, ((1,), (0,), (2,)))],
+    "reshape": lambda m, x: [
+        m.reshape(x, (4, 6)),
+        m.reshape(x, (-1, 2)),
+        m.reshape(x, 24),
+        m.reshape(x, (2, 1, 3, 1, 4)),
+        m.reshape(x[0, 0, 0], (1, 1)),
+    ],
+    "transpose": lambda m, x: [
+        m.transpose(x),
+        m.transpose(x, (1, 0, 2)),
+        m.transpose(x, (-1, 0, 1)),
+        m.transpose(x[0]),
+    ],
+    "expand_dims": lambda m, x: [
+        m.expand_dims(x, 0),
+        m.expand_dims(x, -1),
+        m.expand_dims(x, 2),
+        m.expand_dims(x, (0, 4)),
+        m.expand_dims(x, (-1, 1)),
+    ],
+    "squeeze": lambda m, x: [
+        m.squeeze(x[:1, :, :1]),
+        m.squeeze(x[:1], 0),
+        m.squeeze(x[:, :1, :1], (1, -1)),
+        m.squeeze(x[0, 0, :1]),
+    ],
+    "broadcast_to": lambda m, x: [
+        m.broadcast_to(x, (2, 2, 3, 4)),
+        m.broadcast_to(x[:, :1], (2, 5, 4)),
+        m.broadcast_to(x[0, 0, 0], (3,)),
+        m.broadcast_to(x, x.shape),
+    ],
+    "concatenate": lambda m, x: [
+        m.concatenate([x, x[:1]]),
+        m.concatenate([x, x], -1),
+        m.concatenate((x[:, :2], x, x[:, :1]), axis=1),
+        m.concatenate([x]),
+    ],
+    "stack": lambda m, x: [
+        m.stack([x, x]),
+        m.stack([x[0], x[1], x[0]], 1),
+        m.stack((x, x), axis=-1),
+        m.stack([x[0, 0, 0], x[1, 2, 3]]),
+    ],
+    "split": lambda m, x: [
+        *m.split(x, 2),
+        *m.split(x, [1, 3], axis=2),
+        *m.split(x, 3, axis=-2),
+        *m.split(x, [0, 5, 2], axis=2),
+    ],
+    "pad": lambda m, x: [
+        m.pad(x, 1),
+        m.pad(x, ((0, 1), (2, 0), (1, 1))),
+        m.pad(x, (1, 2), constant_values=-1.5),
+        m.pad(x, ((1,), (0,), (2,))),
+    ],
     "flip": lambda m, x: [m.flip(x), m.flip(x, 0), m.flip(x, -1), m.flip(x, (0, 2))],
-    "tile": lambda m, x: [m.tile(x, 2), m.tile(x, (2, 1, 3)), m.tile(x, (2, 1, 1, 2)),
-                          m.tile(x[0, 0], (3, 1)), m.tile(x, (1, 2))],
+    "tile": lambda m, x: [
+        m.tile(x, 2),
+        m.tile(x, (2, 1, 3)),
+        m.tile(x, (2, 1, 1, 2)),
+        m.tile(x[0, 0], (3, 1)),
+        m.tile(x, (1, 2)),
+    ],
 }
 
 
@@ -311,50 +481,86 @@ def test_shape_functions(name, dtype):
     x = rand(np.random.default_rng(), (2, 3, 4), dtype)
     got = fj.compile(lambda x: SHAPES[name](fnp, x))(x)
     # numpy pads and tiles bfloat16 through float32 (which holds it exactly)
-    want = [np.asarray(w).astype(dtype) for w in SHAPES[name](np, wide(x) if dtype == BF16
-                                                              else x)]
+    want = [np.asarray(w).astype(dtype) for w in SHAPES[name](np, wide(x) if dtype == BF16 else x)]
     expect_all(dict(enumerate(got)), dict(enumerate(want)))
 
 
 def test_concatenate_and_stack_promote():
     rng = np.random.default_rng()
     i, h = rand(rng, (2, 3), I8), rand(rng, (2, 3), F16)
-    got = fj.compile(lambda i, h: {"concatenate": fnp.concatenate([i, h, i]),
-                                   "stack": fnp.stack([h, i], axis=1)})(i, h)
-    expect_all(got, {"concatenate": reference(lambda *xs: np.concatenate(xs),
-                                              lambda *xs: jnp.concatenate(xs), i, h, i),
-                     "stack": reference(lambda *xs: np.stack(xs, 1),
-                                        lambda *xs: jnp.stack(xs, 1), h, i)})
+    got = fj.compile(
+        lambda i, h: {"concatenate": fnp.concatenate([i, h, i]), "stack": fnp.stack([h, i], axis=1)}
+    )(i, h)
+    expect_all(
+        got,
+        {
+            "concatenate": reference(
+                lambda *xs: np.concatenate(xs), lambda *xs: jnp.concatenate(xs), i, h, i
+            ),
+            "stack": reference(lambda *xs: np.stack(xs, 1), lambda *xs: jnp.stack(xs, 1), h, i),
+        },
+    )
 
 
 # -- linear algebra ----------------------------------------------------------------------------
-MATMUL = [((3, 4), (4, 5)), ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)),
-          ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (5, 4, 2)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,))]
-DOT = [((3, 4), (4, 5)), ((4,), (4,)), ((4,), (4, 5)), ((3, 4), (4,)), ((2, 3, 4), (5, 4, 2)),
-       ((2, 3, 4), (4,)), ((), (3, 4)), ((3, 4), ())]
+MATMUL = [
+    ((3, 4), (4, 5)),
+    ((4,), (4, 5)),
+    ((3, 4), (4,)),
+    ((4,), (4,)),
+    ((2, 3, 4), (4, 5)),
+    ((2, 1, 3, 4), (5, 4, 2)),
+    ((4,), (2, 4, 3)),
+    ((2, 3, 4), (4,)),
+]
+DOT = [
+    ((3, 4), (4, 5)),
+    ((4,), (4,)),
+    ((4,), (4, 5)),
+    ((3, 4), (4,)),
+    ((2, 3, 4), (5, 4, 2)),
+    ((2, 3, 4), (4,)),
+    ((), (3, 4)),
+    ((3, 4), ()),
+]
 
 
-@pytest.mark.parametrize("ta,tb", [(F32, F32), (I32, I32), (I8, F16), (BF16, BF16), (F16, F32)],
-                         ids=name_of)
+@pytest.mark.parametrize(
+    "ta,tb", [(F32, F32), (I32, I32), (I8, F16), (BF16, BF16), (F16, F32)], ids=name_of
+)
 def test_matmul_and_dot(ta, tb):
     rng = np.random.default_rng()
     mm = [(rand(rng, a, ta), rand(rng, b, tb)) for a, b in MATMUL]
     dd = [(rand(rng, a, ta), rand(rng, b, tb)) for a, b in DOT]
-    got = fj.compile(lambda mm, dd: {**{f"matmul{a.shape}{b.shape}": fnp.matmul(a, b)
-                                        for a, b in mm},
-                                     **{f"dot{a.shape}{b.shape}": fnp.dot(a, b) for a, b in dd}})(
-        mm, dd)
-    want = {**{f"matmul{a.shape}{b.shape}": reference(np.matmul, jnp.matmul, a, b) for a, b in mm},
-            **{f"dot{a.shape}{b.shape}": reference(np.dot, jnp.dot, a, b) for a, b in dd}}
+    got = fj.compile(
+        lambda mm, dd: {
+            **{f"matmul{a.shape}{b.shape}": fnp.matmul(a, b) for a, b in mm},
+            **{f"dot{a.shape}{b.shape}": fnp.dot(a, b) for a, b in dd},
+        }
+    )(mm, dd)
+    want = {
+        **{f"matmul{a.shape}{b.shape}": reference(np.matmul, jnp.matmul, a, b) for a, b in mm},
+        **{f"dot{a.shape}{b.shape}": reference(np.dot, jnp.dot, a, b) for a, b in dd},
+    }
     expect_all(got, want, scale=4)
 
 
-EINSUM = [("ij,jk->ik", (3, 4), (4, 5)), ("ij,jk", (3, 4), (4, 5)), ("ij,jk->ki", (3, 4), (4, 5)),
-          ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)), ("i,i->", (4,), (4,)), ("i,j->ij", (3,), (4,)),
-          ("ij,ij->i", (3, 4), (3, 4)), ("ij,ij", (3, 4), (3, 4)), ("ijk,kj->i", (2, 3, 4), (4, 3)),
-          ("bhqd,bhkd->bhqk", (2, 2, 3, 4), (2, 2, 5, 4)), ("ij,k->ik", (3, 4), (5,)),
-          ("ba,ca->bc", (3, 4), (5, 4)), ("i j , j k -> k i", (3, 4), (4, 5)), ("ij,jk->", (3, 4),
-                                                                                 (4, 5))]
+EINSUM = [
+    ("ij,jk->ik", (3, 4), (4, 5)),
+    ("ij,jk", (3, 4), (4, 5)),
+    ("ij,jk->ki", (3, 4), (4, 5)),
+    ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)),
+    ("i,i->", (4,), (4,)),
+    ("i,j->ij", (3,), (4,)),
+    ("ij,ij->i", (3, 4), (3, 4)),
+    ("ij,ij", (3, 4), (3, 4)),
+    ("ijk,kj->i", (2, 3, 4), (4, 3)),
+    ("bhqd,bhkd->bhqk", (2, 2, 3, 4), (2, 2, 5, 4)),
+    ("ij,k->ik", (3, 4), (5,)),
+    ("ba,ca->bc", (3, 4), (5, 4)),
+    ("i j , j k -> k i", (3, 4), (4, 5)),
+    ("ij,jk->", (3, 4), (4, 5)),
+]
 
 
 @pytest.mark.parametrize("spec,sa,sb", EINSUM, ids=[e[0].replace(" ", "_") for e in EINSUM])
@@ -366,23 +572,33 @@ def test_einsum(spec, sa, sb):
     assert_matches(got, want, got.dtype, 4, spec)
 
 
-EINSUM_TYPED = {"ii": ("ij,kj->ik", I32, I32, (2, 4)), "ih": ("ij,jk->ik", I32, F16, (4, 2)),
-                "i8_summed_away": ("ij,k->ik", I8, I8, (2,)), "u8": ("ij,jk->ik", U8, U8, (4, 2)),
-                "bool": ("ij,jk->ik", BOOL, BOOL, (4, 2)),
-                "bool_summed_away": ("ij,k->ik", BOOL, BOOL, (2,))}
+EINSUM_TYPED = {
+    "ii": ("ij,kj->ik", I32, I32, (2, 4)),
+    "ih": ("ij,jk->ik", I32, F16, (4, 2)),
+    "i8_summed_away": ("ij,k->ik", I8, I8, (2,)),
+    "u8": ("ij,jk->ik", U8, U8, (4, 2)),
+    "bool": ("ij,jk->ik", BOOL, BOOL, (4, 2)),
+    "bool_summed_away": ("ij,k->ik", BOOL, BOOL, (2,)),
+}
 
 
 def test_einsum_of_integers_bools_and_mixed_types():
     rng = np.random.default_rng()
-    args = {name: (rand(rng, (3, 4), ta, 0, 3), rand(rng, shape_b, tb, 0, 3))
-            for name, (_, ta, tb, shape_b) in EINSUM_TYPED.items()}
-    got = fj.compile(lambda args: {name: fnp.einsum(EINSUM_TYPED[name][0], a, b)
-                                   for name, (a, b) in args.items()})(args)
+    args = {
+        name: (rand(rng, (3, 4), ta, 0, 3), rand(rng, shape_b, tb, 0, 3))
+        for name, (_, ta, tb, shape_b) in EINSUM_TYPED.items()
+    }
+    got = fj.compile(
+        lambda args: {
+            name: fnp.einsum(EINSUM_TYPED[name][0], a, b) for name, (a, b) in args.items()
+        }
+    )(args)
 
     def ref(name):
         spec = EINSUM_TYPED[name][0]
-        return reference(lambda a, b: np.einsum(spec, a, b), lambda a, b: jnp.einsum(spec, a, b),
-                         *args[name])
+        return reference(
+            lambda a, b: np.einsum(spec, a, b), lambda a, b: jnp.einsum(spec, a, b), *args[name]
+        )
 
     expect_all(got, {name: ref(name) for name in EINSUM_TYPED}, scale=2)
 
@@ -390,17 +606,29 @@ def test_einsum_of_integers_bools_and_mixed_types():
 def test_matmul_and_dot_of_bools():
     rng = np.random.default_rng()
     a, b, v = rand(rng, (2, 3, 4), BOOL), rand(rng, (4, 5), BOOL), rand(rng, (4,), BOOL)
-    got = fj.compile(lambda a, b, v: {"matmul": a @ b, "dot": fnp.dot(a, v),
-                                      "tensordot": fnp.tensordot(a, b, 1)})(a, b, v)
-    expect_all(got, {"matmul": reference(np.matmul, jnp.matmul, a, b),
-                     "dot": reference(np.dot, jnp.dot, a, v),
-                     "tensordot": reference(lambda a, b: np.tensordot(a, b, 1),
-                                            lambda a, b: jnp.tensordot(a, b, 1), a, b)})
+    got = fj.compile(
+        lambda a, b, v: {"matmul": a @ b, "dot": fnp.dot(a, v), "tensordot": fnp.tensordot(a, b, 1)}
+    )(a, b, v)
+    expect_all(
+        got,
+        {
+            "matmul": reference(np.matmul, jnp.matmul, a, b),
+            "dot": reference(np.dot, jnp.dot, a, v),
+            "tensordot": reference(
+                lambda a, b: np.tensordot(a, b, 1), lambda a, b: jnp.tensordot(a, b, 1), a, b
+            ),
+        },
+    )
 
 
-TENSORDOT = [((2, 3, 4), (3, 4, 5), 2), ((3, 4), (4, 5), 1), ((2, 3), (4,), 0),
-             ((2, 3, 4), (4, 3, 5), ([1, 2], [1, 0])), ((3, 4), (5, 3), (0, 1)),
-             ((2, 3, 4), (4, 2), ((-1, 0), (0, -1)))]
+TENSORDOT = [
+    ((2, 3, 4), (3, 4, 5), 2),
+    ((3, 4), (4, 5), 1),
+    ((2, 3), (4,), 0),
+    ((2, 3, 4), (4, 3, 5), ([1, 2], [1, 0])),
+    ((3, 4), (5, 3), (0, 1)),
+    ((2, 3, 4), (4, 2), ((-1, 0), (0, -1))),
+]
 
 
 @pytest.mark.parametrize("sa,sb,axes", TENSORDOT, ids=[str(t[2]) for t in TENSORDOT])
@@ -408,24 +636,30 @@ def test_tensordot(sa, sb, axes):
     rng = np.random.default_rng()
     a, b = rand(rng, sa, F32), rand(rng, sb, I32)
     got = np.asarray(fj.compile(lambda a, b: fnp.tensordot(a, b, axes))(a, b))
-    want = reference(lambda a, b: np.tensordot(a, b, axes), lambda a, b: jnp.tensordot(a, b, axes),
-                     a, b)
+    want = reference(
+        lambda a, b: np.tensordot(a, b, axes), lambda a, b: jnp.tensordot(a, b, axes), a, b
+    )
     assert_matches(got, want, got.dtype, 4, f"tensordot {axes}")
 
 
 # -- creation ----------------------------------------------------------------------------------
 CREATION = {
-    "zeros": (lambda m, x: m.zeros((2, 3))), "zeros_int": (lambda m, x: m.zeros(3, m.int32)),
-    "ones": (lambda m, x: m.ones((2, 1))), "ones_bool": (lambda m, x: m.ones((2,), m.bool_)),
+    "zeros": (lambda m, x: m.zeros((2, 3))),
+    "zeros_int": (lambda m, x: m.zeros(3, m.int32)),
+    "ones": (lambda m, x: m.ones((2, 1))),
+    "ones_bool": (lambda m, x: m.ones((2,), m.bool_)),
     "ones_bf16": (lambda m, x: m.ones((2, 2), dtype=fnp.bfloat16)),
-    "full_float": (lambda m, x: m.full((2, 3), 1.5)), "full_int": (lambda m, x: m.full((2,), 3)),
+    "full_float": (lambda m, x: m.full((2, 3), 1.5)),
+    "full_int": (lambda m, x: m.full((2,), 3)),
     "full_bool": (lambda m, x: m.full(2, True)),
     "full_f16": (lambda m, x: m.full((2, 2), 2, m.float16)),
     "full_traced": (lambda m, x: m.full((2, 3), x[1, 2])),
-    "zeros_like": (lambda m, x: m.zeros_like(x)), "ones_like": (lambda m, x: m.ones_like(x)),
+    "zeros_like": (lambda m, x: m.zeros_like(x)),
+    "ones_like": (lambda m, x: m.ones_like(x)),
     "ones_like_int": (lambda m, x: m.ones_like(x, m.int32)),
     "zeros_like_bool": (lambda m, x: m.zeros_like(x > 0)),
-    "arange": (lambda m, x: m.arange(5)), "arange_start": (lambda m, x: m.arange(2, 7)),
+    "arange": (lambda m, x: m.arange(5)),
+    "arange_start": (lambda m, x: m.arange(2, 7)),
     "arange_step": (lambda m, x: m.arange(1, 10, 3)),
     "arange_down": (lambda m, x: m.arange(5, 0, -1)),
     "arange_down_step": (lambda m, x: m.arange(6, -3, -4)),
@@ -433,7 +667,8 @@ CREATION = {
     "arange_float_start": (lambda m, x: m.arange(0.5, 3)),
     "arange_dtype": (lambda m, x: m.arange(3, dtype=m.float32)),
     "arange_empty": (lambda m, x: m.arange(3, 1)),
-    "eye": (lambda m, x: m.eye(3)), "eye_rect": (lambda m, x: m.eye(3, 4)),
+    "eye": (lambda m, x: m.eye(3)),
+    "eye_rect": (lambda m, x: m.eye(3, 4)),
     "eye_k": (lambda m, x: m.eye(4, 3, k=1)),
     "eye_int": (lambda m, x: m.eye(3, k=-1, dtype=m.int32)),
 }
@@ -442,8 +677,10 @@ CREATION = {
 def test_creation():
     x = rand(np.random.default_rng(), (2, 3), F16)
     got = fj.compile(lambda x: {name: fn(fnp, x) for name, fn in CREATION.items()})(x)
-    want = {name: reference(lambda x: fn(np, x), lambda x: fn(jnp, x), x)
-            for name, fn in CREATION.items()}
+    want = {
+        name: reference(lambda x: fn(np, x), lambda x: fn(jnp, x), x)
+        for name, fn in CREATION.items()
+    }
     expect_all(got, want)
 
 
@@ -462,14 +699,26 @@ def test_take():
 
     @fj.compile
     def f(x, i, j, k):
-        return {"flat": fnp.take(x, j), "axis1": fnp.take(x, i, axis=1),
-                "axis0_2d": fnp.take(x, k, axis=0), "axis-1": fnp.take(x, i, -1),
-                "list": fnp.take(x, [3, -1, 0], axis=0), "scalar": fnp.take(x, 2, axis=1)}
+        return {
+            "flat": fnp.take(x, j),
+            "axis1": fnp.take(x, i, axis=1),
+            "axis0_2d": fnp.take(x, k, axis=0),
+            "axis-1": fnp.take(x, i, -1),
+            "list": fnp.take(x, [3, -1, 0], axis=0),
+            "scalar": fnp.take(x, 2, axis=1),
+        }
 
-    expect_all(f(x, i, j, k), {
-        "flat": np.take(x, wrap_clip(j, 20)), "axis1": np.take(x, i, axis=1),
-        "axis0_2d": np.take(x, wrap_clip(k, 4), axis=0), "axis-1": np.take(x, i, -1),
-        "list": np.take(x, [3, -1, 0], axis=0), "scalar": np.take(x, 2, axis=1)})
+    expect_all(
+        f(x, i, j, k),
+        {
+            "flat": np.take(x, wrap_clip(j, 20)),
+            "axis1": np.take(x, i, axis=1),
+            "axis0_2d": np.take(x, wrap_clip(k, 4), axis=0),
+            "axis-1": np.take(x, i, -1),
+            "list": np.take(x, [3, -1, 0], axis=0),
+            "scalar": np.take(x, 2, axis=1),
+        },
+    )
 
 
 def test_take_along_axis():
@@ -482,15 +731,24 @@ def test_take_along_axis():
 
     @fj.compile
     def f(x, order0, order1, i, j, k):
-        return {"sort0": fnp.take_along_axis(x, order0, 0),
-                "sort1": fnp.take_along_axis(x, order1, axis=-1),
-                "one_per_row": fnp.take_along_axis(x, i, 1), "rows": fnp.take_along_axis(x, j, 0),
-                "broadcast": fnp.take_along_axis(x, k, 1)}
+        return {
+            "sort0": fnp.take_along_axis(x, order0, 0),
+            "sort1": fnp.take_along_axis(x, order1, axis=-1),
+            "one_per_row": fnp.take_along_axis(x, i, 1),
+            "rows": fnp.take_along_axis(x, j, 0),
+            "broadcast": fnp.take_along_axis(x, k, 1),
+        }
 
-    expect_all(f(x, order0, order1, i, j, k), {
-        "sort0": np.sort(x, 0), "sort1": np.sort(x, 1),
-        "one_per_row": np.take_along_axis(x, i, 1), "rows": np.take_along_axis(x, j, 0),
-        "broadcast": np.take_along_axis(x, np.broadcast_to(k, (4, 3)), 1)})
+    expect_all(
+        f(x, order0, order1, i, j, k),
+        {
+            "sort0": np.sort(x, 0),
+            "sort1": np.sort(x, 1),
+            "one_per_row": np.take_along_axis(x, i, 1),
+            "rows": np.take_along_axis(x, j, 0),
+            "broadcast": np.take_along_axis(x, np.broadcast_to(k, (4, 3)), 1),
+        },
+    )
 
 
 @pytest.mark.parametrize("starts", [(1, 2), (0, 0), (4, 5), (-1, 3), (-7, 100), (3, -2)], ids=str)
@@ -503,17 +761,22 @@ def test_dynamic_slice_and_update_slice(starts):
 
     @fj.compile
     def f(x, update, i, j):
-        return {"slice": fnp.dynamic_slice(x, (i, j), (2, 3)),
-                "slice_static_start": fnp.dynamic_slice(x, (1, j), [3, 6]),
-                "update": fnp.dynamic_update_slice(x, update, (i, j)),
-                "update_cast": fnp.dynamic_update_slice(x, update.astype(fnp.float16), [i, 0])}
+        return {
+            "slice": fnp.dynamic_slice(x, (i, j), (2, 3)),
+            "slice_static_start": fnp.dynamic_slice(x, (1, j), [3, 6]),
+            "update": fnp.dynamic_update_slice(x, update, (i, j)),
+            "update_cast": fnp.dynamic_update_slice(x, update.astype(fnp.float16), [i, 0]),
+        }
 
     with jax.enable_x64(False):
-        want = {"slice": jax.lax.dynamic_slice(x, (i, j), (2, 3)),
-                "slice_static_start": jax.lax.dynamic_slice(x, (1, j), (3, 6)),
-                "update": jax.lax.dynamic_update_slice(x, update, (i, j)),
-                "update_cast": jax.lax.dynamic_update_slice(
-                    x, update.astype(np.float16).astype(np.float32), (i, np.int32(0)))}
+        want = {
+            "slice": jax.lax.dynamic_slice(x, (i, j), (2, 3)),
+            "slice_static_start": jax.lax.dynamic_slice(x, (1, j), (3, 6)),
+            "update": jax.lax.dynamic_update_slice(x, update, (i, j)),
+            "update_cast": jax.lax.dynamic_update_slice(
+                x, update.astype(np.float16).astype(np.float32), (i, np.int32(0))
+            ),
+        }
     expect_all(f(x, update, i, j), {k: np.asarray(v) for k, v in want.items()})
 
 
@@ -527,20 +790,38 @@ def test_sort_argsort_top_k(dtype):
 
     @fj.compile
     def f(x):
-        return {"sort": fnp.sort(x), "sort0": fnp.sort(x, axis=0), "sortNone": fnp.sort(x, None),
-                "argsort": fnp.argsort(x), "argsort0": fnp.argsort(x, 0),
-                "argsortNone": fnp.argsort(x, axis=None), "top3": fnp.top_k(x, 3),
-                "top_all": fnp.top_k(x, 6), "top0": fnp.top_k(x[0], 1)}
+        return {
+            "sort": fnp.sort(x),
+            "sort0": fnp.sort(x, axis=0),
+            "sortNone": fnp.sort(x, None),
+            "argsort": fnp.argsort(x),
+            "argsort0": fnp.argsort(x, 0),
+            "argsortNone": fnp.argsort(x, axis=None),
+            "top3": fnp.top_k(x, 3),
+            "top_all": fnp.top_k(x, 6),
+            "top0": fnp.top_k(x[0], 1),
+        }
 
     stable = {"kind": "stable"}
     with jax.enable_x64(False):
-        top3, top_all, top0 = (tuple(np.asarray(v) for v in jax.lax.top_k(a, k))
-                               for a, k in ((x, 3), (x, 6), (x[0], 1)))
-    expect_all(f(x), {"sort": np.sort(x), "sort0": np.sort(x, 0), "sortNone": np.sort(x, None),
-                      "argsort": np.argsort(x, **stable).astype(np.int32),
-                      "argsort0": np.argsort(x, 0, **stable).astype(np.int32),
-                      "argsortNone": np.argsort(x, None, **stable).astype(np.int32),
-                      "top3": top3, "top_all": top_all, "top0": top0})
+        top3, top_all, top0 = (
+            tuple(np.asarray(v) for v in jax.lax.top_k(a, k))
+            for a, k in ((x, 3), (x, 6), (x[0], 1))
+        )
+    expect_all(
+        f(x),
+        {
+            "sort": np.sort(x),
+            "sort0": np.sort(x, 0),
+            "sortNone": np.sort(x, None),
+            "argsort": np.argsort(x, **stable).astype(np.int32),
+            "argsort0": np.argsort(x, 0, **stable).astype(np.int32),
+            "argsortNone": np.argsort(x, None, **stable).astype(np.int32),
+            "top3": top3,
+            "top_all": top_all,
+            "top0": top0,
+        },
+    )
 
 
 def test_sort_puts_nan_last():

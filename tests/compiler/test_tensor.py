@@ -19,27 +19,40 @@ F16, BF16, F32, F64 = fnp.float16, fnp.bfloat16, fnp.float32, fnp.float64
 I8, I32, I64, U8, U32, BOOL = fnp.int8, fnp.int32, fnp.int64, fnp.uint8, fnp.uint32, fnp.bool_
 
 
-
-
-
-
-
-
 # -- properties --------------------------------------------------------------------------------
 def test_properties():
     seen = {}
 
     @fj.compile
     def f(x, s):
-        seen.update(shape=x.shape, dtype=x.dtype, ndim=x.ndim, size=x.size, len=len(x),
-                    s_shape=s.shape, s_ndim=s.ndim, s_size=s.size, s_dtype=s.dtype,
-                    T=x.T.shape)
+        seen.update(
+            shape=x.shape,
+            dtype=x.dtype,
+            ndim=x.ndim,
+            size=x.size,
+            len=len(x),
+            s_shape=s.shape,
+            s_ndim=s.ndim,
+            s_size=s.size,
+            s_dtype=s.dtype,
+            T=x.T.shape,
+        )
         return x
 
     x = rand(np.random.default_rng(), (2, 3, 4), F16)
     np.testing.assert_array_equal(np.asarray(f(x, np.int32(3))), x)
-    assert seen == dict(shape=(2, 3, 4), dtype=F16, ndim=3, size=24, len=2, s_shape=(),
-                        s_ndim=0, s_size=1, s_dtype=I32, T=(4, 3, 2))
+    assert seen == dict(
+        shape=(2, 3, 4),
+        dtype=F16,
+        ndim=3,
+        size=24,
+        len=2,
+        s_shape=(),
+        s_ndim=0,
+        s_size=1,
+        s_dtype=I32,
+        T=(4, 3, 2),
+    )
     assert all(type(d) is int for d in seen["shape"]) and isinstance(seen["dtype"], np.dtype)
 
 
@@ -54,8 +67,15 @@ def test_python_control_flow_on_a_tensor_raises(convert):
 
 
 # -- binary operators --------------------------------------------------------------------------
-OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-             "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
+OPERATORS = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+    "//": operator.floordiv,
+    "%": operator.mod,
+    "**": operator.pow,
+}
 
 
 def left_operand(rng, op: str, dtype, shape) -> np.ndarray:
@@ -87,11 +107,29 @@ def right_operand(rng, op: str, dtype, shape) -> np.ndarray:
 
 
 # Per operator, (a Python scalar on the right, a Python scalar on the left), in the domains above
-SCALARS = {"+": (2, -1.5), "-": (3, 0.5), "*": (3, -1.5), "/": (4, -2.5), "//": (2, -0.5),
-           "%": (3, 0.5), "**": (2, 2)}
+SCALARS = {
+    "+": (2, -1.5),
+    "-": (3, 0.5),
+    "*": (3, -1.5),
+    "/": (4, -2.5),
+    "//": (2, -0.5),
+    "%": (3, 0.5),
+    "**": (2, 2),
+}
 
-PAIRS = [(F32, F32), (I32, I32), (F16, F16), (BF16, BF16), (I32, F32), (I8, U8), (F16, I32),
-         (U8, U8), (BF16, F16), (F32, F64), (I64, I32)]
+PAIRS = [
+    (F32, F32),
+    (I32, I32),
+    (F16, F16),
+    (BF16, BF16),
+    (I32, F32),
+    (I8, U8),
+    (F16, I32),
+    (U8, U8),
+    (BF16, F16),
+    (F32, F64),
+    (I64, I32),
+]
 
 
 @pytest.mark.parametrize("ta,tb", PAIRS, ids=lambda d: np.dtype(d).name)
@@ -107,21 +145,31 @@ def test_binary_operator(op, ta, tb):
 
     @fj.compile
     def f(a, b):
-        return {"a.b": fn(a, b), "a.scalar": fn(a, right), "scalar.b": fn(left, b),
-                "a.numpy": fn(a, np_right), "numpy.b": fn(np_left, b)}
+        return {
+            "a.b": fn(a, b),
+            "a.scalar": fn(a, right),
+            "scalar.b": fn(left, b),
+            "a.numpy": fn(a, np_right),
+            "numpy.b": fn(np_left, b),
+        }
 
     got = f(a, b)
     with np.errstate(all="ignore"):
-        want = {"a.b": (fn(wide(a), wide(b)), jax_dtype(fn, a, b)),
-                "a.scalar": (fn(wide(a), right), jax_dtype(lambda a: fn(a, right), a)),
-                "scalar.b": (fn(left, wide(b)), jax_dtype(lambda b: fn(left, b), b)),
-                "a.numpy": (fn(wide(a), wide(np_right)), jax_dtype(fn, a, np_right)),
-                "numpy.b": (fn(wide(np_left), wide(b)), jax_dtype(fn, np_left, b))}
+        want = {
+            "a.b": (fn(wide(a), wide(b)), jax_dtype(fn, a, b)),
+            "a.scalar": (fn(wide(a), right), jax_dtype(lambda a: fn(a, right), a)),
+            "scalar.b": (fn(left, wide(b)), jax_dtype(lambda b: fn(left, b), b)),
+            "a.numpy": (fn(wide(a), wide(np_right)), jax_dtype(fn, a, np_right)),
+            "numpy.b": (fn(wide(np_left), wide(b)), jax_dtype(fn, np_left, b)),
+        }
     expect_all(got, {k: np.asarray(v).astype(d) for k, (v, d) in want.items()})
 
 
-@pytest.mark.parametrize("ta,tb", [(F32, F32), (I32, I32), (I32, F32), (F16, F16), (I8, I8)],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "ta,tb",
+    [(F32, F32), (I32, I32), (I32, F32), (F16, F16), (I8, I8)],
+    ids=lambda d: np.dtype(d).name,
+)
 def test_matmul_operator(ta, tb):
     rng = np.random.default_rng()
     a, b, v = rand(rng, (2, 3, 4), ta), rand(rng, (4, 5), tb), rand(rng, (4,), tb)
@@ -129,15 +177,23 @@ def test_matmul_operator(ta, tb):
 
     @fj.compile
     def f(a, b, v):
-        return {"a@b": a @ b, "a@v": a @ v, "v@b": v @ b, "v@v": v @ v, "np@a": m @ a[0],
-                "a@np": a[:, 0] @ b}
+        return {
+            "a@b": a @ b,
+            "a@v": a @ v,
+            "v@b": v @ b,
+            "v@v": v @ v,
+            "np@a": m @ a[0],
+            "a@np": a[:, 0] @ b,
+        }
 
-    want = {"a@b": (wide(a) @ wide(b), jax_dtype(jnp.matmul, a, b)),
-            "a@v": (wide(a) @ wide(v), jax_dtype(jnp.matmul, a, v)),
-            "v@b": (wide(v) @ wide(b), jax_dtype(jnp.matmul, v, b)),
-            "v@v": (wide(v) @ wide(v), jax_dtype(jnp.matmul, v, v)),
-            "np@a": (wide(m) @ wide(a[0]), jax_dtype(jnp.matmul, m, a[0])),
-            "a@np": (wide(a[:, 0]) @ wide(b), jax_dtype(jnp.matmul, a[:, 0], b))}
+    want = {
+        "a@b": (wide(a) @ wide(b), jax_dtype(jnp.matmul, a, b)),
+        "a@v": (wide(a) @ wide(v), jax_dtype(jnp.matmul, a, v)),
+        "v@b": (wide(v) @ wide(b), jax_dtype(jnp.matmul, v, b)),
+        "v@v": (wide(v) @ wide(v), jax_dtype(jnp.matmul, v, v)),
+        "np@a": (wide(m) @ wide(a[0]), jax_dtype(jnp.matmul, m, a[0])),
+        "a@np": (wide(a[:, 0]) @ wide(b), jax_dtype(jnp.matmul, a[:, 0], b)),
+    }
     expect_all(f(a, b, v), {k: np.asarray(w).astype(d) for k, (w, d) in want.items()}, scale=4)
 
 
@@ -155,40 +211,67 @@ def test_invert(dtype):
     expect_all(fj.compile(lambda x: {"~": ~x})(x), {"~": ~x})
 
 
-COMPARISONS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
-               ">": operator.gt, ">=": operator.ge}
+COMPARISONS = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
-@pytest.mark.parametrize("ta,tb", [(F32, F32), (I32, I32), (I32, F32), (F16, I8), (BF16, F32),
-                                   (BOOL, BOOL), (U8, I8)], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "ta,tb",
+    [(F32, F32), (I32, I32), (I32, F32), (F16, I8), (BF16, F32), (BOOL, BOOL), (U8, I8)],
+    ids=lambda d: np.dtype(d).name,
+)
 def test_comparisons(ta, tb):
     """Elementwise bool results, broadcasting, with Python scalars and numpy arrays on either
     side; small integer values so that equal elements occur."""
     rng = np.random.default_rng()
-    a, b, c = (rng.integers(0, 3, shape).astype(t) for shape, t in
-               (((3, 1, 4), ta), ((2, 4), tb), ((4,), tb)))  # small integers: ties are likely
+    a, b, c = (
+        rng.integers(0, 3, shape).astype(t)
+        for shape, t in (((3, 1, 4), ta), ((2, 4), tb), ((4,), tb))
+    )  # small integers: ties are likely
 
     @fj.compile
     def f(a, b):
         out = {}
         for name, fn in COMPARISONS.items():
-            out.update({f"a{name}b": fn(a, b), f"a{name}1": fn(a, 1), f"1{name}b": fn(1, b),
-                        f"a{name}1.5": fn(a, 1.5), f"np{name}b": fn(c, b)})
+            out.update(
+                {
+                    f"a{name}b": fn(a, b),
+                    f"a{name}1": fn(a, 1),
+                    f"1{name}b": fn(1, b),
+                    f"a{name}1.5": fn(a, 1.5),
+                    f"np{name}b": fn(c, b),
+                }
+            )
         return out
 
     want = {}
     for name, fn in COMPARISONS.items():
-        want.update({f"a{name}b": fn(wide(a), wide(b)), f"a{name}1": fn(wide(a), 1),
-                     f"1{name}b": fn(1, wide(b)), f"a{name}1.5": fn(wide(a), 1.5),
-                     f"np{name}b": fn(wide(c), wide(b))})
+        want.update(
+            {
+                f"a{name}b": fn(wide(a), wide(b)),
+                f"a{name}1": fn(wide(a), 1),
+                f"1{name}b": fn(1, wide(b)),
+                f"a{name}1.5": fn(wide(a), 1.5),
+                f"np{name}b": fn(wide(c), wide(b)),
+            }
+        )
     expect_all(f(a, b), want)
 
 
 BITWISE = {"&": operator.and_, "|": operator.or_, "^": operator.xor}
 
 
-@pytest.mark.parametrize("ta,tb", [(BOOL, BOOL), (I32, I32), (U8, U8), (I8, U8), (BOOL, I32)],
-                         ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "ta,tb",
+    [(BOOL, BOOL), (I32, I32), (U8, U8), (I8, U8), (BOOL, I32)],
+    ids=lambda d: np.dtype(d).name,
+)
 def test_bitwise_operators(ta, tb):
     rng = np.random.default_rng()
     a, b = rand(rng, (3, 1, 4), ta, 0, 100), rand(rng, (2, 4), tb, 0, 100)
@@ -199,16 +282,26 @@ def test_bitwise_operators(ta, tb):
     def f(a, b):
         out = {}
         for name, fn in BITWISE.items():
-            out.update({f"a{name}b": fn(a, b), f"a{name}s": fn(a, scalar),
-                        f"s{name}a": fn(scalar, a), f"np{name}b": fn(c, b)})
+            out.update(
+                {
+                    f"a{name}b": fn(a, b),
+                    f"a{name}s": fn(a, scalar),
+                    f"s{name}a": fn(scalar, a),
+                    f"np{name}b": fn(c, b),
+                }
+            )
         return out
 
     want = {}
     for name, fn in BITWISE.items():
-        want.update({f"a{name}b": (fn(a, b), jax_dtype(fn, a, b)),
-                     f"a{name}s": (fn(a, scalar), jax_dtype(lambda a: fn(a, scalar), a)),
-                     f"s{name}a": (fn(scalar, a), jax_dtype(lambda a: fn(scalar, a), a)),
-                     f"np{name}b": (fn(c, b), jax_dtype(fn, c, b))})
+        want.update(
+            {
+                f"a{name}b": (fn(a, b), jax_dtype(fn, a, b)),
+                f"a{name}s": (fn(a, scalar), jax_dtype(lambda a: fn(a, scalar), a)),
+                f"s{name}a": (fn(scalar, a), jax_dtype(lambda a: fn(scalar, a), a)),
+                f"np{name}b": (fn(c, b), jax_dtype(fn, c, b)),
+            }
+        )
     expect_all(f(a, b), {k: np.asarray(v).astype(d) for k, (v, d) in want.items()})
 
 
@@ -223,22 +316,32 @@ def test_promotion_of_array_pairs():
     xs = {np.dtype(d).name: rand(rng, (2,), d, 0, 3) for d in PROMOTED + [I64, F64]}
     pairs = [(p, q) for p in xs for q in xs if not (p == q == "bool")]
     got = fj.compile(lambda xs: {f"{p}+{q}": xs[p] + xs[q] for p, q in pairs})(xs)
-    want = {f"{p}+{q}": (wide(xs[p]) + wide(xs[q])).astype(jax_dtype(operator.add, xs[p], xs[q]))
-            for p, q in pairs}
+    want = {
+        f"{p}+{q}": (wide(xs[p]) + wide(xs[q])).astype(jax_dtype(operator.add, xs[p], xs[q]))
+        for p, q in pairs
+    }
     expect_all(got, want)
 
 
 # Python scalars are weak: they lift an integer Tensor to float32 or a bool one to int32, and
 # never widen a Tensor of their own kind
 WEAK = [
-    ("f16 + 1.0", F16, lambda x: x + 1.0, F16), ("bf16 * 2", BF16, lambda x: x * 2, BF16),
-    ("i32 / i32", I32, lambda x: x / x, F32), ("i8 / 2", I8, lambda x: x / 2, F32),
-    ("i32 * 2.5", I32, lambda x: x * 2.5, F32), ("i8 + 1", I8, lambda x: x + 1, I8),
-    ("u8 - 1", U8, lambda x: x - 1, U8), ("bool + 1", BOOL, lambda x: x + 1, I32),
-    ("bool * 1.5", BOOL, lambda x: x * 1.5, F32), ("bool & True", BOOL, lambda x: x & True, BOOL),
-    ("f16 // 2", F16, lambda x: x // 2, F16), ("u8 ** 2", U8, lambda x: x ** 2, U8),
-    ("i32 < 1.5", I32, lambda x: x < 1.5, BOOL), ("i64 / i64", I64, lambda x: x / x, F64),
-    ("f64 * 2.0", F64, lambda x: x * 2.0, F64), ("2.0 - i8", I8, lambda x: 2.0 - x, F32),
+    ("f16 + 1.0", F16, lambda x: x + 1.0, F16),
+    ("bf16 * 2", BF16, lambda x: x * 2, BF16),
+    ("i32 / i32", I32, lambda x: x / x, F32),
+    ("i8 / 2", I8, lambda x: x / 2, F32),
+    ("i32 * 2.5", I32, lambda x: x * 2.5, F32),
+    ("i8 + 1", I8, lambda x: x + 1, I8),
+    ("u8 - 1", U8, lambda x: x - 1, U8),
+    ("bool + 1", BOOL, lambda x: x + 1, I32),
+    ("bool * 1.5", BOOL, lambda x: x * 1.5, F32),
+    ("bool & True", BOOL, lambda x: x & True, BOOL),
+    ("f16 // 2", F16, lambda x: x // 2, F16),
+    ("u8 ** 2", U8, lambda x: x**2, U8),
+    ("i32 < 1.5", I32, lambda x: x < 1.5, BOOL),
+    ("i64 / i64", I64, lambda x: x / x, F64),
+    ("f64 * 2.0", F64, lambda x: x * 2.0, F64),
+    ("2.0 - i8", I8, lambda x: 2.0 - x, F32),
     ("f16 + np.f32", F16, lambda x: x + np.float32(1), F32),
     ("i8 + np.i32", I8, lambda x: x + np.int32(1), I32),
 ]
@@ -259,24 +362,60 @@ def test_shape_methods():
 
     @fj.compile
     def f(x):
-        return {"T": x.T, "reshape_args": x.reshape(4, 6), "reshape_tuple": x.reshape((3, -1)),
-                "reshape_list": x.reshape([-1]), "reshape_int": x.reshape(24),
-                "transpose": x.transpose(), "transpose_args": x.transpose(1, 0, 2),
-                "transpose_tuple": x.transpose((2, 0, 1)), "transpose_neg": x.transpose(-1, 0, 1),
-                "T_of_2d": x[0].T, "flatten": x.flatten(), "squeeze": x[:1].squeeze(0)}
+        return {
+            "T": x.T,
+            "reshape_args": x.reshape(4, 6),
+            "reshape_tuple": x.reshape((3, -1)),
+            "reshape_list": x.reshape([-1]),
+            "reshape_int": x.reshape(24),
+            "transpose": x.transpose(),
+            "transpose_args": x.transpose(1, 0, 2),
+            "transpose_tuple": x.transpose((2, 0, 1)),
+            "transpose_neg": x.transpose(-1, 0, 1),
+            "T_of_2d": x[0].T,
+            "flatten": x.flatten(),
+            "squeeze": x[:1].squeeze(0),
+        }
 
-    expect_all(f(x), {"T": x.T, "reshape_args": x.reshape(4, 6),
-                      "reshape_tuple": x.reshape((3, -1)), "reshape_list": x.reshape([-1]),
-                      "reshape_int": x.reshape(24), "transpose": x.transpose(),
-                      "transpose_args": x.transpose(1, 0, 2),
-                      "transpose_tuple": x.transpose((2, 0, 1)),
-                      "transpose_neg": x.transpose(-1, 0, 1), "T_of_2d": x[0].T,
-                      "flatten": x.flatten(), "squeeze": x[:1].squeeze(0)})
+    expect_all(
+        f(x),
+        {
+            "T": x.T,
+            "reshape_args": x.reshape(4, 6),
+            "reshape_tuple": x.reshape((3, -1)),
+            "reshape_list": x.reshape([-1]),
+            "reshape_int": x.reshape(24),
+            "transpose": x.transpose(),
+            "transpose_args": x.transpose(1, 0, 2),
+            "transpose_tuple": x.transpose((2, 0, 1)),
+            "transpose_neg": x.transpose(-1, 0, 1),
+            "T_of_2d": x[0].T,
+            "flatten": x.flatten(),
+            "squeeze": x[:1].squeeze(0),
+        },
+    )
 
 
-ASTYPE = [(F32, BF16), (F32, F16), (F32, I8), (F32, U8), (F32, I32), (F32, BOOL), (F32, F64),
-          (F32, I64), (I32, F32), (I32, BOOL), (I32, U8), (BOOL, F32), (BOOL, I32), (BF16, F32),
-          (F16, BF16), (F64, F32), (I8, I32), (U8, F16)]
+ASTYPE = [
+    (F32, BF16),
+    (F32, F16),
+    (F32, I8),
+    (F32, U8),
+    (F32, I32),
+    (F32, BOOL),
+    (F32, F64),
+    (F32, I64),
+    (I32, F32),
+    (I32, BOOL),
+    (I32, U8),
+    (BOOL, F32),
+    (BOOL, I32),
+    (BF16, F32),
+    (F16, BF16),
+    (F64, F32),
+    (I8, I32),
+    (U8, F16),
+]
 
 
 @pytest.mark.parametrize("src", sorted({s for s, _ in ASTYPE}, key=str), ids=str)
@@ -287,22 +426,36 @@ def test_astype(src):
     x = rand(np.random.default_rng(), (3, 4), src, -20, 20)
     x.flat[:3] = 0  # zeros for the conversions to bool
     with_unsigned = np.abs(wide(x)).astype(src)  # conversions to unsigned get no negatives
-    got = fj.compile(lambda x, u: {np.dtype(t).name: (u if t.kind == "u" else x).astype(t)
-                                   for t in targets})(x, with_unsigned)
-    want = {np.dtype(t).name: (wide(with_unsigned) if t.kind == "u" else wide(x)).astype(t)
-            for t in targets}
+    got = fj.compile(
+        lambda x, u: {np.dtype(t).name: (u if t.kind == "u" else x).astype(t) for t in targets}
+    )(x, with_unsigned)
+    want = {
+        np.dtype(t).name: (wide(with_unsigned) if t.kind == "u" else wide(x)).astype(t)
+        for t in targets
+    }
     expect_all(got, want)
 
 
 def test_astype_accepts_dtype_spellings():
     x = rand(np.random.default_rng(), (4,), F32)
-    got = fj.compile(lambda x: {"fnp.bfloat16": x.astype(fnp.bfloat16), "np.int32": x.astype(
-        np.int32), "str": x.astype("float16"), "fnp.bool": x.astype(fnp.bool),
-        "python int": x.astype(int), "python float": x.astype(float)})(x)
+    got = fj.compile(
+        lambda x: {
+            "fnp.bfloat16": x.astype(fnp.bfloat16),
+            "np.int32": x.astype(np.int32),
+            "str": x.astype("float16"),
+            "fnp.bool": x.astype(fnp.bool),
+            "python int": x.astype(int),
+            "python float": x.astype(float),
+        }
+    )(x)
     assert {k: np.asarray(v).dtype for k, v in got.items()} == {
-        "fnp.bfloat16": BF16, "np.int32": I32, "str": F16, "fnp.bool": BOOL,
+        "fnp.bfloat16": BF16,
+        "np.int32": I32,
+        "str": F16,
+        "fnp.bool": BOOL,
         "python int": jax_dtype(lambda x: x.astype(int), x),
-        "python float": jax_dtype(lambda x: x.astype(float), x)}
+        "python float": jax_dtype(lambda x: x.astype(float), x),
+    }
     np.testing.assert_array_equal(np.asarray(got["fnp.bfloat16"]), x.astype(BF16))
 
 
@@ -320,13 +473,18 @@ def test_reduction_methods(method, dtype):
     rng = np.random.default_rng()
     # multiples of 1/4 below 2 in magnitude: every partial sum is exact in every float dtype
     x = (rng.integers(-8, 9, (2, 3, 4)) / (4 if dtype.kind in "fV" else 1)).astype(dtype)
-    cases = [(axis, keep) for axis in AXES for keep in (False, True)
-             if not (method.startswith("arg") and not isinstance(axis, (int, type(None))))]
+    cases = [
+        (axis, keep)
+        for axis in AXES
+        for keep in (False, True)
+        if not (method.startswith("arg") and not isinstance(axis, (int, type(None))))
+    ]
 
     @fj.compile
     def f(x):
-        return {f"{axis}-{keep}": getattr(x, method)(axis=axis, keepdims=keep)
-                for axis, keep in cases}
+        return {
+            f"{axis}-{keep}": getattr(x, method)(axis=axis, keepdims=keep) for axis, keep in cases
+        }
 
     def numpy_ref(axis, keep):
         out = getattr(np, method)(wide(x), axis=axis, keepdims=keep)
@@ -342,11 +500,26 @@ def test_more_methods():
 
     @fj.compile
     def f(x, b):
-        return {"prod": x.prod(0), "var": x.var(1), "std": x.std(keepdims=True),
-                "all": b.all(0), "any": b.any(1, keepdims=True), "bool_sum": b.sum(),
-                "bool_mean": b.mean(0)}
+        return {
+            "prod": x.prod(0),
+            "var": x.var(1),
+            "std": x.std(keepdims=True),
+            "all": b.all(0),
+            "any": b.any(1, keepdims=True),
+            "bool_sum": b.sum(),
+            "bool_mean": b.mean(0),
+        }
 
-    expect_all(f(x, b), {"prod": x.prod(0), "var": wide(x).var(1).astype(F32),
-                         "std": wide(x).std(keepdims=True).astype(F32), "all": b.all(0),
-                         "any": b.any(1, keepdims=True), "bool_sum": b.sum().astype(I32),
-                         "bool_mean": b.mean(0).astype(F32)}, scale=2)
+    expect_all(
+        f(x, b),
+        {
+            "prod": x.prod(0),
+            "var": wide(x).var(1).astype(F32),
+            "std": wide(x).std(keepdims=True).astype(F32),
+            "all": b.all(0),
+            "any": b.any(1, keepdims=True),
+            "bool_sum": b.sum().astype(I32),
+            "bool_mean": b.mean(0).astype(F32),
+        },
+        scale=2,
+    )

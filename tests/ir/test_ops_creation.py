@@ -15,12 +15,25 @@ def _iota_numpy(*, shape, dimension, dtype):
 
 
 CASES = [
-    OpCase(C.constant, ANY, lambda rng, dt: ([], {"value": rand(rng, (2, 3), dt)}),
-           lambda *, value: value),
-    OpCase(C.constant, ANY, lambda rng, dt: ([], {"value": rand(rng, (), dt)}),
-           lambda *, value: value, name="constant_scalar"),
-    OpCase(C.iota, NUMERIC, lambda rng, dt: ([], {"shape": (3, 4), "dimension": int(rng.integers(2)),
-                                              "dtype": dt}), _iota_numpy),
+    OpCase(
+        C.constant,
+        ANY,
+        lambda rng, dt: ([], {"value": rand(rng, (2, 3), dt)}),
+        lambda *, value: value,
+    ),
+    OpCase(
+        C.constant,
+        ANY,
+        lambda rng, dt: ([], {"value": rand(rng, (), dt)}),
+        lambda *, value: value,
+        name="constant_scalar",
+    ),
+    OpCase(
+        C.iota,
+        NUMERIC,
+        lambda rng, dt: ([], {"shape": (3, 4), "dimension": int(rng.integers(2)), "dtype": dt}),
+        _iota_numpy,
+    ),
 ]
 
 

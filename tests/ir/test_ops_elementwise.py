@@ -24,6 +24,7 @@ def binary(low=-3, high=3, nonzero=False):
         if nonzero:
             b = np.where(b == 0, np.ones_like(b), b)
         return [a, b], {}
+
     return make
 
 
@@ -62,11 +63,25 @@ CASES = [
     OpCase(E.erf, FLOATS, unary(), np.vectorize(math.erf)),
     OpCase(E.floor, FLOATS, unary(), np.floor),
     OpCase(E.ceil, FLOATS, unary(), np.ceil),
-    OpCase(E.round_, FLOATS, lambda rng, dt: ([np.array([0.5, 1.5, 2.5, -0.5, -1.7, 3.2], dt)
-                                               + rand(rng, (6,), dt, 0, 0)], {}), np.round),
+    OpCase(
+        E.round_,
+        FLOATS,
+        lambda rng, dt: (
+            [np.array([0.5, 1.5, 2.5, -0.5, -1.7, 3.2], dt) + rand(rng, (6,), dt, 0, 0)],
+            {},
+        ),
+        np.round,
+    ),
     OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
-    OpCase(E.isfinite, FLOATS, lambda rng, dt: ([np.array([1, np.inf, -np.inf, np.nan], dt)
-                                                  * rand(rng, (4,), dt, 1, 2)], {}), np.isfinite),
+    OpCase(
+        E.isfinite,
+        FLOATS,
+        lambda rng, dt: (
+            [np.array([1, np.inf, -np.inf, np.nan], dt) * rand(rng, (4,), dt, 1, 2)],
+            {},
+        ),
+        np.isfinite,
+    ),
     OpCase(E.add, NUMERIC, binary(), np.add),
     OpCase(E.sub, NUMERIC, binary(), np.subtract),
     OpCase(E.mul, NUMERIC, binary(), np.multiply),
@@ -86,12 +101,26 @@ CASES = [
     OpCase(E.le, ANY, binary(-1, 1), np.less_equal),
     OpCase(E.gt, ANY, binary(-1, 1), np.greater),
     OpCase(E.ge, ANY, binary(-1, 1), np.greater_equal),
-    OpCase(E.select, ANY,
-           lambda rng, dt: ([rand(rng, (3, 1), np.bool_), rand(rng, (1, 4), dt), rand(rng, (4,), dt)], {}),
-           np.where),
+    OpCase(
+        E.select,
+        ANY,
+        lambda rng, dt: (
+            [rand(rng, (3, 1), np.bool_), rand(rng, (1, 4), dt), rand(rng, (4,), dt)],
+            {},
+        ),
+        np.where,
+    ),
 ] + [
-    OpCase(E.convert, ANY, lambda rng, dt, to=to: ([rand(rng, (2, 5), dt, 0 if np.dtype(to).kind == "u" else -3, 100)], {"dtype": to}),
-           lambda x, dtype: x.astype(dtype), name=f"convert_to_{np.dtype(to).name}")
+    OpCase(
+        E.convert,
+        ANY,
+        lambda rng, dt, to=to: (
+            [rand(rng, (2, 5), dt, 0 if np.dtype(to).kind == "u" else -3, 100)],
+            {"dtype": to},
+        ),
+        lambda x, dtype: x.astype(dtype),
+        name=f"convert_to_{np.dtype(to).name}",
+    )
     for to in ANY
 ]
 

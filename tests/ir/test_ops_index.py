@@ -34,6 +34,7 @@ def take_case(x_shape, i_shape, axis, index_dtype=None):
         x_dt, i_dt = (F32, dt) if index_dtype is None else (dt, index_dtype)
         x = rand(rng, x_shape, x_dt)
         return [x, some_indices(rng, i_shape, i_dt, x_shape[axis])], {"axis": axis}
+
     return make
 
 
@@ -48,8 +49,10 @@ def np_take_along_axis(x, indices, axis):
 def starts_of(rng, shape, sizes, dtypes):
     """One scalar start per axis, each of its own dtype, from well before to well after the
     range that fits (so clamping happens), with the largest value on the last axis."""
-    starts = [np.array(rand(rng, (), dt, -3, n - size + 3), dt)
-              for dt, n, size in zip(dtypes, shape, sizes)]
+    starts = [
+        np.array(rand(rng, (), dt, -3, n - size + 3), dt)
+        for dt, n, size in zip(dtypes, shape, sizes)
+    ]
     starts[-1] = np.array(np.iinfo(dtypes[-1]).max, dtypes[-1])
     return starts
 
@@ -61,14 +64,19 @@ def slice_case(shape, sizes, index_dtype=None):
     def make(rng, dt):
         x_dt, start_dts = (dt, MIXED) if index_dtype is None else (F32, (dt,) * len(shape))
         return [rand(rng, shape, x_dt), *starts_of(rng, shape, sizes, start_dts)], {"sizes": sizes}
+
     return make
 
 
 def update_case(shape, update_shape, index_dtype=None):
     def make(rng, dt):
         x_dt, start_dts = (dt, MIXED) if index_dtype is None else (F32, (dt,) * len(shape))
-        return [rand(rng, shape, x_dt), rand(rng, update_shape, x_dt),
-                *starts_of(rng, shape, update_shape, start_dts)], {}
+        return [
+            rand(rng, shape, x_dt),
+            rand(rng, update_shape, x_dt),
+            *starts_of(rng, shape, update_shape, start_dts),
+        ], {}
+
     return make
 
 
@@ -93,19 +101,39 @@ CASES = [
     OpCase(I.take, INTS, take_case((6, 3), (7,), 0), np_take, name="take_index_dtypes"),
     OpCase(I.take, ANY, take_case((5, 2), (), -2, np.int64), np_take, name="take_scalar_index"),
     OpCase(I.take, ANY, take_case((3, 0), (0, 2), 1, np.int32), np_take, name="take_no_indices"),
-    OpCase(I.take_along_axis, ANY, take_case((3, 6, 1), (1, 4, 5), 1, np.int32),
-           np_take_along_axis),
-    OpCase(I.take_along_axis, INTS, take_case((5, 4), (3, 4), 0), np_take_along_axis,
-           name="take_along_axis_index_dtypes"),
-    OpCase(I.take_along_axis, ANY, take_case((2, 3), (2, 0), -1, np.int16), np_take_along_axis,
-           name="take_along_axis_empty"),
+    OpCase(
+        I.take_along_axis, ANY, take_case((3, 6, 1), (1, 4, 5), 1, np.int32), np_take_along_axis
+    ),
+    OpCase(
+        I.take_along_axis,
+        INTS,
+        take_case((5, 4), (3, 4), 0),
+        np_take_along_axis,
+        name="take_along_axis_index_dtypes",
+    ),
+    OpCase(
+        I.take_along_axis,
+        ANY,
+        take_case((2, 3), (2, 0), -1, np.int16),
+        np_take_along_axis,
+        name="take_along_axis_empty",
+    ),
     OpCase(I.dynamic_slice, ANY, slice_case((5, 6, 7), (2, 6, 3)), np_dynamic_slice),
-    OpCase(I.dynamic_slice, INTS, slice_case((8, 9), (0, 4), INTS), np_dynamic_slice,
-           name="dynamic_slice_index_dtypes"),
-    OpCase(I.dynamic_update_slice, ANY, update_case((5, 6, 7), (2, 6, 3)),
-           np_dynamic_update_slice),
-    OpCase(I.dynamic_update_slice, INTS, update_case((8, 9), (3, 4), INTS),
-           np_dynamic_update_slice, name="dynamic_update_slice_index_dtypes"),
+    OpCase(
+        I.dynamic_slice,
+        INTS,
+        slice_case((8, 9), (0, 4), INTS),
+        np_dynamic_slice,
+        name="dynamic_slice_index_dtypes",
+    ),
+    OpCase(I.dynamic_update_slice, ANY, update_case((5, 6, 7), (2, 6, 3)), np_dynamic_update_slice),
+    OpCase(
+        I.dynamic_update_slice,
+        INTS,
+        update_case((8, 9), (3, 4), INTS),
+        np_dynamic_update_slice,
+        name="dynamic_update_slice_index_dtypes",
+    ),
 ]
 
 

@@ -14,9 +14,13 @@ from flowjit.ir.ops.rules import NUMERIC
 
 def dot(lhs_shape, rhs_shape, lc=(), rc=(), lb=(), rb=()):
     """Operands small enough that no integer dtype overflows: |sum| <= 4 * K <= 127 for K <= 31."""
+
     def make(rng, dt):
-        return ([rand(rng, lhs_shape, dt, -2, 2), rand(rng, rhs_shape, dt, -2, 2)],
-                {"lhs_contracting": lc, "rhs_contracting": rc, "lhs_batch": lb, "rhs_batch": rb})
+        return (
+            [rand(rng, lhs_shape, dt, -2, 2), rand(rng, rhs_shape, dt, -2, 2)],
+            {"lhs_contracting": lc, "rhs_contracting": rc, "lhs_batch": lb, "rhs_batch": rb},
+        )
+
     return make
 
 
@@ -25,20 +29,40 @@ def einsum(spec):
 
 
 CASES = [
-    OpCase(L.dot_general, NUMERIC, dot((3, 4), (4, 5), (1,), (0,)), einsum("mk,kn->mn"),
-           name="matmul"),
-    OpCase(L.dot_general, NUMERIC, dot((4, 3), (4, 5), (0,), (0,)), einsum("km,kn->mn"),
-           name="matmul_transposed_lhs"),
-    OpCase(L.dot_general, NUMERIC, dot((2, 3, 4), (2, 4, 5), (2,), (1,), (0,), (0,)),
-           einsum("bmk,bkn->bmn"), name="batched_matmul"),
-    OpCase(L.dot_general, NUMERIC, dot((6,), (6,), (0,), (0,)), einsum("k,k->"),
-           name="vector_dot"),
+    OpCase(
+        L.dot_general, NUMERIC, dot((3, 4), (4, 5), (1,), (0,)), einsum("mk,kn->mn"), name="matmul"
+    ),
+    OpCase(
+        L.dot_general,
+        NUMERIC,
+        dot((4, 3), (4, 5), (0,), (0,)),
+        einsum("km,kn->mn"),
+        name="matmul_transposed_lhs",
+    ),
+    OpCase(
+        L.dot_general,
+        NUMERIC,
+        dot((2, 3, 4), (2, 4, 5), (2,), (1,), (0,), (0,)),
+        einsum("bmk,bkn->bmn"),
+        name="batched_matmul",
+    ),
+    OpCase(L.dot_general, NUMERIC, dot((6,), (6,), (0,), (0,)), einsum("k,k->"), name="vector_dot"),
     OpCase(L.dot_general, NUMERIC, dot((3,), (4,)), einsum("m,n->mn"), name="outer"),
     # einsum "pbmq,qnbp->bmn": two contracting dims in opposite orders, batch dim in the middle
-    OpCase(L.dot_general, NUMERIC, dot((3, 2, 4, 5), (5, 6, 2, 3), (0, 3), (3, 0), (1,), (2,)),
-           einsum("pbmq,qnbp->bmn"), name="einsum"),
-    OpCase(L.dot_general, NUMERIC, dot((2, 3), (3, 2), (-1,), (-2,)), einsum("mk,kn->mn"),
-           name="matmul_negative_dims"),
+    OpCase(
+        L.dot_general,
+        NUMERIC,
+        dot((3, 2, 4, 5), (5, 6, 2, 3), (0, 3), (3, 0), (1,), (2,)),
+        einsum("pbmq,qnbp->bmn"),
+        name="einsum",
+    ),
+    OpCase(
+        L.dot_general,
+        NUMERIC,
+        dot((2, 3), (3, 2), (-1,), (-2,)),
+        einsum("mk,kn->mn"),
+        name="matmul_negative_dims",
+    ),
 ]
 
 
@@ -52,10 +76,18 @@ def dims(lc=(), rc=(), lb=(), rb=()):
 
 
 BAD = [
-    ((128, 784), (785, 10), dims((1,), (0,)),
-     r"cannot contract shapes \(128, 784\) and \(785, 10\): 784 != 785"),
-    ((2, 3, 4), (5, 4, 6), dims((2,), (1,), (0,), (0,)),
-     r"cannot batch shapes \(2, 3, 4\) and \(5, 4, 6\): 2 != 5"),
+    (
+        (128, 784),
+        (785, 10),
+        dims((1,), (0,)),
+        r"cannot contract shapes \(128, 784\) and \(785, 10\): 784 != 785",
+    ),
+    (
+        (2, 3, 4),
+        (5, 4, 6),
+        dims((2,), (1,), (0,), (0,)),
+        r"cannot batch shapes \(2, 3, 4\) and \(5, 4, 6\): 2 != 5",
+    ),
     ((3, 4), (4, 5), dims((1,), ()), r"lhs_contracting=\(1,\) and rhs_contracting=\(\) must have"),
     ((3, 4), (4, 5), dims((), (), (0,), ()), "lhs_batch=.* and rhs_batch=.* must have"),
     ((3, 4), (4, 5), dims((2,), (0,)), r"lhs contracting and batch dims \(2,\) are out of range"),
@@ -73,10 +105,13 @@ def test_bad_shapes_raise(lhs, rhs, attrs, message):
         graph.add(L.dot_general, args, attrs)
 
 
-@pytest.mark.parametrize("lhs, rhs, message", [
-    (np.float32, np.float16, "different dtypes f32, f16"),
-    (np.bool_, np.bool_, "dtype bool; expected one of"),
-])
+@pytest.mark.parametrize(
+    "lhs, rhs, message",
+    [
+        (np.float32, np.float16, "different dtypes f32, f16"),
+        (np.bool_, np.bool_, "dtype bool; expected one of"),
+    ],
+)
 def test_bad_dtypes_raise(lhs, rhs, message):
     graph = Graph()
     args = [graph.add_input(TensorType((2,), lhs)), graph.add_input(TensorType((2,), rhs))]

@@ -32,33 +32,60 @@ def taps(size, kernel, stride, low, high, lhs_dilation, rhs_dilation):
 
 
 def conv_numpy(x, w, strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
-    h_index, h_valid = taps(x.shape[1], w.shape[0], strides[0], *padding[:2], lhs_dilation[0],
-                            rhs_dilation[0])
-    w_index, w_valid = taps(x.shape[2], w.shape[1], strides[1], *padding[2:], lhs_dilation[1],
-                            rhs_dilation[1])
+    h_index, h_valid = taps(
+        x.shape[1], w.shape[0], strides[0], *padding[:2], lhs_dilation[0], rhs_dilation[0]
+    )
+    w_index, w_valid = taps(
+        x.shape[2], w.shape[1], strides[1], *padding[2:], lhs_dilation[1], rhs_dilation[1]
+    )
     # im2col: patches[n, oh, ow, i, j, c] = x[n, h_index[oh, i], w_index[ow, j], c] or 0
     patches = x[:, h_index[:, None, :, None], w_index[None, :, None, :], :]
     patches = patches * (h_valid[:, None, :, None] & w_valid[None, :, None, :])[..., None]
     groups, cg, og = feature_group_count, w.shape[2], w.shape[3] // feature_group_count
-    return np.concatenate([
-        np.einsum("nhwijc,ijco->nhwo", patches[..., g * cg:(g + 1) * cg],
-                  w[..., g * og:(g + 1) * og]) for g in range(groups)], axis=-1)
+    return np.concatenate(
+        [
+            np.einsum(
+                "nhwijc,ijco->nhwo",
+                patches[..., g * cg : (g + 1) * cg],
+                w[..., g * og : (g + 1) * og],
+            )
+            for g in range(groups)
+        ],
+        axis=-1,
+    )
 
 
-def conv(x_shape, w_shape, strides=(1, 1), padding=(0, 0, 0, 0), lhs_dilation=(1, 1),
-         rhs_dilation=(1, 1), groups=1):
+def conv(
+    x_shape,
+    w_shape,
+    strides=(1, 1),
+    padding=(0, 0, 0, 0),
+    lhs_dilation=(1, 1),
+    rhs_dilation=(1, 1),
+    groups=1,
+):
     def make(rng, dt):
-        return ([rand(rng, x_shape, dt), rand(rng, w_shape, dt)],
-                {"strides": strides, "padding": padding, "lhs_dilation": lhs_dilation,
-                 "rhs_dilation": rhs_dilation, "feature_group_count": groups})
+        return (
+            [rand(rng, x_shape, dt), rand(rng, w_shape, dt)],
+            {
+                "strides": strides,
+                "padding": padding,
+                "lhs_dilation": lhs_dilation,
+                "rhs_dilation": rhs_dilation,
+                "feature_group_count": groups,
+            },
+        )
+
     return make
 
 
 def window_numpy(reduction):
     def expected(x, window, strides, padding):
         low, high = padding[0::2], padding[1::2]
-        shape = [out_count(d, 1, lo, hi, k, s)
-                 for d, lo, hi, k, s in zip(x.shape, low, high, window, strides)]
+        shape = [
+            out_count(d, 1, lo, hi, k, s)
+            for d, lo, hi, k, s in zip(x.shape, low, high, window, strides)
+        ]
         # wide accumulators; integer sums wrap when cast back, as the op's do
         out = np.zeros(shape, np.float64 if x.dtype.kind == "f" else np.int64)
         for index in itertools.product(*map(range, shape)):
@@ -71,50 +98,105 @@ def window_numpy(reduction):
                 least = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
                 out[index] = np.max(inside, initial=least) if pads else inside.max()
         return out.astype(x.dtype)
+
     return expected
 
 
 def pool(x_shape, window, strides, padding, low=-3, high=3):
-    return lambda rng, dt: ([rand(rng, x_shape, dt, low, high)],
-                            {"window": window, "strides": strides, "padding": padding})
+    return lambda rng, dt: (
+        [rand(rng, x_shape, dt, low, high)],
+        {"window": window, "strides": strides, "padding": padding},
+    )
 
 
 CONV_CASES = [
-    OpCase(N.conv2d, FLOATS, conv((2, 5, 5, 3), (3, 3, 3, 4)), conv_numpy, name="conv2d",
-           tol_scale=4),  # 27-term sums: float32 rounding of the partial sums adds up
-    OpCase(N.conv2d, FLOATS, conv((1, 6, 7, 2), (3, 2, 2, 3), strides=(2, 3),
-                                  padding=(1, 2, 0, 1)),
-           conv_numpy, name="conv2d_stride_padding"),
-    OpCase(N.conv2d, FLOATS, conv((1, 7, 6, 2), (2, 3, 2, 2), padding=(1, 1, 1, 1),
-                                  rhs_dilation=(2, 2)),
-           conv_numpy, name="conv2d_rhs_dilation"),
-    OpCase(N.conv2d, FLOATS, conv((1, 3, 4, 2), (2, 2, 2, 3), padding=(1, 1, 2, 0),
-                                  lhs_dilation=(2, 3)),
-           conv_numpy, name="conv2d_lhs_dilation"),
-    OpCase(N.conv2d, FLOATS, conv((2, 4, 4, 4), (2, 2, 2, 6), groups=2), conv_numpy,
-           name="conv2d_groups"),
-    OpCase(N.conv2d, FLOATS, conv((1, 4, 5, 3), (3, 3, 1, 3), padding=(1, 1, 1, 1), groups=3),
-           conv_numpy, name="conv2d_depthwise"),
-    OpCase(N.conv2d, FLOATS, conv((1, 6, 6, 1), (2, 2, 1, 2), padding=(-1, 0, 0, -2)),
-           conv_numpy, name="conv2d_negative_padding"),
-    OpCase(N.conv2d, FLOATS, conv((1, 2, 2, 1), (3, 3, 1, 1), strides=(2, 2)), conv_numpy,
-           name="conv2d_empty_output"),
+    OpCase(
+        N.conv2d, FLOATS, conv((2, 5, 5, 3), (3, 3, 3, 4)), conv_numpy, name="conv2d", tol_scale=4
+    ),  # 27-term sums: float32 rounding of the partial sums adds up
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((1, 6, 7, 2), (3, 2, 2, 3), strides=(2, 3), padding=(1, 2, 0, 1)),
+        conv_numpy,
+        name="conv2d_stride_padding",
+    ),
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((1, 7, 6, 2), (2, 3, 2, 2), padding=(1, 1, 1, 1), rhs_dilation=(2, 2)),
+        conv_numpy,
+        name="conv2d_rhs_dilation",
+    ),
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((1, 3, 4, 2), (2, 2, 2, 3), padding=(1, 1, 2, 0), lhs_dilation=(2, 3)),
+        conv_numpy,
+        name="conv2d_lhs_dilation",
+    ),
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((2, 4, 4, 4), (2, 2, 2, 6), groups=2),
+        conv_numpy,
+        name="conv2d_groups",
+    ),
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((1, 4, 5, 3), (3, 3, 1, 3), padding=(1, 1, 1, 1), groups=3),
+        conv_numpy,
+        name="conv2d_depthwise",
+    ),
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((1, 6, 6, 1), (2, 2, 1, 2), padding=(-1, 0, 0, -2)),
+        conv_numpy,
+        name="conv2d_negative_padding",
+    ),
+    OpCase(
+        N.conv2d,
+        FLOATS,
+        conv((1, 2, 2, 1), (3, 3, 1, 1), strides=(2, 2)),
+        conv_numpy,
+        name="conv2d_empty_output",
+    ),
 ]
 
 WINDOW_CASES = [
     case
     for opdef, reduction in ((N.reduce_window_max, "max"), (N.reduce_window_sum, "sum"))
     for case in (
-        OpCase(opdef, NUMERIC, pool((1, 6, 6, 2), (1, 2, 2, 1), (1, 2, 2, 1), (0,) * 8),
-               window_numpy(reduction), name=f"{opdef.name}_pool"),
-        OpCase(opdef, NUMERIC, pool((2, 5, 5, 3), (1, 3, 3, 1), (1, 2, 2, 1),
-                                    (0, 0, 1, 1, 1, 1, 0, 0)),
-               window_numpy(reduction), name=f"{opdef.name}_padded_overlapping"),
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((1, 6, 6, 2), (1, 2, 2, 1), (1, 2, 2, 1), (0,) * 8),
+            window_numpy(reduction),
+            name=f"{opdef.name}_pool",
+        ),
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((2, 5, 5, 3), (1, 3, 3, 1), (1, 2, 2, 1), (0, 0, 1, 1, 1, 1, 0, 0)),
+            window_numpy(reduction),
+            name=f"{opdef.name}_padded_overlapping",
+        ),
         # the first window lies wholly in the padding: max gives -inf (the least integer)
-        OpCase(opdef, NUMERIC, pool((7,), (3,), (2,), (3, 2)), window_numpy(reduction),
-               name=f"{opdef.name}_1d"),
-        OpCase(opdef, NUMERIC, pool((3, 4), (3, 2), (1, 1), (0, 0, 0, 0), low=-100, high=100),
-               window_numpy(reduction), name=f"{opdef.name}_full_range"),
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((7,), (3,), (2,), (3, 2)),
+            window_numpy(reduction),
+            name=f"{opdef.name}_1d",
+        ),
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((3, 4), (3, 2), (1, 1), (0, 0, 0, 0), low=-100, high=100),
+            window_numpy(reduction),
+            name=f"{opdef.name}_full_range",
+        ),
     )
 ]
 
@@ -124,10 +206,16 @@ def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
 
 
-def conv_attrs(strides=(1, 1), padding=(0, 0, 0, 0), lhs_dilation=(1, 1), rhs_dilation=(1, 1),
-               groups=1):
-    return {"strides": strides, "padding": padding, "lhs_dilation": lhs_dilation,
-            "rhs_dilation": rhs_dilation, "feature_group_count": groups}
+def conv_attrs(
+    strides=(1, 1), padding=(0, 0, 0, 0), lhs_dilation=(1, 1), rhs_dilation=(1, 1), groups=1
+):
+    return {
+        "strides": strides,
+        "padding": padding,
+        "lhs_dilation": lhs_dilation,
+        "rhs_dilation": rhs_dilation,
+        "feature_group_count": groups,
+    }
 
 
 def window_attrs(window, strides, padding):
@@ -135,33 +223,78 @@ def window_attrs(window, strides, padding):
 
 
 BAD = [
-    (N.conv2d, [(1, 5, 5, 3), (3, 3, 2, 4)], conv_attrs(), ShapeError,
-     r"input \(1, 5, 5, 3\) \(NHWC\) with kernel \(3, 3, 2, 4\) .* input channels 3 must equal"),
-    (N.conv2d, [(1, 5, 5, 4), (3, 3, 2, 3)], conv_attrs(groups=2), ShapeError,
-     "out-channels 3 must be divisible by 2"),
-    (N.conv2d, [(1, 5, 5, 3), (3, 3, 3, 4)], conv_attrs(groups=0), ShapeError,
-     "feature_group_count=0"),
+    (
+        N.conv2d,
+        [(1, 5, 5, 3), (3, 3, 2, 4)],
+        conv_attrs(),
+        ShapeError,
+        r"input \(1, 5, 5, 3\) \(NHWC\) with kernel \(3, 3, 2, 4\) .* input channels 3 must equal",
+    ),
+    (
+        N.conv2d,
+        [(1, 5, 5, 4), (3, 3, 2, 3)],
+        conv_attrs(groups=2),
+        ShapeError,
+        "out-channels 3 must be divisible by 2",
+    ),
+    (
+        N.conv2d,
+        [(1, 5, 5, 3), (3, 3, 3, 4)],
+        conv_attrs(groups=0),
+        ShapeError,
+        "feature_group_count=0",
+    ),
     (N.conv2d, [(5, 5, 3), (3, 3, 3, 4)], conv_attrs(), ShapeError, r"rank 4 .* \(5, 5, 3\)"),
     (N.conv2d, [(1, 5, 5, 3), (0, 3, 3, 4)], conv_attrs(), ShapeError, "empty window"),
-    (N.conv2d, [(1, 5, 5, 3), (3, 3, 3, 4)], conv_attrs(strides=(1,)), ShapeError,
-     r"strides=\(1,\) has 1 entries; expected 2"),
-    (N.conv2d, [(1, 5, 5, 3), (3, 3, 3, 4)], conv_attrs(rhs_dilation=(0, 1)), ShapeError,
-     "below 1"),
-    (N.conv2d, [(1, 5, 5, 3), (3, 3, 3, 4)], conv_attrs(padding=(1, 1)), ShapeError,
-     "low_h, high_h, low_w, high_w"),
-    (N.reduce_window_max, [(4, 4)], window_attrs((2,), (1, 1), (0,) * 4), ShapeError,
-     r"window=\(2,\) has 1 entries; expected 2 \(one per dim of \(4, 4\)\)"),
-    (N.reduce_window_sum, [(4, 4)], window_attrs((2, 2), (1, 1), (0,) * 2), ShapeError,
-     "low and high per dim"),
-    (N.reduce_window_sum, [(4, 4)], window_attrs((2, 2), (0, 1), (0,) * 4), ShapeError,
-     "below 1"),
-    (N.reduce_window_max, [(4, 4)], window_attrs((2, 2), (1, 1), (0, 0, -1, 0)), ShapeError,
-     "below 0"),
+    (
+        N.conv2d,
+        [(1, 5, 5, 3), (3, 3, 3, 4)],
+        conv_attrs(strides=(1,)),
+        ShapeError,
+        r"strides=\(1,\) has 1 entries; expected 2",
+    ),
+    (
+        N.conv2d,
+        [(1, 5, 5, 3), (3, 3, 3, 4)],
+        conv_attrs(rhs_dilation=(0, 1)),
+        ShapeError,
+        "below 1",
+    ),
+    (
+        N.conv2d,
+        [(1, 5, 5, 3), (3, 3, 3, 4)],
+        conv_attrs(padding=(1, 1)),
+        ShapeError,
+        "low_h, high_h, low_w, high_w",
+    ),
+    (
+        N.reduce_window_max,
+        [(4, 4)],
+        window_attrs((2,), (1, 1), (0,) * 4),
+        ShapeError,
+        r"window=\(2,\) has 1 entries; expected 2 \(one per dim of \(4, 4\)\)",
+    ),
+    (
+        N.reduce_window_sum,
+        [(4, 4)],
+        window_attrs((2, 2), (1, 1), (0,) * 2),
+        ShapeError,
+        "low and high per dim",
+    ),
+    (N.reduce_window_sum, [(4, 4)], window_attrs((2, 2), (0, 1), (0,) * 4), ShapeError, "below 1"),
+    (
+        N.reduce_window_max,
+        [(4, 4)],
+        window_attrs((2, 2), (1, 1), (0, 0, -1, 0)),
+        ShapeError,
+        "below 0",
+    ),
 ]
 
 
-@pytest.mark.parametrize("opdef, shapes, attrs, error, message", BAD,
-                         ids=[f"{b[0].name}-{i}" for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "opdef, shapes, attrs, error, message", BAD, ids=[f"{b[0].name}-{i}" for i, b in enumerate(BAD)]
+)
 def test_bad_shapes_raise(opdef, shapes, attrs, error, message):
     graph = Graph()
     args = [graph.add_input(TensorType(s, np.float32)) for s in shapes]
@@ -169,12 +302,19 @@ def test_bad_shapes_raise(opdef, shapes, attrs, error, message):
         graph.add(opdef, args, attrs)
 
 
-@pytest.mark.parametrize("opdef, dtypes, attrs, message", [
-    (N.conv2d, (np.int32, np.int32), conv_attrs(), "dtype i32; expected one of f16"),
-    (N.conv2d, (np.float32, np.float16), conv_attrs(), "different dtypes f32, f16"),
-    (N.reduce_window_sum, (np.bool_,), window_attrs((1,) * 4, (1,) * 4, (0,) * 8),
-     "dtype bool; expected one of"),
-])
+@pytest.mark.parametrize(
+    "opdef, dtypes, attrs, message",
+    [
+        (N.conv2d, (np.int32, np.int32), conv_attrs(), "dtype i32; expected one of f16"),
+        (N.conv2d, (np.float32, np.float16), conv_attrs(), "different dtypes f32, f16"),
+        (
+            N.reduce_window_sum,
+            (np.bool_,),
+            window_attrs((1,) * 4, (1,) * 4, (0,) * 8),
+            "dtype bool; expected one of",
+        ),
+    ],
+)
 def test_bad_dtypes_raise(opdef, dtypes, attrs, message):
     graph = Graph()
     args = [graph.add_input(TensorType((1, 3, 3, 1), dt)) for dt in dtypes]

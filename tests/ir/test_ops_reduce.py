@@ -13,8 +13,9 @@ from flowjit.ir.ops.rules import ANY, FLOATS, INTS, NUMERIC
 BOOLS = (np.bool_,)
 
 
-def quarters(rng: np.random.Generator, shape: tuple[int, ...], dt, low: float = -3,
-             high: float = 3) -> np.ndarray:
+def quarters(
+    rng: np.random.Generator, shape: tuple[int, ...], dt, low: float = -3, high: float = 3
+) -> np.ndarray:
     """Random data whose sums are exact in every dtype (floats are multiples of 1/4), so the
     order in which XLA adds cannot matter."""
     x = rand(rng, shape, dt, low, high)
@@ -34,6 +35,7 @@ def reduction(shape, axes, keepdims, low=-3, high=3, nans=False):
     def make(rng, dt):
         x = quarters(rng, shape, dt, low, high)
         return [with_nans(x) if nans else x], {"axes": axes, "keepdims": keepdims}
+
     return make
 
 
@@ -41,6 +43,7 @@ def along(shape, low=-3, high=3, nans=False, **attrs):
     def make(rng, dt):
         x = quarters(rng, shape, dt, low, high)
         return [with_nans(x) if nans else x], attrs
+
     return make
 
 
@@ -61,56 +64,139 @@ def np_cumsum(x, axis, reverse):
 
 CASES = [
     OpCase(R.reduce_sum, NUMERIC, reduction((3, 4, 5), (0, 2), False), np_reduce(np.sum)),
-    OpCase(R.reduce_sum, NUMERIC, reduction((3, 4), (1,), True), np_reduce(np.sum),
-           name="reduce_sum_keepdims"),
-    OpCase(R.reduce_sum, NUMERIC, reduction((2, 3), (), False), np_reduce(np.sum),
-           name="reduce_sum_no_axes"),
-    OpCase(R.reduce_sum, NUMERIC, reduction((0, 3), (0,), False), np_reduce(np.sum),
-           name="reduce_sum_empty"),
-    OpCase(R.reduce_sum, INTS, reduction((4, 6), (0, 1), False, 0, 100), np_reduce(np.sum),
-           name="reduce_sum_wraps"),
-    OpCase(R.reduce_prod, NUMERIC, reduction((2, 3, 4), (1, 2), True, 0.5, 2), np_reduce(np.prod),
-           tol_scale=2),
-    OpCase(R.reduce_prod, INTS, reduction((3, 6), (1,), False, 0, 9), np_reduce(np.prod),
-           name="reduce_prod_wraps"),
+    OpCase(
+        R.reduce_sum,
+        NUMERIC,
+        reduction((3, 4), (1,), True),
+        np_reduce(np.sum),
+        name="reduce_sum_keepdims",
+    ),
+    OpCase(
+        R.reduce_sum,
+        NUMERIC,
+        reduction((2, 3), (), False),
+        np_reduce(np.sum),
+        name="reduce_sum_no_axes",
+    ),
+    OpCase(
+        R.reduce_sum,
+        NUMERIC,
+        reduction((0, 3), (0,), False),
+        np_reduce(np.sum),
+        name="reduce_sum_empty",
+    ),
+    OpCase(
+        R.reduce_sum,
+        INTS,
+        reduction((4, 6), (0, 1), False, 0, 100),
+        np_reduce(np.sum),
+        name="reduce_sum_wraps",
+    ),
+    OpCase(
+        R.reduce_prod,
+        NUMERIC,
+        reduction((2, 3, 4), (1, 2), True, 0.5, 2),
+        np_reduce(np.prod),
+        tol_scale=2,
+    ),
+    OpCase(
+        R.reduce_prod,
+        INTS,
+        reduction((3, 6), (1,), False, 0, 9),
+        np_reduce(np.prod),
+        name="reduce_prod_wraps",
+    ),
     OpCase(R.reduce_max, ANY, reduction((3, 4, 5), (0, 2), False), np_reduce(np.max)),
-    OpCase(R.reduce_max, ANY, reduction((3, 4), (0, 1), True), np_reduce(np.max),
-           name="reduce_max_all"),
-    OpCase(R.reduce_max, FLOATS, reduction((3, 5), (1,), False, nans=True), np_reduce(np.max),
-           name="reduce_max_nan"),
+    OpCase(
+        R.reduce_max, ANY, reduction((3, 4), (0, 1), True), np_reduce(np.max), name="reduce_max_all"
+    ),
+    OpCase(
+        R.reduce_max,
+        FLOATS,
+        reduction((3, 5), (1,), False, nans=True),
+        np_reduce(np.max),
+        name="reduce_max_nan",
+    ),
     OpCase(R.reduce_min, ANY, reduction((3, 4, 5), (1,), False), np_reduce(np.min)),
-    OpCase(R.reduce_min, ANY, reduction((3, 4), (0, 1), True), np_reduce(np.min),
-           name="reduce_min_all"),
-    OpCase(R.reduce_min, FLOATS, reduction((3, 5), (1,), True, nans=True), np_reduce(np.min),
-           name="reduce_min_nan"),
-    OpCase(R.reduce_max, ANY, reduction((0, 3), (1,), False), np_reduce(np.max),
-           name="reduce_max_no_rows"),
+    OpCase(
+        R.reduce_min, ANY, reduction((3, 4), (0, 1), True), np_reduce(np.min), name="reduce_min_all"
+    ),
+    OpCase(
+        R.reduce_min,
+        FLOATS,
+        reduction((3, 5), (1,), True, nans=True),
+        np_reduce(np.min),
+        name="reduce_min_nan",
+    ),
+    OpCase(
+        R.reduce_max,
+        ANY,
+        reduction((0, 3), (1,), False),
+        np_reduce(np.max),
+        name="reduce_max_no_rows",
+    ),
     OpCase(R.reduce_and, BOOLS, reduction((4, 3, 2), (1, 2), False), np_reduce(np.all)),
-    OpCase(R.reduce_and, BOOLS, reduction((0, 3), (0,), True), np_reduce(np.all),
-           name="reduce_and_empty"),
+    OpCase(
+        R.reduce_and,
+        BOOLS,
+        reduction((0, 3), (0,), True),
+        np_reduce(np.all),
+        name="reduce_and_empty",
+    ),
     OpCase(R.reduce_or, BOOLS, reduction((4, 3, 2), (0, 2), True), np_reduce(np.any)),
-    OpCase(R.reduce_or, BOOLS, reduction((3, 0), (1,), False), np_reduce(np.any),
-           name="reduce_or_empty"),
+    OpCase(
+        R.reduce_or,
+        BOOLS,
+        reduction((3, 0), (1,), False),
+        np_reduce(np.any),
+        name="reduce_or_empty",
+    ),
     # narrow ranges make ties common: the first index must win
     OpCase(R.argmax, NUMERIC, along((3, 7, 4), -1, 1, axis=1, keepdims=False), np_arg(np.argmax)),
-    OpCase(R.argmax, NUMERIC, along((5, 3), -1, 1, axis=-2, keepdims=True), np_arg(np.argmax),
-           name="argmax_keepdims"),
-    OpCase(R.argmax, FLOATS, along((3, 5), nans=True, axis=1, keepdims=False), np_arg(np.argmax),
-           name="argmax_nan"),
-    OpCase(R.argmax, NUMERIC, along((0, 3), axis=1, keepdims=False), np_arg(np.argmax),
-           name="argmax_no_rows"),
+    OpCase(
+        R.argmax,
+        NUMERIC,
+        along((5, 3), -1, 1, axis=-2, keepdims=True),
+        np_arg(np.argmax),
+        name="argmax_keepdims",
+    ),
+    OpCase(
+        R.argmax,
+        FLOATS,
+        along((3, 5), nans=True, axis=1, keepdims=False),
+        np_arg(np.argmax),
+        name="argmax_nan",
+    ),
+    OpCase(
+        R.argmax,
+        NUMERIC,
+        along((0, 3), axis=1, keepdims=False),
+        np_arg(np.argmax),
+        name="argmax_no_rows",
+    ),
     OpCase(R.argmin, NUMERIC, along((3, 7, 4), -1, 1, axis=2, keepdims=False), np_arg(np.argmin)),
-    OpCase(R.argmin, NUMERIC, along((5, 3), -1, 1, axis=0, keepdims=True), np_arg(np.argmin),
-           name="argmin_keepdims"),
-    OpCase(R.argmin, FLOATS, along((3, 5), nans=True, axis=-1, keepdims=False), np_arg(np.argmin),
-           name="argmin_nan"),
+    OpCase(
+        R.argmin,
+        NUMERIC,
+        along((5, 3), -1, 1, axis=0, keepdims=True),
+        np_arg(np.argmin),
+        name="argmin_keepdims",
+    ),
+    OpCase(
+        R.argmin,
+        FLOATS,
+        along((3, 5), nans=True, axis=-1, keepdims=False),
+        np_arg(np.argmin),
+        name="argmin_nan",
+    ),
     OpCase(R.cumsum, NUMERIC, along((3, 6), axis=1, reverse=False), np_cumsum),
-    OpCase(R.cumsum, NUMERIC, along((4, 2, 3), axis=0, reverse=True), np_cumsum,
-           name="cumsum_reverse"),
-    OpCase(R.cumsum, INTS, along((2, 9), 0, 100, axis=-1, reverse=True), np_cumsum,
-           name="cumsum_wraps"),
-    OpCase(R.cumsum, NUMERIC, along((0, 3), axis=0, reverse=False), np_cumsum,
-           name="cumsum_empty"),
+    OpCase(
+        R.cumsum, NUMERIC, along((4, 2, 3), axis=0, reverse=True), np_cumsum, name="cumsum_reverse"
+    ),
+    OpCase(
+        R.cumsum, INTS, along((2, 9), 0, 100, axis=-1, reverse=True), np_cumsum, name="cumsum_wraps"
+    ),
+    OpCase(R.cumsum, NUMERIC, along((0, 3), axis=0, reverse=False), np_cumsum, name="cumsum_empty"),
 ]
 
 
@@ -122,8 +208,10 @@ def test_op_against_numpy(case, dtype):
 F32 = np.dtype(np.float32)
 
 
-@pytest.mark.parametrize("axes, match", [((2,), "out of range"), ((-3,), "out of range"),
-                                         ((0, 0), "repeated"), ((1, -1), "repeated")])
+@pytest.mark.parametrize(
+    "axes, match",
+    [((2,), "out of range"), ((-3,), "out of range"), ((0, 0), "repeated"), ((1, -1), "repeated")],
+)
 def test_bad_axes_are_shape_errors(axes, match):
     with pytest.raises(ShapeError, match=match):
         add_op(R.reduce_sum, [((2, 3), F32)], axes=axes, keepdims=False)
@@ -138,12 +226,15 @@ def test_max_of_empty_axis_is_a_shape_error():
     assert out.type == TensorType((0, 1), F32)
 
 
-@pytest.mark.parametrize("opdef, dtype, attrs", [
-    (R.reduce_sum, np.bool_, {"axes": (0,), "keepdims": False}),
-    (R.reduce_and, np.float32, {"axes": (0,), "keepdims": False}),
-    (R.argmax, np.bool_, {"axis": 0, "keepdims": False}),
-    (R.cumsum, np.bool_, {"axis": 0, "reverse": False}),
-])
+@pytest.mark.parametrize(
+    "opdef, dtype, attrs",
+    [
+        (R.reduce_sum, np.bool_, {"axes": (0,), "keepdims": False}),
+        (R.reduce_and, np.float32, {"axes": (0,), "keepdims": False}),
+        (R.argmax, np.bool_, {"axis": 0, "keepdims": False}),
+        (R.cumsum, np.bool_, {"axis": 0, "reverse": False}),
+    ],
+)
 def test_unclaimed_dtypes_are_dtype_errors(opdef, dtype, attrs):
     with pytest.raises(DTypeError, match="expected one of"):
         add_op(opdef, [((3,), dtype)], **attrs)

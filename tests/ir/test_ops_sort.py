@@ -50,18 +50,43 @@ def np_top_k(x, k):
 CASES = [
     OpCase(S.sort, ANY, along((3, 9), axis=1, descending=False), np_sort),
     OpCase(S.sort, ANY, along((8, 2, 3), axis=0, descending=True), np_sort, name="sort_descending"),
-    OpCase(S.sort, FLOATS, along((4, 200), nans=True, axis=-1, descending=False), np_sort,
-           name="sort_nan"),
-    OpCase(S.sort, FLOATS, along((4, 200), nans=True, axis=1, descending=True), np_sort,
-           name="sort_nan_descending"),
+    OpCase(
+        S.sort,
+        FLOATS,
+        along((4, 200), nans=True, axis=-1, descending=False),
+        np_sort,
+        name="sort_nan",
+    ),
+    OpCase(
+        S.sort,
+        FLOATS,
+        along((4, 200), nans=True, axis=1, descending=True),
+        np_sort,
+        name="sort_nan_descending",
+    ),
     OpCase(S.sort, ANY, along((0, 3), axis=0, descending=False), np_sort, name="sort_empty"),
     OpCase(S.argsort, ANY, along((3, 500), axis=-1, descending=False), np_argsort),
-    OpCase(S.argsort, ANY, along((2, 300, 3), axis=1, descending=True), np_argsort,
-           name="argsort_descending"),
-    OpCase(S.argsort, FLOATS, along((4, 200), nans=True, axis=1, descending=False), np_argsort,
-           name="argsort_nan"),
-    OpCase(S.argsort, FLOATS, along((200, 4), nans=True, axis=0, descending=True), np_argsort,
-           name="argsort_nan_descending"),
+    OpCase(
+        S.argsort,
+        ANY,
+        along((2, 300, 3), axis=1, descending=True),
+        np_argsort,
+        name="argsort_descending",
+    ),
+    OpCase(
+        S.argsort,
+        FLOATS,
+        along((4, 200), nans=True, axis=1, descending=False),
+        np_argsort,
+        name="argsort_nan",
+    ),
+    OpCase(
+        S.argsort,
+        FLOATS,
+        along((200, 4), nans=True, axis=0, descending=True),
+        np_argsort,
+        name="argsort_nan_descending",
+    ),
     OpCase(S.top_k, ANY, along((3, 9), k=4), np_top_k),
     OpCase(S.top_k, ANY, along((2, 2, 5), k=5), np_top_k, name="top_k_all"),
     OpCase(S.top_k, ANY, along((6,), k=0), np_top_k, name="top_k_none"),
@@ -80,8 +105,9 @@ def add(opdef, shape, dtype=np.float32, **attrs):
 
 
 def test_output_types():
-    assert add(S.argsort, (2, 3), np.uint8, axis=0, descending=True)[0].type == \
-        TensorType((2, 3), np.int32)
+    assert add(S.argsort, (2, 3), np.uint8, axis=0, descending=True)[0].type == TensorType(
+        (2, 3), np.int32
+    )
     values, indices = add(S.top_k, (2, 5), np.int16, k=2)
     assert values.type == TensorType((2, 2), np.int16)
     assert indices.type == TensorType((2, 2), np.int32)
@@ -100,4 +126,3 @@ def test_bad_axes_and_ranks_are_shape_errors():
         add(S.argsort, (), axis=0, descending=False)
     with pytest.raises(ShapeError, match="rank >= 1"):
         add(S.top_k, (), k=0)
-

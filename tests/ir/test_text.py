@@ -40,15 +40,22 @@ def test_print_without_locations_and_parse_it():
 
 
 def test_names_are_renumbered_and_comments_ignored():
-    text = ("# after pass cse\ngraph @g(%x: f32[2]) {\n  %y: f32[2] = neg(%x)  # negate\n"
-            "  return %y\n}\n")
-    assert print_graph(parse(text)) == "graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0)\n  return %1\n}\n"
+    text = (
+        "# after pass cse\ngraph @g(%x: f32[2]) {\n  %y: f32[2] = neg(%x)  # negate\n"
+        "  return %y\n}\n"
+    )
+    assert (
+        print_graph(parse(text))
+        == "graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0)\n  return %1\n}\n"
+    )
 
 
 def test_empty_graph_and_attribute_kinds():
     assert print_graph(parse("graph @e() {\n  return\n}\n")) == "graph @e() {\n  return\n}\n"
-    text = ("graph @k() {\n  %0: bf16[2,2] = iota() {shape=[2, 2], dimension=1, dtype=bf16}\n"
-            "  %1: bool[2] = constant() {value=dense(bool[2], [true, false])}\n  return %0, %1\n}\n")
+    text = (
+        "graph @k() {\n  %0: bf16[2,2] = iota() {shape=[2, 2], dimension=1, dtype=bf16}\n"
+        "  %1: bool[2] = constant() {value=dense(bool[2], [true, false])}\n  return %0, %1\n}\n"
+    )
     assert print_graph(parse(text)) == text
 
 
@@ -58,15 +65,23 @@ MALFORMED = [
     ("graph @g(%0: ^f33[2]) {\n  return\n}", "unknown dtype 'f33'"),
     ("graph @g(%0: f32[2]) {\n  %1: f32[2] = ^nope(%0)\n  return %1\n}", "unknown op 'nope'"),
     ("graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(^%7)\n  return %1\n}", "%7 is used before"),
-    ("graph @g(%0: f32[2]) {\n  ^%1: f32[3] = neg(%0)\n  return %1\n}",
-     "declared f32[3] but neg gives f32[2]"),
+    (
+        "graph @g(%0: f32[2]) {\n  ^%1: f32[3] = neg(%0)\n  return %1\n}",
+        "declared f32[3] but neg gives f32[2]",
+    ),
     ("graph @g(%0: f32[2]) {\n  ^%0: f32[2] = neg(%0)\n  return %0\n}", "defined twice"),
-    ("graph @g(%0: f32[2], %1: i32[2]) {\n  ^%2: f32[2] = add(%0, %1)\n  return %2\n}",
-     "different dtypes"),
-    ("graph @g() {\n  %0: f32[2] = constant() {value=dense^(f32[2], [1.0])}\n  return %0\n}",
-     "needs 2 elements"),
-    ("graph @g(%0: f32[2]) {\n  ^%1: f32[2] = neg(%0) {bogus=1}\n  return %1\n}",
-     "unknown attributes"),
+    (
+        "graph @g(%0: f32[2], %1: i32[2]) {\n  ^%2: f32[2] = add(%0, %1)\n  return %2\n}",
+        "different dtypes",
+    ),
+    (
+        "graph @g() {\n  %0: f32[2] = constant() {value=dense^(f32[2], [1.0])}\n  return %0\n}",
+        "needs 2 elements",
+    ),
+    (
+        "graph @g(%0: f32[2]) {\n  ^%1: f32[2] = neg(%0) {bogus=1}\n  return %1\n}",
+        "unknown attributes",
+    ),
     ("graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0) ^$\n  return %1\n}", "unexpected character"),
     ("graph @g(%0: f32[^-2]) {\n  return\n}", "non-negative integer"),
     ("graph @g(%0: f32[2]) {\n  return %0\n} ^extra", "expected eof"),
@@ -105,9 +120,9 @@ def test_mangled_text_raises_only_parse_error(graph, data):
     edit = data.draw(st.sampled_from(["delete", "insert", "truncate", "swap"]))
     at = data.draw(st.integers(0, len(text)))
     if edit == "delete":
-        text = text[:at] + text[at + 1:]
+        text = text[:at] + text[at + 1 :]
     elif edit == "insert":
-        text = text[:at] + data.draw(st.sampled_from(list("%@()[]{},:=-\"#x9.e\n "))) + text[at:]
+        text = text[:at] + data.draw(st.sampled_from(list('%@()[]{},:=-"#x9.e\n '))) + text[at:]
     elif edit == "truncate":
         text = text[:at]
     else:

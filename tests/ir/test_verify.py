@@ -12,8 +12,9 @@ F32 = TensorType((2,), np.float32)
 
 
 def base() -> Graph:
-    return parse("graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0)\n  %2: f32[2] = exp(%1)\n"
-                 "  return %2\n}\n")
+    return parse(
+        "graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0)\n  %2: f32[2] = exp(%1)\n  return %2\n}\n"
+    )
 
 
 def test_valid_graph_passes():
@@ -31,7 +32,9 @@ def test_wrong_output_type():
     g = base()
     op = g.ops[0]
     g.ops[0] = Op(op.opdef, op.inputs, op.attrs, (Value(TensorType((3,), np.float32)),), op.loc)
-    with pytest.raises(VerifyError, match=r"output types f32\[3\] but its shape rule gives f32\[2\]"):
+    with pytest.raises(
+        VerifyError, match=r"output types f32\[3\] but its shape rule gives f32\[2\]"
+    ):
         verify(g)
 
 

@@ -65,10 +65,14 @@ def test_cse_keeps_different_attributes_apart():
 
 
 def test_pipeline_records_and_wraps_failures():
-    text = "graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0)\n  %2: f32[2] = neg(%0)\n  return %1\n}\n"
+    text = (
+        "graph @g(%0: f32[2]) {\n  %1: f32[2] = neg(%0)\n  %2: f32[2] = neg(%0)\n  return %1\n}\n"
+    )
     result = run_pipeline(parse(text), [cse, dce], keep_text=True)
     assert [(r.name, r.changed, r.ops_before, r.ops_after) for r in result.records] == [
-        ("cse", True, 2, 1), ("dce", False, 1, 1)]
+        ("cse", True, 2, 1),
+        ("dce", False, 1, 1),
+    ]
     assert result.records[0].text == print_graph(result.graph)
 
     def broken(graph: Graph) -> tuple[Graph, bool]:
