@@ -21,7 +21,7 @@ from flowjit.ir import Graph, print_graph
 from flowjit.passes import DEFAULT_PIPELINE, PipelineResult, run_pipeline
 from flowjit.runtime import Plan, make_entry, run_plan
 
-from .signature import Signature, signature_of
+from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
 
 logger = logging.getLogger("flowjit")
@@ -98,10 +98,7 @@ class CompiledFunction:
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         record = self._record(sig, args, kwargs)
         leaves = jax.tree_util.tree_leaves(
-            (
-                tuple(None if i in self.static_argnums else a for i, a in enumerate(args)),
-                {k: v for k, v in kwargs.items() if k not in self.static_argnames},
-            )
+            dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
         )
         outs = run_plan(record.plan, leaves)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs)

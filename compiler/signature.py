@@ -73,14 +73,21 @@ def leaf_type(leaf: Any, path: str) -> TensorType:
         raise TypeError(f"{path} has dtype {dtype}, which flowjit does not support") from None
 
 
+def dynamic_part(
+    args: tuple, kwargs: dict, static_argnums: Sequence[int], static_argnames: Sequence[str]
+) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` with the static arguments taken out (positions become None)."""
+    dyn_args = tuple(None if i in static_argnums else a for i, a in enumerate(args))
+    return dyn_args, {k: v for k, v in kwargs.items() if k not in static_argnames}
+
+
 def signature_of(
     args: tuple, kwargs: dict, static_argnums: Sequence[int], static_argnames: Sequence[str]
 ) -> Signature:
     """The signature of a call; static arguments are taken out of the tree by position/name."""
     statics = tuple((f"args[{i}]", args[i]) for i in static_argnums if i < len(args))
     statics += tuple((f"kwargs[{k!r}]", kwargs[k]) for k in static_argnames if k in kwargs)
-    dyn_args = tuple(None if i in static_argnums else a for i, a in enumerate(args))
-    dyn_kwargs = {k: v for k, v in kwargs.items() if k not in static_argnames}
+    dyn_args, dyn_kwargs = dynamic_part(args, kwargs, static_argnums, static_argnames)
     flat, treedef = jax.tree_util.tree_flatten_with_path((dyn_args, dyn_kwargs))
     paths = tuple(_path_name(p) for p, _ in flat)
     types = tuple(leaf_type(leaf, path) for path, (_, leaf) in zip(paths, flat))

@@ -162,13 +162,25 @@ class Tensor:
 
 
 _BINARY_OPERATORS = {
-    "add": fnp.add, "sub": fnp.subtract, "mul": fnp.multiply, "truediv": fnp.divide,
-    "floordiv": fnp.floor_divide, "mod": fnp.mod, "pow": fnp.power, "matmul": fla.matmul,
-    "and": fnp.bitwise_and, "or": fnp.bitwise_or, "xor": fnp.bitwise_xor,
+    "add": fnp.add,
+    "sub": fnp.subtract,
+    "mul": fnp.multiply,
+    "truediv": fnp.divide,
+    "floordiv": fnp.floor_divide,
+    "mod": fnp.mod,
+    "pow": fnp.power,
+    "matmul": fla.matmul,
+    "and": fnp.bitwise_and,
+    "or": fnp.bitwise_or,
+    "xor": fnp.bitwise_xor,
 }
 _COMPARISONS = {
-    "eq": fnp.equal, "ne": fnp.not_equal, "lt": fnp.less, "le": fnp.less_equal,
-    "gt": fnp.greater, "ge": fnp.greater_equal,
+    "eq": fnp.equal,
+    "ne": fnp.not_equal,
+    "lt": fnp.less,
+    "le": fnp.less_equal,
+    "gt": fnp.greater,
+    "ge": fnp.greater_equal,
 }
 
 
