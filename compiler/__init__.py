@@ -2,5 +2,6 @@
 
 from .api import CacheInfo, Compiled, CompiledFunction, Lowered, compile
 from .tensor import Tensor
+from .variable import Variable
 
-__all__ = ["CacheInfo", "Compiled", "CompiledFunction", "Lowered", "compile", "Tensor"]
+__all__ = ["CacheInfo", "Compiled", "CompiledFunction", "Lowered", "compile", "Tensor", "Variable"]

@@ -19,7 +19,7 @@ from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import Graph, print_graph
 from flowjit.passes import DEFAULT_PIPELINE, PipelineResult, run_pipeline
-from flowjit.runtime import Plan, make_entry, run_plan
+from flowjit.runtime import Plan, bound_in_flight, make_entry, run_plan
 
 from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
@@ -50,8 +50,17 @@ class TraceRecord:
         return self.pipeline.graph
 
 
+class _StateChanged(Exception):
+    """Raised inside a jax trace when a flowjit trace touches variables the entry was not
+    called with; the call then starts over with the new state layout."""
+
+
 class CompiledFunction:
-    """What ``@fj.compile`` returns: call it like the function it wraps."""
+    """What ``@fj.compile`` returns: call it like the function it wraps.
+
+    Variables the function uses are fed to the jitted entry as two tuples ahead of the user's
+    arguments: the values of the variables any trace writes (donated: updated in place) and of
+    those only read. A function that uses no variable has an entry without them."""
 
     def __init__(
         self,
@@ -65,27 +74,35 @@ class CompiledFunction:
     ):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "fn")
-        self.static_argnums = (
-            (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-        )
-        self.static_argnames = (
-            (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
-        )
+        as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731
+        self.static_argnums = as_tuple(static_argnums, int)
+        self.static_argnames = as_tuple(static_argnames, str)
+        donate_argnums = as_tuple(donate_argnums, int)
         self._traces: dict[tuple, TraceRecord] = {}
         self._last: TraceRecord | None = None
         self._calls = 0
-        self._entry = make_entry(
-            self._body,
-            static_argnums=self.static_argnums,
-            static_argnames=self.static_argnames,
-            donate_argnums=donate_argnums,
-            backend=backend,
+        self._written: tuple = ()  # variables some trace writes, in donation order
+        self._read_only: tuple = ()  # variables traces only read
+        self._stateful = False
+        entry = functools.partial(make_entry, static_argnames=self.static_argnames, backend=backend)
+        self._pure_entry = entry(
+            self._pure_body, static_argnums=self.static_argnums, donate_argnums=donate_argnums
+        )
+        self._state_entry = entry(
+            self._state_body,
+            static_argnums=tuple(i + 2 for i in self.static_argnums),
+            donate_argnums=(0,) + tuple(i + 2 for i in donate_argnums),
         )
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            out = self._entry(*args, **kwargs)
+            if not self._stateful:
+                out = self._pure_entry(*args, **kwargs)
+            else:
+                out = self._call_with_state(self._state_entry, args, kwargs)
+        except _StateChanged:
+            return self(*args, **kwargs)
         except TypeError:
             # jax rejects a non-array argument with its own words; name the argument's path.
             signature_of(args, kwargs, self.static_argnums, self.static_argnames)
@@ -93,15 +110,59 @@ class CompiledFunction:
         self._calls += 1  # only calls that ran count as hits or misses
         return out
 
+    def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
+        written = self._written
+        out, new = entry(
+            tuple(v.value for v in written),
+            tuple(v.value for v in self._read_only),
+            *args,
+            **kwargs,
+        )
+        for variable, value in zip(written, new):
+            variable._rebind(value)
+        bound_in_flight(jax.tree_util.tree_leaves(out), new)
+        return out
+
     # -- tracing ---------------------------------------------------------------------------
-    def _body(self, *args: Any, **kwargs: Any) -> Any:
+    def _pure_body(self, *args: Any, **kwargs: Any) -> Any:
+        record, leaves = self._prepare(args, kwargs)
+        if record.plan.stateful:
+            self._learn_state(record.plan)
+        outs, _ = run_plan(record.plan, leaves)
+        return jax.tree_util.tree_unflatten(record.out_treedef, outs)
+
+    def _state_body(self, written: tuple, read_only: tuple, *args: Any, **kwargs: Any) -> Any:
+        record, leaves = self._prepare(args, kwargs)
+        self._learn_state(record.plan)
+        values = dict(zip(self._written, written))
+        values.update(zip(self._read_only, read_only))
+        outs, new_values = run_plan(record.plan, leaves, values)
+        # a variable this trace does not write passes through (donated, so still rebound)
+        new_written = tuple(new_values.get(v, values[v]) for v in self._written)
+        return jax.tree_util.tree_unflatten(record.out_treedef, outs), new_written
+
+    def _prepare(self, args: tuple, kwargs: dict) -> tuple["TraceRecord", list]:
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         record = self._record(sig, args, kwargs)
         leaves = jax.tree_util.tree_leaves(
             dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
         )
-        outs = run_plan(record.plan, leaves)
-        return jax.tree_util.tree_unflatten(record.out_treedef, outs)
+        return record, leaves
+
+    def _learn_state(self, plan: Plan) -> None:
+        """Raise _StateChanged (after updating the layout) if ``plan`` uses variables the
+        current entry call was not given, or writes one it was given as read-only."""
+        # sets, not tuples: `in` on a tuple would compare variables with == (a traced read)
+        written, known = set(self._written), set(self._written) | set(self._read_only)
+        new_written = [v for v in plan.state_outputs if v not in written]
+        moved = set(new_written)
+        new_read = [v for v in plan.state_inputs if v not in known and v not in moved]
+        if new_written or new_read or not self._stateful:
+            self._written += tuple(new_written)
+            self._read_only = tuple(v for v in self._read_only if v not in moved)
+            self._read_only += tuple(new_read)
+            self._stateful = True
+            raise _StateChanged()
 
     def _record(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
         record = self._traces.get(sig.key)
@@ -151,7 +212,7 @@ class CompiledFunction:
         traced_at = time.perf_counter()
         traced = print_graph(ctx.graph)
         pipeline = run_pipeline(ctx.graph, DEFAULT_PIPELINE, keep_text=True)
-        plan = Plan(register_cluster(pipeline.graph), tuple(t.dtype for t in sig.types))
+        plan = _plan(pipeline.graph, sig, ctx.variables)
         logger.info(
             "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
             self.name,
@@ -164,10 +225,18 @@ class CompiledFunction:
     # -- introspection ---------------------------------------------------------------------
     def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-        jax_lowered = self._entry.lower(*args, **kwargs)  # traces through _body if needed
-        return Lowered(
-            self._traces[sig.key], jax_lowered, self.static_argnums, self.static_argnames
-        )
+        try:  # traces through the body if needed
+            if not self._stateful:
+                jax_lowered = self._pure_entry.lower(*args, **kwargs)
+            else:
+                states = (
+                    tuple(v.value for v in self._written),
+                    tuple(v.value for v in self._read_only),
+                )
+                jax_lowered = self._state_entry.lower(*states, *args, **kwargs)
+        except _StateChanged:
+            return self.lower(*args, **kwargs)
+        return Lowered(self._traces[sig.key], jax_lowered, self)
 
     def cache_info(self) -> CacheInfo:
         misses = len(self._traces)
@@ -177,18 +246,26 @@ class CompiledFunction:
         return f"<flowjit compiled function {self.name}>"
 
 
+def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
+    """The runtime's view of a discharged graph: which variables feed and receive values."""
+    by_name = {handle.name: variable for variable, handle in variables.items()}
+    slots = graph.state_map or []
+    first = lambda pair: pair[0]  # noqa: E731
+    reads = sorted(((s.input, by_name[s.name]) for s in slots if s.input is not None), key=first)
+    writes = sorted(((s.output, by_name[s.name]) for s in slots if s.output is not None), key=first)
+    return Plan(
+        register_cluster(graph),
+        tuple(t.dtype for t in sig.types),
+        state_inputs=tuple(v for _, v in reads),
+        state_outputs=tuple(v for _, v in writes),
+    )
+
+
 class Lowered:
     """A traced, optimized and lowered function; nothing has run."""
 
-    def __init__(
-        self,
-        record: TraceRecord,
-        jax_lowered: Any,
-        static_argnums: tuple[int, ...],
-        static_argnames: tuple[str, ...],
-    ):
-        self._record, self._jax = record, jax_lowered
-        self._statics = (static_argnums, static_argnames)
+    def __init__(self, record: TraceRecord, jax_lowered: Any, function: CompiledFunction):
+        self._record, self._jax, self._function = record, jax_lowered, function
 
     def ir(self, stage: str = "optimized") -> str:
         if stage == "traced":
@@ -202,25 +279,24 @@ class Lowered:
         return cluster_stablehlo(self._record.graph)
 
     def compile(self) -> "Compiled":
-        return Compiled(self._jax.compile(), *self._statics)
+        return Compiled(self._jax.compile(), self._function)
 
 
 class Compiled:
     """An XLA executable for one signature. Call it with the same arguments as the function
-    (static ones included; they must equal the values it was lowered with)."""
+    (static ones included; they must equal the values it was lowered with); it reads and
+    updates the function's variables like a call of the function does."""
 
-    def __init__(
-        self,
-        jax_compiled: Any,
-        static_argnums: tuple[int, ...] = (),
-        static_argnames: tuple[str, ...] = (),
-    ):
-        self._jax = jax_compiled
-        self._static_argnums, self._static_argnames = static_argnums, static_argnames
+    def __init__(self, jax_compiled: Any, function: CompiledFunction):
+        self._jax, self._function = jax_compiled, function
+        self._stateful = function._stateful
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        args = tuple(a for i, a in enumerate(args) if i not in self._static_argnums)
-        kwargs = {k: v for k, v in kwargs.items() if k not in self._static_argnames}
+        f = self._function
+        args = tuple(a for i, a in enumerate(args) if i not in f.static_argnums)
+        kwargs = {k: v for k, v in kwargs.items() if k not in f.static_argnames}
+        if self._stateful:
+            return f._call_with_state(self._jax, args, kwargs)
         return self._jax(*args, **kwargs)
 
     def hlo(self) -> str:

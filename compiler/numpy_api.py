@@ -34,10 +34,14 @@ from .trace import constant, convert, emit
 
 
 def asarray(x: Any, dtype: Any = None):
-    """A Tensor of ``x`` (a Tensor, numpy array or Python scalar), converted to ``dtype``."""
+    """A Tensor of ``x`` (a Tensor, Variable (read now), numpy array or Python scalar),
+    converted to ``dtype``."""
     from .tensor import Tensor
+    from .variable import Variable
 
     dtype = None if dtype is None else canonical_dtype(dtype)
+    if isinstance(x, Variable):
+        x = x.read()
     if not isinstance(x, Tensor):
         if not (is_python_scalar(x) or isinstance(x, (np.ndarray, np.generic, list, tuple))):
             if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):

@@ -14,6 +14,7 @@ import numpy as np
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import TensorType
 from flowjit.ir.errors import DTypeError
+from flowjit.runtime.variables import VariableCell
 
 _NARROW = {
     np.dtype(np.float64): np.dtype(np.float32),
@@ -55,6 +56,11 @@ def _path_name(path: Sequence[Any]) -> str:
 
 def leaf_type(leaf: Any, path: str) -> TensorType:
     """The flowjit type of one argument leaf (array, scalar or tracer)."""
+    if isinstance(leaf, VariableCell):
+        raise TypeError(
+            f"{path} is the variable {leaf.name!r}: variables are captured, not passed; use it "
+            "inside the function directly (or pass its .value to pass a copy of its value)"
+        )
     try:
         aval = jax.typeof(leaf)
     except TypeError:

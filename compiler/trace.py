@@ -3,11 +3,13 @@ the context's graph, stamped with the user's source line."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import numpy as np
 
 from flowjit.ir import Graph, OpDef, TensorType, TracingError
+from flowjit.ir.core import StateHandle
 from flowjit.ir.ops import creation, elementwise
 
 from .location import user_location
@@ -21,6 +23,18 @@ class TraceContext:
 
     def __init__(self, name: str):
         self.graph = Graph(name)
+        self.variables: dict[Any, StateHandle] = {}  # variable object -> its handle here
+
+    def handle(self, variable: Any) -> StateHandle:
+        """The graph's handle for ``variable``, declared on first use (names made unique)."""
+        if variable not in self.variables:
+            taken = {h.name for h in self.graph.states}
+            base = re.sub(r"[^A-Za-z0-9_.]", "_", variable.name) or "var"
+            name, k = base, 1
+            while name in taken:
+                name, k = f"{base}_{k}", k + 1
+            self.variables[variable] = self.graph.add_state(name, variable.type)
+        return self.variables[variable]
 
     def __enter__(self) -> "TraceContext":
         _STACK.append(self)
@@ -33,6 +47,10 @@ class TraceContext:
         from .tensor import Tensor
 
         return Tensor(self.graph.add_input(type_), self)
+
+
+def tracing() -> bool:
+    return bool(_STACK)
 
 
 def current() -> TraceContext:
@@ -53,6 +71,9 @@ def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
     ctx = current()
     values = []
     for x in inputs:
+        if isinstance(x, StateHandle):  # a state op's variable (see compiler/variable.py)
+            values.append(x)
+            continue
         if not isinstance(x, Tensor):
             raise TypeError(f"internal: emit({opdef.name}) got {type(x).__name__}")
         if x.trace is not ctx:

@@ -9,8 +9,9 @@ optimize it, and compile it with XLA.
         return fnp.tanh(x @ w).sum()
 """
 
-from . import ir, nn, numpy  # noqa: F401
-from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, compile
+from . import ir, nn, numpy, random  # noqa: F401
+from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
+from .runtime import config
 from .ir import (
     DTypeError,
     FlowjitError,
@@ -21,16 +22,22 @@ from .ir import (
     TracingError,
     VerifyError,
 )
+from flowjit.runtime.checkpoint import Checkpoint, restore, save
 
 __version__ = "0.1.0"
 
 __all__ = [
     "compile",
+    "config",
     "Tensor",
+    "Variable",
     "CacheInfo",
     "Compiled",
     "CompiledFunction",
     "Lowered",
+    "save",
+    "restore",
+    "Checkpoint",
     "FlowjitError",
     "DTypeError",
     "LoweringError",

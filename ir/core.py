@@ -175,14 +175,55 @@ class Op:
         return f"Op({self.opdef.name}, loc={self.loc})"
 
 
+class StateHandle(Value):
+    """A variable's handle in a graph: a typed value that only state ops (read_variable,
+    assign_variable, ...) take as input. Printed ``$name``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, type: TensorType):
+        super().__init__(type)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StateHandle(${self.name}: {self.type})"
+
+
+@dataclass(frozen=True)
+class StateSlot:
+    """Where discharge_state put one variable: its value's graph input index (None if the
+    graph never reads it) and its new value's output index (None if never written)."""
+
+    name: str
+    input: int | None
+    output: int | None
+
+
 class Graph:
-    """Typed inputs, ops in program order, outputs. ``name`` is for printing and dumps."""
+    """Typed inputs, ops in program order, outputs. ``name`` is for printing and dumps.
+
+    ``states`` are the handles of the variables the graph reads or writes (ordered effects);
+    after discharge_state there are none, and ``state_map`` says where each variable went."""
 
     def __init__(self, name: str = "main", inputs: list[Value] | None = None):
         self.name = name
         self.inputs: list[Value] = list(inputs or [])
         self.ops: list[Op] = []
         self.outputs: list[Value] = []
+        self.states: list[StateHandle] = []
+        self.state_map: list[StateSlot] | None = None
+
+    def derive(self) -> "Graph":
+        """An empty graph with this one's name, inputs and state declarations (for passes
+        that rebuild the op list)."""
+        out = Graph(self.name, self.inputs)
+        out.states, out.state_map = list(self.states), self.state_map
+        return out
+
+    def add_state(self, name: str, type: TensorType) -> StateHandle:
+        handle = StateHandle(name, type)
+        self.states.append(handle)
+        return handle
 
     def add_input(self, type: TensorType) -> Value:
         value = Value(type)

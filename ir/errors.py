@@ -19,8 +19,7 @@ class FlowjitError(Exception):
         return ": ".join([*parts, self.detail])
 
     def with_context(self, *, op: str | None = None, loc: object | None = None) -> FlowjitError:
-        """Fill in the op and location if not set yet; returns self (``raise err.with_context()``).
-        """
+        """Fill in the op and location where not set; returns self (``raise e.with_context()``)."""
         self.op = self.op or op
         self.loc = self.loc or loc
         self.args = (self._format(),)
@@ -57,3 +56,7 @@ class LoweringError(FlowjitError, TypeError):
 
 class PassError(FlowjitError, RuntimeError):
     """A pass failed; the message names the pass and the passes that ran before it."""
+
+
+class CheckpointError(FlowjitError, ValueError):
+    """A checkpoint cannot be written or restored; the message names the file and variable."""

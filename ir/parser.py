@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import OPS, Graph, Location, Value
+from .core import OPS, Graph, Location, StateSlot, Value
 from .errors import FlowjitError, ParseError
 from .types import DTYPE_NAMES, TensorType
 
@@ -17,6 +17,7 @@ _TOKEN = re.compile(
     r"""
     (?P<skip>\s+|\#[^\n]*)
   | (?P<value>%[A-Za-z0-9_.]+)
+  | (?P<state>\$[A-Za-z0-9_.]+)
   | (?P<symbol>@[A-Za-z0-9_.]+)
   | (?P<number>-?(?:(?:inf|nan)(?![A-Za-z0-9_])|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?))
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
@@ -97,6 +98,13 @@ class _Parser:
         self.take("punct", "(")
         for name_token, type_ in self.comma_list(")", self.typed_name):
             graph.inputs.append(self.define(name_token, type_))
+        if self.accept("ident", "state"):
+            self.take("punct", "(")
+            for name_token, type_ in self.comma_list(")", lambda: self.typed_name("state")):
+                self.define(name_token, type_, graph.add_state(name_token.text[1:], type_))
+        if self.accept("ident", "state_map"):
+            self.take("punct", "(")
+            graph.state_map = self.comma_list(")", lambda: self.state_slot(graph))
         self.take("punct", "{")
         while not (self.peek().kind == "ident" and self.peek().text == "return"):
             self.op(graph)
@@ -109,8 +117,8 @@ class _Parser:
         self.take("eof")
         return graph
 
-    def typed_name(self) -> tuple[_Token, TensorType]:
-        name = self.take("value")
+    def typed_name(self, kind: str = "value") -> tuple[_Token, TensorType]:
+        name = self.take(kind)
         self.take("punct", ":")
         return name, self.type()
 
@@ -138,17 +146,33 @@ class _Parser:
         return value
 
     def use(self) -> Value:
-        token = self.take("value")
+        token = self.take("state" if self.peek().kind == "state" else "value")
         if token.text not in self.values:
             raise self.error(f"value {token.text} is used before it is defined", token)
         return self.values[token.text]
 
+    def state_slot(self, graph: Graph) -> StateSlot:
+        name = self.take("state")
+        self.take("punct", ":")
+        indices = []
+        for key, limit in (("in", len(graph.inputs)), ("out", None)):
+            self.take("ident", key)
+            self.take("punct", "=")
+            token = self.peek()
+            index = None if self.accept("ident", "none") else self.nonnegative_int()
+            if index is not None and limit is not None and index >= limit:
+                raise self.error(f"state input {index} is not an input of the graph", token)
+            indices.append(index)
+        return StateSlot(name.text[1:], *indices)
+
     def op(self, graph: Graph) -> None:
         start = self.peek()
-        results = [self.typed_name()]
-        while self.accept("punct", ","):
+        results = []
+        if start.kind == "value":  # ops without results start with their name
             results.append(self.typed_name())
-        self.take("punct", "=")
+            while self.accept("punct", ","):
+                results.append(self.typed_name())
+            self.take("punct", "=")
         name = self.take("ident")
         opdef = OPS.get(name.text)
         if opdef is None:

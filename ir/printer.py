@@ -1,10 +1,15 @@
 """The IR text form. Deterministic: values are numbered in definition order.
 
-    graph @step(%0: f32[3], %1: f32[]) {
-      %2: f32[3] = add(%0, %1) loc("train.py":5)
-      %3: f32[] = reduce_sum(%2) {axes=[0], keepdims=false} loc("train.py":6)
-      return %3
+    graph @step(%0: f32[3], %1: f32[]) state($w: f32[3]) {
+      %2: f32[3] = read_variable($w) loc("train.py":4)
+      %3: f32[3] = add(%0, %2) loc("train.py":5)
+      assign_variable($w, %3) loc("train.py":6)
+      %4: f32[] = reduce_sum(%3) {axes=[0], keepdims=false} loc("train.py":7)
+      return %4
     }
+
+Variables appear as handles ``$name`` declared by ``state(...)``; after discharge_state the
+header says where each went instead: ``state_map($w: in=2 out=0)``.
 
 ``parse(print_graph(g))`` prints back to the same text (a tested invariant).
 """
@@ -22,19 +27,28 @@ from .types import TensorType, dtype_name
 
 
 def print_graph(graph: Graph, *, locs: bool = True) -> str:
-    names: dict[Value, str] = {}
+    names: dict[Value, str] = {h: f"${h.name}" for h in graph.states}
 
     def name(v: Value) -> str:
         if v not in names:
-            names[v] = f"%{len(names)}"
+            names[v] = f"%{len(names) - len(graph.states)}"
         return names[v]
 
     args = ", ".join(f"{name(v)}: {v.type}" for v in graph.inputs)
-    lines = [f"graph @{graph.name}({args}) {{"]
+    header = f"graph @{graph.name}({args})"
+    if graph.states:
+        header += " state(" + ", ".join(f"${h.name}: {h.type}" for h in graph.states) + ")"
+    if graph.state_map is not None:
+        slots = (
+            f"${s.name}: in={format_attr(s.input)} out={format_attr(s.output)}"
+            for s in graph.state_map
+        )
+        header += " state_map(" + ", ".join(slots) + ")"
+    lines = [header + " {"]
     for op in graph.ops:
         ins = ", ".join(names.get(v, "%<undefined>") for v in op.inputs)
         outs = ", ".join(f"{name(v)}: {v.type}" for v in op.outputs)
-        text = f"  {outs} = {op.opdef.name}({ins})"
+        text = f"  {outs} = {op.opdef.name}({ins})" if outs else f"  {op.opdef.name}({ins})"
         if op.attrs:
             text += " {" + ", ".join(f"{k}={format_attr(v)}" for k, v in op.attrs.items()) + "}"
         if locs and op.loc is not None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .core import OPS, Graph, Value, check_attrs
 from .errors import FlowjitError, VerifyError
+from .ops.state import READ, WRITE
+
+STATE_EFFECTS = frozenset({READ, WRITE})
 
 
 def verify(graph: Graph) -> None:
@@ -18,11 +21,38 @@ def verify(graph: Graph) -> None:
 
     for value in graph.inputs:
         define(value, "a graph input")
+    handles = set(graph.states)
+    if len(handles) != len(graph.states) or len({h.name for h in graph.states}) != len(handles):
+        raise VerifyError("the graph declares a variable twice")
+    if graph.state_map is not None:
+        if graph.states:
+            raise VerifyError("a discharged graph (with a state_map) cannot declare state")
+        for slot in graph.state_map:
+            if slot.input is not None and not 0 <= slot.input < len(graph.inputs):
+                raise VerifyError(
+                    f"state_map: ${slot.name} reads input {slot.input}, which "
+                    "the graph does not have"
+                )
+            if slot.output is not None and not 0 <= slot.output < len(graph.outputs):
+                raise VerifyError(
+                    f"state_map: ${slot.name} writes output {slot.output}, which "
+                    "the graph does not have"
+                )
     for index, op in enumerate(graph.ops):
         name, loc = op.opdef.name, op.loc
         if OPS.get(name) is not op.opdef:
             raise VerifyError(f"op #{index} uses an unregistered op definition", op=name, loc=loc)
         for i, value in enumerate(op.inputs):
+            is_state_input = bool(op.opdef.effects & STATE_EFFECTS) and i == 0
+            if is_state_input != (value in handles):
+                what = (
+                    "must be a declared variable handle"
+                    if is_state_input
+                    else ("is a variable handle; read it with read_variable first")
+                )
+                raise VerifyError(f"input {i} of op #{index} {what}", op=name, loc=loc)
+            if value in handles:
+                continue
             if value not in defined:
                 raise VerifyError(
                     f"input {i} of op #{index} is used before it is defined", op=name, loc=loc

@@ -23,7 +23,7 @@ def _attr_key(value: Any) -> Any:
 def cse(graph: Graph) -> tuple[Graph, bool]:
     seen: dict[Any, Op] = {}
     replace: dict[Value, Value] = {}
-    out = Graph(graph.name, graph.inputs)
+    out = graph.derive()
     for op in graph.ops:
         inputs = tuple(replace.get(v, v) for v in op.inputs)
         if op.opdef.effects:

@@ -14,7 +14,7 @@ def dce(graph: Graph) -> tuple[Graph, bool]:
             live.update(op.inputs)
     if len(kept) == len(graph.ops):
         return graph, False
-    out = Graph(graph.name, graph.inputs)
+    out = graph.derive()
     out.ops = kept[::-1]
     out.outputs = list(graph.outputs)
     return out, True

@@ -1,5 +1,7 @@
-"""The runtime: executes compiled plans (and, later, keeps variable state on devices)."""
+"""The runtime: executes compiled plans and keeps variable state on devices."""
 
-from .plan import Plan, make_entry, run_plan
+from .config import config
+from .plan import Plan, bound_in_flight, make_entry, run_plan
+from .variables import VariableCell
 
-__all__ = ["Plan", "make_entry", "run_plan"]
+__all__ = ["config", "Plan", "bound_in_flight", "make_entry", "run_plan", "VariableCell"]

@@ -1,12 +1,14 @@
 """Executing a compiled plan under jax.jit.
 
-A Plan is what the runtime sees of a compiled function: the clusters to run in order and the
-dtypes their flat inputs take; never an IR op. ``make_entry`` wraps the compiler's body in
-``jax.jit``, so each call takes jax's C++ dispatch path (docs/xla-notes.md, "Recommended
-backend design")."""
+A Plan is what the runtime sees of a compiled function: the cluster to run, the dtypes its
+argument inputs take, and which variables' values follow the arguments (state inputs) and
+which variables' new values follow the results (state outputs); never an IR op.
+``make_entry`` wraps the compiler's body in ``jax.jit`` so each call takes jax's C++ dispatch
+path (docs/xla-notes.md, "Recommended backend design")."""
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -15,20 +17,34 @@ import numpy as np
 from flowjit.backends.xla import cluster_p
 from flowjit.backends.xla.jaxshim import jax
 
+from .config import config
+
 
 @dataclass(frozen=True)
 class Plan:
     cluster_key: int
     input_dtypes: tuple[np.dtype, ...]
+    state_inputs: tuple[Any, ...] = ()  # variables whose values follow the argument leaves
+    state_outputs: tuple[Any, ...] = ()  # variables whose new values follow the results
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.state_inputs or self.state_outputs)
 
 
-def run_plan(plan: Plan, leaves: Sequence[Any]) -> list[Any]:
-    """Run the plan on flat jax values (tracers under jit): cast, then bind the cluster."""
+def run_plan(
+    plan: Plan, leaves: Sequence[Any], state: dict[Any, Any] | None = None
+) -> tuple[list[Any], dict[Any, Any]]:
+    """Run the plan on flat jax values (tracers under jit): cast the arguments, feed the state
+    values, bind the cluster. Returns the results and {variable: new value} for each write."""
     cast = [
         x if x.dtype == dt else jax.lax.convert_element_type(x, dt)
         for x, dt in zip(leaves, plan.input_dtypes, strict=True)
     ]
-    return list(cluster_p.bind(*cast, key=plan.cluster_key))
+    inputs = cast + [state[v] for v in plan.state_inputs]
+    outs = list(cluster_p.bind(*inputs, key=plan.cluster_key))
+    n = len(outs) - len(plan.state_outputs)
+    return outs[:n], dict(zip(plan.state_outputs, outs[n:]))
 
 
 def make_entry(
@@ -70,3 +86,38 @@ class _OnDevice:
     def lower(self, *args: Any, **kwargs: Any) -> Any:
         with jax.default_device(self._device):
             return self._jitted.lower(*args, **kwargs)
+
+
+_in_flight: collections.deque = collections.deque()  # tokens of queued steps, oldest first
+_untracked = 0  # steps dispatched since the newest token
+
+
+@jax.jit
+def _first_element(array: Any) -> Any:
+    return array.reshape(-1)[:1]
+
+
+def bound_in_flight(results: Sequence[Any], new_state: Sequence[Any]) -> None:
+    """Called after dispatching a step: when more than ``max_steps_in_flight`` steps are
+    queued, wait for the oldest.
+
+    A step is tracked by a token that is ready when it is done: its first result, or, for a
+    step with no results, a one-element copy of its first new state value (state arrays are
+    donated to the next step, so they cannot be waited on later; computing the token inside
+    the step would make XLA give up updating the state in place). That copy is a dispatch of
+    its own, so result-less steps take one every ``max(1, N // 2)`` steps: then up to
+    N + N // 2 - 1 steps may be queued."""
+    global _untracked
+    n = config.max_steps_in_flight
+    token = next((a for a in results if hasattr(a, "block_until_ready")), None)
+    if token is None and _untracked + 1 >= max(1, n // 2):
+        token = next((_first_element(a) for a in new_state if a.size), None)
+    if token is None:
+        _untracked += 1
+        return
+    _untracked = 0
+    _in_flight.append(token)
+    while len(_in_flight) > n:
+        oldest = _in_flight.popleft()
+        if not oldest.is_deleted():  # a result the user donated to a later step: skip it
+            oldest.block_until_ready()

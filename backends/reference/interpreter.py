@@ -7,16 +7,33 @@ from typing import Sequence
 import numpy as np
 
 from flowjit.ir import Graph
+from flowjit.ir.ops.state import WRITE
 
 
-def run_graph(graph: Graph, args: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Evaluate ``graph`` on concrete numpy arrays; results have the graph's output types."""
+def run_graph(
+    graph: Graph, args: Sequence[np.ndarray], state: dict[str, np.ndarray] | None = None
+) -> list[np.ndarray]:
+    """Evaluate ``graph`` on concrete numpy arrays; results have the graph's output types.
+    A graph that declares variables reads and updates ``state`` (name -> array) in order."""
     env = {}
     for value, arg in zip(graph.inputs, args, strict=True):
         env[value] = np.asarray(arg, dtype=value.type.dtype).reshape(value.type.shape)
+    if graph.states:
+        if state is None or any(h.name not in state for h in graph.states):
+            missing = [h.name for h in graph.states if state is None or h.name not in state]
+            raise ValueError(f"run_graph needs the values of variables {missing}")
+        for handle in graph.states:
+            env[handle] = np.asarray(state[handle.name], handle.type.dtype).reshape(
+                handle.type.shape
+            )
     for op in graph.ops:
         out = op.opdef.ref(*(env[v] for v in op.inputs), **op.attrs)
+        if WRITE in op.opdef.effects:
+            env[op.inputs[0]] = np.asarray(out, op.inputs[0].type.dtype)
+            continue
         outs = out if isinstance(out, tuple) else (out,)
         for value, result in zip(op.outputs, outs, strict=True):
             env[value] = np.asarray(result, dtype=value.type.dtype).reshape(value.type.shape)
+    for handle in graph.states:
+        state[handle.name] = env[handle]
     return [env[v] for v in graph.outputs]

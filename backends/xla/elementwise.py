@@ -49,7 +49,8 @@ _BINARY = {
 _COMPARE = {E.eq: "EQ", E.ne: "NE", E.lt: "LT", E.le: "LE", E.gt: "GT", E.ge: "GE"}
 
 
-def _operands(op: Op, args) -> list[ir.Value]:
+def broadcast_operands(op: Op, args) -> list[ir.Value]:
+    """The op's operands broadcast (numpy-style) to its output shape."""
     shape = op.outputs[0].type.shape
     return [broadcast(a, v.type, shape) for a, v in zip(args, op.inputs)]
 
@@ -67,7 +68,7 @@ def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
 
 @lowers(*_BINARY)
 def _binary_lower(op: Op, *args: ir.Value) -> ir.Value:
-    return _BINARY[op.opdef](*_operands(op, args))
+    return _BINARY[op.opdef](*broadcast_operands(op, args))
 
 
 def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Value:
@@ -83,12 +84,12 @@ def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Val
 
 @lowers(*_COMPARE)
 def _compare_lower(op: Op, *args: ir.Value) -> ir.Value:
-    return compare(*_operands(op, args), _COMPARE[op.opdef], op.inputs[0].type.dtype)
+    return compare(*broadcast_operands(op, args), _COMPARE[op.opdef], op.inputs[0].type.dtype)
 
 
 @lowers(E.select)
 def _select_lower(op: Op, *args: ir.Value) -> ir.Value:
-    return hlo.select(*_operands(op, args))
+    return hlo.select(*broadcast_operands(op, args))
 
 
 @lowers(E.convert)
@@ -111,7 +112,7 @@ def _rounds_toward_zero(t: TensorType, rem: ir.Value, b: ir.Value) -> ir.Value:
 
 @lowers(E.remainder)
 def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
-    a, b = _operands(op, args)
+    a, b = broadcast_operands(op, args)
     t, rem = op.outputs[0].type, hlo.remainder(a, b)
     if t.dtype.kind == "u":
         return rem
@@ -121,7 +122,7 @@ def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
 
 @lowers(E.floor_divide)
 def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
-    a, b = _operands(op, args)
+    a, b = broadcast_operands(op, args)
     t = op.outputs[0].type
     if is_float(t.dtype):
         return hlo.floor(hlo.divide(a, b))
@@ -135,4 +136,4 @@ def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
 
 @lowers(E.pow_)
 def _pow_lower(op: Op, *args: ir.Value) -> ir.Value:
-    return hlo.power(*_operands(op, args))
+    return hlo.power(*broadcast_operands(op, args))

@@ -1,0 +1,143 @@
+"""``fj.Variable``: state that persists across calls (API.md, section 3).
+
+Outside a compiled function a Variable acts at once on its device value (runtime/variables.py).
+Inside one, using it reads it (a ``read_variable`` op) and ``assign*`` writes it (ordered
+``assign*_variable`` ops), so reads and writes happen in the order the Python code wrote them.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from flowjit.ir import TensorType, TracingError
+from flowjit.ir.errors import FlowjitError
+from flowjit.ir.ops import state as S
+from flowjit.runtime.variables import VariableCell
+
+from .location import user_location
+from .trace import current, emit, tracing
+
+
+class Variable(VariableCell):
+    """A named, typed, mutable array. ``w.value`` is its current ``jax.Array``."""
+
+    __hash__ = object.__hash__
+
+    def read(self) -> Any:
+        """The current value: a Tensor inside a compiled function, a jax.Array outside."""
+        if not tracing():
+            return self.value
+        ctx = current()
+        return emit(S.read_variable, [ctx.handle(self)])
+
+    def _write(self, opdef, value: Any, what: str) -> "Variable":
+        if not tracing():
+            if opdef is S.assign_variable:
+                return self.set_value(value)
+            return self._assign_add_now(value, 1 if opdef is S.assign_add_variable else -1)
+        from .numpy_api import asarray, broadcast_to, full
+
+        try:  # a Python scalar fills the variable's shape; other values broadcast to it
+            tensor = full(self.shape, value, self.dtype) if _is_scalar(value) else asarray(value)
+            if tensor.shape != self.shape and _broadcasts(tensor.shape, self.shape):
+                tensor = broadcast_to(tensor, self.shape)
+            self.check_compatible(TensorType(tensor.shape, tensor.dtype), what)
+            emit(opdef, [current().handle(self), tensor])
+        except FlowjitError as err:
+            raise err.with_context(op=opdef.name, loc=user_location()) from None
+        return self
+
+    def assign(self, value: Any) -> "Variable":
+        return self._write(S.assign_variable, value, "cannot assign a value")
+
+    def assign_add(self, value: Any) -> "Variable":
+        return self._write(S.assign_add_variable, value, "cannot add a value")
+
+    def assign_sub(self, value: Any) -> "Variable":
+        return self._write(S.assign_sub_variable, value, "cannot subtract a value")
+
+    def __array__(self, dtype: Any = None, copy: Any = None):
+        if tracing():
+            raise TracingError(
+                f"np.asarray(variable {self.name!r}) inside a compiled function would bake its "
+                "current value into the program; use the variable itself (fnp functions and "
+                "operators read it)",
+                loc=user_location(),
+            )
+        return super().__array__(dtype, copy)
+
+    # Everything else a Tensor (or, outside, a jax.Array) has, on the value as read now.
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.read(), name)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.read()[key]
+
+    def __bool__(self) -> bool:
+        return bool(self.read())
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __neg__(self):
+        return -self.read()
+
+    def __abs__(self):
+        return abs(self.read())
+
+    def __invert__(self):
+        return ~self.read()
+
+    @property
+    def T(self) -> Any:
+        return self.read().T
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return self.type.size
+
+
+def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (bool, int, float))
+
+
+def _forward(op, reflected: bool = False):
+    if reflected:
+        return lambda self, other: op(other, self.read())
+    return lambda self, other: op(self.read(), other)
+
+
+for _name in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+):
+    _op = getattr(operator, _name if _name not in ("and", "or") else f"{_name}_")
+    setattr(Variable, f"__{_name}__", _forward(_op))
+    setattr(Variable, f"__r{_name}__", _forward(_op, reflected=True))
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
+    setattr(Variable, f"__{_name}__", _forward(getattr(operator, _name)))

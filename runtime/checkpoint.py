@@ -1,0 +1,413 @@
+"""Checkpoints: variables saved to, and restored from, one safetensors file (API.md, section 9).
+
+The format is safetensors (docs/checkpoints.md) with flowjit's ``__metadata__``: a format
+marker, a version, a sha256 of the header and one of each tensor's bytes, so that truncation and
+corruption are both detected. Nothing is pickled.
+
+Contracts:
+- ``save`` is atomic: the file is written under a temporary name in the same directory, flushed,
+  fsynced and renamed over the final name, then the directory is fsynced. A crash at any moment
+  leaves the old file or the new one under the final name, never a torn one.
+- ``restore`` validates the whole file and every requested variable before it changes any: it
+  either restores all of them, bit-exactly (bfloat16 NaN payloads and -0.0 included), or raises
+  ``CheckpointError`` naming the file and the variable and leaves all of them as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import operator
+import os
+import re
+import secrets
+import struct
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from flowjit.ir.errors import CheckpointError
+from flowjit.ir.types import DTYPE_NAMES, TensorType, bfloat16
+from flowjit.runtime.variables import VariableCell
+
+FORMAT = "flowjit.checkpoint"
+VERSION = "1"
+
+# safetensors' dtype names are the IR's short names upper-cased (f32 -> F32, bool -> BOOL).
+_DTYPES: dict[str, np.dtype] = {name.upper(): dtype for name, dtype in DTYPE_NAMES.items()}
+_DTYPE_CODES = {dtype: code for code, dtype in _DTYPES.items()}
+# As in the safetensors reference reader: a longer header means the file is something else.
+_MAX_HEADER_BYTES = 100 * 2**20
+_METADATA = "__metadata__"
+_HEADER_SHA = "header_sha256"
+
+PathLike = str | os.PathLike[str]
+Variables = Iterable[VariableCell] | Mapping[str, VariableCell]
+
+
+# -- the byte format ---------------------------------------------------------------------------
+def _storage_dtype(dtype: np.dtype) -> np.dtype:
+    """The little-endian dtype a tensor is stored as. bfloat16 travels as its uint16 bit
+    pattern, so no conversion can touch a NaN payload."""
+    return np.dtype("<u2") if dtype == bfloat16 else dtype.newbyteorder("<")
+
+
+def _tensor_bytes(array: np.ndarray) -> np.ndarray:
+    """The tensor's bytes on disk, as a flat uint8 array (a view when already little-endian)."""
+    storage = _storage_dtype(array.dtype)
+    stored = np.ascontiguousarray(array.view(storage.newbyteorder("=")), dtype=storage)
+    return stored.reshape(-1).view(np.uint8)
+
+
+def _tensor_from_bytes(buf: bytes, begin: int, dtype: np.dtype, shape: list[int]) -> np.ndarray:
+    storage = _storage_dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    stored = np.frombuffer(buf, storage, count, begin)
+    return stored.astype(storage.newbyteorder("="), copy=False).view(dtype).reshape(shape)
+
+
+def _canonical_json(header: dict[str, Any]) -> str:
+    """The one text of a header: the header checksum is taken over it, with the checksum absent,
+    and the reader recomputes it from the parsed header."""
+    return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _header_digest(header: dict[str, Any]) -> str:
+    unsigned = dict(header)
+    unsigned[_METADATA] = {k: v for k, v in header[_METADATA].items() if k != _HEADER_SHA}
+    return hashlib.sha256(_canonical_json(unsigned).encode()).hexdigest()
+
+
+def _encode(arrays: dict[str, np.ndarray]) -> list[Any]:
+    """The file's chunks: length, header, tensor bytes. Tensors are laid out widest dtype first,
+    so with the 8-byte-aligned header every tensor starts aligned to its item size."""
+    order = sorted(arrays, key=lambda name: -arrays[name].dtype.itemsize)
+    blobs = {name: _tensor_bytes(arrays[name]) for name in order}
+    header: dict[str, Any] = {}
+    metadata = {"format": FORMAT, "version": VERSION}
+    offset = 0
+    for name in order:
+        size = blobs[name].size
+        header[name] = {
+            "dtype": _DTYPE_CODES[arrays[name].dtype],
+            "shape": list(arrays[name].shape),
+            "data_offsets": [offset, offset + size],
+        }
+        metadata[f"sha256:{name}"] = hashlib.sha256(blobs[name]).hexdigest()
+        offset += size
+    header[_METADATA] = metadata
+    metadata[_HEADER_SHA] = _header_digest(header)
+    text = _canonical_json(header).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads with spaces so the data starts aligned
+    return [struct.pack("<Q", len(text)), text, *(blobs[name] for name in order)]
+
+
+class _Reader:
+    """Parses and validates one checkpoint file; every failure is a CheckpointError naming the
+    file and either the variable concerned or the variables being restored."""
+
+    def __init__(self, path: str, wanted: Iterable[str]):
+        self.path, self.wanted = path, list(wanted)
+
+    def fail(self, detail: str, variable: str | None = None) -> CheckpointError:
+        if variable is None:
+            shown = ", ".join(map(repr, self.wanted[:5]))
+            more = f", ... ({len(self.wanted)} in all)" if len(self.wanted) > 5 else ""
+            where = f"restoring {shown}{more}" if self.wanted else "restoring no variable"
+        else:
+            where = f"variable {variable!r}"
+        return CheckpointError(
+            f"checkpoint {self.path}, {where}: {detail}; no variable was changed"
+        )
+
+    def read(self) -> dict[str, np.ndarray]:
+        """Every tensor of the file, each checked against its checksum."""
+        with open(self.path, "rb") as f:
+            buf = f.read()
+        header, data_start = self._header(buf)
+        data_size = len(buf) - data_start
+        entries = self._entries(header)
+        end = 0
+        for name, (dtype, shape, begin, stop) in sorted(entries.items(), key=lambda e: e[1][2]):
+            if begin != end:
+                raise self.fail(f"data_offsets start at {begin}, expected {end}", name)
+            if stop > data_size:
+                raise self.fail(
+                    f"the file is truncated: the data needs bytes {begin}..{stop} but holds only "
+                    f"{data_size}",
+                    name,
+                )
+            end = stop
+        if end != data_size:
+            raise self.fail(f"{data_size - end} bytes follow the last tensor; the file is corrupt")
+        arrays = {}
+        for name, (dtype, shape, begin, stop) in entries.items():
+            digest = hashlib.sha256(memoryview(buf)[data_start + begin : data_start + stop])
+            if digest.hexdigest() != header[_METADATA].get(f"sha256:{name}"):
+                raise self.fail("its data fails the sha256 checksum; the file is corrupt", name)
+            arrays[name] = _tensor_from_bytes(buf, data_start + begin, dtype, shape)
+        return arrays
+
+    def _header(self, buf: bytes) -> tuple[dict[str, Any], int]:
+        if len(buf) < 8:
+            raise self.fail(
+                f"the file is truncated or not a checkpoint: it has {len(buf)} bytes, fewer than "
+                "the 8-byte header length"
+            )
+        (size,) = struct.unpack("<Q", buf[:8])
+        if size > min(_MAX_HEADER_BYTES, len(buf) - 8):
+            raise self.fail(
+                f"the file is truncated or not a checkpoint: its header length field says {size} "
+                f"bytes but {len(buf) - 8} follow"
+            )
+        try:
+            header = json.loads(buf[8 : 8 + size].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise self.fail(f"the header is not valid JSON ({e}); the file is corrupt") from None
+        if not isinstance(header, dict) or not isinstance(header.get(_METADATA), dict):
+            raise self.fail("the header has no __metadata__; this is not a flowjit checkpoint")
+        metadata = header[_METADATA]
+        if metadata.get("format") != FORMAT:
+            raise self.fail(f"__metadata__ lacks format {FORMAT!r}; not a flowjit checkpoint")
+        if metadata.get("version") != VERSION:
+            raise self.fail(
+                f"format version {metadata.get('version')!r} is not {VERSION!r}; it was written "
+                "by another flowjit version"
+            )
+        if metadata.get(_HEADER_SHA) != _header_digest(header):
+            raise self.fail("the header fails its sha256 checksum; the file is corrupt")
+        return header, 8 + size
+
+    def _entries(self, header: dict[str, Any]) -> dict[str, tuple[np.dtype, list[int], int, int]]:
+        """name -> (dtype, shape, begin, end); a well-formed safetensors entry for each tensor."""
+        entries = {}
+        for name, info in header.items():
+            if name == _METADATA:
+                continue
+            if not (isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}):
+                raise self.fail(f"malformed header entry {info!r}", name)
+            dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+            if dtype not in _DTYPES:
+                raise self.fail(f"unknown dtype {dtype!r}; flowjit reads {sorted(_DTYPES)}", name)
+            if not _is_int_list(shape) or not _is_int_list(offsets) or len(offsets) != 2:
+                raise self.fail(f"malformed shape {shape!r} or data_offsets {offsets!r}", name)
+            nbytes = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize
+            if offsets[1] - offsets[0] != nbytes:
+                raise self.fail(
+                    f"data_offsets {offsets} span {offsets[1] - offsets[0]} bytes but "
+                    f"{dtype}{shape} needs {nbytes}",
+                    name,
+                )
+            entries[name] = (_DTYPES[dtype], shape, offsets[0], offsets[1])
+        return entries
+
+
+def _is_int_list(x: Any) -> bool:
+    return isinstance(x, list) and all(type(i) is int and i >= 0 for i in x)
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+def _temporary_name(path: str) -> str:
+    directory, base = os.path.split(path)
+    # Hidden and unique per attempt; Checkpoint recognises and removes leftovers by this shape.
+    return os.path.join(directory, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable (POSIX; Windows has no directory handles)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(path: str, chunks: Iterable[Any]) -> None:
+    tmp = _temporary_name(path)
+    try:
+        # O_EXCL: never write through a file (or link) someone else put under that name.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(os.path.dirname(path) or ".")
+
+
+# -- the public functions ------------------------------------------------------------------------
+def _by_name(variables: Variables, where: str) -> dict[str, VariableCell]:
+    """Name -> variable, from a dict or from a list (named by ``.name``); ``where`` starts any
+    error message."""
+    if isinstance(variables, Mapping):
+        items = list(variables.items())
+    elif isinstance(variables, Iterable) and not isinstance(variables, (str, VariableCell)):
+        items = []
+        for i, cell in enumerate(variables):
+            if not isinstance(cell, VariableCell):
+                raise CheckpointError(
+                    f"{where}: item {i} of the list is a {type(cell).__name__}, not a Variable"
+                )
+            items.append((cell.name, cell))
+    else:
+        raise CheckpointError(
+            f"{where}: variables must be a list of Variables or a dict name -> Variable, got "
+            f"{type(variables).__name__}; wrap a single variable in a list"
+        )
+    out: dict[str, VariableCell] = {}
+    for name, cell in items:
+        if not isinstance(cell, VariableCell):
+            raise CheckpointError(f"{where}: {name!r} is a {type(cell).__name__}, not a Variable")
+        if not isinstance(name, str) or not name or name == _METADATA:
+            raise CheckpointError(
+                f"{where}: {name!r} cannot name a variable in a checkpoint; use a non-empty "
+                f"string other than {_METADATA!r}"
+            )
+        if name in out:
+            raise CheckpointError(
+                f"{where}: two variables are named {name!r}; give them distinct names "
+                "(Variable(..., name=...)) or pass a dict name -> Variable"
+            )
+        out[name] = cell
+    return out
+
+
+def save(path: PathLike, variables: Variables) -> None:
+    """Write the variables' current values to ``path``, atomically (module docstring).
+
+    ``variables`` is a list (each saved under its ``.name``; the names must be unique) or a dict
+    name -> variable. An existing file at ``path`` is replaced only once the new one is complete
+    and on disk."""
+    path = os.fspath(path)
+    cells = _by_name(variables, f"cannot save checkpoint {path}")
+    arrays = {name: np.asarray(cell.value) for name, cell in cells.items()}
+    _write_atomically(path, _encode(arrays))
+
+
+def restore(path: PathLike, variables: Variables) -> None:
+    """Set each variable to its value in the checkpoint at ``path``, bit-exactly.
+
+    ``variables`` is a list (looked up by ``.name``) or a dict checkpoint-name -> variable; the
+    file may hold more tensors than requested. All or nothing: the file's header, sizes, offsets
+    and checksums, the presence of every requested name and each one's shape and dtype are
+    checked before any variable changes; a failure is a CheckpointError naming the file and the
+    variable. A missing file is FileNotFoundError."""
+    path = os.fspath(path)
+    cells = _by_name(variables, f"cannot restore checkpoint {path}")
+    reader = _Reader(path, cells)
+    arrays = reader.read()
+    for name, cell in cells.items():
+        if name not in arrays:
+            raise reader.fail(f"not in the checkpoint, which holds {sorted(arrays)}", name)
+        saved = TensorType(arrays[name].shape, arrays[name].dtype)
+        if saved != cell.type:
+            raise reader.fail(
+                f"the checkpoint holds {saved} but the variable is {cell.type}; create the "
+                f"variable as {saved}, or pass a dict to restore another name into it",
+                name,
+            )
+    previous = {name: cell.value for name, cell in cells.items()}
+    try:
+        for name, cell in cells.items():
+            cell.set_value(arrays[name])
+    except BaseException:
+        # Everything was validated; only the device can fail here (out of memory). Put back
+        # the previous arrays so the all-or-nothing contract still holds.
+        for name, cell in cells.items():
+            cell._rebind(previous[name])
+        raise
+
+
+class Checkpoint:
+    """Numbered checkpoints of a fixed set of variables in one directory.
+
+    Step ``n`` is the file ``ckpt-<n>.safetensors``; the latest is the highest step. ``save``
+    keeps the ``max_to_keep`` highest steps (``None`` keeps all) and deletes the others only
+    after the new file is durable. One writer per directory: temporary files of an interrupted
+    save are ignored, and removed by the next ``Checkpoint`` or ``save`` there."""
+
+    _STEP_FILE = re.compile(r"ckpt-(0|[1-9][0-9]*)\.safetensors")
+    _TEMP_FILE = re.compile(r"\.ckpt-[0-9]+\.safetensors\..*\.tmp")
+
+    def __init__(self, directory: PathLike, variables: Variables, max_to_keep: int | None = 3):
+        self.directory = os.fspath(directory)
+        if max_to_keep is not None and (type(max_to_keep) is not int or max_to_keep < 1):
+            raise CheckpointError(
+                f"checkpoint directory {self.directory}: max_to_keep must be a positive int or "
+                f"None (keep all), got {max_to_keep!r}"
+            )
+        self.max_to_keep = max_to_keep
+        self.variables = _by_name(variables, f"checkpoint directory {self.directory}")
+        os.makedirs(self.directory, exist_ok=True)
+        self._remove_temporary_files()
+
+    def path(self, step: int) -> str:
+        """The file of ``step``."""
+        return os.path.join(self.directory, f"ckpt-{_check_step(step)}.safetensors")
+
+    def steps(self) -> list[int]:
+        """The steps saved in the directory, ascending."""
+        names = (self._STEP_FILE.fullmatch(n) for n in os.listdir(self.directory))
+        return sorted(int(m.group(1)) for m in names if m)
+
+    def save(self, step: int) -> str:
+        """Save the variables as ``step`` (replacing that step if it exists); returns the path.
+
+        Raises CheckpointError, writing nothing, if ``step`` is below the ``max_to_keep`` highest
+        steps already saved, since it would be deleted at once."""
+        step = _check_step(step)
+        kept = sorted(set(self.steps()) | {step}, reverse=True)[: self.max_to_keep]
+        if step not in kept:
+            raise CheckpointError(
+                f"checkpoint directory {self.directory}: step {step} is older than the "
+                f"{self.max_to_keep} kept steps {sorted(kept)} and would be deleted at once; "
+                "save a higher step, or delete the newer ones first"
+            )
+        path = self.path(step)
+        save(path, self.variables)
+        # The new file is durable now, so dropping old steps cannot lose the last good one.
+        for old in self.steps():
+            if old not in kept:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path(old))
+        self._remove_temporary_files()
+        return path
+
+    def restore(self, step: int | None = None) -> int:
+        """Restore ``step`` (the latest when None) into the variables; returns the step.
+
+        All or nothing, as ``restore``. CheckpointError if there is no such step."""
+        steps = self.steps()
+        if not steps:
+            raise CheckpointError(f"checkpoint directory {self.directory} holds no checkpoint")
+        step = steps[-1] if step is None else _check_step(step)
+        if step not in steps:
+            raise CheckpointError(
+                f"checkpoint directory {self.directory} has no step {step}; it has {steps}"
+            )
+        restore(self.path(step), self.variables)
+        return step
+
+    def _remove_temporary_files(self) -> None:
+        for name in os.listdir(self.directory):
+            if self._TEMP_FILE.fullmatch(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, name))
+
+
+def _check_step(step: Any) -> int:
+    try:
+        value = operator.index(step)
+    except TypeError:
+        value = -1
+    if isinstance(step, bool) or value < 0:
+        raise CheckpointError(f"a checkpoint step is a non-negative int, got {step!r}")
+    return value

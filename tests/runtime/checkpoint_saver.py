@@ -1,0 +1,64 @@
+"""Saves checkpoints forever, for the SIGKILL test: ``python checkpoint_saver.py DIR FIRST_STEP``.
+
+Step ``k`` holds ``contents(k)``: about 10 MB of random bits (NaN payloads included), distinct
+in every element for every ``k``, so any mix of two versions is detectable. Prints
+``ready``, then ``saving k`` before and ``saved k`` after each save, flushed, so the parent knows
+what was in progress when it killed this process."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+from flowjit.ir.types import bfloat16
+
+SHAPES = {
+    "w": ((2048, 1024), np.float32),
+    "h": ((512, 1024), bfloat16),
+    "n": ((1 << 18,), np.int32),
+}
+MAX_TO_KEEP = 1  # the hardest case: the previous checkpoint is the only other one
+
+
+@functools.cache
+def _base_bits() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (shape, dtype) in SHAPES.items():
+        uint = np.dtype(f"u{np.dtype(dtype).itemsize}")
+        out[name] = np.frombuffer(rng.bytes(int(np.prod(shape)) * uint.itemsize), uint)
+    return out
+
+
+def contents(step: int) -> dict[str, np.ndarray]:
+    """The values of checkpoint ``step``: fixed random bits XOR a mask that an odd multiplier
+    makes distinct for each step (cheap, so the saver spends its time saving)."""
+    out = {}
+    for name, (shape, dtype) in SHAPES.items():
+        base = _base_bits()[name]
+        mask = base.dtype.type((step * 0x9E3779B1) % (1 << (8 * base.dtype.itemsize)))
+        out[name] = (base ^ mask).view(dtype).reshape(shape)
+    out["step"] = np.array(step, np.int64)
+    return out
+
+
+def main(directory: str, first_step: int) -> None:
+    from flowjit.runtime.checkpoint import Checkpoint
+    from flowjit.runtime.variables import VariableCell
+
+    cells = {name: VariableCell(value, name=name) for name, value in contents(0).items()}
+    ckpt = Checkpoint(directory, list(cells.values()), max_to_keep=MAX_TO_KEEP)
+    print("ready", flush=True)
+    step = first_step
+    while True:
+        for name, value in contents(step).items():
+            cells[name].set_value(value)
+        print(f"saving {step}", flush=True)
+        ckpt.save(step)
+        print(f"saved {step}", flush=True)
+        step += 1
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

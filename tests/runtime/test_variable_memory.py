@@ -1,0 +1,44 @@
+"""A large variable updated by many compiled steps stays in place: the process's peak RSS
+stays under 3x the variable's size (measured in a fresh subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+SCRIPT = r"""
+import json, resource
+import numpy as np
+import flowjit as fj
+
+n = 64 * 1024 * 1024  # 256 MiB of float32
+w = fj.Variable(np.zeros(n, np.float32), name="big")
+
+@fj.compile
+def step(delta):
+    w.assign_add(delta)
+
+pointers = set()
+for _ in range(50):
+    step(np.float32(1.0))
+    pointers.add(w.value.unsafe_buffer_pointer())
+w.value.block_until_ready()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # ru_maxrss is KiB on Linux
+print(json.dumps({"peak": peak, "size": n * 4, "value": float(w.value[123]),
+                  "buffers": len(pointers)}))
+"""
+
+
+def test_peak_rss_of_a_256_mib_variable_updated_50_times():
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    print(
+        f"peak RSS {report['peak'] / 2**20:.0f} MiB for a {report['size'] / 2**20:.0f} MiB "
+        f"variable ({report['peak'] / report['size']:.2f}x), {report['buffers']} buffer(s)"
+    )
+    assert report["value"] == 50.0
+    assert report["peak"] < 3 * report["size"]
