@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 
+import numpy as np
+
+from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import Graph, print_graph
@@ -280,6 +283,21 @@ class Lowered:
 
     def compile(self) -> "Compiled":
         return Compiled(self._jax.compile(), self._function)
+
+    def run_reference(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:
+        """Run the optimized graph on the reference (numpy) interpreter, with the variables'
+        current values, writing nothing back: returns the results (in the function's
+        structure) and {variable: new value} for each variable the function writes."""
+        f, plan = self._function, self._record.plan
+        leaves = jax.tree_util.tree_leaves(
+            dynamic_part(args, kwargs, f.static_argnums, f.static_argnames)
+        )
+        inputs = [np.asarray(x, dt) for x, dt in zip(leaves, plan.input_dtypes, strict=True)]
+        inputs += [np.asarray(v.value) for v in plan.state_inputs]
+        outs = run_graph(self._record.graph, inputs)
+        n = len(outs) - len(plan.state_outputs)
+        results = jax.tree_util.tree_unflatten(self._record.out_treedef, outs[:n])
+        return results, dict(zip(plan.state_outputs, outs[n:]))
 
 
 class Compiled:

@@ -13,6 +13,7 @@ from . import ir, nn, numpy, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .runtime import config
 from .ir import (
+    CheckpointError,
     DTypeError,
     FlowjitError,
     LoweringError,
@@ -38,6 +39,7 @@ __all__ = [
     "save",
     "restore",
     "Checkpoint",
+    "CheckpointError",
     "FlowjitError",
     "DTypeError",
     "LoweringError",

@@ -16,7 +16,6 @@ from jax.extend.random import threefry2x32_p
 
 import flowjit as fj
 import flowjit.numpy as fnp
-from flowjit.backends.reference import run_graph
 
 U32 = np.uint32
 FLOATS = (fnp.float16, fnp.bfloat16, fnp.float32, fnp.float64)
@@ -31,15 +30,8 @@ def jax_threefry(k0, k1, x0, x1) -> tuple[np.ndarray, np.ndarray]:
 def reference_run(fn, *args) -> tuple[list[np.ndarray], dict]:
     """Run ``fn``'s optimized graph on the reference interpreter with the variables' current
     values (nothing is written back): its results and {variable: new value}."""
-    record = fn.lower(*args)._record
-    plan = record.plan
-    leaves = [
-        np.asarray(x, dt) for x, dt in zip(jax.tree_util.tree_leaves(args), plan.input_dtypes)
-    ]
-    state = [np.asarray(v.value) for v in plan.state_inputs]
-    outs = run_graph(record.graph, leaves + state)
-    n = len(outs) - len(plan.state_outputs)
-    return outs[:n], dict(zip(plan.state_outputs, outs[n:]))
+    results, new_state = fn.lower(*args).run_reference(*args)
+    return jax.tree_util.tree_leaves(results), new_state
 
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

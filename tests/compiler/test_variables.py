@@ -191,3 +191,19 @@ def test_a_function_that_writes_a_variable_another_trace_only_reads():
     np.testing.assert_array_equal(f(True, np.full(2, 5.0, np.float32)), [5, 5])
     np.testing.assert_array_equal(f(False, np.zeros(2, np.float32)), [5, 5])  # passes through
     np.testing.assert_array_equal(np.asarray(w), [5, 5])
+
+
+def test_run_reference_agrees_with_xla_and_writes_nothing():
+    w = fj.Variable(np.array([1.0, 2.0], np.float32), name="w")
+
+    @fj.compile
+    def step(x):
+        w.assign(w * x + 1)
+        return fnp.tanh(w).sum()
+
+    x = np.array([0.5, -1.0], np.float32)
+    results, new_state = step.lower(x).run_reference(x)
+    np.testing.assert_array_equal(np.asarray(w), [1.0, 2.0])  # nothing written back
+    xla = step(x)
+    np.testing.assert_allclose(results, xla, rtol=1e-6)
+    np.testing.assert_allclose(new_state[w], np.asarray(w), rtol=1e-6)
