@@ -41,14 +41,6 @@ def _write_rule(numeric: bool):
     return rule
 
 
-def _add_ref(current: np.ndarray, value: np.ndarray) -> np.ndarray:
-    return np.add(current, value)
-
-
-def _sub_ref(current: np.ndarray, value: np.ndarray) -> np.ndarray:
-    return np.subtract(current, value)
-
-
 read_variable = register(
     OpDef(
         "read_variable",
@@ -59,35 +51,28 @@ read_variable = register(
         doc="the variable's current value",
     )
 )
-assign_variable = register(
-    OpDef(
-        "assign_variable",
-        _write_rule(numeric=False),
-        lambda current, value: value.copy(),
-        effects=frozenset({WRITE}),
-        no_vjp="has no outputs",
-        doc="variable <- value",
+
+
+def _write_op(name: str, ref, numeric: bool, doc: str) -> OpDef:
+    """A write op: no outputs; its ``ref`` gives the variable's new value."""
+    return register(
+        OpDef(
+            name,
+            _write_rule(numeric),
+            ref,
+            effects=frozenset({WRITE}),
+            no_vjp="has no outputs",
+            doc=doc,
+        )
     )
+
+
+assign_variable = _write_op(
+    "assign_variable", lambda current, value: value.copy(), False, "variable <- value"
 )
-assign_add_variable = register(
-    OpDef(
-        "assign_add_variable",
-        _write_rule(numeric=True),
-        _add_ref,
-        effects=frozenset({WRITE}),
-        no_vjp="has no outputs",
-        doc="variable <- variable + value",
-    )
-)
-assign_sub_variable = register(
-    OpDef(
-        "assign_sub_variable",
-        _write_rule(numeric=True),
-        _sub_ref,
-        effects=frozenset({WRITE}),
-        no_vjp="has no outputs",
-        doc="variable <- variable - value",
-    )
+assign_add_variable = _write_op("assign_add_variable", np.add, True, "variable <- variable + value")
+assign_sub_variable = _write_op(
+    "assign_sub_variable", np.subtract, True, "variable <- variable - value"
 )
 
 STATE_OPS = (read_variable, assign_variable, assign_add_variable, assign_sub_variable)
