@@ -99,31 +99,32 @@ class CompiledFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._calls += 1
         try:
-            if not self._stateful:
-                out = self._pure_entry(*args, **kwargs)
-            else:
-                out = self._call_with_state(self._state_entry, args, kwargs)
+            if self._stateful:
+                return self._call_with_state(self._state_entry, args, kwargs)
+            return self._pure_entry(*args, **kwargs)
         except _StateChanged:
+            self._calls -= 1
             return self(*args, **kwargs)
-        except TypeError:
-            # jax rejects a non-array argument with its own words; name the argument's path.
-            signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        except Exception as err:
+            self._calls -= 1  # only calls that ran count as hits or misses
+            if isinstance(err, TypeError):
+                # jax rejects a non-array argument in its own words; name the argument's path
+                signature_of(args, kwargs, self.static_argnums, self.static_argnames)
             raise
-        self._calls += 1  # only calls that ran count as hits or misses
-        return out
 
     def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
-        written = self._written
+        written = self._written  # (list comprehensions: this is the per-step hot path)
         out, new = entry(
-            tuple(v.value for v in written),
-            tuple(v.value for v in self._read_only),
+            tuple([v._value for v in written]),
+            tuple([v._value for v in self._read_only]),
             *args,
             **kwargs,
         )
         for variable, value in zip(written, new):
-            variable._rebind(value)
-        bound_in_flight(jax.tree_util.tree_leaves(out), new)
+            variable._rebind(value)  # the old array was donated to this step
+        bound_in_flight(out, new)
         return out
 
     # -- tracing ---------------------------------------------------------------------------

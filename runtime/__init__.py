@@ -4,4 +4,12 @@ from .config import config
 from .plan import Plan, bound_in_flight, make_entry, run_plan
 from .variables import VariableCell
 
-__all__ = ["config", "Plan", "bound_in_flight", "make_entry", "run_plan", "VariableCell"]
+__all__ = [
+    "config",
+    "Plan",
+    "bound_in_flight",
+    "make_entry",
+    "run_plan",
+    "step_token",
+    "VariableCell",
+]

@@ -5,28 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 _DEFAULTS: dict[str, Any] = {
-    # A call waits for the step N calls back before returning when N steps are queued; this
-    # bounds device memory held by queued steps (and avoids collective deadlocks, xla-notes Q4).
-    "max_steps_in_flight": 4,
+    # When more than N steps are queued a call waits until N // 2 are: this bounds the memory
+    # queued steps hold (and avoids collective deadlocks, xla-notes Q4). On a small CPU host a
+    # lower N costs throughput (the waiting thread and XLA share the cores): see bench/.
+    "max_steps_in_flight": 32,
 }
 
 
 class Config:
+    """Settings are plain attributes (read on hot paths); ``update`` validates them."""
+
     def __init__(self) -> None:
-        self._values = dict(_DEFAULTS)
+        for name, value in _DEFAULTS.items():
+            object.__setattr__(self, name, value)
 
     def update(self, name: str, value: Any) -> None:
-        if name not in self._values:
-            raise KeyError(f"unknown flowjit setting {name!r}; known: {sorted(self._values)}")
+        if name not in _DEFAULTS:
+            raise KeyError(f"unknown flowjit setting {name!r}; known: {sorted(_DEFAULTS)}")
         if name == "max_steps_in_flight" and (not isinstance(value, int) or value < 1):
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
-        self._values[name] = value
+        object.__setattr__(self, name, value)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"unknown flowjit setting {name!r}") from None
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"use fj.config.update({name!r}, value)")
 
 
 config = Config()

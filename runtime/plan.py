@@ -88,8 +88,8 @@ class _OnDevice:
             return self._jitted.lower(*args, **kwargs)
 
 
-_in_flight: collections.deque = collections.deque()  # tokens of queued steps, oldest first
-_untracked = 0  # steps dispatched since the newest token
+_in_flight: collections.deque = collections.deque()  # (token, steps it stands for), oldest first
+_since_token = 0  # steps dispatched since the newest token
 
 
 @jax.jit
@@ -97,27 +97,35 @@ def _first_element(array: Any) -> Any:
     return array.reshape(-1)[:1]
 
 
-def bound_in_flight(results: Sequence[Any], new_state: Sequence[Any]) -> None:
-    """Called after dispatching a step: when more than ``max_steps_in_flight`` steps are
-    queued, wait for the oldest.
+def bound_in_flight(results: Any, new_state: Sequence[Any]) -> None:
+    """Called after dispatching a step: when more than N = ``max_steps_in_flight`` steps are
+    queued, wait until at most N // 2 are.
 
-    A step is tracked by a token that is ready when it is done: its first result, or, for a
-    step with no results, a one-element copy of its first new state value (state arrays are
-    donated to the next step, so they cannot be waited on later; computing the token inside
-    the step would make XLA give up updating the state in place). That copy is a dispatch of
-    its own, so result-less steps take one every ``max(1, N // 2)`` steps: then up to
-    N + N // 2 - 1 steps may be queued."""
-    global _untracked
-    n = config.max_steps_in_flight
-    token = next((a for a in results if hasattr(a, "block_until_ready")), None)
-    if token is None and _untracked + 1 >= max(1, n // 2):
+    Steps are tracked by tokens that are ready when they are done, one every N // 4 steps (the
+    queue runs in order, so a token covers the steps before it): the step's first result, or
+    a one-element copy of its first new state value. (State arrays are donated to the next
+    step and cannot be waited on later, and a token computed inside the step would make XLA
+    give up updating the state in place; the copy is a small dispatch of its own.)"""
+    global _since_token
+    _since_token += 1
+    limit = config.max_steps_in_flight
+    if _since_token < max(1, limit // 4):
+        return
+    token = (
+        results
+        if isinstance(results, jax.Array)
+        else next((a for a in jax.tree_util.tree_leaves(results) if isinstance(a, jax.Array)), None)
+    )
+    if token is None or token.is_deleted():
         token = next((_first_element(a) for a in new_state if a.size), None)
     if token is None:
-        _untracked += 1
         return
-    _untracked = 0
-    _in_flight.append(token)
-    while len(_in_flight) > n:
-        oldest = _in_flight.popleft()
-        if not oldest.is_deleted():  # a result the user donated to a later step: skip it
-            oldest.block_until_ready()
+    _in_flight.append((token, _since_token))
+    _since_token = 0
+    queued = sum(steps for _, steps in _in_flight)
+    while queued > limit:  # wait for the oldest until no more than half the limit is queued
+        while _in_flight and queued > limit // 2:
+            oldest, steps = _in_flight.popleft()
+            queued -= steps
+            if not oldest.is_deleted():  # a result the user donated onwards: skip it
+                oldest.block_until_ready()
