@@ -44,3 +44,10 @@ def expect_all(got: dict, want: dict, scale: float = 1.0) -> None:
             except AssertionError as err:
                 errors.append(f"{name}: {err}")
     assert not errors, "\n".join(errors)
+
+
+def reference(np_fn, jnp_fn, *args, **kwargs) -> np.ndarray:
+    """``np_fn`` on the widened ``args``, rounded to the dtype jax.numpy gives ``jnp_fn``."""
+    with np.errstate(all="ignore"):
+        value = np.asarray(np_fn(*[wide(a) for a in args], **kwargs))
+    return value.astype(jax_dtype(lambda *xs: jnp_fn(*xs, **kwargs), *args))
