@@ -1,7 +1,7 @@
 """``flowjit.numpy``'s linear algebra, creation, indexing and sorting functions through
-``fj.compile``, against numpy on fresh random inputs (the rest: test_numpy.py). Values come from numpy (in float64, rounded to the result dtype); result
-dtypes come from jax.numpy with its default 32-bit types; a few functions without a numpy
-counterpart (rsqrt, top_k, dynamic_slice, dynamic_update_slice) are checked against jax."""
+``fj.compile``, against numpy on fresh random inputs (the rest is in test_numpy.py). Values
+come from numpy (in float64, rounded to the result dtype); result dtypes from jax.numpy; the
+functions without a numpy counterpart (top_k, dynamic_slice, ...) are checked against jax."""
 
 from __future__ import annotations
 
