@@ -9,8 +9,9 @@ optimize it, and compile it with XLA.
         return fnp.tanh(x @ w).sum()
 """
 
-from . import ir, nn, numpy, random  # noqa: F401
+from . import ir, nn, numpy, optim, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
+from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .runtime import config
 from .ir import (
     CheckpointError,
@@ -29,6 +30,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "compile",
+    "grad",
+    "gradients",
+    "stop_gradient",
+    "value_and_grad",
     "config",
     "Tensor",
     "Variable",

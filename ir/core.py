@@ -64,6 +64,21 @@ class OpDef:
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
 
+    def defvjp(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach the gradient rule (a decorator, written right below the op's declaration):
+        ``rule(emit, op, *output_cotangents) -> input cotangents`` (None for zero), building
+        the gradient with ``emit`` (ir/grad.py)."""
+        if self.vjp is not None or self.no_vjp is not None:
+            raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
+        object.__setattr__(self, "vjp", rule)
+        return rule
+
+    def declare_no_vjp(self, reason: str) -> None:
+        """Say why the op has no gradient rule (gradients stop at it, as in jax)."""
+        if self.vjp is not None or self.no_vjp is not None:
+            raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
+        object.__setattr__(self, "no_vjp", reason)
+
     def infer(
         self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]
     ) -> tuple[TensorType, ...]:

@@ -1,5 +1,5 @@
 """Every registered op has a shape rule, a reference implementation, an XLA lowering, a
-gradient slot (a rule, or a reason there is none yet) and an op-vs-numpy test case."""
+gradient rule (or says why it has none) and an op-vs-numpy test case."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def test_every_op_has_rules_reference_and_lowering():
         assert opdef.name == name
         assert callable(opdef.shape_rule), name
         assert callable(opdef.ref), name
+        assert (opdef.vjp is None) != (opdef.no_vjp is None), (
+            f"{name} needs a gradient rule or a reason it has none (declare_no_vjp)"
+        )
         if opdef in STATE_OPS:  # removed by discharge_state, so never lowered (tested below)
             assert opdef not in LOWERINGS
             continue

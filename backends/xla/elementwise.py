@@ -137,3 +137,8 @@ def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
 @lowers(E.pow_)
 def _pow_lower(op: Op, *args: ir.Value) -> ir.Value:
     return hlo.power(*broadcast_operands(op, args))
+
+
+@lowers(E.stop_gradient)
+def _stop_gradient_lower(op: Op, x: ir.Value) -> ir.Value:
+    return x  # only autodiff treats it specially

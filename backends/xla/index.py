@@ -1,5 +1,5 @@
 """StableHLO lowerings of ir/ops/index.py: stablehlo.gather for take and take_along_axis,
-dynamic_slice and dynamic_update_slice. Indices are first made int64 and clamped explicitly,
+dynamic_slice and dynamic_update_slice, stablehlo.scatter (adding) for scatter_add. Indices are first made int64 and clamped explicitly,
 so the result never depends on how XLA treats out-of-range indices."""
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ from flowjit.ir.ops.rules import single_axis
 
 from .elementwise import compare
 from .jaxshim import hlo, ir
-from .lowering import broadcast, constant, full, ir_type, lowers
+from .lowering import (
+    accumulation_type,
+    broadcast,
+    constant,
+    full,
+    ir_type,
+    lowers,
+    region_body,
+    round_to,
+)
 
 I64 = np.dtype(np.int64)
 
@@ -102,3 +111,39 @@ def _dynamic_update_slice_lower(
     op: Op, x: ir.Value, update: ir.Value, *starts: ir.Value
 ) -> ir.Value:
     return hlo.dynamic_update_slice(x, update, _starts(op, starts, op.inputs[1].type.shape))
+
+
+@lowers(I.scatter_add)
+def _scatter_add_lower(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value) -> ir.Value:
+    xt, it, ut = (v.type for v in op.inputs)
+    if ut.size == 0:
+        return x
+    axis = single_axis(op.attrs["axis"], xt.ndim)
+    n = xt.shape[axis]
+    # take's gather turned around: each index names a slice of x, whole but along `axis`, and
+    # the updates hold those slices with the indices' dims in the middle.
+    numbers = hlo.ScatterDimensionNumbers.get(
+        update_window_dims=[*range(axis), *range(axis + it.ndim, ut.ndim)],
+        inserted_window_dims=[axis],
+        input_batching_dims=[],
+        scatter_indices_batching_dims=[],
+        scattered_dims_to_operand_dims=[axis],
+        index_vector_dim=it.ndim,
+    )
+    # float16/bfloat16 add up in float32 and round once, like the reference
+    wide = accumulation_type(xt)
+    if wide != xt:
+        x = hlo.convert(ir_type(wide), x)
+        updates = hlo.convert(ir_type(TensorType(ut.shape, wide.dtype)), updates)
+    scatter = hlo.ScatterOp(
+        [ir_type(wide)],
+        [x],
+        index_i64(indices, it, n - 1, wrap=n),
+        [updates],
+        numbers,
+        indices_are_sorted=ir.BoolAttr.get(False),
+        unique_indices=ir.BoolAttr.get(False),
+    )
+    scalar = TensorType((), wide.dtype)
+    region_body(scatter.regions[0], [scalar, scalar], lambda a, b: [hlo.add(a, b)])
+    return round_to(scatter.results[0], wide, xt)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
 
-from flowjit.ir import Op, TensorType
+from flowjit.ir import Op
 from flowjit.ir.ops import linalg as L
 
 from .jaxshim import hlo, ir
-from .lowering import ir_type, lowers
-
-
-def accumulation_type(t: TensorType) -> TensorType:
-    """float16/bfloat16 products are summed in float32 (then rounded once), as jax does with
-    preferred_element_type=float32; every other dtype sums in itself."""
-    if t.dtype.itemsize == 2 and t.dtype.kind in "fV":
-        return TensorType(t.shape, np.float32)
-    return t
+from .lowering import accumulation_type, ir_type, lowers, round_to
 
 
 def highest_precision() -> ir.ArrayAttr:
     """Full-precision operands for both sides: without it GPUs multiply float32 in TF32 and
     TPUs in bfloat16, and the result would no longer be the numpy reference's."""
     return ir.ArrayAttr.get([hlo.PrecisionAttr.get("HIGHEST")] * 2)
-
-
-def round_to(value: ir.Value, wide: TensorType, out: TensorType) -> ir.Value:
-    """Convert a result computed in ``wide`` back to the op's output type ``out``."""
-    return value if wide == out else hlo.convert(ir_type(out), value)
 
 
 @lowers(L.dot_general)

@@ -72,6 +72,19 @@ def full(value: int | float | bool, t: TensorType) -> ir.Value:
     return broadcast(constant(value, t.dtype), TensorType((), t.dtype), t.shape)
 
 
+def accumulation_type(t: TensorType) -> TensorType:
+    """float16/bfloat16 products are summed in float32 (then rounded once), as jax does with
+    preferred_element_type=float32; every other dtype sums in itself."""
+    if t.dtype.itemsize == 2 and t.dtype.kind in "fV":
+        return TensorType(t.shape, np.float32)
+    return t
+
+
+def round_to(value: ir.Value, wide: TensorType, out: TensorType) -> ir.Value:
+    """Convert a result computed in ``wide`` back to the op's output type ``out``."""
+    return value if wide == out else hlo.convert(ir_type(out), value)
+
+
 def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     """Emit ``graph``'s ops at the current insertion point; returns the output values."""
     env = dict(zip(graph.inputs, args, strict=True))

@@ -7,9 +7,10 @@ import numpy as np
 from flowjit.ir import Op, TensorType
 from flowjit.ir.ops import nn as N
 
+from .elementwise import compare
 from .jaxshim import hlo, ir
-from .linalg import accumulation_type, highest_precision, round_to
-from .lowering import constant, ir_type, lowers, region_body
+from .linalg import highest_precision
+from .lowering import accumulation_type, constant, ir_type, lowers, region_body, round_to
 
 # ('NHWC', 'HWIO', 'NHWC') in XLA's terms
 _NHWC_HWIO = dict(
@@ -72,3 +73,26 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
     )
     region_body(window.regions[0], [TensorType((), wide.dtype)] * 2, lambda a, b: [combine(a, b)])
     return round_to(window.result, wide, out)
+
+
+@lowers(N.select_and_scatter_add)
+def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
+    out = op.outputs[0].type
+    # Add float16/bfloat16 in float32, rounding once, like the reference (selection is exact).
+    wide = accumulation_type(out)
+    if wide != out:
+        source = hlo.convert(ir_type(TensorType(op.inputs[0].type.shape, wide.dtype)), source)
+        operand = hlo.convert(ir_type(TensorType(out.shape, wide.dtype)), operand)
+    scatter = hlo.SelectAndScatterOp(
+        ir_type(wide),
+        operand,
+        source,
+        constant(np.zeros((), wide.dtype)),
+        window_dimensions=list(op.attrs["window"]),
+        window_strides=list(op.attrs["strides"]),
+        padding=_pairs(op.attrs["padding"]),
+    )
+    scalar = TensorType((), wide.dtype)
+    region_body(scatter.select, [scalar] * 2, lambda a, b: [compare(a, b, "GE", wide.dtype)])
+    region_body(scatter.scatter, [scalar] * 2, lambda a, b: [hlo.add(a, b)])
+    return round_to(scatter.result, wide, out)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..core import OpDef, register
-from ..types import BOOL, TensorType
+from ..types import BOOL, TensorType, is_float
 from .rules import (
     ANY,
     FLOATS,
@@ -150,3 +150,213 @@ convert = register(
         doc="x.astype(dtype); float -> int truncates toward zero",
     )
 )
+
+
+stop_gradient = register(
+    OpDef(
+        "stop_gradient",
+        unary_rule(ANY),
+        lambda x: x.copy(),
+        no_vjp="it stops gradients: that is what it is for",
+        doc="x; gradients stop here",
+    )
+)
+
+
+# -- gradient rules (ir/grad.py): each beside the algebra it differentiates ------------------
+def _vjp(*opdefs):
+    def register_rule(rule):
+        for opdef in opdefs:
+            opdef.defvjp(rule)
+        return rule
+
+    return register_rule
+
+
+def _scalar(e, value, like):
+    return e.constant(value, like.type.dtype)
+
+
+@_vjp(neg)
+def _neg_vjp(e, op, g):  # d(-x) = -g
+    return [e(neg, g)]
+
+
+@_vjp(abs_)
+def _abs_vjp(e, op, g):  # d|x| = g * sign(x)
+    return [e(mul, g, e(sign, op.inputs[0]))]
+
+
+@_vjp(sign, floor, ceil, round_, floor_divide)
+def _zero_vjp(e, op, g):  # piecewise constant: zero almost everywhere (as jax)
+    return [None] * len(op.inputs)
+
+
+@_vjp(exp)
+def _exp_vjp(e, op, g):  # d e^x = g * e^x
+    return [e(mul, g, op.outputs[0])]
+
+
+@_vjp(expm1)
+def _expm1_vjp(e, op, g):  # d (e^x - 1) = g * (y + 1)
+    y = op.outputs[0]
+    return [e(mul, g, e(add, y, _scalar(e, 1, y)))]
+
+
+@_vjp(log)
+def _log_vjp(e, op, g):  # d log x = g / x
+    return [e(div, g, op.inputs[0])]
+
+
+@_vjp(log1p)
+def _log1p_vjp(e, op, g):  # d log(1 + x) = g / (1 + x)
+    x = op.inputs[0]
+    return [e(div, g, e(add, x, _scalar(e, 1, x)))]
+
+
+@_vjp(sqrt)
+def _sqrt_vjp(e, op, g):  # d sqrt(x) = g / (2 sqrt(x))
+    y = op.outputs[0]
+    return [e(div, g, e(mul, y, _scalar(e, 2, y)))]
+
+
+@_vjp(rsqrt)
+def _rsqrt_vjp(e, op, g):  # d x^-1/2 = -g/2 * y / x
+    x, y = op.inputs[0], op.outputs[0]
+    return [e(mul, e(mul, g, _scalar(e, -0.5, y)), e(div, y, x))]
+
+
+@_vjp(sin)
+def _sin_vjp(e, op, g):  # d sin x = g cos x
+    return [e(mul, g, e(cos, op.inputs[0]))]
+
+
+@_vjp(cos)
+def _cos_vjp(e, op, g):  # d cos x = -g sin x
+    return [e(neg, e(mul, g, e(sin, op.inputs[0])))]
+
+
+@_vjp(tan)
+def _tan_vjp(e, op, g):  # d tan x = g (1 + y^2)
+    y = op.outputs[0]
+    return [e(mul, g, e(add, _scalar(e, 1, y), e(mul, y, y)))]
+
+
+@_vjp(tanh)
+def _tanh_vjp(e, op, g):  # d tanh x = g (1 - y^2)
+    y = op.outputs[0]
+    return [e(mul, g, e(sub, _scalar(e, 1, y), e(mul, y, y)))]
+
+
+@_vjp(logistic)
+def _logistic_vjp(e, op, g):  # d s(x) = g s (1 - s)
+    y = op.outputs[0]
+    return [e(mul, g, e(mul, y, e(sub, _scalar(e, 1, y), y)))]
+
+
+@_vjp(erf)
+def _erf_vjp(e, op, g):  # d erf x = g 2/sqrt(pi) e^(-x^2)
+    x = op.inputs[0]
+    bell = e(exp, e(neg, e(mul, x, x)))
+    return [e(mul, g, e(mul, bell, _scalar(e, 2 / math.sqrt(math.pi), x)))]
+
+
+@_vjp(add)
+def _add_vjp(e, op, g):  # d(a + b) = (g, g), each summed back to its operand's shape
+    a, b = op.inputs
+    return [e.unbroadcast(g, a.type), e.unbroadcast(g, b.type)]
+
+
+@_vjp(sub)
+def _sub_vjp(e, op, g):  # d(a - b) = (g, -g)
+    a, b = op.inputs
+    return [e.unbroadcast(g, a.type), e.unbroadcast(e(neg, g), b.type)]
+
+
+@_vjp(mul)
+def _mul_vjp(e, op, g):  # d(a b) = (g b, g a)
+    a, b = op.inputs
+    return [e.unbroadcast(e(mul, g, b), a.type), e.unbroadcast(e(mul, g, a), b.type)]
+
+
+@_vjp(div)
+def _div_vjp(e, op, g):  # d(a / b) = (g / b, -g a / b^2)
+    a, b = op.inputs
+    ga = e(div, g, b)
+    return [e.unbroadcast(ga, a.type), e.unbroadcast(e(neg, e(mul, ga, e(div, a, b))), b.type)]
+
+
+@_vjp(remainder)
+def _remainder_vjp(e, op, g):  # a mod b = a - b floor(a / b): (g, -g floor(a / b))
+    a, b = op.inputs
+    quotient = e(floor, e(div, a, b))
+    return [e.unbroadcast(g, a.type), e.unbroadcast(e(neg, e(mul, g, quotient)), b.type)]
+
+
+@_vjp(pow_)
+def _pow_vjp(e, op, g):  # d a^b = (g b a^(b-1), g a^b log a), the latter 0 where a <= 0
+    a, b = op.inputs
+    y = op.outputs[0]
+    ga = e(mul, g, e(mul, b, e(pow_, a, e(sub, b, _scalar(e, 1, b)))))
+    positive = e(gt, a, _scalar(e, 0, a))
+    safe_log = e(log, e(select, positive, a, _scalar(e, 1, a)))
+    gb = e(select, positive, e(mul, g, e(mul, y, safe_log)), _scalar(e, 0, y))
+    return [e.unbroadcast(ga, a.type), e.unbroadcast(gb, b.type)]
+
+
+def _pick(e, mask, g):
+    return e(select, mask, g, _scalar(e, 0, g))
+
+
+@_vjp(max_, min_)
+def _extremum_vjp(e, op, g):  # g goes to the operand that won; ties split it evenly (as jax)
+    a, b = op.inputs
+    y = op.outputs[0]
+    half = e(mul, g, _scalar(e, 0.5, g))
+    tie = e(eq, a, b)
+    ga = e(select, tie, half, _pick(e, e(eq, a, y), g))
+    gb = e(select, tie, half, _pick(e, e(eq, b, y), g))
+    return [e.unbroadcast(ga, a.type), e.unbroadcast(gb, b.type)]
+
+
+@_vjp(atan2)
+def _atan2_vjp(e, op, g):  # d atan2(a, b) = (g b, -g a) / (a^2 + b^2)
+    a, b = op.inputs
+    scale = e(div, g, e(add, e(mul, a, a), e(mul, b, b)))
+    return [
+        e.unbroadcast(e(mul, scale, b), a.type),
+        e.unbroadcast(e(neg, e(mul, scale, a)), b.type),
+    ]
+
+
+@_vjp(select)
+def _select_vjp(e, op, g):  # the chosen branch gets g, the other zero; the predicate none
+    pred, a, b = op.inputs
+    zero = _scalar(e, 0, g)
+    return [
+        None,
+        e.unbroadcast(e(select, pred, g, zero), a.type),
+        e.unbroadcast(e(select, pred, zero, g), b.type),
+    ]
+
+
+@_vjp(convert)
+def _convert_vjp(e, op, g):  # back to the input's dtype, if that is a float
+    x = op.inputs[0]
+    return [e(convert, g, dtype=x.type.dtype) if is_float(x.type.dtype) else None]
+
+
+for _opdef, _why in (
+    (not_, "bitwise/logical"),
+    (isfinite, "a predicate"),
+    (and_, "bitwise"),
+    (or_, "bitwise"),
+    (xor, "bitwise"),
+    (eq, "a comparison"),
+    (ne, "a comparison"),
+    (lt, "a comparison"),
+    (le, "a comparison"),
+    (gt, "a comparison"),
+    (ge, "a comparison"),
+):
+    _opdef.declare_no_vjp(f"{_why}: its result is not differentiable")

@@ -1,6 +1,7 @@
 """Indexing by runtime integer tensors: take, take_along_axis, dynamic_slice and
-dynamic_update_slice. Indices never fail at run time: ``take`` indices wrap once if negative,
-then clamp to the axis; slice starts clamp so the whole slice fits (XLA's semantics)."""
+dynamic_update_slice, and scatter_add (take's transpose, which its gradient needs). Indices
+never fail at run time: ``take`` indices wrap once if negative, then clamp to the axis; slice
+starts clamp so the whole slice fits (XLA's semantics)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
-from .rules import ANY, INTS, broadcast_shapes, check_arity, check_dtype, same_dtype, single_axis
+from .rules import (
+    ANY,
+    INTS,
+    NUMERIC,
+    broadcast_shapes,
+    check_arity,
+    check_dtype,
+    same_dtype,
+    single_axis,
+)
 
 
 def wrap_clamp(indices: np.ndarray, n: int) -> np.ndarray:
@@ -176,3 +186,128 @@ dynamic_update_slice = register(
         "dynamic_slice so the update always fits; update has x's dtype and rank",
     )
 )
+
+
+def _scatter_add_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
+    check_arity(types, 3)
+    x, indices, updates = types
+    check_dtype(x, NUMERIC)
+    check_dtype(indices, INTS, "indices")
+    same_dtype((x, updates))
+    axis = single_axis(axis, x.ndim)
+    _check_axis_nonempty(x, axis, indices)
+    want = x.shape[:axis] + indices.shape + x.shape[axis + 1 :]
+    if updates.shape != want:
+        raise ShapeError(
+            f"updates {updates} must have shape {want} (x.shape[:axis] + indices.shape + "
+            f"x.shape[axis+1:], the shape take(x, indices, axis={axis}) would give)"
+        )
+    return x
+
+
+def _scatter_add_ref(
+    x: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, axis: int
+) -> np.ndarray:
+    axis = single_axis(axis, x.ndim)
+    low = x.dtype.itemsize == 2 and x.dtype.kind in "fV"  # summed in float32, rounded once
+    out = x.astype(np.float32) if low else x.copy()
+    if indices.size:
+        where = (slice(None),) * axis + (wrap_clamp(indices, x.shape[axis]),)
+        np.add.at(out, where, updates.astype(out.dtype))
+    return out.astype(x.dtype) if low else out
+
+
+scatter_add = register(
+    OpDef(
+        "scatter_add",
+        _scatter_add_rule,
+        _scatter_add_ref,
+        attrs={"axis": "int"},
+        doc="(x, indices, updates): x plus each slice of updates added at its index along "
+        "`axis` (numpy.add.at; repeated indices add up), the transpose of take: updates has "
+        "take(x, indices, axis)'s shape and indices wrap and clamp as in take",
+    )
+)
+
+
+# -- gradient rules (ir/grad.py) -------------------------------------------------------------
+def _wrap_clamp(e, indices, n: int):
+    """``wrap_clamp`` built with IR ops: ``indices`` as int64 in [0, n - 1]."""
+    from .elementwise import add, convert, lt, max_, min_, select
+
+    dtype, i64 = indices.type.dtype, np.dtype(np.int64)
+    if dtype.kind == "u":  # clamped in its own dtype first, as in wrap_clamp
+        indices = e(min_, indices, e.constant(min(n - 1, int(np.iinfo(dtype).max)), dtype))
+    if dtype != i64:
+        indices = e(convert, indices, dtype=i64)
+    if dtype.kind == "i":
+        negative = e(lt, indices, e.constant(0, i64))
+        indices = e(select, negative, e(add, indices, e.constant(n, i64)), indices)
+    return e(min_, e(max_, indices, e.constant(0, i64)), e.constant(n - 1, i64))
+
+
+@take.defvjp
+def _take_vjp(e, op, g):  # a gather's transpose: add each slice of g back where it came from
+    x, indices = op.inputs
+    return [e(scatter_add, e.zeros(x.type), indices, g, axis=op.attrs["axis"]), None]
+
+
+def take_along_axis_transpose(e, g, indices, x: TensorType, axis: int):
+    """The cotangent of x in ``take_along_axis(x, indices, axis)`` for the output's cotangent
+    ``g``: each element of g goes back to one element of x broadcast to the output's shape
+    (x's own axis kept), scatter-added there through flat (row-major) indices, and the
+    broadcast is then summed away. Also the transpose of top_k's and sort's gathers."""
+    from .creation import iota
+    from .elementwise import add, mul
+    from .shape import broadcast_to, reshape
+
+    axis = single_axis(axis, x.ndim)
+    out = g.type
+    if out.size == 0:
+        return e.zeros(x)
+    n = x.shape[axis]
+    full = out.shape[:axis] + (n,) + out.shape[axis + 1 :]
+    if indices.type.shape != out.shape:
+        indices = e(broadcast_to, indices, shape=out.shape)
+    i64 = np.dtype(np.int64)
+    strides = [int(np.prod(full[d + 1 :], dtype=np.int64)) for d in range(len(full))]
+    flat = e(mul, _wrap_clamp(e, indices, n), e.constant(strides[axis], i64))
+    for d in range(len(full)):
+        if d != axis and full[d] > 1:
+            place = e(iota, shape=out.shape, dimension=d, dtype=i64)
+            flat = e(add, flat, e(mul, place, e.constant(strides[d], i64)))
+    summed = e(
+        scatter_add,
+        e.zeros(TensorType((int(np.prod(full)),), x.dtype)),
+        e(reshape, flat, shape=(out.size,)),
+        e(reshape, g, shape=(out.size,)),
+        axis=0,
+    )
+    return e.unbroadcast(e(reshape, summed, shape=full), x)
+
+
+@take_along_axis.defvjp
+def _take_along_axis_vjp(e, op, g):
+    x, indices = op.inputs
+    return [take_along_axis_transpose(e, g, indices, x.type, op.attrs["axis"]), None]
+
+
+@dynamic_slice.defvjp
+def _dynamic_slice_vjp(e, op, g):  # g written into zeros at the same (clamped) starts
+    x, *starts = op.inputs
+    return [e(dynamic_update_slice, e.zeros(x.type), g, *starts)] + [None] * len(starts)
+
+
+@dynamic_update_slice.defvjp
+def _dynamic_update_slice_vjp(e, op, g):  # x: g but where overwritten; update: that window
+    _, update, *starts = op.inputs
+    return [
+        e(dynamic_update_slice, g, e.zeros(update.type), *starts),
+        e(dynamic_slice, g, *starts, sizes=update.type.shape),
+    ] + [None] * len(starts)
+
+
+@scatter_add.defvjp
+def _scatter_add_vjp(e, op, g):  # x: g; updates: what take reads at the same indices
+    _, indices, _ = op.inputs
+    return [g, None, e(take, g, indices, axis=op.attrs["axis"])]

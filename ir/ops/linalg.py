@@ -102,3 +102,42 @@ dot_general = register(
         "then lhs free dims, then rhs free dims; float16/bfloat16 accumulate in float32",
     )
 )
+
+
+# -- gradient rules (ir/grad.py) ------------------------------------------------------------------
+def _dot_transpose_lhs(e, g, x, y, xc, yc, xb, yb, swap_ans=False):
+    """The cotangent of ``x`` in ``dot_general(x, y)`` (``dot_general(y, x)`` with
+    ``swap_ans``): ``g`` contracted with ``y`` over ``y``'s free dims, then transposed back to
+    ``x``'s axis order (jax's _dot_general_transpose_lhs)."""
+    from .shape import transpose
+
+    x_kept = _free(x.type.ndim, xc, xb)
+    y_kept = _free(y.type.ndim, yc, yb)
+    nb = len(xb)
+    if swap_ans:  # g's axes: batch, y kept, x kept
+        ans_y = tuple(range(nb, nb + len(y_kept)))
+    else:  # g's axes: batch, x kept, y kept
+        ans_y = tuple(range(nb + len(x_kept), nb + len(x_kept) + len(y_kept)))
+    x_bar = e(
+        dot_general,
+        g,
+        y,
+        lhs_contracting=ans_y,
+        rhs_contracting=tuple(y_kept),
+        lhs_batch=tuple(range(nb)),
+        rhs_batch=tuple(yb),
+    )
+    # x_bar's axes: x batch, x kept, then x's contracting dims in the order of y's
+    x_contract_by_y = [xc[i] for i in np.argsort(yc, kind="stable")]
+    perm = tuple(int(i) for i in np.argsort([*xb, *x_kept, *x_contract_by_y]))
+    return x_bar if perm == tuple(range(len(perm))) else e(transpose, x_bar, perm=perm)
+
+
+@dot_general.defvjp
+def _dot_general_vjp(e, op, g):
+    x, y = op.inputs
+    lc, rc, lb, rb = dot_dims(x.type, y.type, **op.attrs)
+    return [
+        _dot_transpose_lhs(e, g, x, y, lc, rc, lb, rb),
+        _dot_transpose_lhs(e, g, y, x, rc, lc, rb, lb, swap_ans=True),
+    ]

@@ -229,3 +229,233 @@ reduce_window_sum = register(
         "float16/bfloat16 accumulate in float32",
     )
 )
+
+
+def _select_and_scatter_add_rule(
+    types: tuple[TensorType, ...],
+    *,
+    window: tuple[int, ...],
+    strides: tuple[int, ...],
+    padding: tuple[int, ...],
+) -> TensorType:
+    check_arity(types, 2)
+    source, operand = types
+    same_dtype(types)
+    check_dtype(operand, NUMERIC)
+    windows = _reduce_window_rule((operand,), window=window, strides=strides, padding=padding)
+    if source.shape != windows.shape:
+        raise ShapeError(
+            f"select_and_scatter_add: source {source.shape} must have the shape of the windows "
+            f"{windows.shape} of operand {operand.shape}"
+        )
+    return operand
+
+
+def _select_and_scatter_add_ref(
+    source: np.ndarray,
+    operand: np.ndarray,
+    *,
+    window: tuple[int, ...],
+    strides: tuple[int, ...],
+    padding: tuple[int, ...],
+) -> np.ndarray:
+    _select_and_scatter_add_rule(
+        (TensorType(source.shape, source.dtype), TensorType(operand.shape, operand.dtype)),
+        window=window,
+        strides=strides,
+        padding=padding,
+    )
+    low_precision = source.dtype.itemsize == 2 and source.dtype.kind in "fV"
+    wide = np.dtype(np.float32) if low_precision else source.dtype
+    out = np.zeros(operand.shape, wide)
+    low = padding[0::2]
+    # Each window picks its first largest element (padding never wins) and gets the source.
+    for index in np.ndindex(source.shape):
+        best, where = None, None
+        for offset in itertools.product(*map(range, window)):
+            at = tuple(o * s + k - lo for o, s, k, lo in zip(index, strides, offset, low))
+            if any(not 0 <= a < d for a, d in zip(at, operand.shape)):
+                continue
+            if best is None or operand[at] > best:
+                best, where = operand[at], at
+        if where is not None:
+            out[where] += source[index]
+    return out.astype(source.dtype)
+
+
+select_and_scatter_add = register(
+    OpDef(
+        "select_and_scatter_add",
+        _select_and_scatter_add_rule,
+        _select_and_scatter_add_ref,
+        attrs=_WINDOW_ATTRS,
+        doc="(source, operand): XLA SelectAndScatter with GE selection and add scattering: "
+        "each source element is added at its window's first largest operand element (padding, "
+        "laid out as in reduce_window_max, never selected); the gradient of reduce_window_max",
+    )
+)
+
+
+# -- gradient rules (ir/grad.py) ------------------------------------------------------------------
+def _unsupported(op, what: str) -> ShapeError:
+    return ShapeError(
+        f"the gradient of {op.opdef.name} is not supported for {what}; file an issue",
+        op=op.opdef.name,
+        loc=op.loc,
+    )
+
+
+def _empty(t: TensorType) -> bool:
+    return any(d == 0 for d in t.shape)
+
+
+def _conv_vjp_padding(
+    in_size: int, k_size: int, out_size: int, stride: int, low: int, lhs_d: int, rhs_d: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(low, high) paddings of the input-gradient and kernel-gradient convolutions along one
+    spatial dim (jax's _conv_general_vjp_lhs_padding and _conv_general_vjp_rhs_padding)."""
+    lhs_dilated, rhs_dilated = _dilated(in_size, lhs_d), _dilated(k_size, rhs_d)
+    out_dilated = _dilated(out_size, stride)
+    before = rhs_dilated - low - 1
+    after = lhs_dilated + rhs_dilated - 1 - out_dilated - before
+    rhs_high = out_dilated - lhs_dilated + rhs_dilated - low - 1
+    return (before, after), (low, rhs_high)
+
+
+def _conv2d_group_vjp(e, x, w, g, attrs):
+    """(input cotangent, kernel cotangent) of a feature_group_count=1 conv2d."""
+    from .shape import reverse, transpose
+
+    strides, padding = attrs["strides"], attrs["padding"]
+    lhs_d, rhs_d = attrs["lhs_dilation"], attrs["rhs_dilation"]
+    pads = [
+        _conv_vjp_padding(
+            x.type.shape[1 + i],
+            w.type.shape[i],
+            g.type.shape[1 + i],
+            strides[i],
+            padding[2 * i],
+            lhs_d[i],
+            rhs_d[i],
+        )
+        for i in range(2)
+    ]
+    # input: the cotangent convolved with the flipped kernel, I and O swapped
+    flipped = e(reverse, e(transpose, w, perm=(0, 1, 3, 2)), axes=(0, 1))
+    gx = e(
+        conv2d,
+        g,
+        flipped,
+        strides=tuple(lhs_d),
+        padding=(*pads[0][0], *pads[1][0]),
+        lhs_dilation=tuple(strides),
+        rhs_dilation=tuple(rhs_d),
+        feature_group_count=1,
+    )
+    # kernel: input (channels as batch) convolved with the cotangent (batch as in-channels)
+    gw = e(
+        conv2d,
+        e(transpose, x, perm=(3, 1, 2, 0)),
+        e(transpose, g, perm=(1, 2, 0, 3)),
+        strides=tuple(rhs_d),
+        padding=(*pads[0][1], *pads[1][1]),
+        lhs_dilation=tuple(lhs_d),
+        rhs_dilation=tuple(strides),
+        feature_group_count=1,
+    )
+    gw = e(transpose, gw, perm=(1, 2, 0, 3))
+    if gx.type.shape != x.type.shape or gw.type.shape != w.type.shape:
+        raise AssertionError(f"conv2d vjp shapes {gx.type}, {gw.type} for {x.type}, {w.type}")
+    return gx, gw
+
+
+@conv2d.defvjp
+def _conv2d_vjp(e, op, g):
+    from .shape import concatenate, slice_
+
+    x, w = op.inputs
+    if _empty(g.type) or _empty(x.type) or _empty(w.type):
+        return [e.zeros(x.type), e.zeros(w.type)]
+    groups = op.attrs["feature_group_count"]
+    if groups == 1:
+        return list(_conv2d_group_vjp(e, x, w, g, op.attrs))
+
+    def channels(v, group, count):  # v[..., group * count : (group + 1) * count]
+        shape = v.type.shape
+        return e(
+            slice_,
+            v,
+            start=(0, 0, 0, group * count),
+            limit=(*shape[:3], (group + 1) * count),
+            strides=(1, 1, 1, 1),
+        )
+
+    cg, og = w.type.shape[2], w.type.shape[3] // groups
+    parts = [
+        _conv2d_group_vjp(e, channels(x, i, cg), channels(w, i, og), channels(g, i, og), op.attrs)
+        for i in range(groups)
+    ]
+    return [e(concatenate, *(p[k] for p in parts), axis=3) for k in range(2)]
+
+
+def _dilate(e, v, axis: int, dilation: int):
+    """``dilation - 1`` zeros between neighbours along ``axis`` (pad a new axis, fold it in)."""
+    from .shape import pad, reshape, slice_
+
+    if dilation == 1 or v.type.shape[axis] <= 1:
+        return v
+    shape = v.type.shape
+    n = shape[axis]
+    split = e(reshape, v, shape=(*shape[: axis + 1], 1, *shape[axis + 1 :]))
+    high = [0] * split.type.ndim
+    high[axis + 1] = dilation - 1
+    spread = e(pad, split, e.constant(0, v.type.dtype), low=(0,) * len(high), high=tuple(high))
+    flat = e(reshape, spread, shape=(*shape[:axis], n * dilation, *shape[axis + 1 :]))
+    limit = list(flat.type.shape)
+    limit[axis] = _dilated(n, dilation)
+    return e(slice_, flat, start=(0,) * len(limit), limit=tuple(limit), strides=(1,) * len(limit))
+
+
+@reduce_window_sum.defvjp
+def _reduce_window_sum_vjp(e, op, g):
+    # d x_pad[p] = sum of g over the windows covering p: the dilated cotangent, padded by
+    # window - 1 on both sides, summed over windows at stride 1; then the padding is cut off.
+    from .shape import slice_
+
+    x = op.inputs[0]
+    window, strides, padding = op.attrs["window"], op.attrs["strides"], op.attrs["padding"]
+    if _empty(g.type) or _empty(x.type):
+        return [e.zeros(x.type)]
+    for axis, stride in enumerate(strides):
+        g = _dilate(e, g, axis, stride)
+    pads = []
+    for i, d in enumerate(x.type.shape):
+        padded = d + padding[2 * i] + padding[2 * i + 1]
+        covered = g.type.shape[i] + window[i] - 1  # positions the windows reach
+        pads += [window[i] - 1, window[i] - 1 + padded - covered]
+    total = e(
+        reduce_window_sum,
+        g,
+        window=tuple(window),
+        strides=(1,) * len(window),
+        padding=tuple(pads),
+    )
+    start = tuple(padding[0::2])
+    limit = tuple(lo + d for lo, d in zip(start, x.type.shape))
+    if total.type.shape == x.type.shape:
+        return [total]
+    return [e(slice_, total, start=start, limit=limit, strides=(1,) * len(start))]
+
+
+@reduce_window_max.defvjp
+def _reduce_window_max_vjp(e, op, g):
+    # each window's cotangent goes to its (first) largest element, as XLA's select_and_scatter
+    x = op.inputs[0]
+    if _empty(g.type) or _empty(x.type):
+        return [e.zeros(x.type)]
+    return [e(select_and_scatter_add, g, x, **op.attrs)]
+
+
+@select_and_scatter_add.defvjp
+def _select_and_scatter_add_vjp(e, op, g):
+    raise _unsupported(op, "second-order gradients of max pooling (reduce_window_max)")

@@ -165,3 +165,73 @@ cumsum = register(
         "the suffix sums (each element plus all after it)",
     )
 )
+
+
+# -- gradient rules (ir/grad.py) -------------------------------------------------------------
+@reduce_sum.defvjp
+def _reduce_sum_vjp(e, op, g):  # every summed element gets g: broadcast it back
+    from .shape import broadcast_to, reshape
+
+    x = op.inputs[0]
+    axes = normalize_axes(op.attrs["axes"], x.type.ndim)
+    kept = reduced_shape(x.type.shape, axes, keepdims=True)
+    if g.type.shape != kept:
+        g = e(reshape, g, shape=kept)
+    return [g if kept == x.type.shape else e(broadcast_to, g, shape=x.type.shape)]
+
+
+def _expand(e, g, x, axes):
+    """``g`` (a reduction of ``x`` over ``axes``, kept dims or not) broadcast back to x."""
+    from .shape import broadcast_to, reshape
+
+    kept = reduced_shape(x.type.shape, axes, keepdims=True)
+    if g.type.shape != kept:
+        g = e(reshape, g, shape=kept)
+    return g if kept == x.type.shape else e(broadcast_to, g, shape=x.type.shape)
+
+
+@reduce_prod.defvjp
+def _reduce_prod_vjp(e, op, g):
+    # d prod(x) / dx_i = the product of the others: y / x_i without zeros; with one zero, the
+    # product of the non-zeros at the zero and 0 elsewhere; with two or more zeros, 0.
+    from .elementwise import and_, convert, div, eq, mul, select
+
+    x = op.inputs[0]
+    axes = normalize_axes(op.attrs["axes"], x.type.ndim)
+    zero, one = e.constant(0, x.type.dtype), e.constant(1, x.type.dtype)
+    is_zero = e(eq, x, zero)
+    nonzero = e(select, is_zero, one, x)
+    others = e(reduce_prod, nonzero, axes=axes, keepdims=True)
+    zeros = e(reduce_sum, e(convert, is_zero, dtype=x.type.dtype), axes=axes, keepdims=True)
+    others, zeros = _expand(e, others, x, axes), _expand(e, zeros, x, axes)
+    lone_zero = e(and_, e(eq, zeros, one), is_zero)
+    partial = e(
+        select, e(eq, zeros, zero), e(div, others, nonzero), e(select, lone_zero, others, zero)
+    )
+    return [e(mul, _expand(e, g, x, axes), partial)]
+
+
+def _extremum_vjp(e, op, g):
+    # As jax: g goes to every element equal to the result, split evenly among them.
+    from .elementwise import convert, div, eq, mul
+
+    x = op.inputs[0]
+    axes = normalize_axes(op.attrs["axes"], x.type.ndim)
+    hit = e(convert, e(eq, x, _expand(e, op.outputs[0], x, axes)), dtype=x.type.dtype)
+    count = _expand(e, e(reduce_sum, hit, axes=axes, keepdims=True), x, axes)
+    return [e(mul, hit, e(div, _expand(e, g, x, axes), count))]
+
+
+reduce_max.defvjp(_extremum_vjp)
+reduce_min.defvjp(_extremum_vjp)
+
+
+@cumsum.defvjp
+def _cumsum_vjp(e, op, g):  # each x_i is in the sums after it (before it if reversed)
+    return [e(cumsum, g, axis=op.attrs["axis"], reverse=not op.attrs["reverse"])]
+
+
+for _opdef in (argmax, argmin):
+    _opdef.declare_no_vjp("an index: integer-valued, it has no gradient")
+for _opdef in (reduce_and, reduce_or):
+    _opdef.declare_no_vjp("a bool reduction: its result is not differentiable")

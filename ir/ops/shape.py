@@ -211,3 +211,79 @@ reverse = register(
         doc="numpy.flip over axes",
     )
 )
+
+
+# -- gradient rules (ir/grad.py) -------------------------------------------------------------
+@reshape.defvjp
+def _reshape_vjp(e, op, g):  # reshape back
+    return [e(reshape, g, shape=op.inputs[0].type.shape)]
+
+
+@broadcast_to.defvjp
+def _broadcast_to_vjp(e, op, g):  # sum over the stretched dims
+    return [e.unbroadcast(g, op.inputs[0].type)]
+
+
+@transpose.defvjp
+def _transpose_vjp(e, op, g):  # transpose back by the inverse permutation
+    perm = op.attrs["perm"]
+    return [e(transpose, g, perm=tuple(int(i) for i in np.argsort(perm)))]
+
+
+@concatenate.defvjp
+def _concatenate_vjp(e, op, g):  # each operand gets its own stretch of g along the axis
+    axis = normalize_axis(op.attrs["axis"], g.type.ndim)
+    cts, begin = [], 0
+    for x in op.inputs:
+        end = begin + x.type.shape[axis]
+        start = tuple(begin if d == axis else 0 for d in range(g.type.ndim))
+        limit = tuple(end if d == axis else n for d, n in enumerate(g.type.shape))
+        cts.append(e(slice_, g, start=start, limit=limit, strides=(1,) * g.type.ndim))
+        begin = end
+    return cts
+
+
+@slice_.defvjp
+def _slice_vjp(e, op, g):
+    # g back in place, zeros elsewhere: strides spread g out (each element followed by
+    # stride - 1 zeros, through a unit axis padded and merged back), then pad around it.
+    x = op.inputs[0]
+    start, strides = op.attrs["start"], op.attrs["strides"]
+    if g.type.size == 0:
+        return [e.zeros(x.type)]
+    zero = e.constant(0, g.type.dtype)
+    if any(s > 1 for s in strides):
+        split = tuple(n for d, s in zip(g.type.shape, strides) for n in ((d, 1) if s > 1 else (d,)))
+        high = tuple(h for s in strides for h in ((0, s - 1) if s > 1 else (0,)))
+        spread = e(pad, e(reshape, g, shape=split), zero, low=(0,) * len(split), high=high)
+        merged = tuple(d * s for d, s in zip(g.type.shape, strides))
+        g = e(reshape, spread, shape=merged)
+        spans = tuple((d - 1) * s + 1 for d, s in zip(op.outputs[0].type.shape, strides))
+        g = e(slice_, g, start=(0,) * len(spans), limit=spans, strides=(1,) * len(spans))
+    high = tuple(n - b - d for n, b, d in zip(x.type.shape, start, g.type.shape))
+    return [e(pad, g, zero, low=tuple(start), high=high)]
+
+
+@pad.defvjp
+def _pad_vjp(e, op, g):  # x gets its window of g; the pad value the sum of the rest
+    from .elementwise import sub
+    from .reduce import reduce_sum
+
+    x = op.inputs[0]
+    low = op.attrs["low"]
+    inner = e(
+        slice_,
+        g,
+        start=tuple(low),
+        limit=tuple(lo + d for lo, d in zip(low, x.type.shape)),
+        strides=(1,) * x.type.ndim,
+    )
+    every = tuple(range(g.type.ndim))
+    total = e(reduce_sum, g, axes=every, keepdims=False)
+    window = e(reduce_sum, inner, axes=every, keepdims=False)
+    return [inner, e(sub, total, window) if every else e.zeros(op.inputs[1].type)]
+
+
+@reverse.defvjp
+def _reverse_vjp(e, op, g):  # reverse back
+    return [e(reverse, g, axes=op.attrs["axes"])]

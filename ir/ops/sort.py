@@ -99,3 +99,28 @@ top_k = register(
         "smallest)",
     )
 )
+
+
+# -- gradient rules (ir/grad.py) -------------------------------------------------------------
+@sort.defvjp
+def _sort_vjp(e, op, g):
+    # sort(x) = take_along_axis(x, p) for the sorting permutation p: g goes back through
+    # p's inverse, argsort(p) (ties are equal values, so which of them gets which g is moot).
+    from .index import take_along_axis
+
+    axis = op.attrs["axis"]
+    order = e(argsort, op.inputs[0], axis=axis, descending=op.attrs["descending"])
+    inverse = e(argsort, order, axis=axis, descending=False)
+    return [e(take_along_axis, g, inverse, axis=axis)]
+
+
+@top_k.defvjp
+def _top_k_vjp(e, op, g, _):  # the values' g scattered to where top_k found them
+    from .index import take_along_axis_transpose
+
+    if g is None:
+        return [None]
+    return [take_along_axis_transpose(e, g, op.outputs[1], op.inputs[0].type, -1)]
+
+
+argsort.declare_no_vjp("indices: integer-valued, they have no gradient")

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, params, rand
+from opcheck import OpCase, check_case, check_grad, params, rand
 
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops.rules import ANY, FLOATS, INTS_AND_BOOL, NUMERIC
@@ -71,8 +71,10 @@ CASES = [
             {},
         ),
         np.round,
+        grad_make=unary(),  # ties are jumps, where the gradient is undefined
     ),
     OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
+    OpCase(E.stop_gradient, ANY, unary(), lambda x: x),
     OpCase(
         E.isfinite,
         FLOATS,
@@ -128,3 +130,14 @@ CASES = [
 @pytest.mark.parametrize("case, dtype", params(CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
+
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, dtype",
+    [p for p in params(CASES) if p.values[0].opdef.vjp is not None and p.values[1] in GRAD_DTYPES],
+)
+def test_gradient(case, dtype):
+    check_grad(case, dtype)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, add_op, check_case, params, rand
+from opcheck import OpCase, add_op, check_case, check_grad, params, rand
 
 from flowjit.ir import DTypeError, ShapeError
 from flowjit.ir.ops import index as I
-from flowjit.ir.ops.rules import ANY, INTS
+from flowjit.ir.ops.rules import ANY, INTS, NUMERIC
 
 F32 = np.dtype(np.float32)
 
@@ -96,6 +96,30 @@ def np_dynamic_update_slice(x, update, *starts):
     return out
 
 
+def scatter_case(x_shape, i_shape, axis, index_dtype=None):
+    def make(rng, dt):
+        x_dt, i_dt = (F32, dt) if index_dtype is None else (dt, index_dtype)
+        (_, indices), _ = take_case(x_shape, i_shape, axis, i_dt)(rng, F32)
+        axis_ = axis % len(x_shape)
+        updates = rand(rng, x_shape[:axis_] + i_shape + x_shape[axis_ + 1 :], x_dt)
+        return [rand(rng, x_shape, x_dt), indices, updates], {"axis": axis}
+
+    return make
+
+
+def np_scatter_add(x, indices, updates, axis):
+    """Every update added in a loop over the indices, on the spelled-out (fixed) indices."""
+    out = x.copy()
+    axis %= x.ndim
+    fixed_indices = fixed(indices, x.shape[axis])
+    moved = np.moveaxis(out, axis, 0)  # a view: adding to it adds to out
+    # updates' index dims moved in front, in the indices' order
+    lead = np.moveaxis(updates, list(range(axis, axis + indices.ndim)), list(range(indices.ndim)))
+    for where in np.ndindex(indices.shape):
+        moved[fixed_indices[where]] += lead[where]
+    return out
+
+
 CASES = [
     OpCase(I.take, ANY, take_case((4, 5, 2), (2, 3), 1, np.int32), np_take),
     OpCase(I.take, INTS, take_case((6, 3), (7,), 0), np_take, name="take_index_dtypes"),
@@ -134,12 +158,45 @@ CASES = [
         np_dynamic_update_slice,
         name="dynamic_update_slice_index_dtypes",
     ),
+    OpCase(I.scatter_add, NUMERIC, scatter_case((4, 5, 2), (3, 4), 1, np.int32), np_scatter_add),
+    OpCase(
+        I.scatter_add,
+        INTS,
+        scatter_case((6, 3), (9,), 0),
+        np_scatter_add,
+        name="scatter_add_index_dtypes",
+    ),
+    OpCase(
+        I.scatter_add,
+        NUMERIC,
+        scatter_case((5, 2), (), -2, np.int64),
+        np_scatter_add,
+        name="scatter_add_scalar_index",
+    ),
+    OpCase(
+        I.scatter_add,
+        NUMERIC,
+        scatter_case((3, 0), (0, 2), 1, np.int32),
+        np_scatter_add,
+        name="scatter_add_no_indices",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, dtype", params(CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
+
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, dtype",
+    [p for p in params(CASES) if p.values[0].opdef.vjp is not None and p.values[1] in GRAD_DTYPES],
+)
+def test_gradient(case, dtype):
+    check_grad(case, dtype)
 
 
 I32 = np.dtype(np.int32)
@@ -185,3 +242,36 @@ def test_dynamic_update_slice_shape_errors():
         add_op(I.dynamic_update_slice, [((3, 4), F32), ((1,), F32), scalar, scalar])
     with pytest.raises(ShapeError, match="got 1 operand"):
         add_op(I.dynamic_update_slice, [((3, 4), F32)])
+
+
+def test_scatter_add_shape_errors():
+    with pytest.raises(ShapeError, match=r"must have shape \(3, 2, 4\)"):
+        add_op(I.scatter_add, [((3, 5), F32), ((2, 4), I32), ((3, 2), F32)], axis=1)
+    with pytest.raises(DTypeError, match="indices has dtype f32"):
+        add_op(I.scatter_add, [((3,), F32), ((2,), F32), ((2,), F32)], axis=0)
+    with pytest.raises(DTypeError, match="different dtypes"):
+        add_op(I.scatter_add, [((3,), F32), ((2,), I32), ((2,), I32)], axis=0)
+    with pytest.raises(ShapeError, match="empty axis 0"):
+        add_op(I.scatter_add, [((0,), F32), ((2,), I32), ((2,), F32)], axis=0)
+
+
+@pytest.mark.parametrize("index_dtype", [np.dtype(d).name for d in INTS])
+@pytest.mark.parametrize("opdef", [I.take, I.take_along_axis], ids=lambda o: o.name)
+def test_gather_gradient_wraps_and_clamps_every_index_dtype(opdef, index_dtype):
+    """The gradients of take and take_along_axis add g at the indices the gathers read, for
+    negative, past-the-end and huge (unsigned) indices of every dtype, repeats adding up."""
+    import flowjit as fj
+    import flowjit.numpy as fnp
+    from flowjit.compiler.trace import emit
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4))
+    indices = some_indices(rng, (3, 4), np.dtype(index_dtype), 5)
+    w = rng.standard_normal((3, 4) if opdef is I.take_along_axis else (3, 4, 4))
+    got = fj.grad(lambda x: (emit(opdef, [x, fnp.asarray(indices)], axis=0) * w).sum())(x)
+    want = np.zeros_like(x)
+    if opdef is I.take:
+        np.add.at(want, fixed(indices, 5), w)
+    else:
+        np.add.at(want, (fixed(indices, 5), np.arange(4)), w)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)

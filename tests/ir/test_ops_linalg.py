@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, params, rand
+from opcheck import OpCase, check_case, check_grad, params, rand
 
 from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
 from flowjit.ir.ops import linalg as L
@@ -117,3 +117,11 @@ def test_bad_dtypes_raise(lhs, rhs, message):
     args = [graph.add_input(TensorType((2,), lhs)), graph.add_input(TensorType((2,), rhs))]
     with pytest.raises(DTypeError, match=message):
         graph.add(L.dot_general, args, dims((0,), (0,)))
+
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize("case, dtype", [p for p in params(CASES) if p.values[1] in GRAD_DTYPES])
+def test_gradient(case, dtype):
+    check_grad(case, dtype)

@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, params, rand
+from opcheck import OpCase, check_case, check_grad, params, rand
 
 from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
 from flowjit.ir.ops import nn as N
@@ -320,3 +320,101 @@ def test_bad_dtypes_raise(opdef, dtypes, attrs, message):
     args = [graph.add_input(TensorType((1, 3, 3, 1), dt)) for dt in dtypes]
     with pytest.raises(DTypeError, match=message):
         graph.add(opdef, args, attrs)
+
+
+def select_and_scatter_numpy(source, operand, window, strides, padding):
+    """Pad with -inf, take each window's np.argmax (the first largest), add the source there,
+    then drop the padding (a window wholly in the padding adds nowhere)."""
+    low, high = padding[0::2], padding[1::2]
+    wide = np.float64 if operand.dtype.kind in "fV" else np.int64
+    padded = np.pad(operand.astype(np.float64), list(zip(low, high)), constant_values=-np.inf)
+    out = np.zeros(padded.shape, wide)
+    for index in np.ndindex(source.shape):
+        corner = [o * s for o, s in zip(index, strides)]
+        block = padded[tuple(slice(c, c + k) for c, k in zip(corner, window))]
+        at = np.unravel_index(np.argmax(block), block.shape)
+        out[tuple(c + a for c, a in zip(corner, at))] += source[index]
+    inner = out[tuple(slice(lo, lo + d) for lo, d in zip(low, operand.shape))]
+    return inner.astype(source.dtype)
+
+
+def scatter(operand_shape, window, strides, padding):
+    def make(rng, dt):
+        source_shape = tuple(
+            out_count(d, 1, padding[2 * i], padding[2 * i + 1], window[i], strides[i])
+            for i, d in enumerate(operand_shape)
+        )
+        # distinct operand values: the largest of each window is unique
+        values = rng.permutation(np.prod(operand_shape)).reshape(operand_shape) % 100 - 50
+        operand = values.astype(dt) if np.dtype(dt).kind in "fVi" else (values + 50).astype(dt)
+        return (
+            [rand(rng, source_shape, dt, 0, 3), operand],
+            {"window": window, "strides": strides, "padding": padding},
+        )
+
+    return make
+
+
+SCATTER_CASES = [
+    OpCase(
+        N.select_and_scatter_add,
+        NUMERIC,
+        scatter((2, 5, 5, 3), (1, 3, 3, 1), (1, 2, 2, 1), (0, 0, 1, 1, 1, 1, 0, 0)),
+        select_and_scatter_numpy,
+        name="select_and_scatter_add",
+    ),
+    OpCase(
+        N.select_and_scatter_add,
+        NUMERIC,
+        scatter((7,), (3,), (2,), (3, 2)),
+        select_and_scatter_numpy,
+        name="select_and_scatter_add_1d",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(SCATTER_CASES))
+def test_select_and_scatter_add_against_numpy(case, dtype):
+    check_case(case, dtype)
+
+
+def distinct(make):
+    """``make``'s inputs with the values replaced by distinct ones 0.05 apart, so each window
+    has one clear maximum (finite differences of max need that); windows wholly in the padding
+    (whose max is -inf) get a real element by trimming the low padding."""
+
+    def grad_make(rng, dt):
+        (x,), attrs = make(rng, dt)
+        x = (rng.permutation(x.size).reshape(x.shape) * 0.05 - 2).astype(dt)
+        padding = list(attrs["padding"])
+        for i in range(x.ndim):
+            padding[2 * i] = min(padding[2 * i], attrs["window"][i] - 1)
+        return [x], {**attrs, "padding": tuple(padding)}
+
+    return grad_make
+
+
+for case in WINDOW_CASES:
+    if case.opdef is N.reduce_window_max:
+        case.grad_make = distinct(case.make)
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, dtype",
+    [p for p in params(CONV_CASES + WINDOW_CASES) if p.values[1] in GRAD_DTYPES],
+)
+def test_gradient(case, dtype):
+    check_grad(case, dtype)
+
+
+def test_second_order_max_pool_gradient_says_unsupported():
+    import flowjit as fj
+
+    def pooled_grad_norm(x):
+        (gx,) = fj.gradients(fj.nn.max_pool2d(x, 2).sum(), [x])  # a select_and_scatter_add
+        return fj.gradients((gx * gx).sum(), [x])[0]
+
+    with pytest.raises(ShapeError, match="select_and_scatter_add.*second-order"):
+        fj.compile(pooled_grad_norm)(np.ones((1, 4, 4, 1), np.float32))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, add_op, check_case, params, rand
+from opcheck import OpCase, add_op, check_case, check_grad, params, rand
 
 from flowjit.ir import DTypeError, ShapeError, TensorType
 from flowjit.ir.ops import reduce as R
@@ -45,6 +45,24 @@ def along(shape, low=-3, high=3, nans=False, **attrs):
         return [with_nans(x) if nans else x], attrs
 
     return make
+
+
+def distinct(shape, axes, keepdims):
+    """Inputs without ties (0.5 apart), where max and min are differentiable."""
+
+    def make(rng, dt):
+        size = int(np.prod(shape))
+        x = (rng.permutation(size).reshape(shape) - size / 2) / 2
+        return [x.astype(dt)], {"axes": axes, "keepdims": keepdims}
+
+    return make
+
+
+def prod_with_zeros(rng, dt):
+    """Rows with no zero, one zero and two zeros: each branch of reduce_prod's gradient."""
+    x = rand(rng, (3, 5), dt, 0.5, 2)
+    x[1, 2] = x[2, 0] = x[2, 3] = 0
+    return [x], {"axes": (1,), "keepdims": False}
 
 
 def np_reduce(fn):
@@ -106,9 +124,21 @@ CASES = [
         np_reduce(np.prod),
         name="reduce_prod_wraps",
     ),
-    OpCase(R.reduce_max, ANY, reduction((3, 4, 5), (0, 2), False), np_reduce(np.max)),
+    OpCase(R.reduce_prod, FLOATS, prod_with_zeros, np_reduce(np.prod), name="reduce_prod_zeros"),
     OpCase(
-        R.reduce_max, ANY, reduction((3, 4), (0, 1), True), np_reduce(np.max), name="reduce_max_all"
+        R.reduce_max,
+        ANY,
+        reduction((3, 4, 5), (0, 2), False),
+        np_reduce(np.max),
+        grad_make=distinct((3, 4, 5), (0, 2), False),
+    ),
+    OpCase(
+        R.reduce_max,
+        ANY,
+        reduction((3, 4), (0, 1), True),
+        np_reduce(np.max),
+        name="reduce_max_all",
+        grad_make=distinct((3, 4), (0, 1), True),
     ),
     OpCase(
         R.reduce_max,
@@ -116,10 +146,22 @@ CASES = [
         reduction((3, 5), (1,), False, nans=True),
         np_reduce(np.max),
         name="reduce_max_nan",
+        grad_make=distinct((3, 5), (1,), False),
     ),
-    OpCase(R.reduce_min, ANY, reduction((3, 4, 5), (1,), False), np_reduce(np.min)),
     OpCase(
-        R.reduce_min, ANY, reduction((3, 4), (0, 1), True), np_reduce(np.min), name="reduce_min_all"
+        R.reduce_min,
+        ANY,
+        reduction((3, 4, 5), (1,), False),
+        np_reduce(np.min),
+        grad_make=distinct((3, 4, 5), (1,), False),
+    ),
+    OpCase(
+        R.reduce_min,
+        ANY,
+        reduction((3, 4), (0, 1), True),
+        np_reduce(np.min),
+        name="reduce_min_all",
+        grad_make=distinct((3, 4), (0, 1), True),
     ),
     OpCase(
         R.reduce_min,
@@ -127,6 +169,7 @@ CASES = [
         reduction((3, 5), (1,), True, nans=True),
         np_reduce(np.min),
         name="reduce_min_nan",
+        grad_make=distinct((3, 5), (1,), True),
     ),
     OpCase(
         R.reduce_max,
@@ -203,6 +246,32 @@ CASES = [
 @pytest.mark.parametrize("case, dtype", params(CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
+
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, dtype",
+    [p for p in params(CASES) if p.values[0].opdef.vjp is not None and p.values[1] in GRAD_DTYPES],
+)
+def test_gradient(case, dtype):
+    check_grad(case, dtype)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_extremum_gradient_splits_ties_like_jax(name):
+    import jax
+    import jax.numpy as jnp
+
+    import flowjit as fj
+    import flowjit.numpy as fnp
+
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-1.0, 5.0, -1.0, 4.0]])
+    w = np.array([1.0, -2.0, 3.0])
+    got = fj.grad(lambda x: fnp.sum(getattr(fnp, name)(x, axis=1) * w))(x)
+    want = jax.grad(lambda x: jnp.sum(getattr(jnp, name)(x, axis=1) * w))(x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
 
 
 F32 = np.dtype(np.float32)

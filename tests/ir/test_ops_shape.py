@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, params, rand
+from opcheck import OpCase, check_case, check_grad, params, rand
 
 from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
 from flowjit.ir.ops import shape as S
@@ -90,6 +90,13 @@ CASES = [
     OpCase(
         S.slice_,
         ANY,
+        one((7, 4), start=(1, 1), limit=(6, 4), strides=(3, 2)),
+        np_slice,
+        name="slice_strided_inside",
+    ),
+    OpCase(
+        S.slice_,
+        ANY,
         one((4, 3), start=(2, 0), limit=(2, 3), strides=(1, 2)),
         np_slice,
         name="slice_empty",
@@ -111,6 +118,17 @@ CASES = [
 @pytest.mark.parametrize("case, dtype", params(CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
+
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, dtype",
+    [p for p in params(CASES) if p.values[0].opdef.vjp is not None and p.values[1] in GRAD_DTYPES],
+)
+def test_gradient(case, dtype):
+    check_grad(case, dtype)
 
 
 F32, I32 = np.dtype(np.float32), np.dtype(np.int32)

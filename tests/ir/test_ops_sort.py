@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, params, rand
+from opcheck import OpCase, check_case, check_grad, params, rand
 
 from flowjit.ir import Graph, ShapeError, TensorType
 from flowjit.ir.ops import sort as S
@@ -25,6 +25,17 @@ def tied(rng: np.random.Generator, shape: tuple[int, ...], dt, nans: bool = Fals
 
 def along(shape, nans=False, **attrs):
     return lambda rng, dt: ([tied(rng, shape, dt, nans)], attrs)
+
+
+def distinct(shape, **attrs):
+    """Inputs without ties (0.5 apart) for gradient checks: sorting is smooth only there."""
+
+    def make(rng, dt):
+        size = int(np.prod(shape))
+        x = (rng.permutation(size).reshape(shape) - size / 2) / 2
+        return [x.astype(dt)], attrs
+
+    return make
 
 
 def descending_order(x, axis):
@@ -48,14 +59,28 @@ def np_top_k(x, k):
 
 
 CASES = [
-    OpCase(S.sort, ANY, along((3, 9), axis=1, descending=False), np_sort),
-    OpCase(S.sort, ANY, along((8, 2, 3), axis=0, descending=True), np_sort, name="sort_descending"),
+    OpCase(
+        S.sort,
+        ANY,
+        along((3, 9), axis=1, descending=False),
+        np_sort,
+        grad_make=distinct((3, 9), axis=1, descending=False),
+    ),
+    OpCase(
+        S.sort,
+        ANY,
+        along((8, 2, 3), axis=0, descending=True),
+        np_sort,
+        name="sort_descending",
+        grad_make=distinct((8, 2, 3), axis=0, descending=True),
+    ),
     OpCase(
         S.sort,
         FLOATS,
         along((4, 200), nans=True, axis=-1, descending=False),
         np_sort,
         name="sort_nan",
+        grad_make=distinct((4, 20), axis=-1, descending=False),
     ),
     OpCase(
         S.sort,
@@ -63,6 +88,7 @@ CASES = [
         along((4, 200), nans=True, axis=1, descending=True),
         np_sort,
         name="sort_nan_descending",
+        grad_make=distinct((4, 20), axis=1, descending=True),
     ),
     OpCase(S.sort, ANY, along((0, 3), axis=0, descending=False), np_sort, name="sort_empty"),
     OpCase(S.argsort, ANY, along((3, 500), axis=-1, descending=False), np_argsort),
@@ -87,16 +113,41 @@ CASES = [
         np_argsort,
         name="argsort_nan_descending",
     ),
-    OpCase(S.top_k, ANY, along((3, 9), k=4), np_top_k),
-    OpCase(S.top_k, ANY, along((2, 2, 5), k=5), np_top_k, name="top_k_all"),
+    OpCase(S.top_k, ANY, along((3, 9), k=4), np_top_k, grad_make=distinct((3, 9), k=4)),
+    OpCase(
+        S.top_k,
+        ANY,
+        along((2, 2, 5), k=5),
+        np_top_k,
+        name="top_k_all",
+        grad_make=distinct((2, 2, 5), k=5),
+    ),
     OpCase(S.top_k, ANY, along((6,), k=0), np_top_k, name="top_k_none"),
-    OpCase(S.top_k, FLOATS, along((4, 100), nans=True, k=30), np_top_k, name="top_k_nan"),
+    OpCase(
+        S.top_k,
+        FLOATS,
+        along((4, 100), nans=True, k=30),
+        np_top_k,
+        name="top_k_nan",
+        grad_make=distinct((4, 40), k=30),
+    ),
 ]
 
 
 @pytest.mark.parametrize("case, dtype", params(CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
+
+
+GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "case, dtype",
+    [p for p in params(CASES) if p.values[0].opdef.vjp is not None and p.values[1] in GRAD_DTYPES],
+)
+def test_gradient(case, dtype):
+    check_grad(case, dtype)
 
 
 def add(opdef, shape, dtype=np.float32, **attrs):

@@ -1,0 +1,141 @@
+"""Reverse-mode autodiff as a graph transformation (API.md, section 4).
+
+``gradients(y, xs)`` walks the ops traced so far from ``y`` backwards and appends the
+gradient ops each op's rule (``OpDef.vjp``, declared beside the op) builds. An op without a
+rule stops the gradient (comparisons, integer ops, ``stop_gradient``): its inputs get zeros
+from it, as in jax. A Variable's gradient is taken at its reads, summed over them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+
+from flowjit.backends.xla.jaxshim import jax
+from flowjit.ir import ShapeError, Value
+from flowjit.ir.core import StateHandle
+from flowjit.ir.grad import Emit, differentiable
+from flowjit.ir.ops import elementwise as E
+from flowjit.ir.ops import state as S
+from flowjit.ir.types import is_float
+
+from .location import user_location
+from .trace import current, emit, tracing
+
+
+def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
+    """d y / d x for each of ``xs`` (Tensors or Variables), as Tensors of their shapes; zeros
+    where ``y`` does not depend on ``x``. ``y`` must be a float scalar Tensor."""
+    from .numpy_api import asarray, zeros
+    from .tensor import Tensor
+    from .variable import Variable
+
+    ctx = current()
+    y = asarray(y)
+    if y.shape != () or not is_float(y.dtype):
+        raise ShapeError(
+            f"gradients needs a float scalar y, got a Tensor {y.value.type}; "
+            "reduce it first (e.g. .sum() or .mean())",
+            op="gradients",
+            loc=user_location(),
+        )
+    ops = list(ctx.graph.ops)
+    cts: dict[Value, Value] = {y.value: Emit(ctx.graph, user_location()).constant(1, y.dtype)}
+    for op in reversed(ops):
+        out_cts = [cts.get(v) for v in op.outputs]
+        if op.opdef.vjp is None or all(c is None for c in out_cts):
+            continue
+        in_cts = op.opdef.vjp(Emit(ctx.graph, op.loc), op, *out_cts)
+        for value, ct in zip(op.inputs, in_cts, strict=True):
+            if ct is None or isinstance(value, StateHandle) or not differentiable(value.type):
+                continue
+            previous = cts.get(value)
+            cts[value] = (
+                ct if previous is None else ctx.graph.add(E.add, [previous, ct], loc=op.loc)[0]
+            )
+    results = []
+    for x in xs:
+        if isinstance(x, Variable):
+            handle = ctx.variables.get(x)
+            reads = [
+                op.outputs[0]
+                for op in ops
+                if op.opdef is S.read_variable and op.inputs[0] is handle
+            ]
+            found = [cts[v] for v in reads if v in cts]
+            if not found:
+                results.append(zeros(x.shape, x.dtype))
+                continue
+            total = functools.reduce(lambda a, b: ctx.graph.add(E.add, [a, b])[0], found)
+            results.append(Tensor(total, ctx))
+            continue
+        x = x if isinstance(x, Tensor) else asarray(x)
+        ct = cts.get(x.value)
+        results.append(Tensor(ct, ctx) if ct is not None else zeros(x.shape, x.dtype))
+    return results
+
+
+def stop_gradient(x: Any) -> Any:
+    """``x``, but gradients do not flow through it."""
+    from .numpy_api import asarray
+
+    return emit(E.stop_gradient, [asarray(x)])
+
+
+def value_and_grad(
+    fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False
+) -> Callable:
+    """Like ``jax.value_and_grad``: returns ``(value, grads)`` (``((value, aux), grads)`` with
+    ``has_aux``); grads has the structure of the chosen argument(s). Works inside compiled
+    functions and on its own (it then compiles itself)."""
+    single = isinstance(argnums, int)
+    positions = (argnums,) if single else tuple(argnums)
+    compiled = None
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        from .numpy_api import asarray
+
+        args = list(args)
+        leaves_of, treedefs = [], []
+        for i in positions:
+            leaves, treedef = jax.tree_util.tree_flatten(args[i])
+            leaves = [asarray(leaf) for leaf in leaves]
+            args[i] = jax.tree_util.tree_unflatten(treedef, leaves)
+            leaves_of.append(leaves)
+            treedefs.append(treedef)
+        out = fn(*args, **kwargs)
+        value = out[0] if has_aux else out
+        flat = gradients(value, [leaf for leaves in leaves_of for leaf in leaves])
+        grads, start = [], 0
+        for leaves, treedef in zip(leaves_of, treedefs):
+            grads.append(jax.tree_util.tree_unflatten(treedef, flat[start : start + len(leaves)]))
+            start += len(leaves)
+        return out, (grads[0] if single else tuple(grads))
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal compiled
+        if tracing():
+            return traced(*args, **kwargs)
+        if compiled is None:
+            from .api import compile
+
+            compiled = compile(traced, name=f"value_and_grad_{getattr(fn, '__name__', 'fn')}")
+        return compiled(*args, **kwargs)
+
+    return wrapped
+
+
+def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """Like ``jax.grad``: the gradient (``(grads, aux)`` with ``has_aux``)."""
+    both = value_and_grad(fn, argnums, has_aux)
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        out, grads = both(*args, **kwargs)
+        return (grads, out[1]) if has_aux else grads
+
+    return wrapped
+
+
+__all__ = ["gradients", "stop_gradient", "grad", "value_and_grad"]
