@@ -22,7 +22,7 @@ from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import Graph, print_graph
 from flowjit.passes import DEFAULT_PIPELINE, PipelineResult, run_pipeline
-from flowjit.runtime import Plan, bound_in_flight, make_entry, run_plan
+from flowjit.runtime import Plan, bound_in_flight, make_entry, run_plan, step_token
 
 from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
@@ -116,7 +116,7 @@ class CompiledFunction:
 
     def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
         written = self._written  # (list comprehensions: this is the per-step hot path)
-        out, new = entry(
+        out, new, token = entry(
             tuple([v._value for v in written]),
             tuple([v._value for v in self._read_only]),
             *args,
@@ -124,7 +124,7 @@ class CompiledFunction:
         )
         for variable, value in zip(written, new):
             variable._rebind(value)  # the old array was donated to this step
-        bound_in_flight(out, new)
+        bound_in_flight(out, token)
         return out
 
     # -- tracing ---------------------------------------------------------------------------
@@ -143,7 +143,8 @@ class CompiledFunction:
         outs, new_values = run_plan(record.plan, leaves, values)
         # a variable this trace does not write passes through (donated, so still rebound)
         new_written = tuple(new_values.get(v, values[v]) for v in self._written)
-        return jax.tree_util.tree_unflatten(record.out_treedef, outs), new_written
+        token = step_token(outs, new_written)
+        return jax.tree_util.tree_unflatten(record.out_treedef, outs), new_written, token
 
     def _prepare(self, args: tuple, kwargs: dict) -> tuple["TraceRecord", list]:
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)

@@ -1,7 +1,7 @@
 """The runtime: executes compiled plans and keeps variable state on devices."""
 
 from .config import config
-from .plan import Plan, bound_in_flight, make_entry, run_plan
+from .plan import Plan, bound_in_flight, make_entry, run_plan, step_token
 from .variables import VariableCell
 
 __all__ = [

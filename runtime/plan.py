@@ -88,44 +88,36 @@ class _OnDevice:
             return self._jitted.lower(*args, **kwargs)
 
 
-_in_flight: collections.deque = collections.deque()  # (token, steps it stands for), oldest first
-_since_token = 0  # steps dispatched since the newest token
+_in_flight: collections.deque = collections.deque()  # tokens of queued steps, oldest first
 
 
-@jax.jit
-def _first_element(array: Any) -> Any:
-    return array.reshape(-1)[:1]
+def step_token(outputs: Sequence[Any], new_state: Sequence[Any]) -> Any:
+    """Inside a jitted step with no outputs of its own: a one-element array, ready when the
+    step is done, to wait on later (the new state is donated to the next step and cannot be).
+    The optimization barrier keeps XLA from fusing the slice into the state update, which would
+    cost the in-place update; reading the state from a separate dispatch instead would race
+    with the next step's donation and make it copy."""
+    if any(a.size for a in outputs):
+        return None  # the step's results serve
+    for array in new_state:
+        if array.size:
+            return jax.lax.optimization_barrier(array).reshape(-1)[:1]
+    return None
 
 
-def bound_in_flight(results: Any, new_state: Sequence[Any]) -> None:
+def bound_in_flight(results: Any, token: Any) -> None:
     """Called after dispatching a step: when more than N = ``max_steps_in_flight`` steps are
-    queued, wait until at most N // 2 are.
-
-    Steps are tracked by tokens that are ready when they are done, one every N // 4 steps (the
-    queue runs in order, so a token covers the steps before it): the step's first result, or
-    a one-element copy of its first new state value. (State arrays are donated to the next
-    step and cannot be waited on later, and a token computed inside the step would make XLA
-    give up updating the state in place; the copy is a small dispatch of its own.)"""
-    global _since_token
-    _since_token += 1
-    limit = config.max_steps_in_flight
-    if _since_token < max(1, limit // 4):
-        return
-    token = (
-        results
-        if isinstance(results, jax.Array)
-        else next((a for a in jax.tree_util.tree_leaves(results) if isinstance(a, jax.Array)), None)
-    )
-    if token is None or token.is_deleted():
-        token = next((_first_element(a) for a in new_state if a.size), None)
+    queued, wait until at most N // 2 are (waiting for half the queue at once rather than one
+    step per call keeps the dispatching thread from waking up at every step). A step is
+    tracked by its first result, else by its ``step_token``."""
     if token is None:
-        return
-    _in_flight.append((token, _since_token))
-    _since_token = 0
-    queued = sum(steps for _, steps in _in_flight)
-    while queued > limit:  # wait for the oldest until no more than half the limit is queued
-        while _in_flight and queued > limit // 2:
-            oldest, steps = _in_flight.popleft()
-            queued -= steps
+        leaves = [results] if isinstance(results, jax.Array) else jax.tree_util.tree_leaves(results)
+        token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
+    if token is not None:
+        _in_flight.append(token)
+    limit = config.max_steps_in_flight
+    if len(_in_flight) > limit:
+        while len(_in_flight) > limit // 2:
+            oldest = _in_flight.popleft()
             if not oldest.is_deleted():  # a result the user donated onwards: skip it
                 oldest.block_until_ready()

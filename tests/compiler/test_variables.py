@@ -168,7 +168,7 @@ def test_steps_in_flight_are_bounded():
         fj.config.update("max_steps_in_flight", 2)
         for _ in range(20):
             step()
-            assert sum(steps for _, steps in runtime_plan._in_flight) <= 2  # steps queued
+            assert len(runtime_plan._in_flight) <= 2  # steps queued
         assert float(w.value[0]) == 20.0
     finally:
         fj.config.update("max_steps_in_flight", previous)

@@ -42,3 +42,4 @@ def test_peak_rss_of_a_256_mib_variable_updated_50_times():
     )
     assert report["value"] == 50.0
     assert report["peak"] < 3 * report["size"]
+    assert report["buffers"] == 1  # every step updated the same buffer in place
