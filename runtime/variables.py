@@ -23,11 +23,14 @@ def _device_copy(value: Any, dtype: Any = None) -> Any:
     so the first donation is in place too)."""
     # Variables may be created while jax traces a compiled function (optimizer slots): their
     # values are concrete all the same.
+    # The copy is waited for: a step that donated a buffer still being written would have to
+    # copy it instead of updating it in place.
     with jax.ensure_compile_time_eval():
         if isinstance(value, jax.Array) and (dtype is None or value.dtype == dtype):
-            return jnp.array(value, copy=True)
+            return jnp.array(value, copy=True).block_until_ready()
         # one host->device copy (jnp.array(copy=True) of a numpy array makes two)
-        return jax.device_put(np.asarray(value, dtype=dtype), may_alias=False)
+        array = np.asarray(value, dtype=dtype)
+        return jax.device_put(array, may_alias=False).block_until_ready()
 
 
 class VariableCell:
