@@ -43,7 +43,7 @@ class TraceRecord:
     """One traced signature: the IR before and after the passes and the plan to run."""
 
     signature: Signature
-    traced: str
+    traced: Graph  # as traced, before any pass (passes build new graphs; it is not changed)
     pipeline: PipelineResult
     plan: Plan
     out_treedef: Any
@@ -215,8 +215,7 @@ class CompiledFunction:
                 outputs.append(leaf.value)
             ctx.graph.outputs = outputs
         traced_at = time.perf_counter()
-        traced = print_graph(ctx.graph)
-        pipeline = run_pipeline(ctx.graph, DEFAULT_PIPELINE, keep_text=True)
+        pipeline = run_pipeline(ctx.graph, DEFAULT_PIPELINE)
         plan = _plan(pipeline.graph, sig, ctx.variables)
         logger.info(
             "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
@@ -225,7 +224,7 @@ class CompiledFunction:
             (time.perf_counter() - traced_at) * 1e3,
             len(pipeline.graph.ops),
         )
-        return TraceRecord(sig, traced, pipeline, plan, out_treedef)
+        return TraceRecord(sig, ctx.graph, pipeline, plan, out_treedef)
 
     # -- introspection ---------------------------------------------------------------------
     def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
@@ -274,7 +273,7 @@ class Lowered:
 
     def ir(self, stage: str = "optimized") -> str:
         if stage == "traced":
-            return self._record.traced
+            return print_graph(self._record.traced)
         if stage == "optimized":
             return print_graph(self._record.graph)
         raise ValueError(f"stage must be 'traced' or 'optimized', got {stage!r}")
