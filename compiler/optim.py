@@ -9,6 +9,7 @@ traced) and reuses afterwards. ``opt.minimize(loss_fn, variables)`` takes the gr
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ def _leaves(tree: Any) -> tuple[list[Any], Any]:
     return jax.tree_util.tree_flatten(tree, is_leaf=lambda x: isinstance(x, Variable))
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: subclasses define ``_slots(variable)`` (name -> initial value) and
     ``_update(variable, grad, slots) -> new value``, reading and writing the slots."""
 
@@ -95,11 +96,13 @@ class Optimizer:
         self.apply(gradients(loss, var_leaves), var_leaves)
         return loss
 
+    @abc.abstractmethod
     def _slots(self, variable: Variable) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Initial values of the slot variables ``variable`` needs (name -> array)."""
 
+    @abc.abstractmethod
     def _update(self, variable: Variable, grad: Any, slots: dict[str, Variable]) -> Any:
-        raise NotImplementedError
+        """The variable's new value; assigns the slots' new values."""
 
 
 def _zeros_like(variable: Variable) -> np.ndarray:

@@ -10,10 +10,9 @@ import argparse
 import time
 
 import numpy as np
-from _digits import Progress, batches, load
+from _digits import load, train_and_evaluate
 
 import flowjit as fj
-import flowjit.numpy as fnp
 
 
 def main() -> None:
@@ -35,34 +34,13 @@ def main() -> None:
     k2, c2 = he((3, 3, 16, 32), 9 * 16), fj.Variable(np.zeros(32, np.float32))
     w, b = he((2 * 2 * 32, 10), 128), fj.Variable(np.zeros(10, np.float32))
     params = [k1, c1, k2, c2, w, b]
-    optimizer = fj.optim.Adam(opts.lr)
 
     def logits(x):
         h = fj.nn.max_pool2d(fj.nn.relu(fj.nn.conv2d(x, k1) + c1))  # 8x8 -> 4x4
         h = fj.nn.max_pool2d(fj.nn.relu(fj.nn.conv2d(h, k2) + c2))  # 4x4 -> 2x2
         return h.reshape(h.shape[0], -1) @ w + b
 
-    @fj.compile
-    def train_step(x, y):
-        loss = fj.nn.softmax_cross_entropy(logits(x), y).mean()
-        optimizer.apply(fj.gradients(loss, params), params)
-        return loss
-
-    @fj.compile
-    def accuracy(x, y):
-        return (fnp.argmax(logits(x), axis=-1) == y).astype(fnp.float32).mean()
-
-    rng = np.random.default_rng(1)
-    progress = Progress(opts.epochs)
-    for epoch in range(opts.epochs):
-        for x, y in batches(train_x, train_y, opts.batch, rng):
-            loss = train_step(x, y)
-        progress.update(epoch + 1, f"loss {float(loss):.4f}")
-    test_accuracy = float(accuracy(test_x, test_y))
-    print(
-        f"test accuracy {test_accuracy:.4f} on {len(test_y)} digits "
-        f"({opts.epochs} epochs, {time.perf_counter() - start:.1f}s)"
-    )
+    train_and_evaluate(logits, params, (train_x, train_y, test_x, test_y), opts, start)
 
 
 if __name__ == "__main__":

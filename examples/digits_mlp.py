@@ -9,10 +9,9 @@ import argparse
 import time
 
 import numpy as np
-from _digits import Progress, batches, load
+from _digits import load, train_and_evaluate
 
 import flowjit as fj
-import flowjit.numpy as fnp
 
 
 def main() -> None:
@@ -32,32 +31,11 @@ def main() -> None:
     w2 = fj.Variable(init.normal((opts.hidden, 10)) * np.sqrt(1 / opts.hidden), name="w2")
     b2 = fj.Variable(np.zeros(10, np.float32), name="b2")
     params = [w1, b1, w2, b2]
-    optimizer = fj.optim.Adam(opts.lr)
 
     def logits(x):
         return fj.nn.relu(x @ w1 + b1) @ w2 + b2
 
-    @fj.compile
-    def train_step(x, y):
-        loss = fj.nn.softmax_cross_entropy(logits(x), y).mean()
-        optimizer.apply(fj.gradients(loss, params), params)
-        return loss
-
-    @fj.compile
-    def accuracy(x, y):
-        return (fnp.argmax(logits(x), axis=-1) == y).astype(fnp.float32).mean()
-
-    rng = np.random.default_rng(1)
-    progress = Progress(opts.epochs)
-    for epoch in range(opts.epochs):
-        for x, y in batches(train_x, train_y, opts.batch, rng):
-            loss = train_step(x, y)
-        progress.update(epoch + 1, f"loss {float(loss):.4f}")
-    test_accuracy = float(accuracy(test_x, test_y))
-    print(
-        f"test accuracy {test_accuracy:.4f} on {len(test_y)} digits "
-        f"({opts.epochs} epochs, {time.perf_counter() - start:.1f}s)"
-    )
+    train_and_evaluate(logits, params, (train_x, train_y, test_x, test_y), opts, start)
 
 
 if __name__ == "__main__":
