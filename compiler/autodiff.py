@@ -13,11 +13,11 @@ from typing import Any, Callable, Sequence
 
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import ShapeError, Value
-from flowjit.ir.core import StateHandle
-from flowjit.ir.grad import Emit, differentiable
+from flowjit.ir.grad import Emit, backward
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import state as S
 from flowjit.ir.types import is_float
+from flowjit.passes.discharge import lift_state
 
 from .location import user_location
 from .trace import current, emit, tracing
@@ -39,20 +39,12 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
             op="gradients",
             loc=user_location(),
         )
+    # Loops and branches that use variables get them as operands, read just before them:
+    # a variable's gradient is then taken at its reads in this graph.
+    ctx.graph.ops = lift_state(ctx.graph)[0].ops
     ops = list(ctx.graph.ops)
     cts: dict[Value, Value] = {y.value: Emit(ctx.graph, user_location()).constant(1, y.dtype)}
-    for op in reversed(ops):
-        out_cts = [cts.get(v) for v in op.outputs]
-        if op.opdef.vjp is None or all(c is None for c in out_cts):
-            continue
-        in_cts = op.opdef.vjp(Emit(ctx.graph, op.loc), op, *out_cts)
-        for value, ct in zip(op.inputs, in_cts, strict=True):
-            if ct is None or isinstance(value, StateHandle) or not differentiable(value.type):
-                continue
-            previous = cts.get(value)
-            cts[value] = (
-                ct if previous is None else ctx.graph.add(E.add, [previous, ct], loc=op.loc)[0]
-            )
+    backward(ctx.graph, ops, cts)
     results = []
     for x in xs:
         if isinstance(x, Variable):

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from flowjit.ir import Graph, OpDef, TensorType, TracingError
+from flowjit.ir import Graph, OpDef, TensorType, TracingError, Value
 from flowjit.ir.core import StateHandle
 from flowjit.ir.ops import creation, elementwise
 
@@ -21,12 +21,19 @@ class TraceContext:
     """Owns the graph under construction. Tensors remember the context that made them, so a
     Tensor that escapes its trace (kept in a global, say) is caught when used again."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, parent: "TraceContext | None" = None):
         self.graph = Graph(name)
         self.variables: dict[Any, StateHandle] = {}  # variable object -> its handle here
+        # A branch or loop body is traced in a child context: it names variables as its parent
+        # does, and Tensors of enclosing traces it uses become inputs of its graph.
+        self.parent = parent
+        self.captured: dict[Value, Value] = {}  # a parent graph's value -> input of this graph
 
     def handle(self, variable: Any) -> StateHandle:
         """The graph's handle for ``variable``, declared on first use (names made unique)."""
+        if variable not in self.variables and self.parent is not None:
+            name = self.parent.handle(variable).name
+            self.variables[variable] = self.graph.add_state(name, variable.type)
         if variable not in self.variables:
             taken = {h.name for h in self.graph.states}
             base = re.sub(r"[^A-Za-z0-9_.]", "_", variable.name) or "var"
@@ -35,6 +42,23 @@ class TraceContext:
                 name, k = f"{base}_{k}", k + 1
             self.variables[variable] = self.graph.add_state(name, variable.type)
         return self.variables[variable]
+
+    def capture(self, tensor: Any, op: str | None = None) -> Value:
+        """``tensor``'s value in this graph: its own, or, for a Tensor of an enclosing trace,
+        an input of this graph that receives it (made once)."""
+        if tensor.trace is self:
+            return tensor.value
+        if self.parent is None:
+            raise TracingError(
+                "a Tensor from another (finished) trace was used: it leaked out of "
+                "the function that created it; return it instead of storing it",
+                op=op,
+                loc=user_location(),
+            )
+        outer = self.parent.capture(tensor, op)
+        if outer not in self.captured:
+            self.captured[outer] = self.graph.add_input(outer.type)
+        return self.captured[outer]
 
     def __enter__(self) -> "TraceContext":
         _STACK.append(self)
@@ -76,14 +100,7 @@ def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
             continue
         if not isinstance(x, Tensor):
             raise TypeError(f"internal: emit({opdef.name}) got {type(x).__name__}")
-        if x.trace is not ctx:
-            raise TracingError(
-                "a Tensor from another (finished) trace was used: it leaked out of "
-                "the function that created it; return it instead of storing it",
-                op=opdef.name,
-                loc=user_location(),
-            )
-        values.append(x.value)
+        values.append(ctx.capture(x, opdef.name))
     outs = ctx.graph.add(opdef, values, attrs, user_location())
     tensors = tuple(Tensor(v, ctx) for v in outs)
     return tensors[0] if len(tensors) == 1 else tensors

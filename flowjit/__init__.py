@@ -12,16 +12,19 @@ optimize it, and compile it with XLA.
 from . import ir, nn, numpy, optim, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
+from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .runtime import config
 from .ir import (
     CheckpointError,
     DTypeError,
     FlowjitError,
+    GradientError,
     LoweringError,
     ParseError,
     PassError,
     ShapeError,
     TracingError,
+    TypeMismatchError,
     VerifyError,
 )
 from flowjit.runtime.checkpoint import Checkpoint, restore, save
@@ -30,6 +33,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "compile",
+    "cond",
+    "while_loop",
+    "fori_loop",
+    "scan",
+    "TypeMismatchError",
+    "GradientError",
     "grad",
     "gradients",
     "stop_gradient",

@@ -39,7 +39,21 @@ class Value:
 
 
 # Attribute kinds an OpDef may declare; the verifier, printer and parser share them.
-ATTR_KINDS = ("int", "float", "bool", "str", "dtype", "ints", "optints", "array", "scalar", "any")
+# A "graph" attribute holds a closed subgraph (a branch or loop body): it sees only its own
+# inputs, and names the enclosing graph's variables by their names in its own ``state(...)``.
+ATTR_KINDS = (
+    "int",
+    "float",
+    "bool",
+    "str",
+    "dtype",
+    "ints",
+    "optints",
+    "array",
+    "scalar",
+    "graph",
+    "any",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +61,8 @@ class OpDef:
     """Everything about one op, declared once and side by side.
 
     ``shape_rule(in_types, **attrs)`` returns the output TensorType(s) or raises ShapeError /
-    DTypeError; ``ref(*arrays, **attrs)`` is the numpy meaning of the op (the semantics);
+    DTypeError; ``ref(*arrays, **attrs)`` is the numpy meaning of the op (the semantics; an
+    op with subgraphs also gets ``run(graph, arrays) -> arrays`` from the interpreter);
     ``vjp`` is the gradient rule (filled in by the autodiff issue) or ``no_vjp`` says why there
     is none; ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
     """
@@ -78,6 +93,11 @@ class OpDef:
         if self.vjp is not None or self.no_vjp is not None:
             raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
         object.__setattr__(self, "no_vjp", reason)
+
+    @property
+    def graph_attrs(self) -> tuple[str, ...]:
+        """Names of the attributes that hold subgraphs (control-flow ops)."""
+        return tuple(name for name, kind in self.attrs.items() if kind == "graph")
 
     def infer(
         self, in_types: tuple[TensorType, ...], attrs: dict[str, Any]
@@ -167,13 +187,20 @@ def _canonical_attr(kind: str, value: Any) -> Any:
         if isinstance(value, (float, np.floating)):
             return float(value)
         raise TypeError("expected a Python scalar")
+    if kind == "graph":
+        if not isinstance(value, Graph):
+            raise TypeError("expected a Graph")
+        return value
     return value
 
 
 class Op:
-    """One node: ``outputs = opdef(inputs, **attrs)`` at ``loc``."""
+    """One node: ``outputs = opdef(inputs, **attrs)`` at ``loc``.
 
-    __slots__ = ("opdef", "inputs", "attrs", "outputs", "loc")
+    ``effects`` are the op definition's, plus those of the ops in its subgraphs: a loop whose
+    body writes a variable writes it."""
+
+    __slots__ = ("opdef", "inputs", "attrs", "outputs", "loc", "effects")
 
     def __init__(
         self,
@@ -185,6 +212,13 @@ class Op:
     ):
         self.opdef, self.inputs, self.attrs = opdef, tuple(inputs), dict(attrs)
         self.outputs, self.loc = tuple(outputs), loc
+        self.effects = opdef.effects.union(
+            *(inner.effects for graph in self.subgraphs for inner in graph.ops)
+        )
+
+    @property
+    def subgraphs(self) -> tuple["Graph", ...]:
+        return tuple(self.attrs[name] for name in self.opdef.graph_attrs)
 
     def __repr__(self) -> str:
         return f"Op({self.opdef.name}, loc={self.loc})"

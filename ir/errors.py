@@ -46,6 +46,14 @@ class ParseError(FlowjitError, ValueError):
         super().__init__(f"line {line}, column {column}: {detail}")
 
 
+class TypeMismatchError(FlowjitError, TypeError):
+    """Branches of a cond, or a loop's carry in and out, differ in structure, shape or dtype."""
+
+
+class GradientError(FlowjitError, ValueError):
+    """A gradient that cannot be taken (through a while loop, say); says what to use instead."""
+
+
 class TracingError(FlowjitError, TypeError):
     """Python code used a traced Tensor as a concrete value (``if t:``, ``int(t)``, ...)."""
 

@@ -7,11 +7,12 @@ input's type, or None (zero, or the input is not differentiable)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
-from .core import Graph, Location, OpDef, Value
+from .core import Graph, Location, Op, OpDef, Value, check_attrs
 from .types import TensorType, is_float
 
 
@@ -24,6 +25,21 @@ class Emit:
     def __call__(self, opdef: OpDef, *inputs: Value, **attrs: Any) -> Any:
         outs = self.graph.add(opdef, list(inputs), attrs, self.loc)
         return outs[0] if len(outs) == 1 else outs
+
+    def extend(self, op: Op, **attrs: Any) -> tuple[Value, ...]:
+        """Replace ``op``, already in the graph, by the same op with ``attrs`` changed so that
+        it gives more results: its results keep their values (their uses stand) and the new
+        ones, which come last, are returned. (A scan's gradient has its forward loop save
+        the per-step values the backward loop needs.)"""
+        attrs = check_attrs(op.opdef, {**op.attrs, **attrs}, op.loc)
+        types = op.opdef.infer(tuple(v.type for v in op.inputs), attrs)
+        n = len(op.outputs)
+        assert types[:n] == tuple(v.type for v in op.outputs), "extend must keep the results"
+        extra = tuple(Value(t) for t in types[n:])
+        new = Op(op.opdef, op.inputs, attrs, op.outputs + extra, op.loc)
+        index = next(i for i, other in enumerate(self.graph.ops) if other is op)
+        self.graph.ops[index] = new
+        return extra
 
     def constant(self, value: Any, dtype: np.dtype) -> Value:
         from .ops import creation as C
@@ -55,3 +71,104 @@ class Emit:
 
 def differentiable(t: TensorType) -> bool:
     return is_float(t.dtype)
+
+
+def backward(graph: Graph, ops: Sequence[Op], cts: dict[Value, Value]) -> dict[Value, Value]:
+    """Reverse-mode sweep: walk ``ops`` (ops of ``graph``) backwards, appending to ``graph``
+    the gradient ops of each op's rule. ``cts`` maps values to their cotangents (seeded with
+    the result's); it is filled in and returned. Ops without a rule stop the gradient."""
+    from .core import StateHandle
+    from .ops import elementwise as E
+
+    for op in reversed(ops):
+        out_cts = [cts.get(v) for v in op.outputs]
+        if op.opdef.vjp is None or all(c is None for c in out_cts):
+            continue
+        in_cts = op.opdef.vjp(Emit(graph, op.loc), op, *out_cts)
+        for value, ct in zip(op.inputs, in_cts, strict=True):
+            if ct is None or isinstance(value, StateHandle) or not differentiable(value.type):
+                continue
+            previous = cts.get(value)
+            cts[value] = ct if previous is None else graph.add(E.add, [previous, ct], loc=op.loc)[0]
+    return cts
+
+
+@dataclass
+class Linearized:
+    """A pure subgraph ``g`` split for reverse mode (what scan and cond differentiate).
+
+    ``forward`` is a copy of g (inputs and outputs in g's order) in which ops that save
+    values for their own backward pass (a nested scan) may give more results; ``residuals``
+    are the values of ``forward`` (its inputs or op results) the backward pass needs.
+    ``backward``: (residuals, a cotangent per differentiable output of g) -> a cotangent per
+    differentiable input of g. ``joint`` computes both at once: (g's inputs, the output
+    cotangents) -> the input cotangents, recomputing the forward values."""
+
+    forward: Graph
+    backward: Graph
+    joint: Graph
+    residuals: list[Value]  # values of g (its inputs or op results), in backward's input order
+
+
+def linearize(g: Graph) -> Linearized:
+    scratch = _clone(g)
+    n_fwd, n_in = len(scratch.ops), len(scratch.inputs)
+    cts: dict[Value, Value] = {}
+    ct_inputs = []
+    for out in scratch.outputs:
+        if differentiable(out.type):
+            ct = Value(out.type)
+            ct_inputs.append(ct)
+            previous = cts.get(out)
+            cts[out] = ct if previous is None else _add(scratch, previous, ct)
+    backward(scratch, scratch.ops[:n_fwd], cts)
+    emit = Emit(scratch)
+    wrt = [v for v in scratch.inputs[:n_in] if differentiable(v.type)]
+    results = [cts[v] if v in cts else emit.zeros(v.type) for v in wrt]
+    joint = Graph(f"{g.name}_vjp", scratch.inputs[:n_in] + ct_inputs)
+    joint.ops, joint.outputs = _live(scratch.ops, results), results
+    # Values computed from no input at all (constants) are recomputed, not saved.
+    free_ops, free = [], set()
+    for op in scratch.ops[:n_fwd]:
+        if all(v in free for v in op.inputs):
+            free_ops.append(op)
+            free.update(op.outputs)
+    fwd_values = set(scratch.inputs[:n_in]).union(*(op.outputs for op in scratch.ops[:n_fwd]))
+    bwd_ops = _live(free_ops + scratch.ops[n_fwd:], results)
+    needed = [v for op in bwd_ops for v in op.inputs] + results
+    residuals = list(dict.fromkeys(v for v in needed if v in fwd_values - free))
+    bwd = Graph(f"{g.name}_bwd", residuals + ct_inputs)
+    bwd.ops, bwd.outputs = bwd_ops, results
+    forward = Graph(g.name, scratch.inputs[:n_in])
+    forward.ops, forward.outputs = scratch.ops[:n_fwd], scratch.outputs
+    return Linearized(forward, bwd, joint, residuals)
+
+
+def _add(graph: Graph, a: Value, b: Value) -> Value:
+    from .ops import elementwise as E
+
+    return graph.add(E.add, [a, b])[0]
+
+
+def _clone(g: Graph) -> Graph:
+    """A copy of the pure graph ``g`` with fresh values."""
+    copy = Graph(g.name, [Value(v.type) for v in g.inputs])
+    mapping = dict(zip(g.inputs, copy.inputs))
+    for op in g.ops:
+        outputs = tuple(Value(v.type) for v in op.outputs)
+        mapping.update(zip(op.outputs, outputs))
+        copy.ops.append(
+            Op(op.opdef, tuple(mapping[v] for v in op.inputs), op.attrs, outputs, op.loc)
+        )
+    copy.outputs = [mapping[v] for v in g.outputs]
+    return copy
+
+
+def _live(ops: Sequence[Op], results: Sequence[Value]) -> list[Op]:
+    """The ops among ``ops`` that ``results`` depend on (pure subgraphs only), in order."""
+    live, kept = set(results), []
+    for op in reversed(ops):
+        if any(v in live for v in op.outputs):
+            kept.append(op)
+            live.update(op.inputs)
+    return kept[::-1]

@@ -56,6 +56,7 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.pos = 0
         self.values: dict[str, Value] = {}
+        self.enclosing: list[dict[str, TensorType]] = []  # variables of the graphs we are in
 
     # -- token helpers -------------------------------------------------------------------
     def peek(self) -> _Token:
@@ -93,6 +94,16 @@ class _Parser:
 
     # -- grammar -------------------------------------------------------------------------
     def graph(self) -> Graph:
+        """A subgraph (an attribute) has its own value names: it sees only its own inputs,
+        and may name only variables its enclosing graph declares."""
+        outer, self.values = self.values, {}
+        try:
+            return self.graph_body()
+        finally:
+            self.values = outer
+
+    def graph_body(self) -> Graph:
+        enclosing = self.enclosing[-1] if self.enclosing else None
         self.take("ident", "graph")
         graph = Graph(self.take("symbol").text[1:])
         self.take("punct", "(")
@@ -101,20 +112,30 @@ class _Parser:
         if self.accept("ident", "state"):
             self.take("punct", "(")
             for name_token, type_ in self.comma_list(")", lambda: self.typed_name("state")):
-                self.define(name_token, type_, graph.add_state(name_token.text[1:], type_))
+                name = name_token.text[1:]
+                if enclosing is not None and enclosing.get(name) != type_:
+                    raise self.error(
+                        f"subgraph variable {name_token.text}: {type_} is not declared by "
+                        "the enclosing graph with that type",
+                        name_token,
+                    )
+                self.define(name_token, type_, graph.add_state(name, type_))
+        if enclosing is not None and self.peek().text == "state_map":
+            raise self.error("a subgraph cannot have a state_map")
         if self.accept("ident", "state_map"):
             self.take("punct", "(")
             graph.state_map = self.comma_list(")", lambda: self.state_slot(graph))
         self.take("punct", "{")
+        self.enclosing.append({h.name: h.type for h in graph.states})
         while not (self.peek().kind == "ident" and self.peek().text == "return"):
             self.op(graph)
+        self.enclosing.pop()
         self.take("ident", "return")
         if not self.accept("punct", "}"):
             graph.outputs = [self.use()]
             while self.accept("punct", ","):
                 graph.outputs.append(self.use())
             self.take("punct", "}")
-        self.take("eof")
         return graph
 
     def typed_name(self, kind: str = "value") -> tuple[_Token, TensorType]:
@@ -237,6 +258,9 @@ class _Parser:
                 return words[token.text]
             if token.text == "dense":
                 return self.dense()
+            if token.text == "graph":
+                self.pos -= 1
+                return self.graph()
             if token.text in DTYPE_NAMES:
                 return DTYPE_NAMES[token.text]
         raise self.error(
@@ -275,4 +299,7 @@ def parse(text: str) -> Graph:
     """Parse one graph from its text form. Raises ParseError (with line and column)."""
     if not isinstance(text, str):
         raise TypeError(f"parse expects a str, got {type(text).__name__}")
-    return _Parser(text).graph()
+    parser = _Parser(text)
+    graph = parser.graph()
+    parser.take("eof")
+    return graph

@@ -27,6 +27,12 @@ from .types import TensorType, dtype_name
 
 
 def print_graph(graph: Graph, *, locs: bool = True) -> str:
+    return _print(graph, locs, "") + "\n"
+
+
+def _print(graph: Graph, locs: bool, indent: str) -> str:
+    """The graph's text, without the final newline; its lines are indented by ``indent``
+    (a subgraph is printed inside its op's attributes, its values numbered from %0)."""
     names: dict[Value, str] = {h: f"${h.name}" for h in graph.states}
 
     def name(v: Value) -> str:
@@ -48,16 +54,24 @@ def print_graph(graph: Graph, *, locs: bool = True) -> str:
     for op in graph.ops:
         ins = ", ".join(names.get(v, "%<undefined>") for v in op.inputs)
         outs = ", ".join(f"{name(v)}: {v.type}" for v in op.outputs)
-        text = f"  {outs} = {op.opdef.name}({ins})" if outs else f"  {op.opdef.name}({ins})"
+        text = (
+            f"{indent}  {outs} = {op.opdef.name}({ins})"
+            if outs
+            else f"{indent}  {op.opdef.name}({ins})"
+        )
         if op.attrs:
-            text += " {" + ", ".join(f"{k}={format_attr(v)}" for k, v in op.attrs.items()) + "}"
+            attrs = (
+                _print(v, locs, indent + "    ") if isinstance(v, Graph) else format_attr(v)
+                for v in op.attrs.values()
+            )
+            text += " {" + ", ".join(f"{k}={a}" for k, a in zip(op.attrs, attrs)) + "}"
         if locs and op.loc is not None:
             text += f" loc({json.dumps(op.loc.file)}:{op.loc.line})"
         lines.append(text)
     rets = ", ".join(names.get(v, "%<undefined>") for v in graph.outputs)
-    lines.append(f"  return {rets}".rstrip())
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    lines.append(f"{indent}  return {rets}".rstrip())
+    lines.append(f"{indent}}}")
+    return "\n".join(lines)
 
 
 def format_attr(value: Any) -> str:

@@ -9,9 +9,10 @@ from .ops.state import READ, WRITE
 STATE_EFFECTS = frozenset({READ, WRITE})
 
 
-def verify(graph: Graph) -> None:
+def verify(graph: Graph, enclosing: Graph | None = None) -> None:
     """Raise VerifyError unless: each value is defined once before its uses, every op is a
-    registered op with valid attributes, and its output types are what its shape rule says."""
+    registered op with valid attributes, and its output types are what its shape rule says.
+    Subgraphs are verified too; the variables they name must be the enclosing graph's."""
     defined: set[Value] = set()
 
     def define(value: Value, where: str) -> None:
@@ -24,6 +25,16 @@ def verify(graph: Graph) -> None:
     handles = set(graph.states)
     if len(handles) != len(graph.states) or len({h.name for h in graph.states}) != len(handles):
         raise VerifyError("the graph declares a variable twice")
+    if enclosing is not None:
+        outer = {h.name: h.type for h in enclosing.states}
+        for handle in graph.states:
+            if outer.get(handle.name) != handle.type:
+                raise VerifyError(
+                    f"subgraph @{graph.name} uses variable ${handle.name}: {handle.type}, which "
+                    "the enclosing graph does not declare with that type"
+                )
+        if graph.state_map is not None:
+            raise VerifyError(f"subgraph @{graph.name} cannot have a state_map")
     if graph.state_map is not None:
         if graph.states:
             raise VerifyError("a discharged graph (with a state_map) cannot declare state")
@@ -58,6 +69,11 @@ def verify(graph: Graph) -> None:
                     f"input {i} of op #{index} is used before it is defined", op=name, loc=loc
                 )
         check_attrs(op.opdef, op.attrs, loc)
+        for sub in op.subgraphs:
+            try:
+                verify(sub, graph)
+            except VerifyError as err:
+                raise VerifyError(f"in op #{index}: {err}", op=name, loc=loc) from None
         try:
             expected = op.opdef.infer(tuple(v.type for v in op.inputs), op.attrs)
         except FlowjitError as err:

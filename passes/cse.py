@@ -26,7 +26,7 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
     out = graph.derive()
     for op in graph.ops:
         inputs = tuple(replace.get(v, v) for v in op.inputs)
-        if op.opdef.effects:
+        if op.effects:
             out.ops.append(Op(op.opdef, inputs, op.attrs, op.outputs, op.loc))
             continue
         key = (

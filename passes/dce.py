@@ -9,7 +9,7 @@ def dce(graph: Graph) -> tuple[Graph, bool]:
     live = set(graph.outputs)
     kept = []
     for op in reversed(graph.ops):
-        if op.opdef.effects or any(v in live for v in op.outputs):
+        if op.effects or any(v in live for v in op.outputs):
             kept.append(op)
             live.update(op.inputs)
     if len(kept) == len(graph.ops):

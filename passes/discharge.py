@@ -1,15 +1,20 @@
 """discharge_state, the last pass before lowering: a graph with variables becomes a pure
 function ``(args, state values) -> (results, new state values)``.
 
-Reads take the variable's current value (its graph input on first use, else the value last
-written); writes set it; add/sub writes become ``add``/``sub`` ops. Only variables the graph
-reads get an input and only variables it writes get an output; ``state_map`` records both.
+First ``lift_state`` makes control-flow ops pure: a branch or loop body that uses variables is
+discharged itself, and the variables' values are threaded through the op (as operands, loop
+carries and results) between a ``read_variable`` before it and an ``assign_variable`` after
+it. Then reads take the variable's current value (its graph input on first use, else the value
+last written); writes set it; add/sub writes become ``add``/``sub`` ops. Only variables the
+graph reads get an input and only variables it writes get an output; ``state_map`` records
+both.
 """
 
 from __future__ import annotations
 
 from flowjit.ir import Graph, Op, Value
 from flowjit.ir.core import StateHandle, StateSlot
+from flowjit.ir.ops import control as C
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import state as S
 
@@ -19,6 +24,7 @@ _UPDATE = {S.assign_add_variable: E.add, S.assign_sub_variable: E.sub}
 def discharge_state(graph: Graph) -> tuple[Graph, bool]:
     if not graph.states:
         return graph, False
+    graph, _ = lift_state(graph)
     out = Graph(graph.name, graph.inputs)
     current: dict[StateHandle, Value] = {}
     input_of: dict[StateHandle, int] = {}
@@ -58,3 +64,114 @@ def discharge_state(graph: Graph) -> tuple[Graph, bool]:
         slots.append(StateSlot(handle.name, input_of.get(handle), output))
     out.state_map = slots
     return out, True
+
+
+def lift_state(graph: Graph) -> tuple[Graph, bool]:
+    """Make every control-flow op of ``graph`` pure (its subgraphs discharged), reading the
+    variables its subgraphs use just before it and assigning those they write just after it.
+    The op keeps its result values (uses need no rewriting) and gains the written variables'
+    new values as results."""
+    if not any(op.subgraphs and op.effects for op in graph.ops):
+        return graph, False
+    out = graph.derive()
+    for op in graph.ops:
+        if not (op.subgraphs and op.effects):
+            out.ops.append(op)
+            continue
+        used = {h.name for sub in op.subgraphs for h in sub.states}
+        reads = [h for h in graph.states if h.name in used]
+        writes = [h for h in reads if any(_writes(sub, h.name) for sub in op.subgraphs)]
+        values = [out.add(S.read_variable, [h], loc=op.loc)[0] for h in reads]
+        lifted, new_results = _LIFT[op.opdef](op, reads, writes, values)
+        out.ops.append(lifted)
+        for handle, value in zip(writes, new_results):
+            out.add(S.assign_variable, [handle, value], loc=op.loc)
+    out.outputs = list(graph.outputs)
+    return out, True
+
+
+def _writes(graph: Graph, name: str) -> bool:
+    """Whether ``graph``, or a subgraph in it, writes the variable ``name``."""
+    for op in graph.ops:
+        if op.opdef in S.STATE_OPS:
+            if S.WRITE in op.opdef.effects and op.inputs[0].name == name:
+                return True
+        elif any(_writes(sub, name) for sub in op.subgraphs):
+            return True
+    return False
+
+
+def _open(sub: Graph, reads: list[StateHandle], writes: list[StateHandle]) -> Graph:
+    """``sub`` discharged, with inputs ``sub.inputs + reads`` and results ``sub.outputs +
+    writes`` (a variable it does not write passes its value through)."""
+    pure, _ = discharge_state(sub)
+    slots = {s.name: s for s in pure.state_map or []}
+    out = Graph(sub.name, pure.inputs[: len(sub.inputs)])
+    out.ops = pure.ops
+    read_values = {}
+    for handle in reads:
+        slot = slots.get(handle.name)
+        value = pure.inputs[slot.input] if slot and slot.input is not None else Value(handle.type)
+        read_values[handle.name] = value
+        out.inputs.append(value)
+    out.outputs = list(pure.outputs[: len(sub.outputs)])
+    for handle in writes:
+        slot = slots.get(handle.name)
+        written = slot is not None and slot.output is not None
+        out.outputs.append(pure.outputs[slot.output] if written else read_values[handle.name])
+    return out
+
+
+def _rebuild(op: Op, inputs: list[Value], attrs: dict, results: list[Value | None]) -> Op:
+    """``op`` with new inputs and attributes; ``results`` reuses op's result values where
+    given and makes fresh ones (for the threaded variables) where None."""
+    types = op.opdef.infer(tuple(v.type for v in inputs), attrs)
+    outputs = tuple(Value(t) if r is None else r for r, t in zip(results, types, strict=True))
+    return Op(op.opdef, tuple(inputs), attrs, outputs, op.loc)
+
+
+def _lift_cond(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:
+    attrs = {k: _open(op.attrs[k], reads, writes) for k in ("true_branch", "false_branch")}
+    new = _rebuild(op, [*op.inputs, *values], attrs, [*op.outputs, *[None] * len(writes)])
+    return new, new.outputs[len(op.outputs) :]
+
+
+def _lift_while(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:
+    k, n = op.attrs["consts"], len(op.inputs)
+    read_only = [h for h in reads if h not in writes]
+    r = len(read_only)
+    order = read_only + writes
+    attrs = dict(op.attrs, consts=k + r)
+    for key in ("cond", "body"):
+        g = _open(op.attrs[key], order, writes if key == "body" else [])
+        ins = g.inputs
+        g.inputs = ins[:k] + ins[n : n + r] + ins[k:n] + ins[n + r :]
+        attrs[key] = g
+    by_handle = dict(zip(reads, values))
+    inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k:]]
+    inputs += [by_handle[h] for h in writes]
+    new = _rebuild(op, inputs, attrs, [*op.outputs, *[None] * len(writes)])
+    return new, new.outputs[len(op.outputs) :]
+
+
+def _lift_scan(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:
+    k, c, n = op.attrs["consts"], op.attrs["carries"], len(op.inputs)
+    read_only = [h for h in reads if h not in writes]
+    r, w = len(read_only), len(writes)
+    g = _open(op.attrs["body"], read_only + writes, writes)
+    ins, outs = g.inputs, g.outputs
+    # [consts, carry, xs, read-only, written] -> [consts, read-only, carry, written, xs]
+    g.inputs = ins[:k] + ins[n : n + r] + ins[k : k + c] + ins[n + r :] + ins[k + c : n]
+    # [carry, ys, written] -> [carry, written, ys]
+    m = len(outs) - w
+    g.outputs = outs[:c] + outs[m:] + outs[c:m]
+    by_handle = dict(zip(reads, values))
+    inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k : k + c]]
+    inputs += [*(by_handle[h] for h in writes), *op.inputs[k + c :]]
+    attrs = dict(op.attrs, consts=k + r, carries=c + w, body=g)
+    results = [*op.outputs[:c], *[None] * w, *op.outputs[c:]]
+    new = _rebuild(op, inputs, attrs, results)
+    return new, new.outputs[c : c + w]
+
+
+_LIFT = {C.cond: _lift_cond, C.while_loop: _lift_while, C.scan: _lift_scan}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from flowjit.ir import DTYPE_NAMES, Graph, Location, TensorType
+from flowjit.ir import DTYPE_NAMES, Graph, Location, TensorType, Value
+from flowjit.ir.ops import control as Ctl
 from flowjit.ir.ops import creation as C
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops.rules import FLOATS, NUMERIC
@@ -67,3 +68,20 @@ def graphs(draw) -> Graph:
             )
     graph.outputs = draw(st.lists(st.sampled_from(values), max_size=3)) if values else []
     return graph
+
+
+@st.composite
+def nested_graphs(draw) -> Graph:
+    """A random graph as both branches of a cond, and that cond as the body of a scan."""
+    inner = draw(graphs())
+    branch = Graph("branch", inner.inputs)
+    branch.ops, branch.outputs = inner.ops, inner.outputs
+    pred = Value(TensorType((), np.bool_))
+    body = Graph("body", [pred, *(Value(v.type) for v in inner.inputs)])
+    attrs = {"true_branch": branch, "false_branch": inner}
+    loc = draw(st.none() | st.just(Location("f.py", 7)))
+    body.outputs = list(body.add(Ctl.cond, body.inputs, attrs, loc))
+    outer = Graph(inner.name, [Value(v.type) for v in body.inputs])
+    attrs = {"consts": len(body.inputs), "carries": 0, "length": 2, "reverse": False}
+    outer.outputs = list(outer.add(Ctl.scan, outer.inputs, {**attrs, "body": body}))
+    return outer

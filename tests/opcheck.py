@@ -168,7 +168,6 @@ def check_grad(case: OpCase, dtype: np.dtype, seed: int | None = None, eps: floa
     implementation in float64, and the XLA gradient against the reference gradient in the
     case's dtype. The objective is a random weighted sum of the (float) outputs."""
     import flowjit as fj
-    from flowjit.backends.reference import run_graph  # noqa: F401  (the semantics used below)
 
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**32)
@@ -189,9 +188,11 @@ def check_grad(case: OpCase, dtype: np.dtype, seed: int | None = None, eps: floa
     (value, grads), _ = compiled.lower(*inputs).run_reference(*inputs)
 
     # finite differences of the reference implementation, in float64
+    extra = {"run": run_graph} if case.opdef.graph_attrs else {}  # ops with subgraphs
+
     def objective(xs):
         with np.errstate(all="ignore"):
-            got = case.opdef.ref(*xs, **attrs)
+            got = case.opdef.ref(*xs, **attrs, **extra)
         got = got if isinstance(got, tuple) else (got,)
         return sum(
             float(np.sum(np.asarray(o, np.float64) * w))

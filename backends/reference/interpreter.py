@@ -26,8 +26,19 @@ def run_graph(
             env[handle] = np.asarray(state[handle.name], handle.type.dtype).reshape(
                 handle.type.shape
             )
+    handles = {h.name: h for h in graph.states}
+
+    def run(sub: Graph, sub_args: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """A subgraph, reading and writing this graph's variables (by name)."""
+        sub_state = {h.name: env[handles[h.name]] for h in sub.states}
+        outs = run_graph(sub, sub_args, sub_state)
+        for name, value in sub_state.items():
+            env[handles[name]] = value
+        return outs
+
     for op in graph.ops:
-        out = op.opdef.ref(*(env[v] for v in op.inputs), **op.attrs)
+        extra = {"run": run} if op.opdef.graph_attrs else {}
+        out = op.opdef.ref(*(env[v] for v in op.inputs), **op.attrs, **extra)
         if WRITE in op.opdef.effects:
             env[op.inputs[0]] = np.asarray(out, op.inputs[0].type.dtype)
             continue
