@@ -142,7 +142,6 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any) -> An
         raise TypeMismatchError(
             f"fj.cond needs a scalar predicate, got a Tensor {pred.value.type}; reduce it "
             "first (e.g. .any() or .all())",
-            op="cond",
             loc=user_location(),
         )
     if pred.dtype != BOOL:
@@ -174,7 +173,6 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init: Any) -> Any:
         got = ", ".join(str(v.type) for v in test.graph.outputs) or "nothing"
         raise TypeMismatchError(
             f"fj.while_loop: cond_fn must return a scalar bool Tensor, got {got}",
-            op="while",
             loc=user_location(),
         )
     body = _trace(body_fn, "body", args_tree, types)
@@ -207,7 +205,6 @@ def scan(
             "fj.scan needs xs whose leading axes all have the same length (and equal "
             f"length= if given); got {sizes or 'no xs'}"
             + (f" and length={length}" if length is not None else ""),
-            op="scan",
             loc=user_location(),
         )
     (n,) = lengths
@@ -219,7 +216,6 @@ def scan(
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise TypeMismatchError(
                 f"fj.scan: fn must return a pair (new carry, y), got a {type(out).__name__}",
-                op="scan",
                 loc=user_location(),
             )
         return tuple(out)

@@ -52,9 +52,15 @@ def gelu(x, approximate: bool = True):
     return 0.5 * x * (1 + emit(E.erf, [x * (1 / math.sqrt(2))]))
 
 
+def _constant_shift(x, axis):
+    """The max along ``axis``, subtracted for stability; its gradient cancels, so none flows
+    through it (saving the backward pass passes over x, as in jax)."""
+    return emit(E.stop_gradient, [fnp.max(x, axis, keepdims=True)])
+
+
 def logsumexp(x, axis=None, keepdims=False):
     x = _float(x)
-    peak = fnp.max(x, axis, keepdims=True)
+    peak = _constant_shift(x, axis)  # (the shift's gradient cancels)
     peak = fnp.where(fnp.isfinite(peak), peak, 0)  # all -inf rows: avoid inf - inf
     out = fnp.log(fnp.sum(fnp.exp(x - peak), axis, keepdims=True)) + peak
     return out if keepdims else fnp.squeeze(out, axis if axis is not None else None)
@@ -62,13 +68,13 @@ def logsumexp(x, axis=None, keepdims=False):
 
 def log_softmax(x, axis=-1):
     x = _float(x)
-    shifted = x - fnp.max(x, axis, keepdims=True)
+    shifted = x - _constant_shift(x, axis)
     return shifted - fnp.log(fnp.sum(fnp.exp(shifted), axis, keepdims=True))
 
 
 def softmax(x, axis=-1):
     x = _float(x)
-    unnormalized = fnp.exp(x - fnp.max(x, axis, keepdims=True))
+    unnormalized = fnp.exp(x - _constant_shift(x, axis))
     return unnormalized / fnp.sum(unnormalized, axis, keepdims=True)
 
 

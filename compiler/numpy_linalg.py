@@ -77,11 +77,14 @@ def matmul(a, b):
             op="matmul",
             loc=user_location(),
         )
-    batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    a2 = broadcast_to(a2, batch + a2.shape[-2:])
-    b2 = broadcast_to(b2, batch + b2.shape[-2:])
-    n = len(batch)
-    out = _dot_general(a2, b2, ((n + 1,), (n,)), (tuple(range(n)), tuple(range(n))))
+    if b2.ndim == 2:  # a stack of matrices times one: contract a's last axis, no broadcast
+        out = _dot_general(a2, b2, ((a2.ndim - 1,), (0,)), ((), ()))
+    else:
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        a2 = broadcast_to(a2, batch + a2.shape[-2:])
+        b2 = broadcast_to(b2, batch + b2.shape[-2:])
+        n = len(batch)
+        out = _dot_general(a2, b2, ((n + 1,), (n,)), (tuple(range(n)), tuple(range(n))))
     if a.ndim == 1:
         out = squeeze(out, -2)
     if b.ndim == 1:

@@ -7,6 +7,7 @@ with flowjit and report test accuracy.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -28,7 +29,7 @@ def main() -> None:
     init = fj.random.Generator(0)
 
     def he(shape, fan_in):
-        return fj.Variable(init.normal(shape) * np.sqrt(2 / fan_in))
+        return fj.Variable(init.normal(shape) * math.sqrt(2 / fan_in))
 
     k1, c1 = he((3, 3, 1, 16), 9), fj.Variable(np.zeros(16, np.float32))
     k2, c2 = he((3, 3, 16, 32), 9 * 16), fj.Variable(np.zeros(32, np.float32))

@@ -6,6 +6,7 @@ python examples/digits_mlp.py [--epochs N] [--hidden H] [--batch B] [--lr LR]
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -26,9 +27,9 @@ def main() -> None:
     train_x, train_y, test_x, test_y = load()
     train_x, test_x = train_x.reshape(len(train_x), -1), test_x.reshape(len(test_x), -1)
     init = fj.random.Generator(0)
-    w1 = fj.Variable(init.normal((64, opts.hidden)) * np.sqrt(2 / 64), name="w1")
+    w1 = fj.Variable(init.normal((64, opts.hidden)) * math.sqrt(2 / 64), name="w1")
     b1 = fj.Variable(np.zeros(opts.hidden, np.float32), name="b1")
-    w2 = fj.Variable(init.normal((opts.hidden, 10)) * np.sqrt(1 / opts.hidden), name="w2")
+    w2 = fj.Variable(init.normal((opts.hidden, 10)) * math.sqrt(1 / opts.hidden), name="w2")
     b2 = fj.Variable(np.zeros(10, np.float32), name="b2")
     params = [w1, b1, w2, b2]
 

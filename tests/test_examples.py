@@ -15,6 +15,7 @@ SMALL_ARGS = {
     "linear_regression.py": (["--steps", "150"], "restored step 150 bit-exactly"),
     "digits_mlp.py": (["--epochs", "8"], "test accuracy"),
     "digits_cnn.py": (["--epochs", "4"], "test accuracy"),
+    "char_lstm.py": (["--quick"], "sample: "),
 }
 MIN_SMALL_RUN_ACCURACY = 0.85  # the full runs' accuracies are in the issue's closing note
 
@@ -38,5 +39,16 @@ def test_example_runs(name):
     if name.startswith("digits"):
         accuracy = float(result.stdout.split("test accuracy ")[1].split()[0])
         assert accuracy >= MIN_SMALL_RUN_ACCURACY, result.stdout
+    elif name == "char_lstm.py":
+        perplexities = [
+            float(line.split("perplexity ")[1].split()[0])
+            for line in result.stdout.splitlines()
+            if line.startswith("step ")
+        ]
+        bigram = float(result.stdout.split("bigram counts: perplexity ")[1].split()[0])
+        # from about the alphabet's size (untrained) to below next-character counts
+        assert perplexities[0] > 80 and perplexities[-1] < bigram, result.stdout
+        sample = result.stdout.split("sample: ", 1)[1]
+        assert len(sample.strip()) > 50, result.stdout
     else:
         assert "matches numpy" in result.stdout
