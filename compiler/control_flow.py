@@ -53,15 +53,12 @@ def _leaves(tree: Any, what: str) -> tuple[list, Any, list[str]]:
 
 def _trace(fn: Callable, name: str, args_tree: Any, types: list[TensorType]) -> _Traced:
     """Trace ``fn`` called on Tensors of ``types`` arranged as ``args_tree`` (a treedef)."""
-    from .tensor import Tensor
-
     parent = current()
     with TraceContext(name, parent) as ctx:
         args = jax.tree_util.tree_unflatten(args_tree, [ctx.input(t) for t in types])
         result = fn(*args)
         tensors, treedef, paths = _leaves(result, "result")
         ctx.graph.outputs = [ctx.capture(t) for t in tensors]
-    assert all(isinstance(t, Tensor) for t in tensors)
     return _Traced(ctx.graph, treedef, paths, list(ctx.captured))
 
 
@@ -70,7 +67,8 @@ def _with_inputs(traced: _Traced, declared: int, captured: list[Value]) -> Graph
     a value this function does not capture gets an input it does not use."""
     graph = traced.graph
     own = dict(zip(traced.captured, graph.inputs[declared:]))
-    graph.inputs = [own.get(v) or Value(v.type) for v in captured] + graph.inputs[:declared]
+    consts = [own[v] if v in own else Value(v.type) for v in captured]
+    graph.inputs = consts + graph.inputs[:declared]
     return graph
 
 
@@ -109,7 +107,8 @@ def _check_same(
 def _results(traced: _Traced, treedef: Any = None) -> tuple[Any, list[str], list[TensorType]]:
     """What ``_check_same`` compares of a traced function's results (of their leading part
     of structure ``treedef``, if given)."""
-    return treedef or traced.treedef, traced.paths, [v.type for v in traced.graph.outputs]
+    treedef = traced.treedef if treedef is None else treedef
+    return treedef, traced.paths, [v.type for v in traced.graph.outputs]
 
 
 def _as_tuple(results: Any) -> tuple:

@@ -107,7 +107,7 @@ class Linearized:
     forward: Graph
     backward: Graph
     joint: Graph
-    residuals: list[Value]  # values of g (its inputs or op results), in backward's input order
+    residuals: list[Value]  # values of forward, in backward's input order
 
 
 def linearize(g: Graph) -> Linearized:
@@ -130,7 +130,7 @@ def linearize(g: Graph) -> Linearized:
     # Values computed from no input at all (constants) are recomputed, not saved.
     free_ops, free = [], set()
     for op in scratch.ops[:n_fwd]:
-        if all(v in free for v in op.inputs):
+        if not op.subgraphs and all(v in free for v in op.inputs):
             free_ops.append(op)
             free.update(op.outputs)
     fwd_values = set(scratch.inputs[:n_in]).union(*(op.outputs for op in scratch.ops[:n_fwd]))

@@ -303,6 +303,18 @@ def test_scan_of_a_thousand_steps():
     check(scan_long, np.float32(0.5), normal(1000), rtol=1e-4)
 
 
+def test_program_size_does_not_grow_with_the_trip_count():
+    """The body is traced once: the IR and the StableHLO of a scan's gradient are the same
+    size for 10 and 1000 steps (only the lengths in types and constants differ)."""
+    loss = fj.value_and_grad(lambda c0, xs: scan_long(FJ, c0, xs)[1].sum(), argnums=(0, 1))
+    sizes = []
+    for n in (10, 1000):
+        lowered = fj.compile(loss).lower(np.float32(0.5), normal(n))
+        sizes.append((lowered.ir().count("\n"), lowered.stablehlo().count("\n")))
+    assert sizes[0] == sizes[1], sizes
+    assert sizes[0][0] > 10
+
+
 # -- nesting --------------------------------------------------------------------------------
 def scan_in_scan(L, c0, xs, w):
     def row(c, r):
