@@ -21,8 +21,8 @@ from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import Graph, print_graph
-from flowjit.passes import DEFAULT_PIPELINE, PipelineResult, run_pipeline
-from flowjit.runtime import Plan, bound_in_flight, make_entry, run_plan, step_token
+from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
+from flowjit.runtime import Plan, bound_in_flight, config, make_entry, run_plan, step_token
 
 from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
@@ -74,8 +74,10 @@ class CompiledFunction:
         donate_argnums: Sequence[int] = (),
         backend: str | None = None,
         name: str | None = None,
+        passes: Sequence[Callable] | None = None,
     ):
         self.fn = fn
+        self.passes = None if passes is None else list(passes)
         self.name = name or getattr(fn, "__name__", "fn")
         as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731
         self.static_argnums = as_tuple(static_argnums, int)
@@ -215,7 +217,12 @@ class CompiledFunction:
                 outputs.append(leaf.value)
             ctx.graph.outputs = outputs
         traced_at = time.perf_counter()
-        pipeline = run_pipeline(ctx.graph, DEFAULT_PIPELINE)
+        pipeline = run_pipeline(
+            ctx.graph,
+            with_required(default_pipeline() if self.passes is None else self.passes),
+            verify_each=config.verify_passes,
+            disabled=config.disabled_passes,
+        )
         plan = _plan(pipeline.graph, sig, ctx.variables)
         logger.info(
             "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
@@ -339,9 +346,11 @@ def compile(
     in_shardings: Any = None,
     out_shardings: Any = None,
     name: str | None = None,
+    passes: Sequence[Callable] | None = None,
 ) -> Any:
     """Compile ``fn`` with flowjit (API.md, section 1). Usable as ``@fj.compile`` or
-    ``@fj.compile(static_argnums=...)``."""
+    ``@fj.compile(static_argnums=...)``. ``passes`` replaces ``fj.passes.default_pipeline()``
+    (the passes lowering needs are added at its end if missing)."""
     if mesh is not None or in_shardings is not None or out_shardings is not None:
         raise NotImplementedError(
             "meshes and shardings arrive with the sharding issue; "
@@ -355,6 +364,7 @@ def compile(
             donate_argnums=donate_argnums,
             backend=backend,
             name=name,
+            passes=passes,
         )
     return CompiledFunction(
         fn,
@@ -363,4 +373,5 @@ def compile(
         donate_argnums=donate_argnums,
         backend=backend,
         name=name,
+        passes=passes,
     )

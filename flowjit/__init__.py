@@ -9,7 +9,7 @@ optimize it, and compile it with XLA.
         return fnp.tanh(x @ w).sum()
 """
 
-from . import ir, nn, numpy, optim, random  # noqa: F401
+from . import ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop

@@ -2,18 +2,31 @@
 
 from .cse import cse
 from .dce import dce
-from .discharge import discharge_state
-from .pipeline import PassRecord, PipelineResult, run_pipeline
-
-# discharge_state comes last: everything before it sees variables as ordered effects
-DEFAULT_PIPELINE = [cse, dce, discharge_state]
+from .discharge import discharge_state, lift_state
+from .fold import fold_constants
+from .pipeline import (
+    PassRecord,
+    PipelineResult,
+    default_pipeline,
+    pass_name,
+    run_pipeline,
+    with_required,
+)
+from .simplify import simplify
+from .subgraphs import count_ops
 
 __all__ = [
     "cse",
     "dce",
     "discharge_state",
+    "lift_state",
+    "fold_constants",
+    "simplify",
+    "count_ops",
     "run_pipeline",
+    "default_pipeline",
+    "pass_name",
+    "with_required",
     "PassRecord",
     "PipelineResult",
-    "DEFAULT_PIPELINE",
 ]

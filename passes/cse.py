@@ -1,5 +1,6 @@
 """Common subexpression elimination: a pure op with the same op, inputs and attributes as an
-earlier one is replaced by it. Ops with effects are never merged."""
+earlier one is replaced by it (in subgraphs too, each on its own). Ops with effects are never
+merged."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from flowjit.ir import Graph, Op, Value
+
+from .subgraphs import in_subgraphs
 
 
 def _attr_key(value: Any) -> Any:
@@ -24,7 +27,11 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
     seen: dict[Any, Op] = {}
     replace: dict[Value, Value] = {}
     out = graph.derive()
+    nested = False  # whether a subgraph changed
     for op in graph.ops:
+        if op.subgraphs:
+            new = in_subgraphs(op, cse)
+            op, nested = (new, True) if new is not None else (op, nested)
         inputs = tuple(replace.get(v, v) for v in op.inputs)
         if op.effects:
             out.ops.append(Op(op.opdef, inputs, op.attrs, op.outputs, op.loc))
@@ -41,4 +48,4 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
         seen[key] = new
         out.ops.append(new)
     out.outputs = [replace.get(v, v) for v in graph.outputs]
-    return (out, True) if replace else (graph, False)
+    return (out, True) if replace or nested else (graph, False)

@@ -1,16 +1,37 @@
-"""The pass pipeline: runs passes in order, verifies between them, times them and keeps the
-IR after each pass that changed it (for dumps). A pass is a function Graph -> (Graph, changed)
-with a ``__name__``; only the pipeline verifies, times and wraps failures."""
+"""The pass pipeline: runs passes in order, verifies between them, times them and counts the
+ops before and after each; a hook sees the IR after each pass (for dumps). A pass is a function
+Graph -> (Graph, changed) with a ``__name__``; only the pipeline verifies, times and wraps
+failures, as "pass X failed after [a, b]"."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from flowjit.ir import FlowjitError, Graph, PassError, print_graph, verify
 
+from .cse import cse
+from .dce import dce
+from .discharge import discharge_state
+from .fold import fold_constants
+from .simplify import simplify
+from .subgraphs import count_ops
+
 Pass = Callable[[Graph], tuple[Graph, bool]]
+
+# Lowering needs these: they cannot be turned off, and a custom list gets them at its end.
+REQUIRED: tuple[Pass, ...] = (discharge_state,)
+
+
+def default_pipeline() -> list[Pass]:
+    """The passes ``fj.compile`` runs, in order (a fresh list: change it freely)."""
+    return [fold_constants, simplify, cse, dce, discharge_state]
+
+
+def with_required(passes: Sequence[Pass]) -> list[Pass]:
+    """``passes`` with the passes lowering needs appended where missing."""
+    return [*passes, *(p for p in REQUIRED if p not in passes)]
 
 
 @dataclass
@@ -18,9 +39,9 @@ class PassRecord:
     name: str
     seconds: float
     changed: bool
-    ops_before: int
+    ops_before: int  # ops counted in subgraphs too
     ops_after: int
-    text: str | None  # the IR after the pass, when it changed
+    text: str | None  # the IR after the pass, when it changed and the text was asked for
 
 
 @dataclass
@@ -29,21 +50,49 @@ class PipelineResult:
     records: list[PassRecord] = field(default_factory=list)
 
 
-def run_pipeline(graph: Graph, passes: list[Pass], *, keep_text: bool = False) -> PipelineResult:
-    verify(graph)
+def pass_name(p: Pass) -> str:
+    return getattr(p, "name", None) or p.__name__
+
+
+def run_pipeline(
+    graph: Graph,
+    passes: Sequence[Pass],
+    *,
+    verify_each: bool = True,
+    disabled: Sequence[str] = (),
+    on_pass: Callable[[PassRecord, Graph], None] | None = None,
+    keep_text: bool = False,
+) -> PipelineResult:
+    """Run ``passes`` on ``graph``, skipping
+    those named in ``disabled``; verify the graph before and after each pass if
+    ``verify_each``; call ``on_pass(record, graph)`` after each."""
+    names = [pass_name(p) for p in passes]
+    for name in disabled:
+        if name in {pass_name(p) for p in REQUIRED}:
+            raise ValueError(f"pass {name} cannot be turned off: lowering needs it")
+        if name not in names:
+            raise ValueError(f"no pass named {name!r} to turn off; the pipeline has {names}")
+    passes = [p for p in passes if pass_name(p) not in disabled]
+    if verify_each:
+        verify(graph)
     result = PipelineResult(graph)
+    before = count_ops(graph)
     for p in passes:
-        name = getattr(p, "name", p.__name__)
-        before = len(result.graph.ops)
+        name = pass_name(p)
         start = time.perf_counter()
         try:
             new, changed = p(result.graph)
-            verify(new)
+            if verify_each:
+                verify(new)
         except FlowjitError as err:
             done = [r.name for r in result.records]
             raise PassError(f"pass {name} failed after {done}: {err}") from err
         seconds = time.perf_counter() - start
+        after = count_ops(new) if changed else before
         text = print_graph(new) if keep_text and changed else None
-        result.records.append(PassRecord(name, seconds, changed, before, len(new.ops), text))
-        result.graph = new
+        record = PassRecord(name, seconds, changed, before, after, text)
+        result.records.append(record)
+        result.graph, before = new, after
+        if on_pass is not None:
+            on_pass(record, new)
     return result

@@ -9,6 +9,10 @@ _DEFAULTS: dict[str, Any] = {
     # queued steps hold (and avoids collective deadlocks, xla-notes Q4). On a small CPU host a
     # lower N costs throughput (the waiting thread and XLA share the cores): see bench/.
     "max_steps_in_flight": 32,
+    # Verify the IR after every pass (always on in flowjit's own tests; costs compile time).
+    "verify_passes": False,
+    # Names of passes to skip, for debugging (passes lowering needs cannot be turned off).
+    "disabled_passes": (),
 }
 
 
@@ -24,6 +28,12 @@ class Config:
             raise KeyError(f"unknown flowjit setting {name!r}; known: {sorted(_DEFAULTS)}")
         if name == "max_steps_in_flight" and (not isinstance(value, int) or value < 1):
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
+        if name == "verify_passes" and not isinstance(value, bool):
+            raise ValueError(f"verify_passes must be a bool, got {value!r}")
+        if name == "disabled_passes":
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"disabled_passes must be a list of pass names, got {value!r}")
+            value = tuple(value)
         object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -8,7 +8,7 @@ from opcheck import run_xla
 
 from flowjit.backends.reference import run_graph
 from flowjit.ir import Graph, Op, Value, parse, print_graph, verify
-from flowjit.passes import DEFAULT_PIPELINE, cse, dce, discharge_state, run_pipeline
+from flowjit.passes import default_pipeline, cse, dce, discharge_state, run_pipeline
 from flowjit.passes.discharge import lift_state
 
 STATEFUL = """graph @step(%0: f32[2]) state($w: f32[2], $n: i32[], $unused: f32[]) {
@@ -78,7 +78,7 @@ def test_dce_and_cse_keep_every_state_op_in_order():
 
 
 def test_pipeline_ends_with_discharge():
-    result = run_pipeline(parse(STATEFUL), DEFAULT_PIPELINE)
+    result = run_pipeline(parse(STATEFUL), default_pipeline())
     assert result.records[-1].name == "discharge_state"
     assert not result.graph.states and result.graph.state_map is not None
 

@@ -9,7 +9,7 @@ from irgen import graphs
 
 from flowjit.backends.reference import run_graph
 from flowjit.ir import print_graph
-from flowjit.passes import DEFAULT_PIPELINE, cse, dce, run_pipeline
+from flowjit.passes import default_pipeline, cse, dce, run_pipeline
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -25,7 +25,7 @@ def test_pipeline_preserves_results(graph):
     args = _inputs(graph, 0)
     with np.errstate(all="ignore"):
         before = run_graph(graph, args)
-        after = run_graph(run_pipeline(graph, DEFAULT_PIPELINE).graph, args)
+        after = run_graph(run_pipeline(graph, default_pipeline()).graph, args)
     assert len(before) == len(after)
     for a, b in zip(before, after):
         assert a.dtype == b.dtype and a.shape == b.shape
