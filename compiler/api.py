@@ -19,10 +19,20 @@ import numpy as np
 
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo, register_cluster
-from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import Graph, print_graph
+from flowjit.backends.xla.jaxshim import jax, jnp
+from flowjit.ir import Graph, LoweringError, Value, print_graph
+from flowjit.ir.ops import host as H
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
-from flowjit.runtime import Plan, bound_in_flight, config, make_entry, run_plan, step_token
+from flowjit.runtime import (
+    ClusterStep,
+    HostStep,
+    Plan,
+    bound_in_flight,
+    config,
+    make_entry,
+    run_plan,
+    step_token,
+)
 
 from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
@@ -58,6 +68,11 @@ class _StateChanged(Exception):
     called with; the call then starts over with the new state layout."""
 
 
+class _HostCalls(Exception):
+    """Raised inside a jax trace when the flowjit trace has host calls: the function then
+    runs step by step (compiled clusters and host calls) instead of under one jax.jit."""
+
+
 class CompiledFunction:
     """What ``@fj.compile`` returns: call it like the function it wraps.
 
@@ -89,6 +104,7 @@ class CompiledFunction:
         self._written: tuple = ()  # variables some trace writes, in donation order
         self._read_only: tuple = ()  # variables traces only read
         self._stateful = False
+        self._split = False  # whether calls run step by step (the function has host calls)
         entry = functools.partial(make_entry, static_argnames=self.static_argnames, backend=backend)
         self._pure_entry = entry(
             self._pure_body, static_argnums=self.static_argnums, donate_argnums=donate_argnums
@@ -103,11 +119,17 @@ class CompiledFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self._calls += 1
         try:
+            if self._split:
+                return self._call_steps(args, kwargs)
             if self._stateful:
                 return self._call_with_state(self._state_entry, args, kwargs)
             return self._pure_entry(*args, **kwargs)
         except _StateChanged:
             self._calls -= 1
+            return self(*args, **kwargs)
+        except _HostCalls:
+            self._calls -= 1
+            self._split = True
             return self(*args, **kwargs)
         except Exception as err:
             self._calls -= 1  # only calls that ran count as hits or misses
@@ -129,16 +151,27 @@ class CompiledFunction:
         bound_in_flight(out, token)
         return out
 
+    def _call_steps(self, args: tuple, kwargs: dict) -> Any:
+        """A call run step by step (the function has host calls): variables are read before
+        and rebound after all steps, so a failing step changes none of them."""
+        record, leaves = self._prepare(args, kwargs)
+        plan = record.plan
+        leaves = [jnp.asarray(x) for x in leaves]
+        outs, new_values = run_plan(plan, leaves, {v: v._value for v in plan.state_inputs})
+        for variable, value in new_values.items():
+            variable._rebind(value)
+        return jax.tree_util.tree_unflatten(record.out_treedef, outs)
+
     # -- tracing ---------------------------------------------------------------------------
     def _pure_body(self, *args: Any, **kwargs: Any) -> Any:
-        record, leaves = self._prepare(args, kwargs)
+        record, leaves = self._traced_prepare(args, kwargs)
         if record.plan.stateful:
             self._learn_state(record.plan)
         outs, _ = run_plan(record.plan, leaves)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs)
 
     def _state_body(self, written: tuple, read_only: tuple, *args: Any, **kwargs: Any) -> Any:
-        record, leaves = self._prepare(args, kwargs)
+        record, leaves = self._traced_prepare(args, kwargs)
         self._learn_state(record.plan)
         values = dict(zip(self._written, written))
         values.update(zip(self._read_only, read_only))
@@ -154,6 +187,14 @@ class CompiledFunction:
         leaves = jax.tree_util.tree_leaves(
             dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
         )
+        return record, leaves
+
+    def _traced_prepare(self, args: tuple, kwargs: dict) -> tuple["TraceRecord", list]:
+        """_prepare under the jitted entry, which cannot run host calls: a plan with them
+        switches the function to running step by step."""
+        record, leaves = self._prepare(args, kwargs)
+        if record.plan.split:
+            raise _HostCalls()
         return record, leaves
 
     def _learn_state(self, plan: Plan) -> None:
@@ -247,6 +288,8 @@ class CompiledFunction:
                 jax_lowered = self._state_entry.lower(*states, *args, **kwargs)
         except _StateChanged:
             return self.lower(*args, **kwargs)
+        except _HostCalls:
+            jax_lowered = None  # compiled cluster by cluster
         return Lowered(self._traces[sig.key], jax_lowered, self)
 
     def cache_info(self) -> CacheInfo:
@@ -258,18 +301,40 @@ class CompiledFunction:
 
 
 def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
-    """The runtime's view of a discharged graph: which variables feed and receive values."""
+    """The runtime's view of a discharged graph: which variables feed and receive values, and
+    the cluster to run (or, for a graph split around host calls, the steps)."""
     by_name = {handle.name: variable for variable, handle in variables.items()}
     slots = graph.state_map or []
     first = lambda pair: pair[0]  # noqa: E731
     reads = sorted(((s.input, by_name[s.name]) for s in slots if s.input is not None), key=first)
     writes = sorted(((s.output, by_name[s.name]) for s in slots if s.output is not None), key=first)
+    split = any(op.opdef is H.cluster for op in graph.ops)
+    steps, results = _steps(graph) if split else ((), ())
     return Plan(
-        register_cluster(graph),
+        None if split else register_cluster(graph),
         tuple(t.dtype for t in sig.types),
         state_inputs=tuple(v for _, v in reads),
         state_outputs=tuple(v for _, v in writes),
+        steps=steps,
+        results=results,
     )
+
+
+def _steps(graph: Graph) -> tuple[tuple, tuple[int, ...]]:
+    """The runtime steps of a clustered graph (cluster and host_call ops), over numbered
+    slots; and the slots of the graph's outputs."""
+    slot: dict[Value, int] = {v: i for i, v in enumerate(graph.inputs)}
+    steps = []
+    for op in graph.ops:
+        inputs = tuple(slot[v] for v in op.inputs)
+        outputs = tuple(range(len(slot), len(slot) + len(op.outputs)))
+        slot.update(zip(op.outputs, outputs))
+        if op.opdef is H.cluster:
+            steps.append(ClusterStep(register_cluster(op.attrs["body"]), inputs, outputs))
+        else:
+            fn = H.CALLBACKS[op.attrs["callback"]]
+            steps.append(HostStep(fn, op.attrs["name"], op.loc, inputs, outputs))
+    return tuple(steps), tuple(slot[v] for v in graph.outputs)
 
 
 class Lowered:
@@ -285,11 +350,24 @@ class Lowered:
             return print_graph(self._record.graph)
         raise ValueError(f"stage must be 'traced' or 'optimized', got {stage!r}")
 
+    def passes(self) -> list:
+        """What each pass did: its name, seconds, whether it changed the graph and the op
+        counts before and after (counting ops in loop bodies and branches)."""
+        return list(self._record.pipeline.records)
+
     def stablehlo(self) -> str:
-        """The StableHLO of every compiled cluster (one, at this stage)."""
-        return cluster_stablehlo(self._record.graph)
+        """The StableHLO of every compiled cluster."""
+        graph = self._record.graph
+        clusters = [op.attrs["body"] for op in graph.ops if op.opdef is H.cluster]
+        return "\n".join(cluster_stablehlo(g) for g in clusters or [graph])
 
     def compile(self) -> "Compiled":
+        if self._jax is None:
+            raise LoweringError(
+                f"{self._function.name} has host calls: it runs as several compiled clusters "
+                "with the host calls between them; call the function itself",
+                op="compile",
+            )
         return Compiled(self._jax.compile(), self._function)
 
     def run_reference(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:

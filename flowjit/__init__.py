@@ -13,12 +13,15 @@ from . import ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
+from .compiler.host import ShapeDtype, host_call
+from .compiler.host import print_ as print  # noqa: A001  (fj.print, as API.md names it)
 from .runtime import config
 from .ir import (
     CheckpointError,
     DTypeError,
     FlowjitError,
     GradientError,
+    HostCallError,
     LoweringError,
     ParseError,
     PassError,
@@ -37,8 +40,12 @@ __all__ = [
     "while_loop",
     "fori_loop",
     "scan",
+    "host_call",
+    "print",
+    "ShapeDtype",
     "TypeMismatchError",
     "GradientError",
+    "HostCallError",
     "grad",
     "gradients",
     "stop_gradient",

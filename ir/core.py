@@ -51,6 +51,7 @@ ATTR_KINDS = (
     "optints",
     "array",
     "scalar",
+    "types",
     "graph",
     "any",
 )
@@ -187,6 +188,10 @@ def _canonical_attr(kind: str, value: Any) -> Any:
         if isinstance(value, (float, np.floating)):
             return float(value)
         raise TypeError("expected a Python scalar")
+    if kind == "types":
+        if not all(isinstance(t, TensorType) for t in value):
+            raise TypeError("expected a list of tensor types")
+        return tuple(value)
     if kind == "graph":
         if not isinstance(value, Graph):
             raise TypeError("expected a Graph")

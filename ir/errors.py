@@ -62,6 +62,10 @@ class LoweringError(FlowjitError, TypeError):
     """A backend cannot lower an op or a dtype."""
 
 
+class HostCallError(FlowjitError, RuntimeError):
+    """A host_call's Python function raised; the message names the user's line."""
+
+
 class PassError(FlowjitError, RuntimeError):
     """A pass failed; the message names the pass and the passes that ran before it."""
 

@@ -262,6 +262,9 @@ class _Parser:
                 self.pos -= 1
                 return self.graph()
             if token.text in DTYPE_NAMES:
+                if self.peek().kind == "punct" and self.peek().text == "[":  # a tensor type
+                    self.pos -= 1
+                    return self.type()
                 return DTYPE_NAMES[token.text]
         raise self.error(
             f"expected an attribute value, got {token.text or 'end of input'!r}", token

@@ -87,6 +87,8 @@ def format_attr(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, np.dtype):
         return dtype_name(value)
+    if isinstance(value, TensorType):
+        return str(value)
     if isinstance(value, tuple):
         return "[" + ", ".join(format_attr(v) for v in value) + "]"
     if isinstance(value, np.ndarray):

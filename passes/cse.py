@@ -8,12 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from flowjit.ir import Graph, Op, Value
+from flowjit.ir import Graph, Op, Value, print_graph
 
 from .subgraphs import in_subgraphs
 
 
 def _attr_key(value: Any) -> Any:
+    if isinstance(value, Graph):  # subgraphs are closed: equal text, equal meaning
+        return ("graph", print_graph(value, locs=False))
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, float) and value != value:

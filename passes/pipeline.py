@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 from flowjit.ir import FlowjitError, Graph, PassError, print_graph, verify
 
+from .cluster import form_clusters
 from .cse import cse
 from .dce import dce
 from .discharge import discharge_state
@@ -21,12 +22,12 @@ from .subgraphs import count_ops
 Pass = Callable[[Graph], tuple[Graph, bool]]
 
 # Lowering needs these: they cannot be turned off, and a custom list gets them at its end.
-REQUIRED: tuple[Pass, ...] = (discharge_state,)
+REQUIRED: tuple[Pass, ...] = (discharge_state, form_clusters)
 
 
 def default_pipeline() -> list[Pass]:
     """The passes ``fj.compile`` runs, in order (a fresh list: change it freely)."""
-    return [fold_constants, simplify, cse, dce, discharge_state]
+    return [fold_constants, simplify, cse, dce, discharge_state, form_clusters]
 
 
 def with_required(passes: Sequence[Pass]) -> list[Pass]:
@@ -84,9 +85,10 @@ def run_pipeline(
             new, changed = p(result.graph)
             if verify_each:
                 verify(new)
-        except FlowjitError as err:
+        except Exception as err:  # any failure: the pipeline is what knows which pass broke
             done = [r.name for r in result.records]
-            raise PassError(f"pass {name} failed after {done}: {err}") from err
+            what = str(err) if isinstance(err, FlowjitError) else f"{type(err).__name__}: {err}"
+            raise PassError(f"pass {name} failed after {done}: {what}") from err
         seconds = time.perf_counter() - start
         after = count_ops(new) if changed else before
         text = print_graph(new) if keep_text and changed else None

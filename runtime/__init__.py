@@ -2,6 +2,7 @@
 
 from .config import config
 from .plan import Plan, bound_in_flight, make_entry, run_plan, step_token
+from .steps import ClusterStep, HostStep
 from .variables import VariableCell
 
 __all__ = [
@@ -12,4 +13,6 @@ __all__ = [
     "run_plan",
     "step_token",
     "VariableCell",
+    "ClusterStep",
+    "HostStep",
 ]

@@ -18,14 +18,26 @@ from flowjit.backends.xla import cluster_p
 from flowjit.backends.xla.jaxshim import jax
 
 from .config import config
+from .steps import run_steps
 
 
 @dataclass(frozen=True)
 class Plan:
-    cluster_key: int
+    """One cluster run under the caller's ``jax.jit`` (``cluster_key``); or, for a graph
+    split around host calls, ``steps`` run one by one (runtime/steps.py), with ``results``
+    the slots of the outputs."""
+
+    cluster_key: int | None
     input_dtypes: tuple[np.dtype, ...]
     state_inputs: tuple[Any, ...] = ()  # variables whose values follow the argument leaves
     state_outputs: tuple[Any, ...] = ()  # variables whose new values follow the results
+    steps: tuple[Any, ...] = ()
+    results: tuple[int, ...] = ()
+
+    @property
+    def split(self) -> bool:
+        """Whether the plan runs step by step (it has host calls)."""
+        return bool(self.steps)
 
     @property
     def stateful(self) -> bool:
@@ -35,14 +47,18 @@ class Plan:
 def run_plan(
     plan: Plan, leaves: Sequence[Any], state: dict[Any, Any] | None = None
 ) -> tuple[list[Any], dict[Any, Any]]:
-    """Run the plan on flat jax values (tracers under jit): cast the arguments, feed the state
-    values, bind the cluster. Returns the results and {variable: new value} for each write."""
+    """Run the plan on flat jax values (tracers under jit, for a one-cluster plan): cast the
+    arguments, feed the state values, bind the cluster or run the steps. Returns the results
+    and {variable: new value} for each write."""
     cast = [
         x if x.dtype == dt else jax.lax.convert_element_type(x, dt)
         for x, dt in zip(leaves, plan.input_dtypes, strict=True)
     ]
     inputs = cast + [state[v] for v in plan.state_inputs]
-    outs = list(cluster_p.bind(*inputs, key=plan.cluster_key))
+    if plan.split:
+        outs = run_steps(plan.steps, inputs, plan.results)
+    else:
+        outs = list(cluster_p.bind(*inputs, key=plan.cluster_key))
     n = len(outs) - len(plan.state_outputs)
     return outs[:n], dict(zip(plan.state_outputs, outs[n:]))
 

@@ -13,7 +13,7 @@ from typing import Sequence
 from flowjit.ir import Graph
 
 from .jaxshim import ShapedArray, func, hlo, ir, jax, make_ir_context, Primitive, register_lowering
-from .lowering import emit_graph, ir_type
+from .lowering import emit_graph, in_lowering_context, ir_type
 
 CLUSTERS: dict[int, Graph] = {}
 _keys = itertools.count()
@@ -34,7 +34,8 @@ def _abstract_eval(*avals: ShapedArray, key: int) -> tuple[ShapedArray, ...]:
 
 
 def _lower(ctx, *args: ir.Value, key: int) -> Sequence[ir.Value]:
-    return emit_graph(CLUSTERS[key], args)
+    with in_lowering_context(ctx):
+        return emit_graph(CLUSTERS[key], args)
 
 
 cluster_p.def_abstract_eval(_abstract_eval)

@@ -19,6 +19,7 @@ jax.config.update("jax_enable_x64", True)
 make_ir_context = jax_mlir.make_ir_context
 register_lowering = jax_mlir.register_lowering
 dtype_to_ir_type = jax_mlir.dtype_to_ir_type
+emit_python_callback = jax_mlir.emit_python_callback
 
 __all__ = [
     "jax",
@@ -32,4 +33,5 @@ __all__ = [
     "make_ir_context",
     "register_lowering",
     "dtype_to_ir_type",
+    "emit_python_callback",
 ]

@@ -7,7 +7,8 @@ wrapping each op's emission in the user's source location so XLA's HLO metadata 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,6 +31,30 @@ def lowers(*opdefs: OpDef) -> Callable[[LoweringRule], LoweringRule]:
         return rule
 
     return register
+
+
+_CONTEXTS: list[Any] = []  # jax's lowering-rule contexts of the clusters being emitted
+
+
+@contextlib.contextmanager
+def in_lowering_context(ctx: Any) -> Iterator[None]:
+    """While a cluster is emitted under jax.jit: rules that need jax's context (host
+    callbacks) find it with ``lowering_context()``."""
+    _CONTEXTS.append(ctx)
+    try:
+        yield
+    finally:
+        _CONTEXTS.pop()
+
+
+def lowering_context() -> Any:
+    if not _CONTEXTS:
+        raise LoweringError(
+            "a host_call inside a loop is compiled only as part of a step (under jax.jit), "
+            "not as a standalone module",
+            op="host_call",
+        )
+    return _CONTEXTS[-1]
 
 
 def ir_type(t: TensorType) -> ir.RankedTensorType:

@@ -1,3 +1,16 @@
 """Every op family; importing this package registers every op in ``ir.core.OPS``."""
 
-from . import bits, control, creation, elementwise, index, linalg, nn, reduce, shape, sort, state  # noqa: F401
+from . import (
+    bits,
+    control,
+    creation,
+    elementwise,
+    host,
+    index,
+    linalg,
+    nn,
+    reduce,
+    shape,
+    sort,
+    state,
+)  # noqa: F401

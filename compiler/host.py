@@ -1,0 +1,93 @@
+"""``fj.host_call`` and ``fj.print`` (API.md, section 6): Python on the host, in program order.
+
+Inside a compiled function each becomes a ``host_call`` op; the clustering pass splits the
+graph around it and the runtime calls the Python function on numpy values between the
+compiled clusters (inside a loop body it runs as a callback of the compiled loop). Outside a
+compiled function they simply run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from flowjit.backends.xla.jaxshim import jax
+from flowjit.ir import TensorType, TypeMismatchError
+from flowjit.ir.ops import host as H
+
+from .location import user_location
+from .trace import emit, tracing
+
+
+@dataclass(frozen=True)
+class ShapeDtype:
+    """The shape and dtype of a host_call result (``jax.ShapeDtypeStruct`` works too)."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
+    """``fn(*args)`` on the host, on numpy values; its results must have the structure,
+    shapes and dtypes of ``result_shape_dtypes`` (a pytree of ``fj.ShapeDtype``)."""
+    from .control_flow import _leaves
+
+    types_flat, results_tree = jax.tree_util.tree_flatten(
+        result_shape_dtypes, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
+    )
+    types = [TensorType(tuple(t.shape), t.dtype) for t in types_flat]
+    if not tracing():
+        return _checked(fn, results_tree, types, user_location())(*args)
+    tensors, args_tree, _ = _leaves(args, "args")
+    call = _checked(
+        lambda *arrays: fn(*jax.tree_util.tree_unflatten(args_tree, arrays)),
+        results_tree,
+        types,
+        user_location(),
+    )
+    key = H.register_callback(call)
+    name = getattr(fn, "__name__", type(fn).__name__)
+    results = emit(H.host_call, tensors, callback=key, name=name, result_types=tuple(types))
+    results = results if isinstance(results, tuple) else (results,)
+    return jax.tree_util.tree_unflatten(results_tree, list(results))
+
+
+def _checked(fn: Callable, tree: Any, types: list[TensorType], where: Any) -> Callable:
+    """``fn`` returning a flat list of numpy arrays of ``types``, or a TypeMismatchError
+    naming the call's line."""
+
+    def call(*args: Any) -> Any:
+        result = fn(*args)
+        flat, got_tree = jax.tree_util.tree_flatten(result)
+        if got_tree != tree:
+            raise TypeMismatchError(
+                f"the function returned {got_tree}, but result_shape_dtypes is {tree}",
+                op="host_call",
+                loc=where,
+            )
+        arrays = []
+        for i, (value, t) in enumerate(zip(flat, types)):
+            array = np.asarray(value)
+            if array.shape != t.shape:
+                raise TypeMismatchError(
+                    f"result {i} of the function has shape {array.shape}, but "
+                    f"result_shape_dtypes says {t}",
+                    op="host_call",
+                    loc=where,
+                )
+            arrays.append(array.astype(t.dtype, copy=False))
+        return arrays
+
+    return call
+
+
+def print_(fmt: str, *tensors: Any) -> None:
+    """Print ``fmt.format(*values)`` on the host, in program order (``fj.print``)."""
+
+    def show(*values: Any) -> tuple:
+        print(fmt.format(*values), flush=True)
+        return ()
+
+    show.__name__ = "print"
+    host_call(show, *tensors, result_shape_dtypes=())
