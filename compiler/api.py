@@ -27,6 +27,7 @@ from flowjit.runtime import (
     ClusterStep,
     HostStep,
     Plan,
+    TransferStep,
     bound_in_flight,
     config,
     make_entry,
@@ -308,7 +309,7 @@ def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
     first = lambda pair: pair[0]  # noqa: E731
     reads = sorted(((s.input, by_name[s.name]) for s in slots if s.input is not None), key=first)
     writes = sorted(((s.output, by_name[s.name]) for s in slots if s.output is not None), key=first)
-    split = any(op.opdef is H.cluster for op in graph.ops)
+    split = any(op.opdef in (H.cluster, H.transfer, H.host_call) for op in graph.ops)
     steps, results = _steps(graph) if split else ((), ())
     return Plan(
         None if split else register_cluster(graph),
@@ -321,8 +322,8 @@ def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
 
 
 def _steps(graph: Graph) -> tuple[tuple, tuple[int, ...]]:
-    """The runtime steps of a clustered graph (cluster and host_call ops), over numbered
-    slots; and the slots of the graph's outputs."""
+    """The runtime steps of a partitioned graph (cluster, transfer and host_call ops), over
+    numbered slots; and the slots of the graph's outputs."""
     slot: dict[Value, int] = {v: i for i, v in enumerate(graph.inputs)}
     steps = []
     for op in graph.ops:
@@ -330,7 +331,10 @@ def _steps(graph: Graph) -> tuple[tuple, tuple[int, ...]]:
         outputs = tuple(range(len(slot), len(slot) + len(op.outputs)))
         slot.update(zip(op.outputs, outputs))
         if op.opdef is H.cluster:
-            steps.append(ClusterStep(register_cluster(op.attrs["body"]), inputs, outputs))
+            key = register_cluster(op.attrs["body"])
+            steps.append(ClusterStep(key, inputs, outputs, op.device))
+        elif op.opdef is H.transfer:
+            steps.append(TransferStep(op.attrs["device"], inputs, outputs))
         else:
             fn = H.CALLBACKS[op.attrs["callback"]]
             steps.append(HostStep(fn, op.attrs["name"], op.loc, inputs, outputs))

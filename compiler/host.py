@@ -38,7 +38,8 @@ def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     )
     types = [TensorType(tuple(t.shape), t.dtype) for t in types_flat]
     if not tracing():
-        return _checked(fn, results_tree, types, user_location())(*args)
+        arrays = _checked(fn, results_tree, types, user_location())(*args)
+        return jax.tree_util.tree_unflatten(results_tree, arrays)
     tensors, args_tree, _ = _leaves(args, "args")
     call = _checked(
         lambda *arrays: fn(*jax.tree_util.tree_unflatten(args_tree, arrays)),
@@ -73,6 +74,14 @@ def _checked(fn: Callable, tree: Any, types: list[TensorType], where: Any) -> Ca
                 raise TypeMismatchError(
                     f"result {i} of the function has shape {array.shape}, but "
                     f"result_shape_dtypes says {t}",
+                    op="host_call",
+                    loc=where,
+                )
+            if not np.can_cast(array.dtype, t.dtype, casting="same_kind"):
+                raise TypeMismatchError(
+                    f"result {i} of the function has dtype {array.dtype}, but "
+                    f"result_shape_dtypes says {t} (a cast of the same kind, such as float64 "
+                    "to float32, is made; convert other results yourself)",
                     op="host_call",
                     loc=where,
                 )

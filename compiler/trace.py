@@ -15,6 +15,7 @@ from flowjit.ir.ops import creation, elementwise
 from .location import user_location
 
 _STACK: list["TraceContext"] = []
+device_scopes: list[str] = []  # the devices of the enclosing fj.device scopes, innermost last
 
 
 class TraceContext:
@@ -101,7 +102,8 @@ def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
         if not isinstance(x, Tensor):
             raise TypeError(f"internal: emit({opdef.name}) got {type(x).__name__}")
         values.append(ctx.capture(x, opdef.name))
-    outs = ctx.graph.add(opdef, values, attrs, user_location())
+    device = device_scopes[-1] if device_scopes else None
+    outs = ctx.graph.add(opdef, values, attrs, user_location(), device)
     tensors = tuple(Tensor(v, ctx) for v in outs)
     return tensors[0] if len(tensors) == 1 else tensors
 

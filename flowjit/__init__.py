@@ -14,6 +14,7 @@ from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Va
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .compiler.host import ShapeDtype, host_call
+from .compiler.placement import device, devices
 from .compiler.host import print_ as print  # noqa: A001  (fj.print, as API.md names it)
 from .runtime import config
 from .ir import (
@@ -43,6 +44,8 @@ __all__ = [
     "host_call",
     "print",
     "ShapeDtype",
+    "device",
+    "devices",
     "TypeMismatchError",
     "GradientError",
     "HostCallError",

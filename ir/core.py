@@ -200,12 +200,13 @@ def _canonical_attr(kind: str, value: Any) -> Any:
 
 
 class Op:
-    """One node: ``outputs = opdef(inputs, **attrs)`` at ``loc``.
+    """One node: ``outputs = opdef(inputs, **attrs)`` at ``loc``, on ``device`` (a name such
+    as ``"cpu:1"`` from a ``fj.device`` scope; None: wherever the function runs).
 
     ``effects`` are the op definition's, plus those of the ops in its subgraphs: a loop whose
     body writes a variable writes it."""
 
-    __slots__ = ("opdef", "inputs", "attrs", "outputs", "loc", "effects")
+    __slots__ = ("opdef", "inputs", "attrs", "outputs", "loc", "device", "effects")
 
     def __init__(
         self,
@@ -214,12 +215,21 @@ class Op:
         attrs: dict[str, Any],
         outputs: tuple[Value, ...],
         loc: Location | None = None,
+        device: str | None = None,
     ):
         self.opdef, self.inputs, self.attrs = opdef, tuple(inputs), dict(attrs)
-        self.outputs, self.loc = tuple(outputs), loc
+        self.outputs, self.loc, self.device = tuple(outputs), loc, device
         self.effects = opdef.effects.union(
             *(inner.effects for graph in self.subgraphs for inner in graph.ops)
         )
+
+    def replace(self, **changes: Any) -> "Op":
+        """A copy with some fields changed (opdef, inputs, attrs, outputs, loc, device): what
+        passes build when they rewrite an op, keeping its location and device."""
+        fields = {"opdef": self.opdef, "inputs": self.inputs, "attrs": self.attrs}
+        fields.update(outputs=self.outputs, loc=self.loc, device=self.device)
+        fields.update(changes)
+        return Op(**fields)
 
     @property
     def subgraphs(self) -> tuple["Graph", ...]:
@@ -290,6 +300,7 @@ class Graph:
         inputs: tuple[Value, ...] | list[Value],
         attrs: dict[str, Any] | None = None,
         loc: Location | None = None,
+        device: str | None = None,
     ) -> tuple[Value, ...]:
         """Append an op, inferring its output types; errors carry the op name and ``loc``."""
         attrs = check_attrs(opdef, attrs or {}, loc)
@@ -297,7 +308,7 @@ class Graph:
             out_types = opdef.infer(tuple(v.type for v in inputs), attrs)
         except FlowjitError as err:
             raise err.with_context(op=opdef.name, loc=loc) from None
-        op = Op(opdef, tuple(inputs), attrs, tuple(Value(t) for t in out_types), loc)
+        op = Op(opdef, tuple(inputs), attrs, tuple(Value(t) for t in out_types), loc, device)
         self.ops.append(op)
         return op.outputs
 

@@ -19,11 +19,11 @@ from .types import TensorType, is_float
 class Emit:
     """Appends ops to ``graph`` at ``loc`` (the op being differentiated keeps its user line)."""
 
-    def __init__(self, graph: Graph, loc: Location | None = None):
-        self.graph, self.loc = graph, loc
+    def __init__(self, graph: Graph, loc: Location | None = None, device: str | None = None):
+        self.graph, self.loc, self.device = graph, loc, device
 
     def __call__(self, opdef: OpDef, *inputs: Value, **attrs: Any) -> Any:
-        outs = self.graph.add(opdef, list(inputs), attrs, self.loc)
+        outs = self.graph.add(opdef, list(inputs), attrs, self.loc, self.device)
         return outs[0] if len(outs) == 1 else outs
 
     def extend(self, op: Op, **attrs: Any) -> tuple[Value, ...]:
@@ -36,7 +36,7 @@ class Emit:
         n = len(op.outputs)
         assert types[:n] == tuple(v.type for v in op.outputs), "extend must keep the results"
         extra = tuple(Value(t) for t in types[n:])
-        new = Op(op.opdef, op.inputs, attrs, op.outputs + extra, op.loc)
+        new = op.replace(attrs=attrs, outputs=op.outputs + extra)
         index = next(i for i, other in enumerate(self.graph.ops) if other is op)
         self.graph.ops[index] = new
         return extra
@@ -84,12 +84,16 @@ def backward(graph: Graph, ops: Sequence[Op], cts: dict[Value, Value]) -> dict[V
         out_cts = [cts.get(v) for v in op.outputs]
         if op.opdef.vjp is None or all(c is None for c in out_cts):
             continue
-        in_cts = op.opdef.vjp(Emit(graph, op.loc), op, *out_cts)
+        in_cts = op.opdef.vjp(Emit(graph, op.loc, op.device), op, *out_cts)
         for value, ct in zip(op.inputs, in_cts, strict=True):
             if ct is None or isinstance(value, StateHandle) or not differentiable(value.type):
                 continue
             previous = cts.get(value)
-            cts[value] = ct if previous is None else graph.add(E.add, [previous, ct], loc=op.loc)[0]
+            cts[value] = (
+                ct
+                if previous is None
+                else graph.add(E.add, [previous, ct], None, op.loc, op.device)[0]
+            )
     return cts
 
 
@@ -157,9 +161,7 @@ def _clone(g: Graph) -> Graph:
     for op in g.ops:
         outputs = tuple(Value(v.type) for v in op.outputs)
         mapping.update(zip(op.outputs, outputs))
-        copy.ops.append(
-            Op(op.opdef, tuple(mapping[v] for v in op.inputs), op.attrs, outputs, op.loc)
-        )
+        copy.ops.append(op.replace(inputs=tuple(mapping[v] for v in op.inputs), outputs=outputs))
     copy.outputs = [mapping[v] for v in g.outputs]
     return copy
 

@@ -206,9 +206,14 @@ class _Parser:
                 if key.text in attrs:
                     raise self.error(f"attribute {key.text} given twice", key)
                 attrs[key.text] = value
+        device = None
+        if self.accept("ident", "device"):
+            self.take("punct", "(")
+            device = self.string()
+            self.take("punct", ")")
         loc = self.loc() if self.peek().kind == "ident" and self.peek().text == "loc" else None
         try:
-            outputs = graph.add(opdef, inputs, attrs, loc)
+            outputs = graph.add(opdef, inputs, attrs, loc, device)
         except FlowjitError as err:
             raise self.error(err.detail, start) from None
         if len(outputs) != len(results):

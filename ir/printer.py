@@ -65,6 +65,8 @@ def _print(graph: Graph, locs: bool, indent: str) -> str:
                 for v in op.attrs.values()
             )
             text += " {" + ", ".join(f"{k}={a}" for k, a in zip(op.attrs, attrs)) + "}"
+        if op.device is not None:
+            text += f" device({json.dumps(op.device)})"
         if locs and op.loc is not None:
             text += f" loc({json.dumps(op.loc.file)}:{op.loc.line})"
         lines.append(text)

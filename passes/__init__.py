@@ -1,6 +1,6 @@
 """Passes over the IR and the pipeline that runs them."""
 
-from .cluster import form_clusters
+from .partition import partition
 from .cse import cse
 from .dce import dce
 from .discharge import discharge_state, lift_state
@@ -18,7 +18,7 @@ from .subgraphs import count_ops
 
 __all__ = [
     "cse",
-    "form_clusters",
+    "partition",
     "dce",
     "discharge_state",
     "lift_state",

@@ -36,17 +36,18 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
             op, nested = (new, True) if new is not None else (op, nested)
         inputs = tuple(replace.get(v, v) for v in op.inputs)
         if op.effects:
-            out.ops.append(Op(op.opdef, inputs, op.attrs, op.outputs, op.loc))
+            out.ops.append(op.replace(inputs=inputs))
             continue
         key = (
             op.opdef,
+            op.device,
             tuple(id(v) for v in inputs),
             tuple((k, _attr_key(v)) for k, v in op.attrs.items()),
         )
         if key in seen:
             replace.update(zip(op.outputs, seen[key].outputs))
             continue
-        new = op if inputs == op.inputs else Op(op.opdef, inputs, op.attrs, op.outputs, op.loc)
+        new = op if inputs == op.inputs else op.replace(inputs=inputs)
         seen[key] = new
         out.ops.append(new)
     out.outputs = [replace.get(v, v) for v in graph.outputs]

@@ -47,13 +47,11 @@ def discharge_state(graph: Graph) -> tuple[Graph, bool]:
         elif op.opdef in _UPDATE:
             handle = inputs[0]
             (current[handle],) = out.add(
-                _UPDATE[op.opdef], [value_of(handle), inputs[1]], loc=op.loc
+                _UPDATE[op.opdef], [value_of(handle), inputs[1]], None, op.loc, op.device
             )
             written.add(handle)
         else:
-            out.ops.append(
-                op if inputs == op.inputs else Op(op.opdef, inputs, op.attrs, op.outputs, op.loc)
-            )
+            out.ops.append(op if inputs == op.inputs else op.replace(inputs=inputs))
     out.outputs = [replace.get(v, v) for v in graph.outputs]
     slots = []
     for handle in graph.states:
@@ -71,32 +69,38 @@ def lift_state(graph: Graph) -> tuple[Graph, bool]:
     variables its subgraphs use just before it and assigning those they write just after it.
     The op keeps its result values (uses need no rewriting) and gains the written variables'
     new values as results."""
-    if not any(op.subgraphs and op.effects for op in graph.ops):
+    if not any(_uses_state(op) for op in graph.ops):
         return graph, False
     out = graph.derive()
     for op in graph.ops:
-        if not (op.subgraphs and op.effects):
+        if not _uses_state(op):
             out.ops.append(op)
             continue
-        used = {h.name for sub in op.subgraphs for h in sub.states}
-        reads = [h for h in graph.states if h.name in used]
-        writes = [h for h in reads if any(_writes(sub, h.name) for sub in op.subgraphs)]
-        values = [out.add(S.read_variable, [h], loc=op.loc)[0] for h in reads]
+        # (a subgraph may declare a variable it does not use: _open drops the declaration)
+        reads = [h for h in graph.states if _accesses(op, h.name, {S.READ, S.WRITE})]
+        writes = [h for h in reads if _accesses(op, h.name, {S.WRITE})]
+        values = [out.add(S.read_variable, [h], None, op.loc, op.device)[0] for h in reads]
         lifted, new_results = _LIFT[op.opdef](op, reads, writes, values)
         out.ops.append(lifted)
         for handle, value in zip(writes, new_results):
-            out.add(S.assign_variable, [handle, value], loc=op.loc)
+            out.add(S.assign_variable, [handle, value], None, op.loc, op.device)
     out.outputs = list(graph.outputs)
     return out, True
 
 
-def _writes(graph: Graph, name: str) -> bool:
-    """Whether ``graph``, or a subgraph in it, writes the variable ``name``."""
-    for op in graph.ops:
-        if op.opdef in S.STATE_OPS:
-            if S.WRITE in op.opdef.effects and op.inputs[0].name == name:
+def _uses_state(op: Op) -> bool:
+    """Whether a subgraph of ``op`` declares variables (nested ones are declared in it too)."""
+    return any(sub.states for sub in op.subgraphs)
+
+
+def _accesses(op: Op, name: str, effects: set[str]) -> bool:
+    """Whether a state op with one of ``effects`` on the variable ``name`` is in ``op``'s
+    subgraphs (at any depth)."""
+    for inner in (o for sub in op.subgraphs for o in sub.ops):
+        if inner.opdef in S.STATE_OPS:
+            if inner.opdef.effects & effects and inner.inputs[0].name == name:
                 return True
-        elif any(_writes(sub, name) for sub in op.subgraphs):
+        elif _accesses(inner, name, effects):
             return True
     return False
 
@@ -127,7 +131,7 @@ def _rebuild(op: Op, inputs: list[Value], attrs: dict, results: list[Value | Non
     given and makes fresh ones (for the threaded variables) where None."""
     types = op.opdef.infer(tuple(v.type for v in inputs), attrs)
     outputs = tuple(Value(t) if r is None else r for r, t in zip(results, types, strict=True))
-    return Op(op.opdef, tuple(inputs), attrs, outputs, op.loc)
+    return op.replace(inputs=tuple(inputs), attrs=attrs, outputs=outputs)
 
 
 def _lift_cond(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:

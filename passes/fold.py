@@ -29,7 +29,8 @@ def fold_constants(graph: Graph) -> tuple[Graph, bool]:
             results = _evaluate(op, known)
             if results is not None:
                 for value, array in zip(op.outputs, results):
-                    out.ops.append(Op(Cr.constant, (), {"value": array}, (value,), op.loc))
+                    constant = Op(Cr.constant, (), {"value": array}, (value,), op.loc, op.device)
+                    out.ops.append(constant)
                     known[value] = array
                 changed = True
                 continue

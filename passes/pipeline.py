@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from flowjit.ir import FlowjitError, Graph, PassError, print_graph, verify
 
-from .cluster import form_clusters
+from .partition import partition
 from .cse import cse
 from .dce import dce
 from .discharge import discharge_state
@@ -22,12 +22,12 @@ from .subgraphs import count_ops
 Pass = Callable[[Graph], tuple[Graph, bool]]
 
 # Lowering needs these: they cannot be turned off, and a custom list gets them at its end.
-REQUIRED: tuple[Pass, ...] = (discharge_state, form_clusters)
+REQUIRED: tuple[Pass, ...] = (discharge_state, partition)
 
 
 def default_pipeline() -> list[Pass]:
     """The passes ``fj.compile`` runs, in order (a fresh list: change it freely)."""
-    return [fold_constants, simplify, cse, dce, discharge_state, form_clusters]
+    return [fold_constants, simplify, cse, dce, discharge_state, partition]
 
 
 def with_required(passes: Sequence[Pass]) -> list[Pass]:
@@ -68,10 +68,11 @@ def run_pipeline(
     those named in ``disabled``; verify the graph before and after each pass if
     ``verify_each``; call ``on_pass(record, graph)`` after each."""
     names = [pass_name(p) for p in passes]
+    known = set(names) | {pass_name(p) for p in default_pipeline()}
     for name in disabled:
         if name in {pass_name(p) for p in REQUIRED}:
             raise ValueError(f"pass {name} cannot be turned off: lowering needs it")
-        if name not in names:
+        if name not in known:
             raise ValueError(f"no pass named {name!r} to turn off; the pipeline has {names}")
     passes = [p for p in passes if pass_name(p) not in disabled]
     if verify_each:

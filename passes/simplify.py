@@ -160,7 +160,7 @@ def _rewrite(op: Op, find: Find) -> "Value | Op | None":
         opdef, inputs, attrs = result
         attrs = check_attrs(opdef, attrs, op.loc)
         if _infers(opdef, inputs, attrs, op.outputs[0].type):
-            return Op(opdef, tuple(inputs), attrs, op.outputs, op.loc)
+            return op.replace(opdef=opdef, inputs=tuple(inputs), attrs=attrs)
     return None
 
 
@@ -171,7 +171,7 @@ def simplify(graph: Graph) -> tuple[Graph, bool]:
     changed = False
     for op in graph.ops:
         inputs = tuple(replace.get(v, v) for v in op.inputs)
-        current = op if inputs == op.inputs else Op(op.opdef, inputs, op.attrs, op.outputs, op.loc)
+        current = op if inputs == op.inputs else op.replace(inputs=inputs)
         if op.subgraphs:
             current = in_subgraphs(current, simplify) or current
         if not op.effects and len(op.outputs) == 1:

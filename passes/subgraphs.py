@@ -16,7 +16,7 @@ def in_subgraphs(op: Op, p: Pass) -> Op | None:
     for name in op.opdef.graph_attrs:
         attrs[name], changed_here = p(op.attrs[name])
         changed = changed or changed_here
-    return Op(op.opdef, op.inputs, attrs, op.outputs, op.loc) if changed else None
+    return op.replace(attrs=attrs) if changed else None
 
 
 def count_ops(graph: Graph) -> int:

@@ -2,7 +2,7 @@
 
 from .config import config
 from .plan import Plan, bound_in_flight, make_entry, run_plan, step_token
-from .steps import ClusterStep, HostStep
+from .steps import ClusterStep, HostStep, TransferStep
 from .variables import VariableCell
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "VariableCell",
     "ClusterStep",
     "HostStep",
+    "TransferStep",
 ]

@@ -1,7 +1,7 @@
-"""Running a plan of several steps: compiled clusters and host calls, in program order.
+"""Running a plan of several steps: compiled clusters, transfers and host calls, in order.
 
-A function whose graph has host calls is split by the clustering pass; its plan lists the
-steps, each reading and writing numbered slots (the plan's inputs fill the first slots). Each
+A function whose graph has host calls or device scopes is split by the partition pass; its
+plan lists the steps, each reading and writing numbered slots (the plan's inputs fill the first slots). Each
 cluster is compiled once (its own ``jax.jit``); a host call runs its Python function on numpy
 values between them. Variables are rebound only after every step has run, so a step that
 fails leaves them as they were."""
@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flowjit.backends.xla import cluster_p
+from flowjit.backends.xla.host import FAILED_CALLBACKS
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import FlowjitError, HostCallError
 
@@ -23,6 +24,7 @@ class ClusterStep:
     key: int  # the cluster's key (backends/xla/cluster.py)
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    device: str | None = None  # a device name; None: the default device
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,36 @@ class HostStep:
     outputs: tuple[int, ...]
 
 
-Step = ClusterStep | HostStep
+@dataclass(frozen=True)
+class TransferStep:
+    device: str  # a device name, or "default"
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+Step = ClusterStep | HostStep | TransferStep
+
+
+def device_name(device: Any) -> str:
+    """A jax device's name in the IR: ``platform:id`` (``cpu:1``)."""
+    return f"{device.platform}:{device.id}"
+
+
+def find_device(name: str) -> Any:
+    """The jax device named ``name`` ("default": jax's default device)."""
+    if name == "default":
+        return jax.devices()[0]
+    platform, _, number = name.partition(":")
+    try:
+        found = [d for d in jax.devices(platform) if str(d.id) == number]
+    except RuntimeError:
+        found = []
+    if not found:
+        names = [device_name(d) for d in jax.devices()]
+        raise ValueError(f"no device {name!r} here; devices: {names} (fj.devices())")
+    return found[0]
+
+
 _JITTED: dict[int, Callable] = {}
 
 
@@ -44,6 +75,22 @@ def _compiled(key: int) -> Callable:
     return _JITTED[key]
 
 
+def _run_cluster(step: ClusterStep, args: list) -> Any:
+    """Run one compiled cluster on its device (its inputs are there already: transfers; its
+    constants go there too). A host callback in it that raised is reported as itself."""
+    FAILED_CALLBACKS.clear()
+    try:
+        if step.device is None:
+            return jax.block_until_ready(_compiled(step.key)(*args))
+        with jax.default_device(find_device(step.device)):
+            return jax.block_until_ready(_compiled(step.key)(*args))
+    except Exception as err:
+        if FAILED_CALLBACKS:
+            failure = FAILED_CALLBACKS.pop()
+            raise failure from failure.__cause__ or err
+        raise
+
+
 def run_steps(steps: Sequence[Step], inputs: Sequence[Any], results: Sequence[int]) -> list:
     """Run ``steps`` with ``inputs`` in the first slots; returns the values of the ``results``
     slots."""
@@ -51,7 +98,9 @@ def run_steps(steps: Sequence[Step], inputs: Sequence[Any], results: Sequence[in
     for step in steps:
         args = [env[i] for i in step.inputs]
         if isinstance(step, ClusterStep):
-            outs = _compiled(step.key)(*args)
+            outs = _run_cluster(step, args)
+        elif isinstance(step, TransferStep):
+            outs = [jax.device_put(args[0], find_device(step.device))]
         else:
             try:
                 outs = step.fn(*(np.asarray(a) for a in args))

@@ -110,8 +110,26 @@ def round_to(value: ir.Value, wide: TensorType, out: TensorType) -> ir.Value:
     return value if wide == out else hlo.convert(ir_type(out), value)
 
 
+_TOKENS: list[list[Any]] = []  # per graph being emitted: the token of its last host call
+
+
+def ordering_token() -> list[Any]:
+    """The token holder of the graph being emitted: host calls in one graph (a loop body, a
+    cluster) chain a token through it so they run in program order. A token never leaves
+    its graph (a region of the StableHLO)."""
+    return _TOKENS[-1]
+
+
 def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     """Emit ``graph``'s ops at the current insertion point; returns the output values."""
+    _TOKENS.append([None])
+    try:
+        return _emit_ops(graph, args)
+    finally:
+        _TOKENS.pop()
+
+
+def _emit_ops(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     env = dict(zip(graph.inputs, args, strict=True))
     for op in graph.ops:
         rule = LOWERINGS.get(op.opdef)

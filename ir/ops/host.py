@@ -1,12 +1,15 @@
-"""Host work: ``host_call`` runs a Python function on concrete numpy values, in program
-order (it has the ``host`` effect); ``cluster`` holds a pure subgraph compiled as one unit.
+"""Host work and placement: ``host_call`` runs a Python function on concrete numpy values,
+in program order (it has the ``host`` effect); ``cluster`` holds a pure subgraph compiled as
+one unit on one device; ``transfer`` copies a value to a device.
 
-The clustering pass groups compilable ops into ``cluster`` ops between the host calls; the
-runtime then runs each cluster compiled and each host call in Python, in order. A host call
-inside a loop body stays in its loop, compiled as a callback.
+The partition pass groups compilable ops into ``cluster`` ops per device, between the host
+calls, with a ``transfer`` wherever a value crosses devices; the runtime then runs each
+cluster compiled on its device and each host call in Python, in order. A host call inside a
+loop body stays in its loop, compiled as a callback.
 
     %3: f32[4] = host_call(%1, %2) {callback=0, name="normalize", result_types=[f32[4]]}
-    %5, %6 = cluster(%0, %3) {body=graph @cluster_1(...) { ... }}
+    %4: f32[4] = transfer(%3) {device="cpu:1"}
+    %5, %6 = cluster(%0, %4) {body=graph @cluster_1(...) { ... }} device("cpu:1")
 
 The Python functions live in ``CALLBACKS`` (the IR names them by key), kept for the life of
 the process."""
@@ -14,8 +17,6 @@ the process."""
 from __future__ import annotations
 
 from typing import Callable
-
-import numpy as np
 
 from ..core import Graph, OpDef, register
 from ..errors import ShapeError
@@ -75,4 +76,22 @@ cluster = register(
     )
 )
 
-__all__ = ["CALLBACKS", "HOST", "cluster", "host_call", "register_callback", "np"]
+
+def _transfer_rule(types, device: str):
+    if len(types) != 1:
+        raise ShapeError(f"transfer takes one value, got {len(types)}")
+    return types[0]
+
+
+transfer = register(
+    OpDef(
+        "transfer",
+        _transfer_rule,
+        lambda x, device: x.copy(),
+        attrs={"device": "str"},
+        no_vjp="transfers are placed after gradients are taken",
+        doc="x, copied to device ('default': where the function runs)",
+    )
+)
+
+__all__ = ["CALLBACKS", "HOST", "cluster", "host_call", "register_callback", "transfer"]

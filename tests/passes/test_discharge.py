@@ -80,7 +80,7 @@ def test_dce_and_cse_keep_every_state_op_in_order():
 def test_pipeline_discharges_after_every_pass_that_sees_variables():
     result = run_pipeline(parse(STATEFUL), default_pipeline())
     # only the clustering of host work (which needs a pure graph) comes after discharge_state
-    assert [r.name for r in result.records][-2:] == ["discharge_state", "form_clusters"]
+    assert [r.name for r in result.records][-2:] == ["discharge_state", "partition"]
     assert not result.graph.states and result.graph.state_map is not None
 
 
