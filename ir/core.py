@@ -8,6 +8,7 @@ Values compare by identity. Subgraphs, where an op needs them, are attributes ho
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -270,7 +271,8 @@ class Graph:
     after discharge_state there are none, and ``state_map`` says where each variable went."""
 
     def __init__(self, name: str = "main", inputs: list[Value] | None = None):
-        self.name = name
+        # the text form names a graph @name: characters it cannot read become "_"
+        self.name = re.sub(r"[^A-Za-z0-9_.]", "_", name) or "graph"
         self.inputs: list[Value] = list(inputs or [])
         self.ops: list[Op] = []
         self.outputs: list[Value] = []

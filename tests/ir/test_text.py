@@ -392,3 +392,12 @@ def test_subgraph_variables_must_be_declared_by_the_enclosing_graph():
         with pytest.raises(ParseError, match=r"\$v") as info:
             parse(text)
         assert info.value.line == 2, str(info.value)
+
+
+def test_graph_names_print_as_text_that_parses_back():
+    # a function named <lambda> (or any name the text form cannot read) still round-trips
+    graph = Graph("<lambda>", [Value(TensorType((2,), np.float32))])
+    graph.outputs = list(graph.inputs)
+    text = print_graph(graph)
+    assert text.startswith("graph @_lambda_(")
+    assert print_graph(parse(text)) == text
