@@ -9,7 +9,9 @@ function is traced again."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -35,6 +37,7 @@ from flowjit.runtime import (
     step_token,
 )
 
+from .dump import dump_compilation
 from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
 
@@ -94,6 +97,7 @@ class CompiledFunction:
     ):
         self.fn = fn
         self.passes = None if passes is None else list(passes)
+        self._params = _parameter_names(fn)
         self.name = name or getattr(fn, "__name__", "fn")
         as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731
         self.static_argnums = as_tuple(static_argnums, int)
@@ -217,15 +221,18 @@ class CompiledFunction:
         record = self._traces.get(sig.key)
         if record is None:
             record = self._trace(sig, args, kwargs)
-            if self._last is not None and len(self._traces) > RETRACE_WARNING_AFTER:
-                logger.warning(
-                    "%s has been traced %d times (a retrace compiles again); this "
-                    "time %s. Keep shapes and dtypes fixed between calls, or pass "
-                    "values that change as arrays rather than static arguments.",
-                    self.name,
-                    len(self._traces) + 1,
-                    self._last.signature.describe_change(sig),
-                )
+            if self._last is not None:
+                change = self._last.signature.describe_change(sig, self._params)
+                logger.info("retracing %s (trace %d): %s", self.name, len(self._traces) + 1, change)
+                if len(self._traces) > RETRACE_WARNING_AFTER:
+                    logger.warning(
+                        "%s has been traced %d times (a retrace compiles again); this "
+                        "time %s. Keep shapes and dtypes fixed between calls, or pass "
+                        "values that change as arrays rather than static arguments.",
+                        self.name,
+                        len(self._traces) + 1,
+                        change,
+                    )
             self._traces[sig.key] = record
         self._last = record
         return record
@@ -264,7 +271,10 @@ class CompiledFunction:
             with_required(default_pipeline() if self.passes is None else self.passes),
             verify_each=config.verify_passes,
             disabled=config.disabled_passes,
+            keep_text=config.dump_dir is not None,
         )
+        if config.dump_dir is not None:
+            dump_compilation(os.fspath(config.dump_dir), self.name, sig, ctx.graph, pipeline)
         plan = _plan(pipeline.graph, sig, ctx.variables)
         logger.info(
             "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
@@ -299,6 +309,17 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<flowjit compiled function {self.name}>"
+
+
+def _parameter_names(fn: Callable) -> tuple[str, ...]:
+    """The names of ``fn``'s positional parameters (for messages); () if it has none we can
+    read."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in parameters if p.kind in kinds)
 
 
 def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:

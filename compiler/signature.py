@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import TensorType
+from flowjit.ir import TensorType, dtype_name
 from flowjit.ir.errors import DTypeError
 from flowjit.runtime.variables import VariableCell
 
@@ -34,17 +34,35 @@ class Signature:
     def key(self) -> tuple:
         return (self.treedef, self.types, self.statics)
 
-    def describe_change(self, new: "Signature") -> str:
-        """Which argument differs between this signature and ``new``, in words."""
-        for (name, old_v), (_, new_v) in zip(self.statics, new.statics):
+    def describe_change(self, new: "Signature", params: Sequence[str] = ()) -> str:
+        """What differs between this signature and ``new``, in words, naming arguments by
+        the function's parameter names ``params``: ``x: shape (128, 784) -> (64, 784)``."""
+        name = lambda path: _named(path, params)  # noqa: E731
+        for (path, old_v), (_, new_v) in zip(self.statics, new.statics):
             if old_v != new_v:
-                return f"static argument {name} changed from {old_v!r} to {new_v!r}"
+                return f"{name(path)}: static value {old_v!r} -> {new_v!r}"
         if self.treedef != new.treedef:
-            return f"the argument structure changed from {self.treedef} to {new.treedef}"
+            return f"the argument structure: {self.treedef} -> {new.treedef}"
         for path, old_t, new_t in zip(self.paths, self.types, new.types):
-            if old_t != new_t:
-                return f"{path} changed from {old_t} to {new_t}"
+            changes = []
+            if old_t.shape != new_t.shape:
+                changes.append(f"shape {old_t.shape} -> {new_t.shape}")
+            if old_t.dtype != new_t.dtype:
+                changes.append(f"dtype {dtype_name(old_t.dtype)} -> {dtype_name(new_t.dtype)}")
+            if changes:
+                return f"{name(path)}: {', '.join(changes)}"
         return "nothing visible changed"
+
+
+def _named(path: str, params: Sequence[str]) -> str:
+    """``args[1]['w']`` as ``params['w']`` when parameter 1 is called ``params``;
+    ``kwargs['k']`` as ``k``."""
+    if path.startswith("kwargs["):
+        key, _, rest = path[len("kwargs[") :].partition("]")
+        return key.strip("'\"") + rest
+    index, _, rest = path[len("args[") :].partition("]")
+    position = int(index)
+    return (params[position] if position < len(params) else f"args[{position}]") + rest
 
 
 def _path_name(path: Sequence[Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 _DEFAULTS: dict[str, Any] = {
@@ -13,6 +14,8 @@ _DEFAULTS: dict[str, Any] = {
     "verify_passes": False,
     # Names of passes to skip, for debugging (passes lowering needs cannot be turned off).
     "disabled_passes": (),
+    # A folder for IR dumps of every compilation (docs/debugging.md); None: no dumps.
+    "dump_dir": os.environ.get("FLOWJIT_DUMP_DIR") or None,
 }
 
 
@@ -30,6 +33,8 @@ class Config:
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
         if name == "verify_passes" and not isinstance(value, bool):
             raise ValueError(f"verify_passes must be a bool, got {value!r}")
+        if name == "dump_dir" and value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"dump_dir must be a folder path or None, got {value!r}")
         if name == "disabled_passes":
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"disabled_passes must be a list of pass names, got {value!r}")

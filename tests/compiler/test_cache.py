@@ -119,7 +119,7 @@ def test_retrace_warning_names_the_changed_argument(caplog):
         f(np.ones((7,), np.float32), np.ones((2,), np.float32))
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
-    assert "args[0] changed from f32[6] to f32[7]" in warnings[0]
+    assert "x: shape (6,) -> (7,)" in warnings[0], warnings[0]
     assert len(calls) == 7
 
 
@@ -129,7 +129,26 @@ def test_retrace_warning_names_a_nested_path(caplog):
         for n in range(1, 8):
             f(np.float32(1), {"w": np.ones((n,), np.float32)})
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings and "args[1]['w'] changed from f32[6] to f32[7]" in warnings[-1]
+    assert warnings and "tree['w']: shape (6,) -> (7,)" in warnings[-1], warnings[-1]
+
+
+def test_every_retrace_is_logged_with_what_changed(caplog):
+    @fj.compile(static_argnums=2)
+    def step(x, params, n):
+        return (x @ params["w"]) * n
+
+    w = {"w": np.ones((784, 10), np.float32)}
+    with caplog.at_level(logging.INFO, logger="flowjit"):
+        step(np.ones((128, 784), np.float32), w, 1)
+        step(np.ones((64, 784), np.float32), w, 1)
+        step(np.ones((64, 784), np.float32), {"w": np.ones((784, 10), np.float64)}, 1)
+        step(np.ones((64, 784), np.float32), {"w": np.ones((784, 10), np.float64)}, 2)
+    retraces = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retracing")]
+    assert retraces == [
+        "retracing step (trace 2): x: shape (128, 784) -> (64, 784)",
+        "retracing step (trace 3): params['w']: dtype f32 -> f64",
+        "retracing step (trace 4): n: static value 1 -> 2",
+    ]
 
 
 def test_lowered_and_compiled():

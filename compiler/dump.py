@@ -1,0 +1,97 @@
+"""IR dump folders (API.md section 10): with ``FLOWJIT_DUMP_DIR`` (or
+``fj.config.update("dump_dir", d)``) set, every compilation writes a folder
+``<seq>-<function>-<signature hash>/`` holding the traced IR (``00-traced.fjir``), the IR
+after each pass that changed it (``NN-<pass>.fjir``, with a header naming the pass, its time
+and the op counts; every ``.fjir`` parses back with ``fj.ir.parse``), ``graph.dot``, each
+cluster's StableHLO and XLA-optimized HLO, and ``summary.json``.
+
+Dumping never breaks the user's program: a folder that cannot be written gives one warning."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+from typing import Any
+
+from flowjit.backends.xla import cluster_p, cluster_stablehlo, register_cluster
+from flowjit.backends.xla.jaxshim import jax
+from flowjit.ir import Graph, print_graph
+from flowjit.ir.dot import to_dot
+from flowjit.ir.ops import host as H
+
+logger = logging.getLogger("flowjit")
+_sequence = itertools.count()
+_warned: set[str] = set()
+
+
+def dump_compilation(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -> None:
+    """Write the dump folder of one compilation under ``root`` (warn once if it cannot)."""
+    try:
+        folder = _write(root, name, signature, traced, pipeline)
+        logger.info("dumped %s to %s", name, folder)
+    except OSError as err:
+        if root not in _warned:
+            _warned.add(root)
+            logger.warning("cannot write IR dumps to %s (%s); the program runs on", root, err)
+
+
+def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -> str:
+    digest = hashlib.sha256(repr(signature.key).encode()).hexdigest()[:8]
+    safe = re.sub(r"[^A-Za-z0-9_.]", "_", name)
+    folder = os.path.join(root, f"{next(_sequence):03d}-{safe}-{digest}")
+    os.makedirs(folder, exist_ok=True)
+    files = {"00-traced.fjir": "# traced, before any pass\n" + print_graph(traced)}
+    changed = [r for r in pipeline.records if r.changed]
+    for number, record in enumerate(changed, start=1):
+        header = (
+            f"# after pass {record.name} ({record.seconds * 1e3:.2f} ms): "
+            f"{record.ops_before} -> {record.ops_after} ops\n"
+        )
+        files[f"{number:02d}-{record.name}.fjir"] = header + record.text
+    graph = pipeline.graph
+    files["graph.dot"] = to_dot(graph)
+    clusters = [op.attrs["body"] for op in graph.ops if op.opdef is H.cluster] or [graph]
+    for k, body in enumerate(clusters):
+        files[f"cluster-{k}.stablehlo.mlir"] = _or_reason(lambda: cluster_stablehlo(body))
+        files[f"cluster-{k}.hlo.txt"] = _or_reason(lambda: _optimized_hlo(body))
+    summary = {
+        "function": name,
+        "signature": [f"{p}: {t}" for p, t in zip(signature.paths, signature.types)],
+        "statics": [f"{p}={v!r}" for p, v in signature.statics],
+        "passes": [
+            {
+                "name": r.name,
+                "seconds": r.seconds,
+                "changed": r.changed,
+                "ops_before": r.ops_before,
+                "ops_after": r.ops_after,
+            }
+            for r in pipeline.records
+        ],
+        "clusters": len(clusters),
+        "files": sorted([*files, "summary.json"]),
+    }
+    files["summary.json"] = json.dumps(summary, indent=2) + "\n"
+    for filename, text in files.items():
+        with open(os.path.join(folder, filename), "w", encoding="utf-8") as f:
+            f.write(text)
+    return folder
+
+
+def _optimized_hlo(body: Graph) -> str:
+    """The cluster compiled by XLA on its own: the HLO after XLA's passes."""
+    key = register_cluster(body)
+    avals = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in body.inputs]
+    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
+    return jitted.lower(*avals).compile().as_text()
+
+
+def _or_reason(make) -> str:
+    try:
+        return make()
+    except Exception as err:  # (a host callback in a loop compiles only within its step)
+        return f"// not available on its own: {type(err).__name__}: {err}\n"
