@@ -38,6 +38,7 @@ from flowjit.runtime import (
 )
 
 from .dump import dump_compilation
+from .eager import EagerContext
 from .signature import Signature, dynamic_part, signature_of
 from .trace import TraceContext
 
@@ -122,6 +123,8 @@ class CompiledFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if config.eager:
+            return self._call_eagerly(args, kwargs)
         self._calls += 1
         try:
             if self._split:
@@ -237,34 +240,48 @@ class CompiledFunction:
         self._last = record
         return record
 
-    def _trace(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
+    def _call_fn(self, tensors: list, sig: Signature, args: tuple, kwargs: dict) -> tuple:
+        """Call the user's function on ``tensors`` (its dynamic argument leaves) and its
+        static arguments; returns the result leaves' values and the result's treedef."""
         from .numpy_api import asarray
         from .tensor import Tensor
 
+        dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(sig.treedef, tensors)
+        call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
+        call_kwargs = {**dyn_kwargs, **{k: kwargs[k] for k in self.static_argnames if k in kwargs}}
+        result = self.fn(*call_args, **call_kwargs)
+        flat, out_treedef = jax.tree_util.tree_flatten_with_path(result)
+        outputs = []
+        for path, leaf in flat:
+            if not isinstance(leaf, Tensor):
+                try:
+                    leaf = asarray(leaf)
+                except TypeError:
+                    raise TypeError(
+                        f"{self.name} returned a {type(leaf).__name__} at "
+                        f"result{jax.tree_util.keystr(path)}; return Tensors, "
+                        "arrays, numbers or None (in tuples, lists, dicts)"
+                    ) from None
+            outputs.append(leaf.value)
+        return outputs, out_treedef
+
+    def _call_eagerly(self, args: tuple, kwargs: dict) -> Any:
+        """Eager mode: run the function op by op on concrete values (compiler/eager.py)."""
+        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        leaves = jax.tree_util.tree_leaves(
+            dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
+        )
+        with EagerContext(self.name) as ctx:
+            tensors = [ctx.feed(np.asarray(x), t) for x, t in zip(leaves, sig.types, strict=True)]
+            outputs, out_treedef = self._call_fn(tensors, sig, args, kwargs)
+            results = [jnp.asarray(ctx.value_of(v)) for v in outputs]
+        return jax.tree_util.tree_unflatten(out_treedef, results)
+
+    def _trace(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
         start = time.perf_counter()
         with TraceContext(self.name) as ctx:
             tensors = [ctx.input(t) for t in sig.types]
-            dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(sig.treedef, tensors)
-            call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
-            call_kwargs = {
-                **dyn_kwargs,
-                **{k: kwargs[k] for k in self.static_argnames if k in kwargs},
-            }
-            result = self.fn(*call_args, **call_kwargs)
-            flat, out_treedef = jax.tree_util.tree_flatten_with_path(result)
-            outputs = []
-            for path, leaf in flat:
-                if not isinstance(leaf, Tensor):
-                    try:
-                        leaf = asarray(leaf)
-                    except TypeError:
-                        raise TypeError(
-                            f"{self.name} returned a {type(leaf).__name__} at "
-                            f"result{jax.tree_util.keystr(path)}; return Tensors, "
-                            "arrays, numbers or None (in tuples, lists, dicts)"
-                        ) from None
-                outputs.append(leaf.value)
-            ctx.graph.outputs = outputs
+            ctx.graph.outputs, out_treedef = self._call_fn(tensors, sig, args, kwargs)
         traced_at = time.perf_counter()
         pipeline = run_pipeline(
             ctx.graph,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import operator
+
 import numpy as np
 
 from flowjit.ir import TracingError, Value
@@ -47,33 +49,38 @@ class Tensor:
         return self.value.type.size
 
     def __repr__(self) -> str:
+        if getattr(self.trace, "eager", False):
+            return f"Tensor({self.value.type}, {self.trace.value_of(self.value)!r})"
         return f"Tensor({self.value.type})"
 
     __hash__ = object.__hash__
 
-    # -- Python control flow is not traceable --------------------------------------------
-    def _concrete(self, what: str):
+    # -- Python control flow is not traceable (except in eager mode) ----------------------
+    def _concrete(self, what: str) -> np.ndarray:
+        """The Tensor's value in eager mode; otherwise a TracingError saying what to do."""
+        if getattr(self.trace, "eager", False):
+            return self.trace.value_of(self.value)
         raise TracingError(
             f"{what} of a Tensor {self.value.type}: {_CONTROL_FLOW_HINT}", loc=user_location()
         )
 
     def __bool__(self):
-        self._concrete("bool()")
+        return bool(self._concrete("bool()"))
 
     def __int__(self):
-        self._concrete("int()")
+        return int(self._concrete("int()"))
 
     def __float__(self):
-        self._concrete("float()")
+        return float(self._concrete("float()"))
 
     def __index__(self):
-        self._concrete("using as a Python index")
+        return operator.index(self._concrete("using as a Python index").item())
 
     def __complex__(self):
-        self._concrete("complex()")
+        return complex(self._concrete("complex()"))
 
-    def __array__(self, *args, **kwargs):
-        self._concrete("converting to a numpy array")
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._concrete("converting to a numpy array"), dtype)
 
     def __len__(self) -> int:
         if not self.shape:

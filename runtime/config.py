@@ -14,6 +14,9 @@ _DEFAULTS: dict[str, Any] = {
     "verify_passes": False,
     # Names of passes to skip, for debugging (passes lowering needs cannot be turned off).
     "disabled_passes": (),
+    # Run compiled functions op by op on concrete values, for debugging (docs/debugging.md).
+    # (FLOWJIT_EAGER=1 turns it on for a whole program.)
+    "eager": os.environ.get("FLOWJIT_EAGER", "") not in ("", "0"),
     # A folder for IR dumps of every compilation (docs/debugging.md); None: no dumps.
     "dump_dir": os.environ.get("FLOWJIT_DUMP_DIR") or None,
 }
@@ -31,8 +34,8 @@ class Config:
             raise KeyError(f"unknown flowjit setting {name!r}; known: {sorted(_DEFAULTS)}")
         if name == "max_steps_in_flight" and (not isinstance(value, int) or value < 1):
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
-        if name == "verify_passes" and not isinstance(value, bool):
-            raise ValueError(f"verify_passes must be a bool, got {value!r}")
+        if name in ("verify_passes", "eager") and not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
         if name == "dump_dir" and value is not None and not isinstance(value, (str, os.PathLike)):
             raise ValueError(f"dump_dir must be a folder path or None, got {value!r}")
         if name == "disabled_passes":

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -49,7 +50,10 @@ def test_each_compilation_writes_a_folder_of_files_that_parse_back(dump_dir):
     step(np.ones((5, 3), np.float32))  # a retrace: a second folder
     folders = sorted(os.listdir(dump_dir))
     assert len(folders) == 2
-    assert folders[0].startswith("000-step-") and folders[1].startswith("001-step-")
+    # <seq>-<function>-<signature hash>: numbered in the order of compilation (in the process)
+    parts = [re.fullmatch(r"(\d{3})-step-([0-9a-f]{8})", f) for f in folders]
+    assert all(parts), folders
+    assert int(parts[1][1]) == int(parts[0][1]) + 1 and parts[0][2] != parts[1][2]
     files = sorted(os.listdir(dump_dir / folders[0]))
     summary = json.loads((dump_dir / folders[0] / "summary.json").read_text())
     changed = [p["name"] for p in summary["passes"] if p["changed"]]

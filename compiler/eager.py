@@ -1,0 +1,99 @@
+"""Eager mode (``fj.config.update("eager", True)``, API.md section 10): a compiled function
+runs op by op on concrete values with the reference kernels, so ``print``, ``pdb`` and a
+Python ``if`` on a Tensor work while debugging; results equal compiled mode.
+
+The function is still traced (so gradients, control flow and variables work the same), but
+into an ``EagerGraph``, which runs each op as it is added: every Tensor has a value. Writes
+to variables happen at once. A loop or branch that uses variables is added in the form
+``lift_state`` gives it (reads before, writes after), as gradients need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from flowjit.backends.reference import run_graph
+from flowjit.ir import FlowjitError, Graph, OpDef, TensorType, Value
+from flowjit.ir.core import Op, StateHandle
+from flowjit.ir.ops import state as S
+from flowjit.passes import lift_state
+
+from .trace import TraceContext
+
+
+class EagerGraph(Graph):
+    """A graph that computes each op when it is added; ``env`` holds every value."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.env: dict[Value, np.ndarray] = {}
+        self.cells: dict[StateHandle, Any] = {}  # a handle -> the variable it stands for
+
+    def add(self, opdef: OpDef, inputs, attrs=None, loc=None, device=None) -> tuple[Value, ...]:
+        outs = super().add(opdef, inputs, attrs, loc, device)
+        op = self.ops.pop()
+        if any(sub.states for sub in op.subgraphs):
+            alone = Graph(self.name)
+            alone.states, alone.ops = self.states, [op]
+            ops = lift_state(alone)[0].ops
+        else:
+            ops = [op]
+        for each in ops:
+            self.ops.append(each)
+            self._run(each)
+        return outs
+
+    def _run(self, op: Op) -> None:
+        if any(v not in self.env for v in op.inputs):
+            self._catch_up()
+        args = [self.env[v] for v in op.inputs]
+        extra = {"run": lambda sub, values: run_graph(sub, values)} if op.opdef.graph_attrs else {}
+        try:
+            with np.errstate(all="ignore"):
+                out = op.opdef.ref(*args, **op.attrs, **extra)
+        except FlowjitError as err:
+            raise err.with_context(op=op.opdef.name, loc=op.loc) from None
+        if S.WRITE in op.opdef.effects:
+            handle = op.inputs[0]
+            self.env[handle] = np.asarray(out, handle.type.dtype)
+            self.cells[handle].set_value(self.env[handle])  # the write happens now
+            return
+        outs = out if isinstance(out, tuple) else (out,)
+        for value, result in zip(op.outputs, outs, strict=True):
+            self.env[value] = np.asarray(result, value.type.dtype).reshape(value.type.shape)
+
+    def _catch_up(self) -> None:
+        """Compute the results of ops changed after they ran: a gradient rule may extend a
+        forward op to give more results (a scan saving its per-step values), and those are
+        computed by running the op again (a pure op: the same results)."""
+        for op in self.ops:
+            if op.outputs and any(v not in self.env for v in op.outputs):
+                self._run(op)
+
+
+class EagerContext(TraceContext):
+    """A trace context whose graph runs as it is built."""
+
+    eager = True
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.graph = EagerGraph(name)
+
+    def handle(self, variable: Any) -> StateHandle:
+        known = variable in self.variables
+        handle = super().handle(variable)
+        if not known:  # the variable's value as of its first use in this call
+            self.graph.env[handle] = np.asarray(variable.value)
+            self.graph.cells[handle] = variable
+        return handle
+
+    def feed(self, array: np.ndarray, type_: TensorType):
+        """An input Tensor holding ``array``."""
+        tensor = self.input(type_)
+        self.graph.env[tensor.value] = np.asarray(array, type_.dtype).reshape(type_.shape)
+        return tensor
+
+    def value_of(self, value: Value) -> np.ndarray:
+        return self.graph.env[value]
