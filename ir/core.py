@@ -18,13 +18,28 @@ from .types import TensorType
 
 @dataclass(frozen=True)
 class Location:
-    """A user source line; printed ``file.py:12``."""
+    """A user source line; printed ``file.py:12``. An op that stands for several (CSE merged
+    them) keeps the others in ``also``."""
 
     file: str
     line: int
+    also: tuple["Location", ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        more = f" (and {', '.join(f'{o.file}:{o.line}' for o in self.also)})" if self.also else ""
+        return f"{self.file}:{self.line}{more}"
+
+    @property
+    def origins(self) -> tuple["Location", ...]:
+        """Every line this location stands for, each without ``also``."""
+        return (Location(self.file, self.line), *self.also)
+
+    def merged(self, other: "Location | None") -> "Location":
+        """This location, also standing for ``other``'s lines."""
+        if other is None:
+            return self
+        extra = tuple(o for o in other.origins if o not in self.origins)
+        return Location(self.file, self.line, self.also + extra) if extra else self
 
 
 class Value:

@@ -228,13 +228,19 @@ class _Parser:
             self.define(token, declared, value)
 
     def loc(self) -> Location:
+        """``loc("f.py":3)``, or ``loc("f.py":3, "f.py":7)`` for an op standing for several."""
         self.take("ident", "loc")
         self.take("punct", "(")
+        origins = self.comma_list(")", self.origin)
+        if not origins:
+            raise self.error('loc() needs at least one "file":line')
+        first, *also = origins
+        return Location(first.file, first.line, tuple(also))
+
+    def origin(self) -> Location:
         file = self.string()
         self.take("punct", ":")
-        line = self.nonnegative_int()
-        self.take("punct", ")")
-        return Location(file, line)
+        return Location(file, self.nonnegative_int())
 
     def string(self) -> str:
         token = self.take("string")

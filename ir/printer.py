@@ -68,7 +68,8 @@ def _print(graph: Graph, locs: bool, indent: str) -> str:
         if op.device is not None:
             text += f" device({json.dumps(op.device)})"
         if locs and op.loc is not None:
-            text += f" loc({json.dumps(op.loc.file)}:{op.loc.line})"
+            where = ", ".join(f"{json.dumps(o.file)}:{o.line}" for o in op.loc.origins)
+            text += f" loc({where})"
         lines.append(text)
     rets = ", ".join(names.get(v, "%<undefined>") for v in graph.outputs)
     lines.append(f"{indent}  return {rets}".rstrip())

@@ -26,7 +26,7 @@ def _attr_key(value: Any) -> Any:
 
 
 def cse(graph: Graph) -> tuple[Graph, bool]:
-    seen: dict[Any, Op] = {}
+    seen: dict[Any, int] = {}  # an op's key -> the index in out.ops of the op kept for it
     replace: dict[Value, Value] = {}
     out = graph.derive()
     nested = False  # whether a subgraph changed
@@ -44,11 +44,15 @@ def cse(graph: Graph) -> tuple[Graph, bool]:
             tuple(id(v) for v in inputs),
             tuple((k, _attr_key(v)) for k, v in op.attrs.items()),
         )
-        if key in seen:
-            replace.update(zip(op.outputs, seen[key].outputs))
+        if key in seen:  # merged: the kept op stands for this one's line too
+            index = seen[key]
+            kept = out.ops[index]
+            replace.update(zip(op.outputs, kept.outputs))
+            if kept.loc is not None and op.loc is not None:
+                out.ops[index] = kept.replace(loc=kept.loc.merged(op.loc))
             continue
         new = op if inputs == op.inputs else op.replace(inputs=inputs)
-        seen[key] = new
+        seen[key] = len(out.ops)
         out.ops.append(new)
     out.outputs = [replace.get(v, v) for v in graph.outputs]
     return (out, True) if replace or nested else (graph, False)

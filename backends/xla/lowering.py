@@ -142,16 +142,21 @@ def _emit_ops(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
             )
         _check_dtypes(op)
         # A named file location: XLA turns it into an HLO stack frame naming the user's line.
-        location = (
-            ir.Location.name(op.opdef.name, childLoc=ir.Location.file(op.loc.file, op.loc.line, 0))
-            if op.loc
-            else ir.Location.unknown()
-        )
+        location = _location(op)
         with location:
             results = rule(op, *(env[v] for v in op.inputs))
         results = [results] if isinstance(results, ir.Value) else list(results)
         env.update(zip(op.outputs, results, strict=True))
     return [env[v] for v in graph.outputs]
+
+
+def _location(op: Op) -> ir.Location:
+    """The op's name over its user line (a fused location for an op CSE merged)."""
+    if op.loc is None:
+        return ir.Location.unknown()
+    lines = [ir.Location.file(o.file, o.line, 0) for o in op.loc.origins]
+    where = lines[0] if len(lines) == 1 else ir.Location.fused(lines)
+    return ir.Location.name(op.opdef.name, childLoc=where)
 
 
 def _check_dtypes(op: Op) -> None:

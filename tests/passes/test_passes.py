@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import flowjit as fj
-import flowjit.numpy as fnp
 from flowjit.backends.reference import run_graph
+from flowjit.backends.xla import cluster_stablehlo
 from flowjit.ir import Graph, Op, PassError, TensorType, Value, parse, print_graph, verify
 from flowjit.passes import (
     count_ops,
@@ -19,6 +17,9 @@ from flowjit.passes import (
     run_pipeline,
     simplify,
 )
+
+import flowjit as fj
+import flowjit.numpy as fnp
 
 
 def apply(pass_, text: str) -> tuple[str, bool]:
@@ -434,3 +435,30 @@ def test_config_disabled_passes_must_be_names():
         assert fj.config.disabled_passes == saved
     finally:
         fj.config.update("disabled_passes", saved)
+
+
+def test_an_op_merged_by_cse_keeps_all_of_its_origins():
+    text = """graph @g(%0: f32[3]) {
+  %1: f32[3] = exp(%0) loc("model.py":4)
+  %2: f32[3] = exp(%0) loc("model.py":5)
+  %3: f32[3] = exp(%0) loc("model.py":4)
+  %4: f32[3] = add(%1, %2) loc("model.py":6)
+  %5: f32[3] = add(%4, %3) loc("model.py":7)
+  return %5
+}
+"""
+    want = """graph @g(%0: f32[3]) {
+  %1: f32[3] = exp(%0) loc("model.py":4, "model.py":5)
+  %2: f32[3] = add(%1, %1) loc("model.py":6)
+  %3: f32[3] = add(%2, %1) loc("model.py":7)
+  return %3
+}
+"""
+    merged, changed = cse(parse(text))
+    assert changed and print_graph(merged) == want
+    assert print_graph(parse(want)) == want
+    assert str(merged.ops[0].loc) == "model.py:4 (and model.py:5)"
+    # both lines reach the StableHLO, as one fused location
+    module = cluster_stablehlo(merged)
+    assert 'loc("model.py":4:0)' in module and 'loc("model.py":5:0)' in module
+    assert "fused[" in module
