@@ -370,7 +370,7 @@ def _steps(graph: Graph) -> tuple[tuple, tuple[int, ...]]:
         slot.update(zip(op.outputs, outputs))
         if op.opdef is H.cluster:
             key = register_cluster(op.attrs["body"])
-            steps.append(ClusterStep(key, inputs, outputs, op.device))
+            steps.append(ClusterStep(key, inputs, outputs, op.device, H.HOST in op.effects))
         elif op.opdef is H.transfer:
             steps.append(TransferStep(op.attrs["device"], inputs, outputs))
         else:

@@ -25,6 +25,7 @@ class ClusterStep:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     device: str | None = None  # a device name; None: the default device
+    calls_host: bool = False  # whether a host callback runs inside it (in a loop body)
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,15 @@ def _compiled(key: int) -> Callable:
 
 def _run_cluster(step: ClusterStep, args: list) -> Any:
     """Run one compiled cluster on its device (its inputs are there already: transfers; its
-    constants go there too). A host callback in it that raised is reported as itself."""
+    constants go there too). A cluster calling the host is waited for, so that a callback
+    that raised is reported as itself, here."""
     FAILED_CALLBACKS.clear()
+    wait = jax.block_until_ready if step.calls_host else (lambda outs: outs)
     try:
         if step.device is None:
-            return jax.block_until_ready(_compiled(step.key)(*args))
+            return wait(_compiled(step.key)(*args))
         with jax.default_device(find_device(step.device)):
-            return jax.block_until_ready(_compiled(step.key)(*args))
+            return wait(_compiled(step.key)(*args))
     except Exception as err:
         if FAILED_CALLBACKS:
             failure = FAILED_CALLBACKS.pop()

@@ -152,8 +152,6 @@ scan = register(
     )
 )
 
-CONTROL_OPS = (cond, while_loop, scan)
-
 
 # -- gradients -----------------------------------------------------------------------------
 @cond.defvjp
