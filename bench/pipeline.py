@@ -18,7 +18,7 @@ import numpy as np
 import flowjit as fj
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
-from char_lstm import CharLSTM  # noqa: E402
+from char_lstm import CharLSTM, make_train_step  # noqa: E402
 
 
 def digits_mlp_step():
@@ -40,15 +40,7 @@ def digits_mlp_step():
 
 
 def char_lstm_step():
-    model, optimizer = CharLSTM(96, 32, 256), fj.optim.Adam(3e-3)
-
-    @fj.compile
-    def train_step(batch):
-        loss = model.loss(batch)
-        grads = fj.optim.clip_by_global_norm(fj.gradients(loss, model.variables), 1.0)
-        optimizer.apply(grads, model.variables)
-        return loss
-
+    train_step = make_train_step(CharLSTM(96, 32, 256), fj.optim.Adam(3e-3))
     return train_step, (np.zeros((32, 65), np.int32),)
 
 

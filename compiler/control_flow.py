@@ -32,7 +32,7 @@ class _Traced:
     captured: list[Value]  # values of the enclosing graph it uses, in input order
 
 
-def _leaves(tree: Any, what: str) -> tuple[list, Any, list[str]]:
+def tensor_leaves(tree: Any, what: str) -> tuple[list, Any, list[str]]:
     """The leaves of ``tree`` as Tensors of the current trace, its treedef and leaf paths."""
     from .numpy_api import asarray
 
@@ -57,7 +57,7 @@ def _trace(fn: Callable, name: str, args_tree: Any, types: list[TensorType]) -> 
     with TraceContext(name, parent) as ctx:
         args = jax.tree_util.tree_unflatten(args_tree, [ctx.input(t) for t in types])
         result = fn(*args)
-        tensors, treedef, paths = _leaves(result, "result")
+        tensors, treedef, paths = tensor_leaves(result, "result")
         ctx.graph.outputs = [ctx.capture(t) for t in tensors]
     return _Traced(ctx.graph, treedef, paths, list(ctx.captured))
 
@@ -145,7 +145,7 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any) -> An
         )
     if pred.dtype != BOOL:
         pred = pred != 0
-    tensors, treedef, _ = _leaves(operands, "operands")
+    tensors, treedef, _ = tensor_leaves(operands, "operands")
     types = [t.value.type for t in tensors]
     true = _trace(true_fn, "true_branch", treedef, types)
     false = _trace(false_fn, "false_branch", treedef, types)
@@ -164,7 +164,7 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init: Any) -> Any:
     """``carry = body_fn(carry)`` while ``cond_fn(carry)``, starting from ``init``. Not
     differentiable (use fori_loop with static bounds or scan)."""
     current()
-    tensors, treedef, _ = _leaves(init, "init")
+    tensors, treedef, _ = tensor_leaves(init, "init")
     types = [t.value.type for t in tensors]
     args_tree = jax.tree_util.tree_structure((init,))
     test = _trace(cond_fn, "cond", args_tree, types)
@@ -193,8 +193,8 @@ def scan(
     """Like ``jax.lax.scan``: ``fn(carry, x) -> (carry, y)`` over the leading axis of ``xs``;
     returns the final carry and the ys stacked along a new leading axis."""
     current()
-    carry, carry_tree, _ = _leaves(init, "init")
-    xs_leaves, xs_tree, xs_paths = _leaves(xs, "xs")
+    carry, carry_tree, _ = tensor_leaves(init, "init")
+    xs_leaves, xs_tree, xs_paths = tensor_leaves(xs, "xs")
     lengths = {t.shape[0] if t.shape else None for t in xs_leaves}
     if length is not None:
         lengths.add(int(length))
@@ -253,8 +253,8 @@ def fori_loop(lower: Any, upper: Any, body_fn: Callable, init: Any) -> Any:
     def body(i: Any, value: Any) -> Any:
         """body_fn, its carry checked here so that a mismatch is reported as fori_loop's."""
         new = body_fn(i, value)
-        got, got_tree, paths = _leaves(new, "carry")
-        want, want_tree, _ = _leaves(value, "carry")
+        got, got_tree, paths = tensor_leaves(new, "carry")
+        want, want_tree, _ = tensor_leaves(value, "carry")
         _check_same(
             "fj.fori_loop: body_fn",
             (got_tree, paths, [t.value.type for t in got]),

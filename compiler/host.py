@@ -16,6 +16,7 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import TensorType, TypeMismatchError
 from flowjit.ir.ops import host as H
 
+from .control_flow import tensor_leaves
 from .location import user_location
 from .trace import emit, tracing
 
@@ -31,8 +32,6 @@ class ShapeDtype:
 def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     """``fn(*args)`` on the host, on numpy values; its results must have the structure,
     shapes and dtypes of ``result_shape_dtypes`` (a pytree of ``fj.ShapeDtype``)."""
-    from .control_flow import _leaves
-
     types_flat, results_tree = jax.tree_util.tree_flatten(
         result_shape_dtypes, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
     )
@@ -40,7 +39,7 @@ def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     if not tracing():
         arrays = _checked(fn, results_tree, types, user_location())(*args)
         return jax.tree_util.tree_unflatten(results_tree, arrays)
-    tensors, args_tree, _ = _leaves(args, "args")
+    tensors, args_tree, _ = tensor_leaves(args, "args")
     call = _checked(
         lambda *arrays: fn(*jax.tree_util.tree_unflatten(args_tree, arrays)),
         results_tree,

@@ -105,6 +105,20 @@ class CharLSTM:
         return drawn
 
 
+def make_train_step(model: CharLSTM, optimizer: fj.optim.Optimizer):
+    """One compiled training step on a batch of windows: Adam (or ``optimizer``) on the
+    gradient clipped to global norm 1; returns the loss."""
+
+    @fj.compile
+    def train_step(batch):
+        loss = model.loss(batch)
+        grads = fj.optim.clip_by_global_norm(fj.gradients(loss, model.variables), 1.0)
+        optimizer.apply(grads, model.variables)
+        return loss
+
+    return train_step
+
+
 def bigram_perplexity(train: np.ndarray, held_out: np.ndarray, vocab: int) -> float:
     """The reference to beat: perplexity on ``held_out`` of next-character counts from
     ``train`` (add-one smoothed), a model that sees only the previous character."""
@@ -148,15 +162,7 @@ def main() -> None:
     print(f"bigram counts: perplexity {bigram_perplexity(train, held_out, len(alphabet)):.1f}")
 
     model = CharLSTM(len(alphabet), opts.embed, opts.hidden)
-    optimizer = fj.optim.Adam(opts.lr)
-
-    @fj.compile
-    def train_step(batch):
-        loss = model.loss(batch)
-        grads = fj.optim.clip_by_global_norm(fj.gradients(loss, model.variables), 1.0)
-        optimizer.apply(grads, model.variables)
-        return loss
-
+    train_step = make_train_step(model, fj.optim.Adam(opts.lr))
     evaluate = fj.compile(model.loss)
     sample = fj.compile(model.sample)
 

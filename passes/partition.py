@@ -20,6 +20,8 @@ as a callback); a graph with no host call and no device scope is left as it is."
 
 from __future__ import annotations
 
+import itertools
+
 from flowjit.ir import Graph, Op, Value
 from flowjit.ir.ops import host as H
 
@@ -92,6 +94,7 @@ def _apply(graph: Graph, placed: list[tuple[int, str]]) -> Graph:
         return copies[value, device]
 
     devices = list(dict.fromkeys(device for _, (_, device) in kept))
+    numbers = itertools.count()  # clusters are numbered in the order they run
     for phase in range(max(p for p, _ in placed) + 1):
         for device in devices:
             ops = [
@@ -99,8 +102,7 @@ def _apply(graph: Graph, placed: list[tuple[int, str]]) -> Graph:
             ]
             if not ops:
                 continue
-            name = f"cluster_{sum(o.opdef is H.cluster for o in out.ops)}"
-            cluster = _make_cluster(name, ops, free, exported, replace)
+            cluster = _make_cluster(f"cluster_{next(numbers)}", ops, free, exported, replace)
             cluster = cluster.replace(
                 inputs=tuple(on(v, device) for v in cluster.inputs),
                 device=None if device == DEFAULT else device,

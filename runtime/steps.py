@@ -8,6 +8,7 @@ fails leaves them as they were."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -52,6 +53,7 @@ def device_name(device: Any) -> str:
     return f"{device.platform}:{device.id}"
 
 
+@functools.cache  # (a process's devices do not change; transfers look them up every call)
 def find_device(name: str) -> Any:
     """The jax device named ``name`` ("default": jax's default device)."""
     if name == "default":
