@@ -22,7 +22,7 @@ import numpy as np
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax, jnp
-from flowjit.ir import Graph, LoweringError, Value, print_graph
+from flowjit.ir import Graph, LoweringError, ShardingError, Value, print_graph
 from flowjit.ir.ops import host as H
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
 from flowjit.runtime import (
@@ -37,9 +37,14 @@ from flowjit.runtime import (
     step_token,
 )
 
+from flowjit.runtime.sharding import as_mesh, check_spec_axes, entered, is_spec, sharding_for
+
 from .dump import dump_compilation
 from .eager import EagerContext
+from .sharding import constrain, keep_sharding
 from .signature import Signature, dynamic_part, signature_of
+from .signature import _named as argument_name
+from .tensor import Tensor
 from .trace import TraceContext
 
 logger = logging.getLogger("flowjit")
@@ -62,6 +67,8 @@ class TraceRecord:
     pipeline: PipelineResult
     plan: Plan
     out_treedef: Any
+    in_shardings: list  # per argument leaf: its NamedSharding, or None
+    out_shardings: list  # per result leaf
 
     @property
     def graph(self) -> Graph:
@@ -95,6 +102,9 @@ class CompiledFunction:
         backend: str | None = None,
         name: str | None = None,
         passes: Sequence[Callable] | None = None,
+        mesh: Any = None,
+        in_shardings: Any = None,
+        out_shardings: Any = None,
     ):
         self.fn = fn
         self.passes = None if passes is None else list(passes)
@@ -104,6 +114,10 @@ class CompiledFunction:
         self.static_argnums = as_tuple(static_argnums, int)
         self.static_argnames = as_tuple(static_argnames, str)
         donate_argnums = as_tuple(donate_argnums, int)
+        self.mesh = _mesh_of(mesh, in_shardings, out_shardings, self.name)
+        self._arg_shardings = self._per_argument(in_shardings)  # a spec tree per argument
+        self._out_shardings = self._to_named(out_shardings, "out_shardings")
+        arg_shardings = None if self._arg_shardings is None else tuple(self._arg_shardings)
         self._traces: dict[tuple, TraceRecord] = {}
         self._last: TraceRecord | None = None
         self._calls = 0
@@ -113,12 +127,20 @@ class CompiledFunction:
         self._split = False  # whether calls run step by step (the function has host calls)
         entry = functools.partial(make_entry, static_argnames=self.static_argnames, backend=backend)
         self._pure_entry = entry(
-            self._pure_body, static_argnums=self.static_argnums, donate_argnums=donate_argnums
+            self._pure_body,
+            static_argnums=self.static_argnums,
+            donate_argnums=donate_argnums,
+            in_shardings=arg_shardings,
+            out_shardings=self._out_shardings,
         )
+        # variables are placed before they are fed (runtime/variables.py): jax takes their
+        # shardings from the arrays (None), and keep_sharding holds the new values to them
         self._state_entry = entry(
             self._state_body,
             static_argnums=tuple(i + 2 for i in self.static_argnums),
             donate_argnums=(0,) + tuple(i + 2 for i in donate_argnums),
+            in_shardings=None if arg_shardings is None else (None, None, *arg_shardings),
+            out_shardings=None if out_shardings is None else (self._out_shardings, None, None),
         )
         functools.update_wrapper(self, fn)
 
@@ -161,12 +183,25 @@ class CompiledFunction:
 
     def _call_steps(self, args: tuple, kwargs: dict) -> Any:
         """A call run step by step (the function has host calls): variables are read before
-        and rebound after all steps, so a failing step changes none of them."""
+        and rebound after all steps, so a failing step changes none of them. Over a mesh,
+        the arguments, results and new variable values are placed as their shardings say
+        (each cluster runs SPMD on the shardings of its inputs)."""
         record, leaves = self._prepare(args, kwargs)
         plan = record.plan
-        leaves = [jnp.asarray(x) for x in leaves]
+        leaves = [
+            jnp.asarray(x) if s is None else jax.device_put(x, s)
+            for x, s in zip(leaves, record.in_shardings)
+        ]
+        if self.mesh is not None:
+            for variable in plan.state_inputs:
+                variable.place_on(self.mesh, self.name)
         outs, new_values = run_plan(plan, leaves, {v: v._value for v in plan.state_inputs})
+        outs = [
+            x if s is None else jax.device_put(x, s) for x, s in zip(outs, record.out_shardings)
+        ]
         for variable, value in new_values.items():
+            if variable.sharding is not None:
+                value = jax.device_put(value, variable.sharding)
             variable._rebind(value)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs)
 
@@ -185,7 +220,7 @@ class CompiledFunction:
         values.update(zip(self._read_only, read_only))
         outs, new_values = run_plan(record.plan, leaves, values)
         # a variable this trace does not write passes through (donated, so still rebound)
-        new_written = tuple(new_values.get(v, values[v]) for v in self._written)
+        new_written = tuple(keep_sharding(v, new_values.get(v, values[v])) for v in self._written)
         token = step_token(outs, new_written)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs), new_written, token
 
@@ -214,6 +249,9 @@ class CompiledFunction:
         moved = set(new_written)
         new_read = [v for v in plan.state_inputs if v not in known and v not in moved]
         if new_written or new_read or not self._stateful:
+            if self.mesh is not None:  # (before any is fed: a failure changes no layout)
+                for variable in (*new_written, *new_read):
+                    variable.place_on(self.mesh, self.name)
             self._written += tuple(new_written)
             self._read_only = tuple(v for v in self._read_only if v not in moved)
             self._read_only += tuple(new_read)
@@ -244,7 +282,6 @@ class CompiledFunction:
         """Call the user's function on ``tensors`` (its dynamic argument leaves) and its
         static arguments; returns the result leaves' values and the result's treedef."""
         from .numpy_api import asarray
-        from .tensor import Tensor
 
         dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(sig.treedef, tensors)
         call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
@@ -279,9 +316,16 @@ class CompiledFunction:
 
     def _trace(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
         start = time.perf_counter()
-        with TraceContext(self.name) as ctx:
+        in_shardings = self._input_shardings(sig, args, kwargs)
+        with entered(self.mesh), TraceContext(self.name) as ctx:
             tensors = [ctx.input(t) for t in sig.types]
-            ctx.graph.outputs, out_treedef = self._call_fn(tensors, sig, args, kwargs)
+            tensors = [t if s is None else constrain(t, s) for t, s in zip(tensors, in_shardings)]
+            outputs, out_treedef = self._call_fn(tensors, sig, args, kwargs)
+            out_shardings = self._output_shardings(out_treedef, outputs)
+            ctx.graph.outputs = [
+                v if s is None else constrain(Tensor(v, ctx), s).value
+                for v, s in zip(outputs, out_shardings)
+            ]
         traced_at = time.perf_counter()
         pipeline = run_pipeline(
             ctx.graph,
@@ -300,7 +344,91 @@ class CompiledFunction:
             (time.perf_counter() - traced_at) * 1e3,
             len(pipeline.graph.ops),
         )
-        return TraceRecord(sig, ctx.graph, pipeline, plan, out_treedef)
+        return TraceRecord(sig, ctx.graph, pipeline, plan, out_treedef, in_shardings, out_shardings)
+
+    # -- shardings -------------------------------------------------------------------------
+    def _to_named(self, tree: Any, what: str) -> Any:
+        """``tree`` (of fj.P, NamedSharding and None leaves) with each P made a NamedSharding
+        on the function's mesh, after checking its axes."""
+        if tree is None:
+            return None
+
+        def named(spec: Any) -> Any:
+            if spec is None or not isinstance(spec, jax.sharding.PartitionSpec):
+                return spec
+            check_spec_axes(spec, self.mesh, f"{self.name}: {what}")
+            return jax.sharding.NamedSharding(self.mesh.jax, spec)
+
+        return jax.tree_util.tree_map(named, tree, is_leaf=is_spec)
+
+    def _per_argument(self, in_shardings: Any) -> list | None:
+        """The argument shardings, one tree per positional argument (a single spec is every
+        argument's, as in jax.jit)."""
+        if in_shardings is None:
+            return None
+        if is_spec(in_shardings):
+            if not self._params or _has_var_positional(self.fn):
+                raise ShardingError(
+                    f"{self.name}: give in_shardings as a tuple, one per positional argument "
+                    "(the function's arguments cannot be counted)"
+                )
+            count = len(self._params) - len(self.static_argnums)
+            in_shardings = (in_shardings,) * count
+        elif not isinstance(in_shardings, (tuple, list)):
+            raise ShardingError(
+                f"{self.name}: in_shardings must be a spec (fj.P) or a tuple of them, one per "
+                f"positional argument, got {type(in_shardings).__name__}"
+            )
+        return list(self._to_named(tuple(in_shardings), "in_shardings"))
+
+    def _input_shardings(self, sig: Signature, args: tuple, kwargs: dict) -> list:
+        """Each dynamic argument leaf's NamedSharding (or None), checked against its shape."""
+        if self._arg_shardings is None:
+            return [None] * len(sig.types)
+        dyn_args, dyn_kwargs = dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
+        if jax.tree_util.tree_leaves(dyn_kwargs):
+            raise ShardingError(
+                f"{self.name} has in_shardings: pass its array arguments by position, not by "
+                f"keyword ({', '.join(dyn_kwargs)})"
+            )
+        positional = [a for i, a in enumerate(dyn_args) if i not in self.static_argnums]
+        if len(positional) != len(self._arg_shardings):
+            raise ShardingError(
+                f"{self.name}: in_shardings gives {len(self._arg_shardings)} entries but the "
+                f"call has {len(positional)} positional array arguments; give one per argument"
+            )
+        specs = []
+        for spec_tree, arg in zip(self._arg_shardings, positional):
+            specs += _broadcast(spec_tree, arg, f"{self.name}: in_shardings")
+        return [
+            None
+            if s is None
+            else sharding_for(
+                s,
+                self.mesh,
+                t.shape,
+                f"{self.name}: in_shardings for argument {argument_name(path, self._params)}",
+            )
+            for s, t, path in zip(specs, sig.types, sig.paths, strict=True)
+        ]
+
+    def _output_shardings(self, out_treedef: Any, outputs: list) -> list:
+        """Each result leaf's NamedSharding (or None), checked against its shape."""
+        if self._out_shardings is None:
+            return [None] * len(outputs)
+        result = jax.tree_util.tree_unflatten(out_treedef, range(len(outputs)))
+        specs = _broadcast(self._out_shardings, result, f"{self.name}: out_shardings")
+        paths = [
+            jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(result)[0]
+        ]
+        return [
+            None
+            if s is None
+            else sharding_for(
+                s, self.mesh, v.type.shape, f"{self.name}: out_shardings for result{path}"
+            )
+            for s, v, path in zip(specs, outputs, paths, strict=True)
+        ]
 
     # -- introspection ---------------------------------------------------------------------
     def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
@@ -326,6 +454,41 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<flowjit compiled function {self.name}>"
+
+
+def _mesh_of(mesh: Any, in_shardings: Any, out_shardings: Any, name: str) -> Any:
+    """The function's mesh: ``mesh``, else the mesh of its NamedSharding specs, else None
+    (then its specs must be NamedShardings)."""
+    if mesh is not None:
+        return as_mesh(mesh)
+    leaves = jax.tree_util.tree_leaves((in_shardings, out_shardings), is_leaf=is_spec)
+    meshes = {s.mesh for s in leaves if isinstance(s, jax.sharding.NamedSharding)}
+    if any(isinstance(s, jax.sharding.PartitionSpec) for s in leaves) or len(meshes) > 1:
+        raise ShardingError(
+            f"{name}: in_shardings/out_shardings given as fj.P need a mesh; compile with "
+            "fj.compile(..., mesh=fj.Mesh(devices, axis_names))"
+        )
+    return as_mesh(meshes.pop()) if meshes else None
+
+
+def _broadcast(prefix: Any, tree: Any, what: str) -> list:
+    """The spec of each leaf of ``tree``, from ``prefix`` (a tree of specs whose structure is
+    a prefix of ``tree``'s, as jax.jit's shardings are)."""
+    treedef = jax.tree_util.tree_structure(prefix, is_leaf=is_spec)
+    try:
+        subtrees = treedef.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ShardingError(f"{what} does not match the structure of the values: {err}") from None
+    specs = jax.tree_util.tree_leaves(prefix, is_leaf=is_spec)
+    return [s for s, sub in zip(specs, subtrees) for _ in jax.tree_util.tree_leaves(sub)]
+
+
+def _has_var_positional(fn: Callable) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
 def _parameter_names(fn: Callable) -> tuple[str, ...]:
@@ -471,11 +634,6 @@ def compile(
     """Compile ``fn`` with flowjit (API.md, section 1). Usable as ``@fj.compile`` or
     ``@fj.compile(static_argnums=...)``. ``passes`` replaces ``fj.passes.default_pipeline()``
     (the passes lowering needs are added at its end if missing)."""
-    if mesh is not None or in_shardings is not None or out_shardings is not None:
-        raise NotImplementedError(
-            "meshes and shardings arrive with the sharding issue; "
-            "compile without mesh/in_shardings/out_shardings for now"
-        )
     if fn is None:
         return functools.partial(
             compile,
@@ -485,6 +643,9 @@ def compile(
             backend=backend,
             name=name,
             passes=passes,
+            mesh=mesh,
+            in_shardings=in_shardings,
+            out_shardings=out_shardings,
         )
     return CompiledFunction(
         fn,
@@ -494,4 +655,7 @@ def compile(
         backend=backend,
         name=name,
         passes=passes,
+        mesh=mesh,
+        in_shardings=in_shardings,
+        out_shardings=out_shardings,
     )

@@ -41,7 +41,13 @@ class Optimizer(abc.ABC):
         state = self._state.get(variable)
         if state is None:
             state = {
-                name: Variable(value, name=f"{variable.name or 'var'}/{name}", trainable=False)
+                name: Variable(
+                    value,
+                    name=f"{variable.name or 'var'}/{name}",
+                    trainable=False,
+                    # a slot shaped as its variable is laid out as it is (sharded with it)
+                    sharding=variable.sharding if np.shape(value) == variable.shape else None,
+                )
                 for name, value in self._slots(variable).items()
             }
             self._state[variable] = state

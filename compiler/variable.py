@@ -18,6 +18,7 @@ from flowjit.ir.ops import state as S
 from flowjit.runtime.variables import VariableCell
 
 from .location import user_location
+from .sharding import constrain
 from .trace import current, emit, tracing
 
 
@@ -31,7 +32,8 @@ class Variable(VariableCell):
         if not tracing():
             return self.value
         ctx = current()
-        return emit(S.read_variable, [ctx.handle(self)])
+        value = emit(S.read_variable, [ctx.handle(self)])
+        return value if self.sharding is None else constrain(value, self.sharding)
 
     def _write(self, opdef, value: Any, what: str) -> "Variable":
         if not tracing():

@@ -9,12 +9,14 @@ optimize it, and compile it with XLA.
         return fnp.tanh(x @ w).sum()
 """
 
-from . import ir, nn, numpy, optim, passes, random  # noqa: F401
+from . import distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .compiler.host import ShapeDtype, host_call
 from .compiler.placement import device, devices
+from .compiler.sharding import with_sharding
+from .runtime.sharding import Mesh, NamedSharding, P
 from .compiler.host import print_ as print  # noqa: A001  (fj.print, as API.md names it)
 from .runtime import config
 from .ir import (
@@ -27,6 +29,7 @@ from .ir import (
     ParseError,
     PassError,
     ShapeError,
+    ShardingError,
     TracingError,
     TypeMismatchError,
     VerifyError,
@@ -46,6 +49,12 @@ __all__ = [
     "ShapeDtype",
     "device",
     "devices",
+    "Mesh",
+    "NamedSharding",
+    "P",
+    "with_sharding",
+    "ShardingError",
+    "distributed",
     "TypeMismatchError",
     "GradientError",
     "HostCallError",

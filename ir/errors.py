@@ -72,3 +72,8 @@ class PassError(FlowjitError, RuntimeError):
 
 class CheckpointError(FlowjitError, ValueError):
     """A checkpoint cannot be written or restored; the message names the file and variable."""
+
+
+class ShardingError(FlowjitError, ValueError):
+    """A mesh or sharding does not fit: an axis the mesh lacks, a dimension the axis does not
+    divide, a spec longer than the value's rank; the message names the argument or variable."""

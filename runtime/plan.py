@@ -70,14 +70,19 @@ def make_entry(
     static_argnames: Sequence[str],
     donate_argnums: Sequence[int],
     backend: str | None,
+    in_shardings: Any = None,
+    out_shardings: Any = None,
 ) -> Callable:
     """``jax.jit(body)``; with ``backend``, calls and lowerings run on that platform's first
-    device (uncommitted inputs, numpy arrays included, are placed there)."""
+    device (uncommitted inputs, numpy arrays included, are placed there). Shardings (None:
+    not given) go to jax.jit as they are."""
+    shardings = {"in_shardings": in_shardings, "out_shardings": out_shardings}
     jitted = jax.jit(
         body,
         static_argnums=tuple(static_argnums),
         static_argnames=tuple(static_argnames),
         donate_argnums=tuple(donate_argnums),
+        **{k: v for k, v in shardings.items() if v is not None},
     )
     if backend is None:
         return jitted

@@ -13,19 +13,25 @@ from typing import Any
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax, jnp
-from flowjit.ir import DTypeError, ShapeError, TensorType, dtype_name
+from flowjit.ir import DTypeError, ShapeError, ShardingError, TensorType, dtype_name
+
+from .sharding import P, Mesh, NamedSharding, active_mesh, place, sharding_for
 
 _default_names = itertools.count()
 
 
-def _device_copy(value: Any, dtype: Any = None) -> Any:
+def _device_copy(value: Any, dtype: Any = None, sharding: NamedSharding | None = None) -> Any:
     """A fresh device buffer owned by the variable (never aliasing the caller's numpy memory,
-    so the first donation is in place too)."""
+    so the first donation is in place too); with ``sharding``, each device gets its shard."""
     # Variables may be created while jax traces a compiled function (optimizer slots): their
     # values are concrete all the same.
     # The copy is waited for: a step that donated a buffer still being written would have to
     # copy it instead of updating it in place.
     with jax.ensure_compile_time_eval():
+        if sharding is not None:
+            if not isinstance(value, jax.Array) or value.dtype != dtype:
+                value = np.asarray(value, dtype=dtype)
+            return place(value, sharding).block_until_ready()
         if isinstance(value, jax.Array) and (dtype is None or value.dtype == dtype):
             return jnp.array(value, copy=True).block_until_ready()
         # one host->device copy (jnp.array(copy=True) of a numpy array makes two)
@@ -63,10 +69,20 @@ class VariableCell:
                 array = array.astype(np.int32)
             initial_value = array
         self._type = TensorType(np.shape(initial_value), dtype or initial_value.dtype)
-        self._value = _device_copy(initial_value, self._type.dtype)
         self.name = name if name is not None else f"Variable_{next(_default_names)}"
         self.trainable = trainable
-        self.sharding = sharding
+        if sharding is not None and not isinstance(sharding, (P, NamedSharding)):
+            raise ShardingError(
+                f"variable {self.name!r}: sharding must be fj.P(...) or fj.NamedSharding, got "
+                f"{type(sharding).__name__}"
+            )
+        #: how the value is laid out over a mesh (a NamedSharding), or None: on one device
+        self.sharding = None
+        if sharding is not None:
+            self.sharding = sharding_for(
+                sharding, active_mesh(), self.shape, f"variable {self.name!r}"
+            )
+        self._value = _device_copy(initial_value, self._type.dtype, self.sharding)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -122,13 +138,27 @@ class VariableCell:
         self.check_compatible(TensorType(np.shape(value), value.dtype), what)
         return value
 
+    def place_on(self, mesh: Mesh, what: str) -> None:
+        """Make the variable live on ``mesh`` for a function running SPMD over it (``what``
+        names that function): a variable on one device is replicated over the mesh, once; a
+        variable sharded over another mesh is an error."""
+        if self.sharding is None:
+            self.sharding = NamedSharding(mesh.jax, P())
+            self._value = _device_copy(self._value, self.dtype, self.sharding)
+        elif self.sharding.mesh != mesh.jax:
+            raise ShardingError(
+                f"variable {self.name!r} is sharded over the mesh {dict(self.sharding.mesh.shape)} "
+                f"but {what} runs over {mesh}; create the variable on the function's mesh"
+            )
+
     def _rebind(self, new_value: Any) -> None:
         """Install the array a compiled step produced (the runtime's path; no checks)."""
         self._value = new_value
 
     def set_value(self, value: Any) -> "VariableCell":
         """Replace the value now (outside compiled functions); shape and dtype must match."""
-        self._value = _device_copy(self._eager_value(value, "cannot assign a value"))
+        value = self._eager_value(value, "cannot assign a value")
+        self._value = _device_copy(value, self.dtype, self.sharding)
         return self
 
     def _assign_add_now(self, value: Any, sign: int) -> "VariableCell":

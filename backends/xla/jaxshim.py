@@ -10,6 +10,7 @@ from jax.extend.mlir import ir
 from jax.extend.mlir.dialects import chlo, func
 from jax.extend.mlir.dialects import stablehlo as hlo
 from jax.interpreters import mlir as jax_mlir
+from jaxlib.mlir.dialects import sdy  # Shardy, XLA's SPMD partitioner (jax emits it too)
 
 # flowjit supports float64 and int64 (API.md, section 2); without x64, jax would silently
 # narrow them at the jit boundary. Python scalars stay float32/int32: the compiler narrows
@@ -30,6 +31,7 @@ __all__ = [
     "chlo",
     "func",
     "hlo",
+    "sdy",
     "make_ir_context",
     "register_lowering",
     "dtype_to_ir_type",

@@ -11,6 +11,7 @@ from . import (
     nn,
     reduce,
     shape,
+    sharding,
     sort,
     state,
 )  # noqa: F401
