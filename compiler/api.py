@@ -37,7 +37,14 @@ from flowjit.runtime import (
     step_token,
 )
 
-from flowjit.runtime.sharding import as_mesh, check_spec_axes, entered, is_spec, sharding_for
+from flowjit.runtime.sharding import (
+    as_mesh,
+    check_spec_axes,
+    entered,
+    is_spec,
+    place,
+    sharding_for,
+)
 
 from .dump import dump_compilation
 from .eager import EagerContext
@@ -118,6 +125,10 @@ class CompiledFunction:
         self._arg_shardings = self._per_argument(in_shardings)  # a spec tree per argument
         self._out_shardings = self._to_named(out_shardings, "out_shardings")
         arg_shardings = None if self._arg_shardings is None else tuple(self._arg_shardings)
+        # a mesh spanning several processes takes global jax.Arrays only (see _globalize)
+        self._across_processes = self.mesh is not None and not all(
+            d.process_index == jax.process_index() for d in self.mesh.devices.flat
+        )
         self._traces: dict[tuple, TraceRecord] = {}
         self._last: TraceRecord | None = None
         self._calls = 0
@@ -149,6 +160,8 @@ class CompiledFunction:
             return self._call_eagerly(args, kwargs)
         self._calls += 1
         try:
+            if self._across_processes:
+                args = self._globalize(args)
             if self._split:
                 return self._call_steps(args, kwargs)
             if self._stateful:
@@ -166,6 +179,10 @@ class CompiledFunction:
             if isinstance(err, TypeError):
                 # jax rejects a non-array argument in its own words; name the argument's path
                 signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+            if self._arg_shardings is not None and isinstance(err, ValueError):
+                # jax checks argument shardings before tracing: name the argument instead
+                sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+                self._input_shardings(sig, args, kwargs)
             raise
 
     def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
@@ -380,6 +397,25 @@ class CompiledFunction:
                 f"positional argument, got {type(in_shardings).__name__}"
             )
         return list(self._to_named(tuple(in_shardings), "in_shardings"))
+
+    def _globalize(self, args: tuple) -> tuple:
+        """In a multi-process run: each numpy argument, the same value in every process, as a
+        global jax.Array laid out as its sharding says (each process fills its own devices)."""
+        shardings = self._arg_shardings or []
+        replicated = jax.sharding.NamedSharding(self.mesh.jax, jax.sharding.PartitionSpec())
+        out, j = list(args), 0
+        for i, arg in enumerate(args):
+            if i in self.static_argnums:
+                continue
+            leaves, treedef = jax.tree_util.tree_flatten(arg)
+            specs = _broadcast(shardings[j], arg, "in_shardings") if j < len(shardings) else []
+            specs += [None] * (len(leaves) - len(specs))
+            leaves = [
+                x if isinstance(x, jax.Array) else place(np.asarray(x), s or replicated)
+                for x, s in zip(leaves, specs)
+            ]
+            out[i], j = jax.tree_util.tree_unflatten(treedef, leaves), j + 1
+        return tuple(out)
 
     def _input_shardings(self, sig: Signature, args: tuple, kwargs: dict) -> list:
         """Each dynamic argument leaf's NamedSharding (or None), checked against its shape."""

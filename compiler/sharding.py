@@ -41,7 +41,7 @@ def with_sharding(x: Any, spec: Any) -> Any:
     try:
         sharding = sharding_for(spec, active_mesh(), tensor.shape, "fj.with_sharding")
     except ShardingError as err:
-        raise err.with_context(op="with_sharding", loc=user_location()) from None
+        raise err.with_context(loc=user_location()) from None
     return constrain(tensor, sharding, always=True)
 
 

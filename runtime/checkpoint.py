@@ -11,6 +11,10 @@ Contracts:
 - ``restore`` validates the whole file and every requested variable before it changes any: it
   either restores all of them, bit-exactly (bfloat16 NaN payloads and -0.0 included), or raises
   ``CheckpointError`` naming the file and the variable and leaves all of them as they were.
+- Sharded variables are saved whole (their shards gathered) and restored with their sharding:
+  each device receives only its shard. In a multi-process run every process calls ``save``
+  and ``restore`` (gathering is collective); process 0 writes the file, and every process reads
+  it, so the directory must be shared (docs/checkpoints.md).
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+
+from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir.errors import CheckpointError
 from flowjit.ir.types import DTYPE_NAMES, TensorType, bfloat16
+from flowjit.runtime.sharding import host_value
 from flowjit.runtime.variables import VariableCell
 
 FORMAT = "flowjit.checkpoint"
@@ -288,8 +295,23 @@ def save(path: PathLike, variables: Variables) -> None:
     and on disk."""
     path = os.fspath(path)
     cells = _by_name(variables, f"cannot save checkpoint {path}")
-    arrays = {name: np.asarray(cell.value) for name, cell in cells.items()}
-    _write_atomically(path, _encode(arrays))
+    arrays = {name: host_value(cell.value) for name, cell in cells.items()}
+    if _writes():
+        _write_atomically(path, _encode(arrays))
+    _all_processes_reach(f"flowjit.save {path}")
+
+
+def _writes() -> bool:
+    """Whether this process writes checkpoint files (process 0 of a multi-process run)."""
+    return jax.process_index() == 0
+
+
+def _all_processes_reach(point: str) -> None:
+    """In a multi-process run, wait until every process is here (after process 0 wrote)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(point)
 
 
 def restore(path: PathLike, variables: Variables) -> None:
@@ -374,7 +396,7 @@ class Checkpoint:
         path = self.path(step)
         save(path, self.variables)
         # The new file is durable now, so dropping old steps cannot lose the last good one.
-        for old in self.steps():
+        for old in self.steps() if _writes() else ():
             if old not in kept:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path(old))
@@ -397,6 +419,8 @@ class Checkpoint:
         return step
 
     def _remove_temporary_files(self) -> None:
+        if not _writes():  # (another process's file may be one being written)
+            return
         for name in os.listdir(self.directory):
             if self._TEMP_FILE.fullmatch(name):
                 with contextlib.suppress(FileNotFoundError):

@@ -188,9 +188,10 @@ def place(value: Any, sharding: NamedSharding) -> jax.Array:
     its shard (also across processes), in a fresh buffer."""
     if isinstance(value, jax.Array) and value.sharding == sharding:
         return jax.numpy.array(value, copy=True)
-    if isinstance(value, jax.Array) and value.is_fully_addressable:
+    if isinstance(value, jax.Array) and value.is_fully_addressable and sharding.is_fully_addressable:
         return jax.device_put(value, sharding, may_alias=False)
-    array = np.asarray(value)
+    # (across processes: each process fills its own devices' shards from the whole value)
+    array = host_value(value) if isinstance(value, jax.Array) else np.asarray(value)
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 

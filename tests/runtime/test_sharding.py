@@ -1,0 +1,170 @@
+"""SPMD over meshes of 8 virtual CPU devices, and 2 processes on localhost (each check runs
+in fresh processes: XLA reads the device count when jax starts). The scripts beside this
+file do the work and print JSON reports; the tests read them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+EIGHT = "--xla_force_host_platform_device_count=8"
+
+
+def _last_json(stdout: str) -> dict:
+    # (gloo prints its own lines; the report is the last line)
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    env = dict(os.environ, XLA_FLAGS=EIGHT)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "sharding_script.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return _last_json(done.stdout)
+
+
+@pytest.mark.parametrize("layout", ["data_parallel", "tensor_parallel", "mesh_2d"])
+def test_spmd_training_equals_one_device_training(report, layout):
+    run = report[layout]
+    assert run["losses_close"] and run["weights_close"], run  # 20 steps, rtol 1e-5
+    first, last = run["loss_first_last"]
+    assert last < first  # it trained
+
+
+def test_data_parallel_step_holds_an_all_reduce_and_replicates_weights(report):
+    run = report["data_parallel"]
+    assert run["all_reduce"]
+    assert run["w1_sharding"] == "P()" and run["w1_devices"] == 8
+
+
+def test_constraints_reach_the_ir_and_the_stablehlo(report):
+    assert report["mesh_2d"]["ir_has_with_sharding"]
+    assert report["mesh_2d"]["stablehlo_has_sdy"]
+
+
+def test_sharded_variable_shards_sit_on_the_expected_devices(report):
+    # w1 (16, 32) as P(None, "model") on a 4 x 2 mesh: devices 0, 2, 4, 6 hold columns 0..16
+    # and devices 1, 3, 5, 7 columns 16..32, each shard (16, 16)
+    assert report["mesh_2d"]["w1_sharding"] == "P(None, 'model')"
+    shards = report["shards"]
+    assert [d for d, _, _ in shards] == list(range(8))
+    assert all(shape == [16, 16] for _, shape, _ in shards)
+    for device, _, index in shards:
+        start = 0 if device % 2 == 0 else 16
+        assert f"slice({start}, {start + 16}, None)" in index
+    # a variable created with P("data", "model") is created in shards, (64, 8) -> (16, 4)
+    assert report["created_shards"] == [[16, 4]]
+
+
+def test_sharded_variables_save_and_restore_with_their_shardings(report):
+    restored = report["restored"]
+    assert restored["w1_equal"] and restored["big_equal"]
+    assert restored["w1_sharding"] == "P(None, 'model')"
+    assert restored["big_sharding"] == "P('data',)"  # restored into another layout
+    assert restored["big_shard_shapes"] == [[16, 8]]
+
+
+def test_host_call_between_spmd_clusters(report):
+    run = report["host_call"]
+    assert run["equal"]
+    assert run["out_sharding"] == "P('data',)" and run["v_sharding"] == "P('data',)"
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("variable_axis", ["variable 'emb'", "'modle'", "use one of 'data', 'model'"]),
+        (
+            "variable_divisible",
+            ["variable 'table'", "dimension 0 has size 6", "4 does not divide 6"],
+        ),
+        ("argument_divisible", ["in_shardings for argument batch", "dimension 0 has size 6"]),
+        ("argument_axis", ["in_shardings", "'rows'"]),
+        ("with_sharding", ["sharding_script.py:", "fj.with_sharding", "2 does not divide 3"]),
+        ("variable_without_mesh", ["variable 'lonely'", "needs a mesh", "with mesh:"]),
+        ("spec_without_mesh", ["need a mesh", "mesh=fj.Mesh"]),
+        ("too_long_spec", ["variable 'bias'", "rank 1"]),
+        ("other_mesh", ["variable 'u'", "Mesh(data=4, model=2)"]),
+    ],
+)
+def test_bad_shardings_raise_sharding_errors_naming_the_value(report, case, words):
+    message = report["errors"][case]
+    assert not message.startswith(("UNEXPECTED", "NO ERROR")), message
+    for word in words:
+        assert word in message, message
+
+
+# -- two processes -------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_processes(count: int, folder: pathlib.Path) -> list[dict]:
+    """Run distributed_script.py as ``count`` processes; a retry covers a port taken between
+    choosing and binding it."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    for _ in range(3):
+        port = str(_free_port())
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "distributed_script.py"),
+                    port,
+                    str(i),
+                    str(count),
+                    str(folder),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(count)
+        ]
+        outputs = []
+        try:
+            for proc in procs:
+                outputs.append(proc.communicate(timeout=240))
+        finally:
+            for proc in procs:
+                proc.kill()
+        if all(p.returncode == 0 for p in procs):
+            return [_last_json(out) for out, _ in outputs]
+        if not any("Failed to add port" in err for _, err in outputs):
+            break
+    raise AssertionError("\n----\n".join(err[-3000:] for _, err in outputs))
+
+
+def test_two_processes_give_the_losses_of_one(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (single,) = _run_processes(1, tmp_path / "one")
+    pair = _run_processes(2, tmp_path / "two")
+    assert single["devices"] == 8 and single["processes"] == 1
+    assert [r["process"] for r in pair] == [0, 1]
+    for run in pair:
+        assert run["processes"] == 2 and run["devices"] == 8 and run["local_devices"] == 4
+        assert run["losses"] == pytest.approx(single["losses"], rel=1e-5)
+        assert run["losses"][-1] < run["losses"][0]
+        # the checkpoint process 0 wrote restores each process's shards
+        assert run["restored_local_shards"] == 4
+        assert run["restored_sum"] == pytest.approx(run["w1_local_sum"], rel=1e-6)
+    assert pair[0]["losses"] == pair[1]["losses"]
+    assert (tmp_path / "two" / "w1.safetensors").exists()
