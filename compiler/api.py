@@ -353,7 +353,7 @@ class CompiledFunction:
         )
         if config.dump_dir is not None:
             dump_compilation(os.fspath(config.dump_dir), self.name, sig, ctx.graph, pipeline)
-        plan = _plan(pipeline.graph, sig, ctx.variables)
+        plan = _plan(pipeline.graph, sig, ctx.variables, self.mesh)
         logger.info(
             "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
             self.name,
@@ -538,7 +538,7 @@ def _parameter_names(fn: Callable) -> tuple[str, ...]:
     return tuple(p.name for p in parameters if p.kind in kinds)
 
 
-def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
+def _plan(graph: Graph, sig: Signature, variables: dict, mesh: Any) -> Plan:
     """The runtime's view of a discharged graph: which variables feed and receive values, and
     the cluster to run (or, for a graph split around host calls, the steps)."""
     by_name = {handle.name: variable for variable, handle in variables.items()}
@@ -547,7 +547,7 @@ def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
     reads = sorted(((s.input, by_name[s.name]) for s in slots if s.input is not None), key=first)
     writes = sorted(((s.output, by_name[s.name]) for s in slots if s.output is not None), key=first)
     split = any(op.opdef in (H.cluster, H.transfer, H.host_call) for op in graph.ops)
-    steps, results = _steps(graph) if split else ((), ())
+    steps, results = _steps(graph, mesh) if split else ((), ())
     return Plan(
         None if split else register_cluster(graph),
         tuple(t.dtype for t in sig.types),
@@ -558,9 +558,10 @@ def _plan(graph: Graph, sig: Signature, variables: dict) -> Plan:
     )
 
 
-def _steps(graph: Graph) -> tuple[tuple, tuple[int, ...]]:
+def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
     """The runtime steps of a partitioned graph (cluster, transfer and host_call ops), over
-    numbered slots; and the slots of the graph's outputs."""
+    numbered slots; and the slots of the graph's outputs. Clusters marked SPMD run over
+    ``mesh`` (the function's)."""
     slot: dict[Value, int] = {v: i for i, v in enumerate(graph.inputs)}
     steps = []
     for op in graph.ops:
@@ -569,7 +570,12 @@ def _steps(graph: Graph) -> tuple[tuple, tuple[int, ...]]:
         slot.update(zip(op.outputs, outputs))
         if op.opdef is H.cluster:
             key = register_cluster(op.attrs["body"])
-            steps.append(ClusterStep(key, inputs, outputs, op.device, H.HOST in op.effects))
+            device, on_mesh = op.device, None
+            if device is not None and device.startswith("mesh("):
+                # over the function's mesh; without one (constraints from a sharded variable or
+                # an entered mesh) the cluster follows its inputs' shardings
+                device, on_mesh = (None, None) if mesh is None else (device, mesh.jax)
+            steps.append(ClusterStep(key, inputs, outputs, device, H.HOST in op.effects, on_mesh))
         elif op.opdef is H.transfer:
             steps.append(TransferStep(op.attrs["device"], inputs, outputs))
         else:

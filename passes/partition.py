@@ -16,14 +16,20 @@ values of other devices or of host calls from earlier phases, so there is no cyc
 that waits on no host call and no other device lands in phase 0 (clusters are maximal). A
 value used on another device than its own gets one transfer per device. Constants are copied
 into each cluster that uses them. A host call inside a loop body stays in its loop (compiled
-as a callback); a graph with no host call and no device scope is left as it is."""
+as a callback); a graph with no host call and no device scope is left as it is.
+
+A graph with ``with_sharding`` ops runs SPMD over their device mesh: its clusters on the
+default device are marked as such, ``device("mesh(data=4, model=2)")``, so the runtime runs
+them over the mesh's devices (a graph left whole runs over the mesh as it is)."""
 
 from __future__ import annotations
 
 import itertools
 
-from flowjit.ir import Graph, Op, Value
+from flowjit.ir import Graph, Op, PassError, Value
 from flowjit.ir.ops import host as H
+from flowjit.ir.ops import sharding as S
+
 
 DEFAULT = "default"  # the device the function runs on
 
@@ -94,6 +100,7 @@ def _apply(graph: Graph, placed: list[tuple[int, str]]) -> Graph:
         return copies[value, device]
 
     devices = list(dict.fromkeys(device for _, (_, device) in kept))
+    spmd = spmd_device(graph)  # the default device's clusters run over the mesh, if any
     numbers = itertools.count()  # clusters are numbered in the order they run
     for phase in range(max(p for p, _ in placed) + 1):
         for device in devices:
@@ -105,7 +112,7 @@ def _apply(graph: Graph, placed: list[tuple[int, str]]) -> Graph:
             cluster = _make_cluster(f"cluster_{next(numbers)}", ops, free, exported, replace)
             cluster = cluster.replace(
                 inputs=tuple(on(v, device) for v in cluster.inputs),
-                device=None if device == DEFAULT else device,
+                device=spmd if device == DEFAULT else device,
             )
             located.update(dict.fromkeys(cluster.outputs, device))
             out.ops.append(cluster)
@@ -114,6 +121,21 @@ def _apply(graph: Graph, placed: list[tuple[int, str]]) -> Graph:
                 out.ops.append(op.replace(inputs=tuple(replace.get(v, v) for v in op.inputs)))
     out.outputs = [replace.get(v, v) for v in graph.outputs]
     return out
+
+
+def spmd_device(graph: Graph) -> str | None:
+    """``mesh(<axes>)`` when ``graph`` has sharding constraints (all on one mesh), else None."""
+    meshes = {op.attrs["mesh"] for op in _all_ops(graph) if op.opdef is S.with_sharding}
+    if len(meshes) > 1:
+        raise PassError(f"sharding constraints over different meshes: {sorted(meshes)}")
+    return f"mesh({meshes.pop()})" if meshes else None
+
+
+def _all_ops(graph: Graph):
+    for op in graph.ops:
+        yield op
+        for sub in op.subgraphs:
+            yield from _all_ops(sub)
 
 
 def _is_free(op: Op) -> bool:

@@ -27,6 +27,7 @@ class ClusterStep:
     outputs: tuple[int, ...]
     device: str | None = None  # a device name; None: the default device
     calls_host: bool = False  # whether a host callback runs inside it (in a loop body)
+    mesh: Any = None  # for a cluster marked SPMD (device "mesh(...)"): the jax Mesh
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,14 @@ def _run_cluster(step: ClusterStep, args: list) -> Any:
     that raised is reported as itself, here."""
     FAILED_CALLBACKS.clear()
     wait = jax.block_until_ready if step.calls_host else (lambda outs: outs)
+    if step.mesh is not None:  # SPMD: values from elsewhere (host calls) join the mesh
+        devices = set(step.mesh.devices.flat)
+        replicated = jax.sharding.NamedSharding(step.mesh, jax.sharding.PartitionSpec())
+        args = [
+            a if a.sharding.device_set == devices else jax.device_put(a, replicated) for a in args
+        ]
     try:
-        if step.device is None:
+        if step.device is None or step.mesh is not None:
             return wait(_compiled(step.key)(*args))
         with jax.default_device(find_device(step.device)):
             return wait(_compiled(step.key)(*args))

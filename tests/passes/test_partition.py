@@ -14,7 +14,7 @@ from irgen import graphs
 from opcheck import TOLERANCE, run_xla
 
 from flowjit.backends.reference import run_graph
-from flowjit.ir import Graph, Op, Value, parse, print_graph, verify
+from flowjit.ir import Graph, Op, PassError, Value, parse, print_graph, verify
 from flowjit.ir.ops import control as Ctl
 from flowjit.ir.ops import host as H
 from flowjit.passes import partition
@@ -562,3 +562,41 @@ def test_clustered_graph_on_xla_computes_what_the_graph_does(loops, data):
             tol = TOLERANCE[a.dtype]
             wide = [x.astype(np.float64) for x in (a, b)]
             np.testing.assert_allclose(*wide, rtol=tol, atol=tol, equal_nan=True)
+
+
+def test_clusters_of_a_graph_with_sharding_constraints_are_marked_spmd():
+    text = """graph @g(%0: f32[2]) {
+  %1: f32[2] = with_sharding(%0) {mesh="data=2", spec="[{data}]"}
+  %2: f32[2] = exp(%1)
+  %3: f32[2] = host_call(%2) {callback=CB_NEG, name="show", result_types=[f32[2]]}
+  %4: f32[2] = mul(%3, %2)
+  return %4
+}
+"""
+    want = """graph @g(%0: f32[2]) {
+  %1: f32[2] = cluster(%0) {body=graph @cluster_0(%0: f32[2]) {
+      %1: f32[2] = with_sharding(%0) {mesh="data=2", spec="[{data}]"}
+      %2: f32[2] = exp(%1)
+      return %2
+    }} device("mesh(data=2)")
+  %2: f32[2] = host_call(%1) {callback=CB_NEG, name="show", result_types=[f32[2]]}
+  %3: f32[2] = cluster(%2, %1) {body=graph @cluster_1(%0: f32[2], %1: f32[2]) {
+      %2: f32[2] = mul(%0, %1)
+      return %2
+    }} device("mesh(data=2)")
+  return %3
+}
+"""
+    check_clustered(text, want, [X])
+
+
+def test_sharding_constraints_over_two_meshes_are_a_pass_error():
+    text = """graph @g(%0: f32[2]) {
+  %1: f32[2] = with_sharding(%0) {mesh="data=2", spec="[{data}]"}
+  %2: f32[2] = with_sharding(%1) {mesh="rows=2", spec="[{rows}]"}
+  %3: f32[2] = host_call(%2) {callback=CB_NEG, name="show", result_types=[f32[2]]}
+  return %3
+}
+"""
+    with pytest.raises(PassError, match="different meshes"):
+        partition(parse(ir(text)))

@@ -163,6 +163,7 @@ report["host_call"] = {
     "equal": bool(np.allclose(np.asarray(out), 2 + xs / 31)),
     "out_sharding": str(out.sharding.spec),
     "v_sharding": str(v.value.sharding.spec),
+    "marked_spmd": 'device("mesh(data=4, model=2)")' in with_host.lower(xs).ir(),
 }
 
 

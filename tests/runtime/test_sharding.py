@@ -81,6 +81,7 @@ def test_host_call_between_spmd_clusters(report):
     run = report["host_call"]
     assert run["equal"]
     assert run["out_sharding"] == "P('data',)" and run["v_sharding"] == "P('data',)"
+    assert run["marked_spmd"]  # the partition pass marked its clusters SPMD over the mesh
 
 
 @pytest.mark.parametrize(
