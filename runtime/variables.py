@@ -163,5 +163,8 @@ class VariableCell:
 
     def _assign_add_now(self, value: Any, sign: int) -> "VariableCell":
         delta = jnp.asarray(self._eager_value(value, "cannot add a value"))
-        self._value = self._value + delta if sign > 0 else self._value - delta
+        value = self._value + delta if sign > 0 else self._value - delta
+        if self.sharding is not None and value.sharding != self.sharding:
+            value = jax.device_put(value, self.sharding)  # (it keeps its layout)
+        self._value = value
         return self

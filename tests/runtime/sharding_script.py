@@ -124,6 +124,11 @@ with mesh2:
         np.arange(64 * 8, dtype=np.float32).reshape(64, 8), sharding=fj.P("data", "model")
     )
 report["created_shards"] = sorted({tuple(s.data.shape) for s in big.value.addressable_shards})
+big.assign_add(np.ones(8, np.float32))  # eager updates keep the layout
+report["eager_update_sharding"] = str(big.value.sharding.spec)
+report["eager_update_right"] = bool(
+    np.array_equal(np.asarray(big.value), np.arange(64 * 8, dtype=np.float32).reshape(64, 8) + 1)
+)
 
 # checkpoints: save sharded variables, restore them into new sharded variables
 with tempfile.TemporaryDirectory() as folder:

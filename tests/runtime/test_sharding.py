@@ -67,6 +67,9 @@ def test_sharded_variable_shards_sit_on_the_expected_devices(report):
         assert f"slice({start}, {start + 16}, None)" in index
     # a variable created with P("data", "model") is created in shards, (64, 8) -> (16, 4)
     assert report["created_shards"] == [[16, 4]]
+    # and keeps its layout through eager updates
+    assert report["eager_update_sharding"] == "P('data', 'model')"
+    assert report["eager_update_right"]
 
 
 def test_sharded_variables_save_and_restore_with_their_shardings(report):
