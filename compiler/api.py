@@ -325,7 +325,7 @@ class CompiledFunction:
         leaves = jax.tree_util.tree_leaves(
             dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
         )
-        with EagerContext(self.name) as ctx:
+        with entered(self.mesh), EagerContext(self.name) as ctx:
             tensors = [ctx.feed(np.asarray(x), t) for x, t in zip(leaves, sig.types, strict=True)]
             outputs, out_treedef = self._call_fn(tensors, sig, args, kwargs)
             results = [jnp.asarray(ctx.value_of(v)) for v in outputs]

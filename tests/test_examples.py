@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -16,6 +17,8 @@ SMALL_ARGS = {
     "digits_mlp.py": (["--epochs", "8"], "test accuracy"),
     "digits_cnn.py": (["--epochs", "4"], "test accuracy"),
     "char_lstm.py": (["--quick"], "sample: "),
+    "data_parallel.py": (["--epochs", "8"], "data-parallel training matches one device"),
+    "tensor_parallel.py": (["--epochs", "8"], "tensor-parallel training matches one device"),
 }
 MIN_SMALL_RUN_ACCURACY = 0.85  # the full runs' accuracies are in the issue's closing note
 
@@ -28,17 +31,30 @@ def test_every_example_has_small_args():
 @pytest.mark.parametrize("name", sorted(SMALL_ARGS))
 def test_example_runs(name):
     args, expected = SMALL_ARGS[name]
+    env = dict(os.environ)
+    if name.endswith("_parallel.py"):
+        # without a device count in XLA_FLAGS these examples ask for 8 CPU devices themselves
+        flags = env.get("XLA_FLAGS", "").split()
+        env["XLA_FLAGS"] = " ".join(f for f in flags if "host_platform_device_count" not in f)
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert expected in result.stdout
-    if name.startswith("digits"):
+    if name.startswith("digits") or name.endswith("_parallel.py"):
         accuracy = float(result.stdout.split("test accuracy ")[1].split()[0])
         assert accuracy >= MIN_SMALL_RUN_ACCURACY, result.stdout
+    if name.endswith("_parallel.py"):
+        # the expected line: the run matched one device's; these: it was spread over several
+        devices = int(result.stdout.split(" device(s)")[0])
+        if name == "data_parallel.py" and devices > 1:
+            assert "holds an all-reduce: True" in result.stdout, result.stdout
+        if name == "tensor_parallel.py" and devices % 2 == 0:
+            assert "w1 (64, 128): shards (64, 64) on devices" in result.stdout, result.stdout
     elif name == "char_lstm.py":
         perplexities = [
             float(line.split("perplexity ")[1].split()[0])
@@ -50,5 +66,5 @@ def test_example_runs(name):
         assert perplexities[0] > 80 and perplexities[-1] < bigram, result.stdout
         sample = result.stdout.split("sample: ", 1)[1]
         assert len(sample.strip()) > 50, result.stdout
-    else:
+    elif not name.startswith("digits"):
         assert "matches numpy" in result.stdout

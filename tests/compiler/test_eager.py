@@ -123,6 +123,8 @@ def _numbers(text: str) -> list[float]:
         ("linear_regression.py", ["--steps", "150"], 1e-4),
         ("digits_mlp.py", ["--epochs", "2"], 1e-3),
         ("digits_cnn.py", ["--epochs", "1"], 1e-3),
+        ("data_parallel.py", ["--epochs", "1"], 1e-3),
+        ("tensor_parallel.py", ["--epochs", "1"], 1e-3),
         # 300 Adam steps with clipping: kernels that round differently drift apart a little
         ("char_lstm.py", ["--quick"], 3e-2),
     ],
