@@ -1,8 +1,9 @@
-"""Run by test_sharding.py: ``distributed_script.py PORT PROCESS_ID NUM_PROCESSES``. With 2
-processes it joins a localhost run through fj.distributed.initialize (4 CPU devices each, 8
-in all); with 1 it runs alone on 8 devices. Either way it trains the same data-parallel MLP
-(weights sharded on a 2D mesh) for 10 steps, saves a checkpoint of a sharded variable and
-prints one JSON line: the losses, the device counts and the restored values' checksum."""
+"""Run by test_sharding.py: ``distributed_script.py PORT PROCESS_ID NUM_PROCESSES FOLDER``.
+With 2 processes it joins a localhost run through fj.distributed.initialize (4 CPU devices
+each, 8 in all); with 1 it runs alone on 8 devices. Either way it trains the same
+data-parallel MLP (weights sharded on a 2D mesh) for 10 steps, saves a checkpoint of a
+sharded variable and writes a JSON report, FOLDER/report-<process id>.json: the losses, the
+device counts and the restored shards' checksum."""
 
 from __future__ import annotations
 
@@ -70,20 +71,20 @@ with mesh:
     back = fj.Variable(np.zeros((16, 32), np.float32), name="w1", sharding=fj.P(None, "model"))
 fj.restore(path, [back])
 local = [np.asarray(s.data) for s in back.value.addressable_shards]
-print(
-    json.dumps(
-        {
-            "process": fj.distributed.process_index(),
-            "processes": fj.distributed.process_count(),
-            "devices": len(fj.devices()),
-            "local_devices": len(jax.local_devices()),
-            "losses": losses,
-            "restored_local_shards": len(local),
-            "restored_sum": float(sum(float(a.sum()) for a in local)),
-            "w1_local_sum": float(
-                sum(float(np.asarray(s.data).sum()) for s in w1.value.addressable_shards)
-            ),
-        }
-    ),
-    flush=True,
+report = json.dumps(
+    {
+        "process": fj.distributed.process_index(),
+        "processes": fj.distributed.process_count(),
+        "devices": len(fj.devices()),
+        "local_devices": len(jax.local_devices()),
+        "losses": losses,
+        "restored_local_shards": len(local),
+        "restored_sum": float(sum(float(a.sum()) for a in local)),
+        "w1_local_sum": float(
+            sum(float(np.asarray(s.data).sum()) for s in w1.value.addressable_shards)
+        ),
+    }
 )
+# (a file, not stdout: gloo prints there at any moment, even inside a line of ours)
+with open(os.path.join(folder, f"report-{process_id}.json"), "w") as f:
+    f.write(report)
