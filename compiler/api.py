@@ -37,20 +37,12 @@ from flowjit.runtime import (
     step_token,
 )
 
-from flowjit.runtime.sharding import (
-    as_mesh,
-    check_spec_axes,
-    entered,
-    is_spec,
-    place,
-    sharding_for,
-)
+from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
 
 from .dump import dump_compilation
 from .eager import EagerContext
-from .sharding import constrain, keep_sharding
-from .signature import Signature, dynamic_part, signature_of
-from .signature import _named as argument_name
+from .sharding import constrain, function_mesh, keep_sharding, specs_per_leaf
+from .signature import Signature, argument_name, dynamic_part, signature_of
 from .tensor import Tensor
 from .trace import TraceContext
 
@@ -121,7 +113,7 @@ class CompiledFunction:
         self.static_argnums = as_tuple(static_argnums, int)
         self.static_argnames = as_tuple(static_argnames, str)
         donate_argnums = as_tuple(donate_argnums, int)
-        self.mesh = _mesh_of(mesh, in_shardings, out_shardings, self.name)
+        self.mesh = function_mesh(mesh, in_shardings, out_shardings, self.name)
         self._arg_shardings = self._per_argument(in_shardings)  # a spec tree per argument
         self._out_shardings = self._to_named(out_shardings, "out_shardings")
         arg_shardings = None if self._arg_shardings is None else tuple(self._arg_shardings)
@@ -408,7 +400,7 @@ class CompiledFunction:
             if i in self.static_argnums:
                 continue
             leaves, treedef = jax.tree_util.tree_flatten(arg)
-            specs = _broadcast(shardings[j], arg, "in_shardings") if j < len(shardings) else []
+            specs = specs_per_leaf(shardings[j], arg, "in_shardings") if j < len(shardings) else []
             specs += [None] * (len(leaves) - len(specs))
             leaves = [
                 x if isinstance(x, jax.Array) else place(np.asarray(x), s or replicated)
@@ -435,7 +427,7 @@ class CompiledFunction:
             )
         specs = []
         for spec_tree, arg in zip(self._arg_shardings, positional):
-            specs += _broadcast(spec_tree, arg, f"{self.name}: in_shardings")
+            specs += specs_per_leaf(spec_tree, arg, f"{self.name}: in_shardings")
         return [
             None
             if s is None
@@ -453,7 +445,7 @@ class CompiledFunction:
         if self._out_shardings is None:
             return [None] * len(outputs)
         result = jax.tree_util.tree_unflatten(out_treedef, range(len(outputs)))
-        specs = _broadcast(self._out_shardings, result, f"{self.name}: out_shardings")
+        specs = specs_per_leaf(self._out_shardings, result, f"{self.name}: out_shardings")
         paths = [
             jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(result)[0]
         ]
@@ -490,33 +482,6 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<flowjit compiled function {self.name}>"
-
-
-def _mesh_of(mesh: Any, in_shardings: Any, out_shardings: Any, name: str) -> Any:
-    """The function's mesh: ``mesh``, else the mesh of its NamedSharding specs, else None
-    (then its specs must be NamedShardings)."""
-    if mesh is not None:
-        return as_mesh(mesh)
-    leaves = jax.tree_util.tree_leaves((in_shardings, out_shardings), is_leaf=is_spec)
-    meshes = {s.mesh for s in leaves if isinstance(s, jax.sharding.NamedSharding)}
-    if any(isinstance(s, jax.sharding.PartitionSpec) for s in leaves) or len(meshes) > 1:
-        raise ShardingError(
-            f"{name}: in_shardings/out_shardings given as fj.P need a mesh; compile with "
-            "fj.compile(..., mesh=fj.Mesh(devices, axis_names))"
-        )
-    return as_mesh(meshes.pop()) if meshes else None
-
-
-def _broadcast(prefix: Any, tree: Any, what: str) -> list:
-    """The spec of each leaf of ``tree``, from ``prefix`` (a tree of specs whose structure is
-    a prefix of ``tree``'s, as jax.jit's shardings are)."""
-    treedef = jax.tree_util.tree_structure(prefix, is_leaf=is_spec)
-    try:
-        subtrees = treedef.flatten_up_to(tree)
-    except (ValueError, TypeError) as err:
-        raise ShardingError(f"{what} does not match the structure of the values: {err}") from None
-    specs = jax.tree_util.tree_leaves(prefix, is_leaf=is_spec)
-    return [s for s, sub in zip(specs, subtrees) for _ in jax.tree_util.tree_leaves(sub)]
 
 
 def _has_var_positional(fn: Callable) -> bool:

@@ -11,7 +11,15 @@ from typing import Any
 from flowjit.backends.xla.jaxshim import jax, jnp
 from flowjit.ir import ShardingError
 from flowjit.ir.ops import sharding as S
-from flowjit.runtime.sharding import NamedSharding, active_mesh, place, sharding_for, spec_of
+from flowjit.runtime.sharding import (
+    NamedSharding,
+    active_mesh,
+    as_mesh,
+    is_spec,
+    place,
+    sharding_for,
+    spec_of,
+)
 
 from .location import user_location
 from .trace import emit, tracing
@@ -51,3 +59,30 @@ def keep_sharding(variable: Any, value: Any) -> Any:
     if variable.sharding is None:
         return value
     return jax.lax.with_sharding_constraint(value, variable.sharding)
+
+
+def function_mesh(mesh: Any, in_shardings: Any, out_shardings: Any, name: str) -> Any:
+    """The function's mesh: ``mesh``, else the mesh of its NamedSharding specs, else None
+    (then its specs must be NamedShardings)."""
+    if mesh is not None:
+        return as_mesh(mesh)
+    leaves = jax.tree_util.tree_leaves((in_shardings, out_shardings), is_leaf=is_spec)
+    meshes = {s.mesh for s in leaves if isinstance(s, jax.sharding.NamedSharding)}
+    if any(isinstance(s, jax.sharding.PartitionSpec) for s in leaves) or len(meshes) > 1:
+        raise ShardingError(
+            f"{name}: in_shardings/out_shardings given as fj.P need a mesh; compile with "
+            "fj.compile(..., mesh=fj.Mesh(devices, axis_names))"
+        )
+    return as_mesh(meshes.pop()) if meshes else None
+
+
+def specs_per_leaf(prefix: Any, tree: Any, what: str) -> list:
+    """The spec of each leaf of ``tree``, from ``prefix`` (a tree of specs whose structure is
+    a prefix of ``tree``'s, as jax.jit's shardings are)."""
+    treedef = jax.tree_util.tree_structure(prefix, is_leaf=is_spec)
+    try:
+        subtrees = treedef.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ShardingError(f"{what} does not match the structure of the values: {err}") from None
+    specs = jax.tree_util.tree_leaves(prefix, is_leaf=is_spec)
+    return [s for s, sub in zip(specs, subtrees) for _ in jax.tree_util.tree_leaves(sub)]

@@ -37,7 +37,7 @@ class Signature:
     def describe_change(self, new: "Signature", params: Sequence[str] = ()) -> str:
         """What differs between this signature and ``new``, in words, naming arguments by
         the function's parameter names ``params``: ``x: shape (128, 784) -> (64, 784)``."""
-        name = lambda path: _named(path, params)  # noqa: E731
+        name = lambda path: argument_name(path, params)  # noqa: E731
         for (path, old_v), (_, new_v) in zip(self.statics, new.statics):
             if old_v != new_v:
                 return f"{name(path)}: static value {old_v!r} -> {new_v!r}"
@@ -54,7 +54,7 @@ class Signature:
         return "nothing visible changed"
 
 
-def _named(path: str, params: Sequence[str]) -> str:
+def argument_name(path: str, params: Sequence[str]) -> str:
     """``args[1]['w']`` as ``params['w']`` when parameter 1 is called ``params``;
     ``kwargs['k']`` as ``k``."""
     if path.startswith("kwargs["):
