@@ -171,3 +171,17 @@ def test_two_processes_give_the_losses_of_one(tmp_path):
         assert run["restored_sum"] == pytest.approx(run["w1_local_sum"], rel=1e-6)
     assert pair[0]["losses"] == pair[1]["losses"]
     assert (tmp_path / "two" / "w1.safetensors").exists()
+
+
+def test_initialize_after_devices_were_used_says_to_move_it():
+    code = (
+        "import flowjit as fj\n"
+        "fj.devices()\n"
+        "try:\n"
+        "    fj.distributed.initialize('127.0.0.1:1', 2, 0, initialization_timeout=2)\n"
+        "except fj.FlowjitError as err:\n"
+        "    print('FlowjitError:', err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "FlowjitError: fj.distributed.initialize must run before any computation" in done.stdout
