@@ -172,6 +172,42 @@ report["host_call"] = {
 }
 
 
+# shardings as trees: a dict argument with a spec per entry, a static argument, a single spec
+# for every argument, a tuple of results with a spec each
+@fj.compile(
+    mesh=mesh2,
+    static_argnums=1,
+    in_shardings=({"x": fj.P("data"), "y": fj.P()}, fj.P(None, "model")),
+    out_shardings=(fj.P("data"), fj.P()),
+)
+def trees(batch, power, w):
+    return batch["x"] ** power @ w, (batch["y"] * 2).sum()
+
+
+bx, by, bw = (
+    np.ones((8, 4), np.float32) * 2,
+    np.arange(6, dtype=np.float32),
+    np.ones((4, 6), np.float32),
+)
+first, second = trees({"x": bx, "y": by}, 3, bw)
+
+
+@fj.compile(mesh=mesh2, in_shardings=fj.P("data"))
+def every_argument(a, b):
+    return a + b
+
+
+both = every_argument(np.ones((8, 2), np.float32), np.ones((8, 2), np.float32))
+report["trees"] = {
+    "first_equal": bool(np.allclose(np.asarray(first), (bx**3) @ bw)),
+    "first_sharding": str(first.sharding.spec),
+    "second_equal": float(second) == float((by * 2).sum()),
+    "second_sharding": str(second.sharding.spec),
+    "every_argument": str(both.sharding.spec),
+    "every_argument_equal": bool(np.allclose(np.asarray(both), 2.0)),
+}
+
+
 # bad shardings: each a ShardingError naming the variable or argument
 def error_of(fn):
     try:
@@ -226,6 +262,30 @@ def too_long_spec():
         fj.Variable(np.zeros(8, np.float32), name="bias", sharding=fj.P("data", "model"))
 
 
+def by_keyword():
+    @fj.compile(mesh=mesh2, in_shardings=(fj.P("data"),))
+    def f(x):
+        return x * 2
+
+    f(x=np.ones((8, 2), np.float32))
+
+
+def too_few_shardings():
+    @fj.compile(mesh=mesh2, in_shardings=(fj.P("data"),))
+    def f(x, y):
+        return x * y
+
+    f(np.ones((8, 2), np.float32), np.ones((8, 2), np.float32))
+
+
+def bad_result_sharding():
+    @fj.compile(mesh=mesh2, out_shardings=(fj.P(), fj.P("model")))
+    def f(x):
+        return x, x.sum(axis=0)
+
+    f(np.ones((8, 3), np.float32))
+
+
 def other_mesh():
     with dp_mesh:
         u = fj.Variable(np.zeros(8, np.float32), name="u", sharding=fj.P("data"))
@@ -249,6 +309,9 @@ report["errors"] = {
         "spec_without_mesh": spec_without_mesh,
         "too_long_spec": too_long_spec,
         "other_mesh": other_mesh,
+        "by_keyword": by_keyword,
+        "too_few_shardings": too_few_shardings,
+        "bad_result_sharding": bad_result_sharding,
     }.items()
 }
 print(json.dumps(report))

@@ -86,6 +86,13 @@ def test_host_call_between_spmd_clusters(report):
     assert run["marked_spmd"]  # the partition pass marked its clusters SPMD over the mesh
 
 
+def test_shardings_given_as_trees_apply_to_each_leaf(report):
+    trees = report["trees"]
+    assert trees["first_equal"] and trees["second_equal"] and trees["every_argument_equal"]
+    assert trees["first_sharding"] == "P('data',)" and trees["second_sharding"] == "P()"
+    assert trees["every_argument"] == "P('data',)"
+
+
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -101,6 +108,9 @@ def test_host_call_between_spmd_clusters(report):
         ("spec_without_mesh", ["need a mesh", "mesh=fj.Mesh"]),
         ("too_long_spec", ["variable 'bias'", "rank 1"]),
         ("other_mesh", ["variable 'u'", "Mesh(data=4, model=2)"]),
+        ("by_keyword", ["pass its array arguments by position", "(x)"]),
+        ("too_few_shardings", ["in_shardings gives 1 entries", "2 positional"]),
+        ("bad_result_sharding", ["out_shardings for result[1]", "2 does not divide 3"]),
     ],
 )
 def test_bad_shardings_raise_sharding_errors_naming_the_value(report, case, words):
