@@ -174,7 +174,12 @@ def sharding_for(spec: Any, mesh: Mesh | None, shape: Sequence[int], what: str) 
                 f"{' x '.join(axes)} = {parts} devices, and {parts} does not divide {shape[d]}; "
                 "choose a size divisible by it or another axis"
             )
-    return NamedSharding(mesh.jax, spec)
+    # without trailing Nones, as jax writes the shardings of a step's results: a variable's
+    # sharding then equals its new value's, and the step is not compiled a second time
+    entries = list(spec)
+    while entries and entries[-1] is None:
+        entries.pop()
+    return NamedSharding(mesh.jax, P(*entries))
 
 
 def spec_of(sharding: NamedSharding, ndim: int) -> Spec:
