@@ -23,7 +23,10 @@ def _float(x):
 
 
 def relu(x):
-    return fnp.maximum(x, 0)
+    # a select, not maximum(x, 0): its gradient at 0 is 0, as in jax and TensorFlow (maximum
+    # splits a tie), and the backward pass is one select
+    x = fnp.asarray(x)
+    return fnp.where(x > 0, x, fnp.zeros((), x.dtype))
 
 
 def sigmoid(x):

@@ -368,3 +368,12 @@ def test_dropout_rejects_bad_rates_and_masks():
         fj.compile(lambda x: fj.nn.dropout(x, 1.5, gen))(np.ones(3, np.float32))
     with pytest.raises(fj.ShapeError, match="needs a bool mask of shape"):
         fj.compile(lambda x: fj.nn.dropout(x, 0.5, gen))(np.ones(4, np.float32))
+
+
+def test_relu_gradient_at_zero_is_zero_as_in_jax():
+    x = np.array([-1.0, 0.0, 2.0], np.float32)
+    got = fj.compile(fj.grad(lambda v: fj.nn.relu(v).sum()))(x)
+    np.testing.assert_array_equal(
+        np.asarray(got), np.asarray(jax.grad(lambda v: jax.nn.relu(v).sum())(x))
+    )
+    np.testing.assert_array_equal(np.asarray(got), [0.0, 0.0, 1.0])
