@@ -5,6 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from flowjit.backends.xla.jaxshim import jax
+
+
+def _default_cache_dir() -> str | None:
+    """FLOWJIT_CACHE_DIR ("" or "0": no cache), else the user's cache folder."""
+    value = os.environ.get("FLOWJIT_CACHE_DIR")
+    if value is not None:
+        return None if value in ("", "0") else value
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "flowjit", "xla")
+
+
 _DEFAULTS: dict[str, Any] = {
     # When more than N steps are queued a call waits until N // 2 are: this bounds the memory
     # queued steps hold (and avoids collective deadlocks, xla-notes Q4). On a small CPU host a
@@ -19,7 +31,23 @@ _DEFAULTS: dict[str, Any] = {
     "eager": os.environ.get("FLOWJIT_EAGER", "") not in ("", "0"),
     # A folder for IR dumps of every compilation (docs/debugging.md); None: no dumps.
     "dump_dir": os.environ.get("FLOWJIT_DUMP_DIR") or None,
+    # jax's persistent compilation cache: compiled programs are kept in this folder, so a
+    # second process starts compiled (docs/performance.md); None: no cache.
+    "cache_dir": _default_cache_dir(),
 }
+
+# Programs that compile faster than this are not worth a cache file (a read costs ~1 ms).
+CACHE_MIN_COMPILE_SECONDS = 0.01
+
+
+def _apply_cache_dir(folder: str | None) -> None:
+    """Point jax's persistent compilation cache at ``folder`` (it is shared with the jax.jit
+    functions of the same process)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", None if folder is None else os.fspath(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
+    compilation_cache.reset_cache()  # (jax reads the folder once, at its first compile)
 
 
 class Config:
@@ -36,8 +64,11 @@ class Config:
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
         if name in ("verify_passes", "eager") and not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
-        if name == "dump_dir" and value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ValueError(f"dump_dir must be a folder path or None, got {value!r}")
+        if name in ("dump_dir", "cache_dir"):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"{name} must be a folder path or None, got {value!r}")
+        if name == "cache_dir":
+            _apply_cache_dir(value)
         if name == "disabled_passes":
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"disabled_passes must be a list of pass names, got {value!r}")
@@ -49,3 +80,5 @@ class Config:
 
 
 config = Config()
+if jax.config.jax_compilation_cache_dir is None:  # (a folder the user gave jax is kept)
+    _apply_cache_dir(config.cache_dir)
