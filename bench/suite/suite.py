@@ -1,0 +1,519 @@
+"""flowjit's benchmark suite: one command that runs every workload of workloads.py for
+flowjit, jax.jit and (when installed) TensorFlow, each peer in its own process, and prints a
+markdown table (per row and peer the min and median, the flowjit/jax.jit ratio of medians
+against its goal, and whether the peers' losses agree) and optionally writes all raw figures
+as JSON.
+
+    python bench/suite/suite.py [--quick] [--json out.json] [--tf-python PATH]
+
+Rows: per-call dispatch of a compiled ``x + 1``; the MLP, CNN and LSTM training steps; the
+first call (trace + compile + run) of the MLP and LSTM steps in a fresh process, and for
+flowjit the MLP's first call again with a warm persistent cache; peak RSS of the MLP run; the
+pass pipeline's time against graph size (flowjit only).
+
+Peer protocol: ``PYTHON PEER.py WORKLOAD [--steps N] [--rounds R] [--warmup W]`` prints one
+line ``RESULT {json}`` with keys peer, workload, version, round_seconds (seconds of each
+round of ``steps`` steps, the device work finished at each round's end), per_step_seconds,
+first_call_seconds, losses (the first workloads.CHECKED_STEPS losses from the initial
+weights on workloads.batches(name, CHECKED_STEPS), computed before timing) and peak_rss_mb.
+The peers are flowjit_peer.py, jax_peer.py and tf_peer.py (run twice, plainly and with
+``--jit``). TensorFlow's interpreter is ``--tf-python``, else $FLOWJIT_TF_PYTHON, else
+/work/tfenv/bin/python if it exists.
+
+Every flowjit process gets a fresh, empty FLOWJIT_CACHE_DIR (its persistent compilation
+cache), so that its first calls compile; the warm-cache row runs compile_mlp a second time
+on the folder the first run filled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import workloads
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+REFERENCE = "jax.jit"  # ratios and loss checks are against this peer
+TF_PLAIN, TF_JIT = "tf.function", "tf.function(jit_compile)"
+DEFAULT_TF_PYTHON = "/work/tfenv/bin/python"
+TIMEOUT_S = 900
+
+# workload -> (steps per round, rounds, warmup steps); on an idle 2-core CPU the full
+# suite takes about 4 minutes with TensorFlow (5.5 on a busy machine), --quick about 1.5
+FULL = {
+    "dispatch": (10_000, 15, 1_000),
+    "mlp": (100, 10, 10),
+    "cnn": (10, 10, 2),
+    "lstm": (5, 10, 2),
+}
+QUICK = {"dispatch": (2_000, 5, 200), "mlp": (20, 5, 5), "cnn": (3, 3, 1), "lstm": (2, 3, 1)}
+COMPILE_REPEATS = {"full": 3, "quick": 1}  # fresh processes per peer for the compile rows
+PIPELINE = {"full": ("1000,10000,100000", 3), "quick": ("1000,10000", 2)}  # sizes, rounds
+
+
+# peers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Peer:
+    name: str
+    argv: list[str]  # the command, without the workload's arguments
+    extra: list[str] = field(default_factory=list)  # after the workload's arguments
+    missing: str | None = None  # why it cannot run
+    is_flowjit: bool = False
+
+
+def tf_python(option: str | None) -> str | None:
+    """TensorFlow's interpreter: --tf-python, $FLOWJIT_TF_PYTHON, or the default venv."""
+    if option or os.environ.get("FLOWJIT_TF_PYTHON"):
+        return option or os.environ["FLOWJIT_TF_PYTHON"]
+    return DEFAULT_TF_PYTHON if Path(DEFAULT_TF_PYTHON).exists() else None
+
+
+def tf_missing(python: str | None) -> str | None:
+    """Why the TensorFlow peer cannot run, or None."""
+    if python is None:
+        return "not installed"
+    if not (HERE / "tf_peer.py").exists():
+        return "tf_peer.py missing"
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is None)"
+    try:
+        subprocess.run([python, "-c", probe], check=True, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return f"not installed (no tensorflow for {python})"
+    return None
+
+
+def make_peers(tf_option: str | None) -> list[Peer]:
+    python = tf_python(tf_option)
+    missing = tf_missing(python)
+    tf_argv = [python or "python", str(HERE / "tf_peer.py")]
+    return [
+        Peer("flowjit", [sys.executable, str(HERE / "flowjit_peer.py")], is_flowjit=True),
+        Peer(REFERENCE, [sys.executable, str(HERE / "jax_peer.py")]),
+        Peer(TF_PLAIN, tf_argv, missing=missing),
+        Peer(TF_JIT, tf_argv, ["--jit"], missing=missing),
+    ]
+
+
+# running -------------------------------------------------------------------------------
+
+
+class Runner:
+    """Runs peer processes one at a time (they would compete for the cores), logging each
+    to stderr, and collects results[workload][peer] = [result per process]."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.started = time.perf_counter()
+        self.load_at_start = os.getloadavg()  # another job on the cores skews every figure
+        self.results: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+
+    def run(self, peer: Peer, workload: str, args: list[str], key: str = "", cache: str = ""):
+        """Run ``peer`` on ``workload`` and record its result under ``key`` (default: the
+        workload). A flowjit process uses the cache folder ``cache``, else a fresh one."""
+        if peer.missing:
+            return
+        with tempfile.TemporaryDirectory(prefix="flowjit-cache-") as fresh:
+            env = peer_env((cache or fresh) if peer.is_flowjit else None)
+            result = self._process(peer, [workload, *args, *peer.extra], env)
+        self.results[key or workload][peer.name].append(result)
+
+    def _process(self, peer: Peer, argv: list[str], env: dict) -> dict:
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(
+                peer.argv + argv,
+                check=False,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+            )
+            result = parse_result(done)
+        except subprocess.TimeoutExpired:
+            result = {"error": f"timed out after {self.timeout:.0f} s"}
+        except OSError as error:
+            result = {"error": str(error)}
+        result["process_seconds"] = time.perf_counter() - start
+        status = result.get("error", "ok")
+        print(
+            f"[{time.perf_counter() - self.started:6.1f} s] {peer.name} {' '.join(argv)}: "
+            f"{status} ({result['process_seconds']:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return result
+
+
+def peer_env(cache_dir: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cache_dir is not None:
+        env["FLOWJIT_CACHE_DIR"] = cache_dir
+    return env
+
+
+def parse_result(done: subprocess.CompletedProcess) -> dict:
+    """The peer's RESULT line as a dict, or {"error": ..., "stderr_tail": ...}."""
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1][len("RESULT ") :])
+        except json.JSONDecodeError as error:
+            return {"error": f"bad RESULT line: {error}"}
+    tail = done.stderr.strip().splitlines()[-8:]
+    last = tail[-1] if tail else "no output"
+    reason = f"exit {done.returncode}" if done.returncode else "no RESULT line"
+    return {"error": f"{reason}: {last[:160]}", "stderr_tail": tail}
+
+
+def step_args(settings: dict, workload: str) -> list[str]:
+    steps, rounds, warmup = settings[workload]
+    return ["--steps", str(steps), "--rounds", str(rounds), "--warmup", str(warmup)]
+
+
+def run_all(runner: Runner, peers: list[Peer], mode: str, only: set[str] | None) -> None:
+    """Every row's processes, peer after peer within a row."""
+    settings = QUICK if mode == "quick" else FULL
+    for workload in ("dispatch", "mlp", "cnn", "lstm"):
+        if only is None or workload in only:
+            for peer in peers:
+                runner.run(peer, workload, step_args(settings, workload))
+    for workload in ("compile_mlp", "compile_lstm"):
+        if only is None or workload in only:
+            for _ in range(COMPILE_REPEATS[mode]):
+                for peer in peers:
+                    run_compile(runner, peer, workload)
+    if only is None or "pipeline" in only:
+        sizes, rounds = PIPELINE[mode]
+        runner.run(peers[0], "pipeline", ["--sizes", sizes, "--rounds", str(rounds)])
+
+
+def run_compile(runner: Runner, peer: Peer, workload: str) -> None:
+    """One fresh process; for flowjit's MLP, a second on the cache folder the first filled."""
+    if not (peer.is_flowjit and workload == "compile_mlp"):
+        runner.run(peer, workload, [])
+        return
+    with tempfile.TemporaryDirectory(prefix="flowjit-cache-") as cache:
+        runner.run(peer, workload, [], cache=cache)
+        runner.run(peer, workload, [], key="compile_mlp_warm", cache=cache)
+
+
+# rows ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    label: str
+    workload: str  # the results key its figures come from
+    unit: str
+    values: Callable[[dict], list[float]]  # one result's figures, in ``unit``
+    goal: float | None = None  # the most flowjit/jax.jit may be (of medians)
+    goal_text: str = ""
+    throughput: bool = False  # a step time: its ratio is the inverse of the throughput's
+    loss_sources: tuple[str, ...] = ()  # results keys whose losses must agree
+    flowjit_only: bool = False
+
+
+def per_step(scale: float) -> Callable[[dict], list[float]]:
+    return lambda r: [s * scale for s in r["per_step_seconds"]]
+
+
+def first_call(r: dict) -> list[float]:
+    return [r["first_call_seconds"]]
+
+
+def rss(r: dict) -> list[float]:
+    return [r["peak_rss_mb"]]
+
+
+STEP_GOAL, STEP_GOAL_TEXT = 1 / 0.97, "throughput >= 0.97x jax"
+
+
+def step_row(label: str, workload: str) -> Row:
+    return Row(label, workload, "ms", per_step(1e3), STEP_GOAL, STEP_GOAL_TEXT, True, (workload,))
+
+
+def compile_row(label: str, workload: str) -> Row:
+    return Row(label, workload, "s", first_call, 1.1, "<= 1.1x jax", loss_sources=(workload,))
+
+
+ROWS = [
+    Row(
+        "null-step dispatch `x + 1`, per call (µs)",
+        "dispatch",
+        "µs",
+        per_step(1e6),
+        1.3,
+        "<= 1.3x jax, <= 0.5x tf.function",
+        loss_sources=("dispatch",),
+    ),
+    step_row("MLP step (ms)", "mlp"),
+    step_row("CNN step (ms)", "cnn"),
+    step_row("LSTM step (ms)", "lstm"),
+    compile_row("MLP first call, fresh process (s)", "compile_mlp"),
+    compile_row("LSTM first call, fresh process (s)", "compile_lstm"),
+    Row(
+        "MLP first call, warm flowjit cache (s)",
+        "compile_mlp_warm",
+        "s",
+        first_call,
+        goal_text="warm <= 0.2x cold",
+        loss_sources=("compile_mlp_warm", "compile_mlp"),
+        flowjit_only=True,
+    ),
+    Row("MLP run peak RSS (MB)", "mlp", "MB", rss, 1.1, "<= 1.1x jax", loss_sources=("mlp",)),
+]
+
+
+def summarize(results: list[dict], values: Callable[[dict], list[float]]) -> dict:
+    """One peer's figures for a row: all values over its processes, min and median, or the
+    first error."""
+    errors = [r for r in results if "error" in r]
+    if errors or not results:
+        return {"error": errors[0]["error"] if errors else "no result"}
+    figures = [v for r in results for v in values(r)]
+    if not figures:
+        return {"error": "no figures"}
+    return {"values": figures, "min": min(figures), "median": statistics.median(figures)}
+
+
+def losses_agree(results: dict, sources: tuple[str, ...]) -> dict:
+    """Whether every process's losses match the reference's (jax.jit, else the first) within
+    workloads.LOSS_RTOL, over workloads.CHECKED_STEPS steps or as many as both report."""
+    runs = [
+        (peer, r["losses"])
+        for key in sources
+        for peer, rs in results.get(key, {}).items()
+        for r in rs
+        if r.get("losses")
+    ]
+    if len({peer for peer, _ in runs}) < 2:
+        return {"agree": None, "text": "n.a."}
+    ref = next((l for p, l in runs if p == REFERENCE), runs[0][1])
+    worst: dict[str, float] = {}
+    fewer: dict[str, int] = {}
+    for peer, losses in runs:
+        n = min(len(losses), len(ref))
+        if n < workloads.CHECKED_STEPS:
+            fewer[peer] = min(n, fewer.get(peer, n))
+        if not np.allclose(losses[:n], ref[:n], rtol=workloads.LOSS_RTOL, atol=0):
+            diff = np.max(np.abs(np.subtract(losses[:n], ref[:n])) / np.abs(ref[:n]))
+            worst[peer] = max(worst.get(peer, 0.0), float(diff))
+    text = (
+        "yes"
+        if not worst
+        else "no: " + ", ".join(f"{p} (max rel. diff {d:.1e})" for p, d in worst.items())
+    )
+    if fewer:
+        text += " (" + ", ".join(f"{p}: first {n} only" for p, n in fewer.items()) + ")"
+    return {"agree": not worst, "text": text, "max_rel_diff": worst, "fewer_steps": fewer}
+
+
+def ratio(cells: dict, a: str, b: str) -> float | None:
+    if "median" in cells.get(a, {}) and "median" in cells.get(b, {}):
+        return cells[a]["median"] / cells[b]["median"]
+    return None
+
+
+def judge(value: float | None, goal: float) -> str:
+    if value is None:
+        return "n.a."
+    return "met" if value <= goal else f"MISSED by {(value / goal - 1) * 100:.1f}%"
+
+
+def build_row(row: Row, results: dict, peers: list[Peer]) -> dict:
+    cells = {
+        p.name: summarize(results.get(row.workload, {}).get(p.name, []), row.values)
+        for p in peers
+        if not (row.flowjit_only and not p.is_flowjit)
+    }
+    out = {"label": row.label, "unit": row.unit, "peers": cells}
+    if row.workload == "compile_mlp_warm":
+        cold = summarize(results.get("compile_mlp", {}).get("flowjit", []), first_call)
+        r = ratio({"warm": cells.get("flowjit", {}), "cold": cold}, "warm", "cold")
+        out |= {"ratio": r, "ratio_text": "n.a." if r is None else f"warm/cold {r:.2f}"}
+        out["goal"] = f"{row.goal_text}: {judge(r, 0.2)}"
+    else:
+        r = ratio(cells, "flowjit", REFERENCE)
+        out |= {"ratio": r, "ratio_text": ratio_text(r, row.throughput)}
+        out["goal"] = goal_text(row, r, ratio(cells, "flowjit", TF_PLAIN))
+    out["losses"] = losses_agree(results, row.loss_sources)
+    return out
+
+
+def ratio_text(r: float | None, throughput: bool) -> str:
+    if r is None:
+        return "n.a."
+    return f"time {r:.3f} (throughput {1 / r:.3f}x)" if throughput else f"{r:.3f}"
+
+
+def goal_text(row: Row, r: float | None, vs_tf: float | None) -> str:
+    text = f"{row.goal_text}: {judge(r, row.goal)}"
+    if row.workload == "dispatch":
+        tf = "n.a." if vs_tf is None else f"{vs_tf:.2f}x, {judge(vs_tf, 0.5)}"
+        text += f"; vs tf.function {tf}"
+    return text
+
+
+def pipeline_rows(results: dict) -> list[dict]:
+    """One row per graph size: ops, seconds (min, median), and growth over the last size."""
+    runs = results.get("pipeline", {}).get("flowjit", [])
+    if not runs or "error" in runs[0]:
+        error = runs[0]["error"] if runs else "not run"
+        return [{"label": "pass pipeline", "error": error}]
+    rows, last = [], None
+    for size in runs[0]["pipeline"]:
+        seconds = size["round_seconds"]
+        row = {
+            "label": f"pass pipeline, {size['ops']:,} ops -> {size['ops_after']:,} (s)",
+            "ops": size["ops"],
+            "min": min(seconds),
+            "median": statistics.median(seconds),
+            "values": seconds,
+        }
+        if last:
+            row["growth"] = (row["median"] / last["median"], row["ops"] / last["ops"])
+        rows.append(row)
+        last = row
+    return rows
+
+
+# printing ------------------------------------------------------------------------------
+
+
+def fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def note(notes: list[str], text: str) -> int:
+    """The number of note ``text``, added if new."""
+    if text not in notes:
+        notes.append(text)
+    return notes.index(text) + 1
+
+
+def cell(summary: dict | None, peer: Peer, notes: list[str]) -> str:
+    if peer.missing:
+        return peer.missing
+    if summary is None:
+        return "—"
+    if "error" in summary:
+        return f"error [{note(notes, f'{peer.name}: {summary["error"]}')}]"
+    if len(summary["values"]) == 1:
+        return fmt(summary["min"])
+    return f"{fmt(summary['min'])} / {fmt(summary['median'])}"
+
+
+def table(rows: list[dict], pipeline: list[dict], peers: list[Peer]) -> tuple[str, list[str]]:
+    """The markdown table and its numbered error notes."""
+    names = [p.name for p in peers]
+    head = ["row", *(f"{n} (min / median)" for n in names), "flowjit/jax.jit (medians)"]
+    head += ["goal", "losses agree"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(names) + "|---|---|---|"]
+    notes: list[str] = []
+    for row in rows:
+        cells = [cell(row["peers"].get(p.name), p, notes) for p in peers]
+        extra = [row["ratio_text"], row["goal"], row["losses"]["text"]]
+        lines.append("| " + " | ".join([row["label"], *cells, *extra]) + " |")
+    for row in pipeline:
+        lines.append(pipeline_line(row, len(peers) - 1, notes))
+    return "\n".join(lines), notes
+
+
+def pipeline_line(row: dict, others: int, notes: list[str]) -> str:
+    if "error" in row:
+        first = f"error [{note(notes, f'flowjit pipeline: {row["error"]}')}]"
+    else:
+        first = f"{fmt(row['min'])} / {fmt(row['median'])}"
+    growth = row.get("growth")
+    grew = f"{growth[0]:.1f}x time for {growth[1]:.1f}x ops" if growth else ""
+    return "| " + " | ".join([row["label"], first, *["—"] * others, grew, "", "n.a."]) + " |"
+
+
+def versions(results: dict) -> dict[str, str]:
+    found = {}
+    for by_peer in results.values():
+        for peer, rs in by_peer.items():
+            found.update((peer, r["version"]) for r in rs if "version" in r)
+    return found
+
+
+def report(runner: Runner, peers: list[Peer], mode: str) -> dict:
+    results = runner.results
+    rows = [build_row(row, results, peers) for row in ROWS if row.workload in results]
+    pipeline = pipeline_rows(results) if "pipeline" in results else []
+    text, notes = table(rows, pipeline, peers)
+    elapsed = time.perf_counter() - runner.started
+    load = ", ".join(f"{x:.2f}" for x in runner.load_at_start)
+    print(f"\n## flowjit benchmark suite ({mode}): {platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"\nload average before the suite (1, 5, 15 min): {load}")
+    print("\n" + "; ".join(f"{p}: {v}" for p, v in versions(results).items()) + "\n")
+    print(text)
+    for i, note in enumerate(notes, 1):
+        print(f"\n[{i}] {note}")
+    print(f"\nlosses compared over {workloads.CHECKED_STEPS} steps, rtol {workloads.LOSS_RTOL}")
+    print(f"suite took {elapsed:.0f} s")
+    return {
+        "rows": rows,
+        "pipeline": pipeline,
+        "elapsed_seconds": elapsed,
+        "load_average_at_start": runner.load_at_start,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer steps and rounds")
+    parser.add_argument("--json", help="write every raw figure to this file")
+    parser.add_argument("--tf-python", help="TensorFlow's Python interpreter")
+    parser.add_argument("--only", help="comma-separated workloads (e.g. mlp,compile_mlp)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per process")
+    opts = parser.parse_args()
+    mode = "quick" if opts.quick else "full"
+    peers = make_peers(opts.tf_python)
+    runner = Runner(opts.timeout)
+    run_all(runner, peers, mode, set(opts.only.split(",")) if opts.only else None)
+    summary = report(runner, peers, mode)
+    if opts.json:
+        write_json(opts.json, mode, peers, runner, summary)
+
+
+def write_json(path: str, mode: str, peers: list[Peer], runner: Runner, summary: dict) -> None:
+    data = {
+        "mode": mode,
+        "argv": sys.argv,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "settings": {
+            "steps_rounds_warmup": QUICK if mode == "quick" else FULL,
+            "compile_repeats": COMPILE_REPEATS[mode],
+            "pipeline": PIPELINE[mode],
+        },
+        "peers": {p.name: {"argv": p.argv + p.extra, "missing": p.missing} for p in peers},
+        "results": runner.results,
+        **summary,
+    }
+    Path(path).write_text(json.dumps(data, indent=1, default=str) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
