@@ -252,21 +252,11 @@ def _take_vjp(e, op, g):  # a gather's transpose: add each slice of g back where
     return [e(scatter_add, e.zeros(x.type), indices, g, axis=op.attrs["axis"]), None]
 
 
-# Up to this many elements (the output's size times the length of x's axis), the transpose
-# of take_along_axis compares positions instead of scattering (see below).
-ONE_HOT_LIMIT = 1 << 20
-
-
 def take_along_axis_transpose(e, g, indices, x: TensorType, axis: int):
     """The cotangent of x in ``take_along_axis(x, indices, axis)`` for the output's cotangent
     ``g``: each element of g goes back to one element of x broadcast to the output's shape
-    (x's own axis kept), and the broadcast is then summed away. Also the transpose of top_k's
-    and sort's gathers.
-
-    Small cases (a cross-entropy's label lookup) sum g where the index equals each position
-    of the axis: elementwise work that keeps every other axis, so an SPMD program split over
-    the batch computes it locally. Larger ones scatter-add through flat (row-major) indices,
-    which needs no temporary of the output's size times the axis."""
+    (x's own axis kept), scatter-added there through flat (row-major) indices, and the
+    broadcast is then summed away. Also the transpose of top_k's and sort's gathers."""
     from .creation import iota
     from .elementwise import add, mul
     from .shape import broadcast_to, reshape
@@ -279,8 +269,6 @@ def take_along_axis_transpose(e, g, indices, x: TensorType, axis: int):
     full = out.shape[:axis] + (n,) + out.shape[axis + 1 :]
     if indices.type.shape != out.shape:
         indices = e(broadcast_to, indices, shape=out.shape)
-    if out.size * n <= ONE_HOT_LIMIT:
-        return e.unbroadcast(_one_hot_transpose(e, g, _wrap_clamp(e, indices, n), axis, n), x)
     i64 = np.dtype(np.int64)
     strides = [int(np.prod(full[d + 1 :], dtype=np.int64)) for d in range(len(full))]
     flat = e(mul, _wrap_clamp(e, indices, n), e.constant(strides[axis], i64))
@@ -296,27 +284,6 @@ def take_along_axis_transpose(e, g, indices, x: TensorType, axis: int):
         axis=0,
     )
     return e.unbroadcast(e(reshape, summed, shape=full), x)
-
-
-def _one_hot_transpose(e, g, indices, axis: int, n: int):
-    """sum over k of g[..., k, ...] where indices[..., k, ...] == p, for each position p < n of
-    a new axis after ``axis``; then the k axis summed away."""
-    from .creation import iota
-    from .elementwise import eq, select
-    from .reduce import reduce_sum
-    from .shape import broadcast_to, reshape
-
-    shape = g.type.shape
-    spread = shape[: axis + 1] + (n,) + shape[axis + 1 :]
-    column = shape[: axis + 1] + (1,) + shape[axis + 1 :]
-
-    def widened(value):
-        return e(broadcast_to, e(reshape, value, shape=column), shape=spread)
-
-    position = e(iota, shape=spread, dimension=axis + 1, dtype=indices.type.dtype)
-    hit = e(eq, widened(indices), position)
-    picked = e(select, hit, widened(g), e.zeros(TensorType(spread, g.type.dtype)))
-    return e(reduce_sum, picked, axes=(axis,), keepdims=False)
 
 
 @take_along_axis.defvjp

@@ -275,18 +275,3 @@ def test_gather_gradient_wraps_and_clamps_every_index_dtype(opdef, index_dtype):
     else:
         np.add.at(want, (fixed(indices, 5), np.arange(4)), w)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("limit", [0, I.ONE_HOT_LIMIT], ids=["scatter", "one_hot"])
-@pytest.mark.parametrize(
-    "case, dtype",
-    [
-        p
-        for p in params(CASES)
-        if p.values[0].opdef is I.take_along_axis and p.values[1] in GRAD_DTYPES
-    ],
-)
-def test_take_along_axis_gradient_both_ways(case, dtype, limit, monkeypatch):
-    # small cases take the one-hot transpose; a limit of 0 makes them scatter instead
-    monkeypatch.setattr(I, "ONE_HOT_LIMIT", limit)
-    check_grad(case, dtype)
