@@ -230,6 +230,53 @@ scatter_add = register(
 )
 
 
+def _scatter_add_along_axis_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
+    check_arity(types, 3)
+    x, indices, updates = types
+    check_dtype(x, NUMERIC)
+    check_dtype(indices, INTS, "indices")
+    same_dtype((x, updates))
+    axis = single_axis(axis, x.ndim)
+    _check_axis_nonempty(x, axis, indices)
+    others = [d for d in range(x.ndim) if d != axis]
+    if (
+        updates.shape != indices.shape
+        or indices.ndim != x.ndim
+        or any(indices.shape[d] != x.shape[d] for d in others)
+    ):
+        raise ShapeError(
+            f"indices {indices} and updates {updates} must have one shape, x's {x} but along "
+            f"axis {axis} (take_along_axis(x, indices, axis={axis})'s shape)"
+        )
+    return x
+
+
+def _scatter_add_along_axis_ref(
+    x: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, axis: int
+) -> np.ndarray:
+    axis = single_axis(axis, x.ndim)
+    low = x.dtype.itemsize == 2 and x.dtype.kind in "fV"  # summed in float32, rounded once
+    out = x.astype(np.float32) if low else x.copy()
+    if indices.size:
+        where = list(np.indices(indices.shape, sparse=True))
+        where[axis] = wrap_clamp(indices, x.shape[axis])
+        np.add.at(out, tuple(where), updates.astype(out.dtype))
+    return out.astype(x.dtype) if low else out
+
+
+scatter_add_along_axis = register(
+    OpDef(
+        "scatter_add_along_axis",
+        _scatter_add_along_axis_rule,
+        _scatter_add_along_axis_ref,
+        attrs={"axis": "int"},
+        doc="(x, indices, updates): x plus each element of updates added at its index along "
+        "`axis`, the other coordinates kept (repeated indices add up): the transpose of "
+        "take_along_axis; indices and updates have its result's shape, indices wrap and clamp",
+    )
+)
+
+
 # -- gradient rules (ir/grad.py) -------------------------------------------------------------
 def _wrap_clamp(e, indices, n: int):
     """``wrap_clamp`` built with IR ops: ``indices`` as int64 in [0, n - 1]."""
@@ -254,12 +301,11 @@ def _take_vjp(e, op, g):  # a gather's transpose: add each slice of g back where
 
 def take_along_axis_transpose(e, g, indices, x: TensorType, axis: int):
     """The cotangent of x in ``take_along_axis(x, indices, axis)`` for the output's cotangent
-    ``g``: each element of g goes back to one element of x broadcast to the output's shape
-    (x's own axis kept), scatter-added there through flat (row-major) indices, and the
-    broadcast is then summed away. Also the transpose of top_k's and sort's gathers."""
-    from .creation import iota
-    from .elementwise import add, mul
-    from .shape import broadcast_to, reshape
+    ``g``: each element of g is added back to one element of x broadcast to the output's shape
+    (x's own axis kept), and the broadcast is then summed away. Also the transpose of top_k's
+    and sort's gathers. The scatter keeps every other axis (a batch split over devices stays
+    split)."""
+    from .shape import broadcast_to
 
     axis = single_axis(axis, x.ndim)
     out = g.type
@@ -269,21 +315,9 @@ def take_along_axis_transpose(e, g, indices, x: TensorType, axis: int):
     full = out.shape[:axis] + (n,) + out.shape[axis + 1 :]
     if indices.type.shape != out.shape:
         indices = e(broadcast_to, indices, shape=out.shape)
-    i64 = np.dtype(np.int64)
-    strides = [int(np.prod(full[d + 1 :], dtype=np.int64)) for d in range(len(full))]
-    flat = e(mul, _wrap_clamp(e, indices, n), e.constant(strides[axis], i64))
-    for d in range(len(full)):
-        if d != axis and full[d] > 1:
-            place = e(iota, shape=out.shape, dimension=d, dtype=i64)
-            flat = e(add, flat, e(mul, place, e.constant(strides[d], i64)))
-    summed = e(
-        scatter_add,
-        e.zeros(TensorType((int(np.prod(full)),), x.dtype)),
-        e(reshape, flat, shape=(out.size,)),
-        e(reshape, g, shape=(out.size,)),
-        axis=0,
-    )
-    return e.unbroadcast(e(reshape, summed, shape=full), x)
+    zeros = e.zeros(TensorType(full, x.dtype))
+    summed = e(scatter_add_along_axis, zeros, indices, g, axis=axis)
+    return e.unbroadcast(summed, x)
 
 
 @take_along_axis.defvjp
@@ -305,6 +339,12 @@ def _dynamic_update_slice_vjp(e, op, g):  # x: g but where overwritten; update: 
         e(dynamic_update_slice, g, e.zeros(update.type), *starts),
         e(dynamic_slice, g, *starts, sizes=update.type.shape),
     ] + [None] * len(starts)
+
+
+@scatter_add_along_axis.defvjp
+def _scatter_add_along_axis_vjp(e, op, g):  # x: g; updates: what take_along_axis reads there
+    _, indices, _ = op.inputs
+    return [g, None, e(take_along_axis, g, indices, axis=op.attrs["axis"])]
 
 
 @scatter_add.defvjp

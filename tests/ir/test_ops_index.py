@@ -120,6 +120,27 @@ def np_scatter_add(x, indices, updates, axis):
     return out
 
 
+def along_case(x_shape, i_shape, axis, index_dtype=None):
+    def make(rng, dt):
+        x_dt, i_dt = (F32, dt) if index_dtype is None else (dt, index_dtype)
+        (_, indices), _ = take_case(x_shape, i_shape, axis, i_dt)(rng, F32)
+        return [rand(rng, x_shape, x_dt), indices, rand(rng, i_shape, x_dt)], {"axis": axis}
+
+    return make
+
+
+def np_scatter_add_along_axis(x, indices, updates, axis):
+    """Every update added in a loop over its coordinates, at its (fixed) index along axis."""
+    out = x.copy()
+    axis %= x.ndim
+    fixed_indices = fixed(indices, x.shape[axis])
+    for where in np.ndindex(indices.shape):
+        target = list(where)
+        target[axis] = fixed_indices[where]
+        out[tuple(target)] += updates[where]
+    return out
+
+
 CASES = [
     OpCase(I.take, ANY, take_case((4, 5, 2), (2, 3), 1, np.int32), np_take),
     OpCase(I.take, INTS, take_case((6, 3), (7,), 0), np_take, name="take_index_dtypes"),
@@ -141,6 +162,26 @@ CASES = [
         take_case((2, 3), (2, 0), -1, np.int16),
         np_take_along_axis,
         name="take_along_axis_empty",
+    ),
+    OpCase(
+        I.scatter_add_along_axis,
+        NUMERIC,
+        along_case((3, 4, 5), (3, 6, 5), 1, np.int32),  # 6 indices into 4: repeats add up
+        np_scatter_add_along_axis,
+    ),
+    OpCase(
+        I.scatter_add_along_axis,
+        INTS,
+        along_case((5, 4), (5, 2), -1),
+        np_scatter_add_along_axis,
+        name="scatter_add_along_axis_index_dtypes",
+    ),
+    OpCase(
+        I.scatter_add_along_axis,
+        NUMERIC,
+        along_case((2, 3), (2, 0), 1, np.int64),
+        np_scatter_add_along_axis,
+        name="scatter_add_along_axis_empty",
     ),
     OpCase(I.dynamic_slice, ANY, slice_case((5, 6, 7), (2, 6, 3)), np_dynamic_slice),
     OpCase(
