@@ -209,11 +209,17 @@ def _scatter_add_ref(
     x: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, axis: int
 ) -> np.ndarray:
     axis = single_axis(axis, x.ndim)
-    low = x.dtype.itemsize == 2 and x.dtype.kind in "fV"  # summed in float32, rounded once
+    if not indices.size:
+        return x.copy()
+    return _added_at(x, (slice(None),) * axis + (wrap_clamp(indices, x.shape[axis]),), updates)
+
+
+def _added_at(x: np.ndarray, where: tuple, updates: np.ndarray) -> np.ndarray:
+    """x with ``updates`` added at ``where`` (numpy.add.at: repeats add up); float16 and
+    bfloat16 are summed in float32 and rounded once."""
+    low = x.dtype.itemsize == 2 and x.dtype.kind in "fV"
     out = x.astype(np.float32) if low else x.copy()
-    if indices.size:
-        where = (slice(None),) * axis + (wrap_clamp(indices, x.shape[axis]),)
-        np.add.at(out, where, updates.astype(out.dtype))
+    np.add.at(out, where, updates.astype(out.dtype))
     return out.astype(x.dtype) if low else out
 
 
@@ -255,13 +261,11 @@ def _scatter_add_along_axis_ref(
     x: np.ndarray, indices: np.ndarray, updates: np.ndarray, *, axis: int
 ) -> np.ndarray:
     axis = single_axis(axis, x.ndim)
-    low = x.dtype.itemsize == 2 and x.dtype.kind in "fV"  # summed in float32, rounded once
-    out = x.astype(np.float32) if low else x.copy()
-    if indices.size:
-        where = list(np.indices(indices.shape, sparse=True))
-        where[axis] = wrap_clamp(indices, x.shape[axis])
-        np.add.at(out, tuple(where), updates.astype(out.dtype))
-    return out.astype(x.dtype) if low else out
+    if not indices.size:
+        return x.copy()
+    where = list(np.indices(indices.shape, sparse=True))
+    where[axis] = wrap_clamp(indices, x.shape[axis])
+    return _added_at(x, tuple(where), updates)
 
 
 scatter_add_along_axis = register(
