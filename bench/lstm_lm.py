@@ -26,6 +26,10 @@ import numpy as np
 import flowjit as fj
 import flowjit.numpy as fnp
 
+# First calls compile: no persistent compilation cache (it would serve flowjit's, and jax's,
+# programs from earlier runs)
+fj.config.update("cache_dir", None)
+
 VOCAB, EMBED, HIDDEN, SEQ, BATCH = 10000, 256, 256, 20, 32
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
 CHECKED_STEPS = 10  # the losses of this many steps, and the weights after them, must agree

@@ -21,6 +21,10 @@ import flowjit as fj
 SIZES = (784, 512, 512, 10)
 BATCH, LR = 128, 0.01
 
+# First calls compile: no persistent compilation cache (it would serve flowjit's, and jax's,
+# programs from earlier runs)
+fj.config.update("cache_dir", None)
+
 
 def init_params(seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -31,11 +35,12 @@ def init_params(seed: int = 0) -> list[np.ndarray]:
     return params
 
 
-def flowjit_step_fn():
-    variables = [fj.Variable(p) for p in init_params()]
+def flowjit_step(variables: list, **compile_options):
+    """The SGD training step over ``variables`` (w1, b1, w2, b2, w3, b3), compiled with
+    ``compile_options`` (bench/sharded_step.py adds a mesh and shardings)."""
     optimizer = fj.optim.SGD(LR)
 
-    @fj.compile
+    @fj.compile(**compile_options)
     def step(x, y):
         h = x
         for i in range(0, len(variables) - 2, 2):
@@ -45,23 +50,30 @@ def flowjit_step_fn():
         optimizer.apply(fj.gradients(loss, variables), variables)
         return loss
 
-    return step, variables
+    return step
+
+
+def flowjit_step_fn():
+    variables = [fj.Variable(p) for p in init_params()]
+    return flowjit_step(variables), variables
+
+
+def jax_loss(params, x, y):
+    h = x
+    for i in range(0, len(params) - 2, 2):
+        h = jax.nn.relu(h @ params[i] + params[i + 1])
+    logits = h @ params[-2] + params[-1]
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
+
+
+def jax_sgd_step(params, x, y):
+    loss, grads = jax.value_and_grad(jax_loss)(params, x, y)
+    return [p - LR * g for p, g in zip(params, grads)], loss
 
 
 def jax_step_fn():
-    def loss_fn(params, x, y):
-        h = x
-        for i in range(0, len(params) - 2, 2):
-            h = jax.nn.relu(h @ params[i] + params[i + 1])
-        logits = h @ params[-2] + params[-1]
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
-
-    def step(params, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        return [p - LR * g for p, g in zip(params, grads)], loss
-
-    step = jax.jit(step, donate_argnums=0)
+    step = jax.jit(jax_sgd_step, donate_argnums=0)
     return step, [jnp.asarray(p) for p in init_params()]
 
 

@@ -27,20 +27,17 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 
 import argparse
-import itertools
 import re
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
 import flowjit as fj
+from mlp_train import BATCH, SIZES, flowjit_step, init_params, jax_sgd_step
 
-SIZES = (784, 512, 512, 10)
-BATCH, LR = 128, 0.01
 CHECK_STEPS = 10
 P = fj.P
 
@@ -57,15 +54,6 @@ BATCH_SPEC = P("data")
 HLO_OPS = ("all-reduce", "all-gather", "reduce-scatter", "collective-permute", "all-to-all", "copy")
 
 
-def init_params(seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in itertools.pairwise(SIZES):
-        params.append((rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32))
-        params.append(np.zeros(fan_out, np.float32))
-    return params
-
-
 def make_mesh(layout: str) -> fj.Mesh:
     shape, names, _ = LAYOUTS[layout]
     return fj.Mesh(np.array(fj.devices()[: int(np.prod(shape))]).reshape(shape), names)
@@ -74,38 +62,15 @@ def make_mesh(layout: str) -> fj.Mesh:
 def flowjit_step_fn(mesh: fj.Mesh, specs: tuple):
     with mesh:
         variables = [fj.Variable(p, sharding=s) for p, s in zip(init_params(), specs)]
-    optimizer = fj.optim.SGD(LR)
-
-    @fj.compile(mesh=mesh, in_shardings=(BATCH_SPEC, BATCH_SPEC), out_shardings=P())
-    def step(x, y):
-        h = x
-        for i in range(0, len(variables) - 2, 2):
-            h = fj.nn.relu(h @ variables[i] + variables[i + 1])
-        logits = h @ variables[-2] + variables[-1]
-        loss = fj.nn.softmax_cross_entropy(logits, y).mean()
-        optimizer.apply(fj.gradients(loss, variables), variables)
-        return loss
-
-    return step, variables
+    shardings = dict(mesh=mesh, in_shardings=(BATCH_SPEC, BATCH_SPEC), out_shardings=P())
+    return flowjit_step(variables, **shardings), variables
 
 
 def jax_step_fn(mesh: fj.Mesh, specs: tuple):
-    def loss_fn(params, x, y):
-        h = x
-        for i in range(0, len(params) - 2, 2):
-            h = jax.nn.relu(h @ params[i] + params[i + 1])
-        logits = h @ params[-2] + params[-1]
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
-
-    def step(params, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        return [p - LR * g for p, g in zip(params, grads)], loss
-
     param_shardings = [NamedSharding(mesh.jax, s) for s in specs]
     batch = NamedSharding(mesh.jax, BATCH_SPEC)
     step = jax.jit(
-        step,
+        jax_sgd_step,
         in_shardings=(param_shardings, batch, batch),
         out_shardings=(param_shardings, NamedSharding(mesh.jax, P())),
         donate_argnums=0,

@@ -8,24 +8,15 @@ python examples/tensor_parallel.py [--epochs N] [--hidden H] [--batch B] [--lr L
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import math
-import os
 import re
 import time
 
+import _parallel  # (first: on a CPU it simulates 8 devices)
 import numpy as np
-from _digits import Progress, batches, load
 
-# On a laptop's CPU this simulates 8 devices; on GPU/TPU machines the real devices are used.
-# XLA reads the flag when jax starts, so it is set before flowjit imports jax.
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    os.environ["XLA_FLAGS"] = flags.strip()
-
-import flowjit as fj  # noqa: E402
-import flowjit.numpy as fnp  # noqa: E402
+import flowjit as fj
+import flowjit.numpy as fnp
 
 # how each weight is laid out over the mesh; b2 (10 numbers) is replicated
 SHARDINGS = {"w1": fj.P(None, "model"), "b1": fj.P("model"), "w2": fj.P("model", None)}
@@ -35,7 +26,7 @@ def train(initial, data, opts, mesh=None):
     """Train the MLP from the ``initial`` weights with Adam, SPMD over ``mesh`` (sharded as
     SHARDINGS says) or on one device: the per-step losses, the final weights, the test
     accuracy, the variables and the compiled training step."""
-    train_x, train_y, test_x, test_y = data
+    test_x, test_y = data[2:]
     with mesh if mesh is not None else contextlib.nullcontext():
         params = [
             fj.Variable(
@@ -67,16 +58,10 @@ def train(initial, data, opts, mesh=None):
     def accuracy(x, y):
         return (fnp.argmax(logits(x, rows=None), axis=-1) == y).astype(fnp.float32).mean()
 
-    rng = np.random.default_rng(1)  # the same batches for every run
-    losses = []
-    progress = Progress(opts.epochs)
-    for epoch in range(opts.epochs):
-        for x, y in batches(train_x, train_y, opts.batch, rng):
-            losses.append(train_step(x, y))
-        progress.update(epoch + 1, f"loss {float(losses[-1]):.4f}")
+    losses = _parallel.train_loop(train_step, data, opts)
     weights = {p.name: np.asarray(p.value) for p in params}
     test_accuracy = float(accuracy(test_x, test_y))
-    return np.array(losses, np.float64), weights, test_accuracy, params, train_step
+    return losses, weights, test_accuracy, params, train_step
 
 
 def describe(variable) -> str:
@@ -99,11 +84,7 @@ def describe(variable) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser = _parallel.options(__doc__)
     opts = parser.parse_args()
     start = time.perf_counter()
 
@@ -111,27 +92,15 @@ def main() -> None:
     model = 2 if len(devices) % 2 == 0 else 1
     mesh = fj.Mesh(np.array(devices).reshape(len(devices) // model, model), ("data", "model"))
     print(f"{len(devices)} device(s) ({devices[0].platform}), mesh {mesh}")
-    data_size = mesh.shape["data"]
-    batch = math.ceil(opts.batch / data_size) * data_size
-    if batch != opts.batch:  # every row of the mesh gets an equal slice of the batch
-        print(f"batch {opts.batch} rounded up to {batch}, a multiple of {data_size}")
-        opts.batch = batch
+    # every row of the mesh gets an equal slice of the batch
+    _parallel.round_batch(opts, mesh.shape["data"], "rows of the mesh")
     if opts.hidden % model:
         parser.error(f"--hidden must be a multiple of the model axis ({model})")
-
-    train_x, train_y, test_x, test_y = load()
-    data = (train_x.reshape(len(train_x), -1), train_y, test_x.reshape(len(test_x), -1), test_y)
-    init = fj.random.Generator(0)
-    initial = {
-        "w1": np.asarray(init.normal((64, opts.hidden)) * math.sqrt(2 / 64)),
-        "b1": np.zeros(opts.hidden, np.float32),
-        "w2": np.asarray(init.normal((opts.hidden, 10)) * math.sqrt(1 / opts.hidden)),
-        "b2": np.zeros(10, np.float32),
-    }
+    data, initial = _parallel.digits_and_weights(opts.hidden)
 
     losses, weights, test_accuracy, params, train_step = train(initial, data, opts, mesh)
     print(
-        f"test accuracy {test_accuracy:.4f} on {len(test_y)} digits "
+        f"test accuracy {test_accuracy:.4f} on {len(data[3])} digits "
         f"({opts.epochs} epochs, {len(losses)} steps, {time.perf_counter() - start:.1f}s)"
     )
     for p in params:
@@ -140,14 +109,8 @@ def main() -> None:
     collectives = sorted(set(re.findall(r"\b(all-reduce|all-gather|reduce-scatter)\b", hlo)))
     print(f"compiled step's collectives: {', '.join(collectives) or 'none'}")
 
-    one_losses, one_weights, one_accuracy, *_ = train(initial, data, opts)  # no mesh
-    difference = max(np.abs(weights[k] - one_weights[k]).max() for k in weights)
-    print(
-        f"one device: test accuracy {one_accuracy:.4f}; max loss difference "
-        f"{np.abs(losses - one_losses).max():.2e}, max weight difference {difference:.2e}"
-    )
-    if np.allclose(losses, one_losses, rtol=1e-5, atol=1e-6) and difference <= 1e-5:
-        print("tensor-parallel training matches one device")
+    one = train(initial, data, opts)[:3]  # no mesh
+    _parallel.compare_with_one_device("tensor-parallel", (losses, weights, test_accuracy), one)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ in the IR become Shardy constraints in the StableHLO."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -212,7 +212,3 @@ def host_value(value: jax.Array) -> np.ndarray:
 
 def _show(spec: Any) -> str:
     return "fj.P(" + ", ".join(map(repr, spec)) + ")" if isinstance(spec, P) else repr(spec)
-
-
-def iter_specs(tree: Any) -> Iterator[Any]:
-    yield from jax.tree_util.tree_leaves(tree, is_leaf=is_spec)

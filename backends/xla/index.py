@@ -115,52 +115,50 @@ def _dynamic_update_slice_lower(
 
 @lowers(I.scatter_add)
 def _scatter_add_lower(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value) -> ir.Value:
-    xt, it, ut = (v.type for v in op.inputs)
-    if ut.size == 0:
-        return x
-    axis = single_axis(op.attrs["axis"], xt.ndim)
-    n = xt.shape[axis]
     # take's gather turned around: each index names a slice of x, whole but along `axis`, and
     # the updates hold those slices with the indices' dims in the middle.
-    numbers = hlo.ScatterDimensionNumbers.get(
-        update_window_dims=[*range(axis), *range(axis + it.ndim, ut.ndim)],
-        inserted_window_dims=[axis],
-        input_batching_dims=[],
-        scatter_indices_batching_dims=[],
-        scattered_dims_to_operand_dims=[axis],
-        index_vector_dim=it.ndim,
-    )
-    return _scatter_adding(x, xt, index_i64(indices, it, n - 1, wrap=n), updates, ut, numbers)
+    def numbers(axis: int, it: TensorType, ut: TensorType):
+        return hlo.ScatterDimensionNumbers.get(
+            update_window_dims=[*range(axis), *range(axis + it.ndim, ut.ndim)],
+            inserted_window_dims=[axis],
+            input_batching_dims=[],
+            scatter_indices_batching_dims=[],
+            scattered_dims_to_operand_dims=[axis],
+            index_vector_dim=it.ndim,
+        )
+
+    return _scatter_lower(op, x, indices, updates, numbers)
 
 
 @lowers(I.scatter_add_along_axis)
 def _scatter_add_along_axis_lower(
     op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value
 ) -> ir.Value:
+    # take_along_axis's gather turned around: every other axis is a batch axis of both x and
+    # the indices (as jax's own transpose), so each update lands in its own row
+    def numbers(axis: int, it: TensorType, ut: TensorType):
+        batch = [d for d in range(it.ndim) if d != axis]
+        return hlo.ScatterDimensionNumbers.get(
+            update_window_dims=[],
+            inserted_window_dims=[axis],
+            input_batching_dims=batch,
+            scatter_indices_batching_dims=batch,
+            scattered_dims_to_operand_dims=[axis],
+            index_vector_dim=it.ndim,
+        )
+
+    return _scatter_lower(op, x, indices, updates, numbers)
+
+
+def _scatter_lower(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value, numbers) -> ir.Value:
+    """A scatter op adding ``updates`` into ``x``, with dimension numbers
+    ``numbers(axis, indices type, updates type)``; float16/bfloat16 add up in float32 and
+    round once, like the reference."""
     xt, it, ut = (v.type for v in op.inputs)
     if ut.size == 0:
         return x
     axis = single_axis(op.attrs["axis"], xt.ndim)
     n = xt.shape[axis]
-    # take_along_axis's gather turned around: every other axis is a batch axis of both x and
-    # the indices (as jax's own transpose), so each update lands in its own row
-    batch = [d for d in range(xt.ndim) if d != axis]
-    numbers = hlo.ScatterDimensionNumbers.get(
-        update_window_dims=[],
-        inserted_window_dims=[axis],
-        input_batching_dims=batch,
-        scatter_indices_batching_dims=batch,
-        scattered_dims_to_operand_dims=[axis],
-        index_vector_dim=it.ndim,
-    )
-    return _scatter_adding(x, xt, index_i64(indices, it, n - 1, wrap=n), updates, ut, numbers)
-
-
-def _scatter_adding(
-    x: ir.Value, xt: TensorType, indices: ir.Value, updates: ir.Value, ut: TensorType, numbers
-) -> ir.Value:
-    """stablehlo.scatter adding ``updates`` into ``x`` at int64 ``indices`` as ``numbers``
-    say; float16/bfloat16 add up in float32 and round once, like the reference."""
     wide = accumulation_type(xt)
     if wide != xt:
         x = hlo.convert(ir_type(wide), x)
@@ -168,9 +166,9 @@ def _scatter_adding(
     scatter = hlo.ScatterOp(
         [ir_type(wide)],
         [x],
-        indices,
+        index_i64(indices, it, n - 1, wrap=n),
         [updates],
-        numbers,
+        numbers(axis, it, ut),
         indices_are_sorted=ir.BoolAttr.get(False),
         unique_indices=ir.BoolAttr.get(False),
     )

@@ -14,21 +14,23 @@ ops before and after and the seconds of each round under "pipeline".
 from __future__ import annotations
 
 import gc
+import pathlib
+import sys
 import time
 
 import jax
-import numpy as np
 import peer_common
 import workloads as W
-from flowjit.ir import Graph, TensorType
-from flowjit.ir.ops import creation as C
-from flowjit.ir.ops import elementwise as E
-from flowjit.ir.ops import shape as S
+from flowjit.ir import Graph
 from flowjit.passes import count_ops, default_pipeline, run_pipeline
 from flowjit.passes.pipeline import with_required
 
 import flowjit as fj
 import flowjit.numpy as fnp
+
+# the scaling test's generated program, the one the pipeline rows time
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "passes"))
+from test_scale import long_program  # noqa: E402
 
 PEER = "flowjit"
 VERSION = f"flowjit {fj.__version__} (jax {jax.__version__})"
@@ -91,35 +93,6 @@ def make_step(model: str) -> peer_common.Step:
 
 
 # pass pipeline -------------------------------------------------------------------------
-
-
-def long_program(n_ops: int) -> Graph:
-    """tests/passes/test_scale.py's program: a chain of blocks of 17 ops over f32[2,3], each
-    giving every pass work (constants to fold, neutral elements, double negations, transposes
-    and reshapes that cancel, a duplicate for cse, a dead op for dce)."""
-    f32 = np.dtype(np.float32)
-    graph = Graph("long")
-    x = graph.add_input(TensorType((2, 3), f32))
-
-    def add(opdef, *inputs, **attrs):
-        (out,) = graph.add(opdef, list(inputs), attrs)
-        return out
-
-    step = 0
-    while len(graph.ops) < n_ops:
-        step += 1
-        a = add(C.constant, value=np.array(step % 7, f32))
-        b = add(C.constant, value=np.array(0.125, f32))
-        k = add(E.mul, add(E.add, a, b), b)
-        y = add(E.mul, x, add(C.constant, value=np.array(1.0, f32)))
-        t1, t2 = add(E.tanh, y), add(E.tanh, y)
-        add(E.sin, t1)
-        t = add(S.transpose, add(S.transpose, t2, perm=(1, 0)), perm=(1, 0))
-        r = add(S.reshape, add(S.reshape, t, shape=(6,)), shape=(2, 3))
-        z = add(E.neg, add(E.neg, add(E.add, t1, r)))
-        x = add(E.mul, z, k)
-    graph.outputs = [x]
-    return graph
 
 
 def time_pipeline(graph: Graph, rounds: int) -> tuple[list[float], int]:

@@ -188,7 +188,9 @@ dynamic_update_slice = register(
 )
 
 
-def _scatter_add_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
+def _scatter_types(types: tuple[TensorType, ...], axis: int) -> tuple:
+    """A scatter's (x, indices, updates, axis), their dtypes checked and the axis made
+    non-negative."""
     check_arity(types, 3)
     x, indices, updates = types
     check_dtype(x, NUMERIC)
@@ -196,6 +198,11 @@ def _scatter_add_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType
     same_dtype((x, updates))
     axis = single_axis(axis, x.ndim)
     _check_axis_nonempty(x, axis, indices)
+    return x, indices, updates, axis
+
+
+def _scatter_add_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
+    x, indices, updates, axis = _scatter_types(types, axis)
     want = x.shape[:axis] + indices.shape + x.shape[axis + 1 :]
     if updates.shape != want:
         raise ShapeError(
@@ -237,13 +244,7 @@ scatter_add = register(
 
 
 def _scatter_add_along_axis_rule(types: tuple[TensorType, ...], *, axis: int) -> TensorType:
-    check_arity(types, 3)
-    x, indices, updates = types
-    check_dtype(x, NUMERIC)
-    check_dtype(indices, INTS, "indices")
-    same_dtype((x, updates))
-    axis = single_axis(axis, x.ndim)
-    _check_axis_nonempty(x, axis, indices)
+    x, indices, updates, axis = _scatter_types(types, axis)
     others = [d for d in range(x.ndim) if d != axis]
     if (
         updates.shape != indices.shape
