@@ -128,6 +128,9 @@ class CompiledFunction:
         self._read_only: tuple = ()  # variables traces only read
         self._stateful = False
         self._split = False  # whether calls run step by step (the function has host calls)
+        # whether a call is just the jitted pure entry's (no variables, host calls or
+        # processes to handle first)
+        self._plain = not self._across_processes
         entry = functools.partial(make_entry, static_argnames=self.static_argnames, backend=backend)
         self._pure_entry = entry(
             self._pure_body,
@@ -152,30 +155,38 @@ class CompiledFunction:
             return self._call_eagerly(args, kwargs)
         self._calls += 1
         try:
-            if self._across_processes:
-                args = self._globalize(args)
-            if self._split:
-                return self._call_steps(args, kwargs)
-            if self._stateful:
-                return self._call_with_state(self._state_entry, args, kwargs)
-            return self._pure_entry(*args, **kwargs)
-        except _StateChanged:
-            self._calls -= 1
-            return self(*args, **kwargs)
-        except _HostCalls:
-            self._calls -= 1
-            self._split = True
-            return self(*args, **kwargs)
+            if self._plain:  # (the per-call hot path: jax's C++ dispatch does the rest)
+                return self._pure_entry(*args, **kwargs)
+            return self._dispatch(args, kwargs)
         except Exception as err:
             self._calls -= 1  # only calls that ran count as hits or misses
-            if isinstance(err, TypeError):
-                # jax rejects a non-array argument in its own words; name the argument's path
-                signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-            if self._arg_shardings is not None and isinstance(err, ValueError):
-                # jax checks argument shardings before tracing: name the argument instead
-                sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-                self._input_shardings(sig, args, kwargs)
-            raise
+            return self._recover(err, args, kwargs)
+
+    def _dispatch(self, args: tuple, kwargs: dict) -> Any:
+        if self._across_processes:
+            args = self._globalize(args)
+        if self._split:
+            return self._call_steps(args, kwargs)
+        if self._stateful:
+            return self._call_with_state(self._state_entry, args, kwargs)
+        return self._pure_entry(*args, **kwargs)
+
+    def _recover(self, err: Exception, args: tuple, kwargs: dict) -> Any:
+        """After a call raised ``err``: call again if the first trace found variables
+        (_StateChanged) or host calls (_HostCalls); else raise it, naming the argument."""
+        if isinstance(err, _StateChanged):
+            return self(*args, **kwargs)
+        if isinstance(err, _HostCalls):
+            self._plain, self._split = False, True
+            return self(*args, **kwargs)
+        if isinstance(err, TypeError):
+            # jax rejects a non-array argument in its own words; name the argument's path
+            signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        if self._arg_shardings is not None and isinstance(err, ValueError):
+            # jax checks argument shardings before tracing: name the argument instead
+            sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+            self._input_shardings(sig, args, kwargs)
+        raise err
 
     def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
         written = self._written  # (list comprehensions: this is the per-step hot path)
@@ -264,7 +275,7 @@ class CompiledFunction:
             self._written += tuple(new_written)
             self._read_only = tuple(v for v in self._read_only if v not in moved)
             self._read_only += tuple(new_read)
-            self._stateful = True
+            self._stateful, self._plain = True, False
             raise _StateChanged()
 
     def _record(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:

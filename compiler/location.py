@@ -10,10 +10,18 @@ from flowjit.ir import Location
 _OWN_MODULES = ("flowjit", "jax", "jaxlib", "contextlib", "functools")
 
 
+_OWN_FILES: dict[str, bool] = {}  # file name -> whether _is_own (found by walking stacks)
+
+
 def _is_own(frame) -> bool:
     """Frames of flowjit itself, and of jax, which calls the traced function."""
-    name = frame.f_globals.get("__name__", "")
-    return name.partition(".")[0] in _OWN_MODULES
+    filename = frame.f_code.co_filename
+    own = _OWN_FILES.get(filename)
+    if own is None:
+        own = frame.f_globals.get("__name__", "").partition(".")[0] in _OWN_MODULES
+        if not filename.startswith("<"):  # ("<string>" code can come from anywhere)
+            _OWN_FILES[filename] = own
+    return own
 
 
 def user_location() -> Location | None:

@@ -8,11 +8,14 @@ Values compare by identity. Subgraphs, where an op needs them, are attributes ho
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import FlowjitError
+import numpy as np
+
+from .errors import FlowjitError, VerifyError
 from .types import TensorType
 
 
@@ -111,7 +114,7 @@ class OpDef:
             raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
         object.__setattr__(self, "no_vjp", reason)
 
-    @property
+    @functools.cached_property  # (read for every op by every pass; attrs never change)
     def graph_attrs(self) -> tuple[str, ...]:
         """Names of the attributes that hold subgraphs (control-flow ops)."""
         return tuple(name for name, kind in self.attrs.items() if kind == "graph")
@@ -141,8 +144,6 @@ def register(opdef: OpDef) -> OpDef:
 def check_attrs(opdef: OpDef, attrs: dict[str, Any], loc: Location | None = None) -> dict[str, Any]:
     """Validate ``attrs`` against the op's schema and return them in canonical form
     (schema order, sequences as tuples, floats as float, dtypes as np.dtype)."""
-    from .errors import VerifyError
-
     unknown = set(attrs) - set(opdef.attrs)
     missing = set(opdef.attrs) - set(attrs)
     if unknown or missing:
@@ -166,8 +167,6 @@ def check_attrs(opdef: OpDef, attrs: dict[str, Any], loc: Location | None = None
 
 
 def _canonical_attr(kind: str, value: Any) -> Any:
-    import numpy as np
-
     if kind == "int":
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise TypeError("expected an int")
@@ -249,7 +248,8 @@ class Op:
 
     @property
     def subgraphs(self) -> tuple["Graph", ...]:
-        return tuple(self.attrs[name] for name in self.opdef.graph_attrs)
+        names = self.opdef.graph_attrs  # (most ops have none; passes ask for every op)
+        return tuple([self.attrs[name] for name in names]) if names else ()
 
     def __repr__(self) -> str:
         return f"Op({self.opdef.name}, loc={self.loc})"

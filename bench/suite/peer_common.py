@@ -34,6 +34,11 @@ def arg_parser(doc: str, workloads_: Sequence[str] = WORKLOADS) -> argparse.Argu
     parser.add_argument("--steps", type=int, default=20, help="steps (calls) per timed round")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the rounds")
+    parser.add_argument(
+        "--started",
+        action="store_true",
+        help="start the runtime (start_runtime) before the first call is timed",
+    )
     return parser
 
 
@@ -69,6 +74,18 @@ def timed_rounds(run: Callable[[int], None], steps: int, rounds: int) -> list[fl
     return seconds
 
 
+def start_runtime() -> float:
+    """Seconds to start what jax does once per process, whatever it compiles, and no
+    compilation cache saves: its first lowering (it imports its MLIR dialects then) and
+    XLA:CPU's first matrix product (oneDNN generates its kernels then). A tiny program with
+    nothing of the workload does it, so that a first call timed after it is the function's
+    own trace, compile (or cache read) and run."""
+    start = time.perf_counter()
+    a = np.ones((8, 8), np.float32)
+    jax.block_until_ready(jax.jit(lambda a, b: a.T @ b)(a, a))
+    return time.perf_counter() - start
+
+
 def device_batches(model: str, count: int) -> list[tuple[jax.Array, ...]]:
     """``workloads.batches(model, count)``, put on the device once."""
     return [tuple(jax.device_put(a) for a in batch) for batch in workloads.batches(model, count)]
@@ -91,7 +108,9 @@ def run_training(
 ) -> None:
     """Build the step of the workload's model (``make_step(model)``), time its first call
     (trace + compile + run), record the losses of the first workloads.CHECKED_STEPS steps,
-    then (unless it is a compile_* workload) time ``rounds`` rounds of ``steps`` steps."""
+    then (unless it is a compile_* workload) time ``rounds`` rounds of ``steps`` steps.
+    With ``--started``, the runtime is started first (start_runtime)."""
+    startup = start_runtime() if opts.started else None
     batches = device_batches(MODELS[opts.workload], workloads.CHECKED_STEPS)
     step = make_step(MODELS[opts.workload])
     start = time.perf_counter()
@@ -110,6 +129,7 @@ def run_training(
         round_seconds=rounds,
         per_step_seconds=[s / opts.steps for s in rounds],
         first_call_seconds=first_call,
+        startup_seconds=startup,
         losses=losses,
     )
 

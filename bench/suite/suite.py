@@ -7,9 +7,11 @@ as JSON.
     python bench/suite/suite.py [--quick] [--json out.json] [--tf-python PATH]
 
 Rows: per-call dispatch of a compiled ``x + 1``; the MLP, CNN and LSTM training steps; the
-first call (trace + compile + run) of the MLP and LSTM steps in a fresh process, and for
-flowjit the MLP's first call again with a warm persistent cache; peak RSS of the MLP run; the
-pass pipeline's time against graph size (flowjit only).
+first call (trace + compile + run) of the MLP and LSTM steps in a fresh process; for flowjit
+and jax.jit the MLP's first call again in a second process with a warm persistent cache, and
+both first calls again timed after the runtime's start-up (peer_common.start_runtime: what
+jax does once per process, which no cache saves), with the start-up's own time; peak RSS of
+the MLP run; the pass pipeline's time against graph size (flowjit only).
 
 Peer protocol: ``PYTHON PEER.py WORKLOAD [--steps N] [--rounds R] [--warmup W]`` prints one
 line ``RESULT {json}`` with keys peer, workload, version, round_seconds (seconds of each
@@ -20,9 +22,10 @@ The peers are flowjit_peer.py, jax_peer.py and tf_peer.py (run twice, plainly an
 ``--jit``). TensorFlow's interpreter is ``--tf-python``, else $FLOWJIT_TF_PYTHON, else
 /work/tfenv/bin/python if it exists.
 
-Every flowjit process gets a fresh, empty FLOWJIT_CACHE_DIR (its persistent compilation
-cache), so that its first calls compile; the warm-cache row runs compile_mlp a second time
-on the folder the first run filled.
+Every flowjit and jax.jit process gets a fresh, empty persistent compilation cache
+(FLOWJIT_CACHE_DIR; JAX_COMPILATION_CACHE_DIR with flowjit's 10 ms threshold), so that its
+first calls compile and write the cache; the warm-cache rows run compile_mlp a second time on
+the folder the first run filled.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ ROOT = HERE.parent.parent
 REFERENCE = "jax.jit"  # ratios and loss checks are against this peer
 TF_PLAIN, TF_JIT = "tf.function", "tf.function(jit_compile)"
 DEFAULT_TF_PYTHON = "/work/tfenv/bin/python"
+CACHE_MIN_COMPILE_SECONDS = "0.01"  # flowjit's (runtime/config.py), given to jax.jit's cache too
 TIMEOUT_S = 900
 
 # workload -> (steps per round, rounds, warmup steps); on an idle 2-core CPU the full
@@ -73,7 +77,22 @@ class Peer:
     argv: list[str]  # the command, without the workload's arguments
     extra: list[str] = field(default_factory=list)  # after the workload's arguments
     missing: str | None = None  # why it cannot run
-    is_flowjit: bool = False
+    cache_vars: Callable[[str], dict[str, str]] | None = None  # env pointing its cache at a folder
+
+    @property
+    def caches(self) -> bool:
+        return self.cache_vars is not None
+
+
+def flowjit_cache(folder: str) -> dict[str, str]:
+    return {"FLOWJIT_CACHE_DIR": folder}
+
+
+def jax_cache(folder: str) -> dict[str, str]:
+    return {
+        "JAX_COMPILATION_CACHE_DIR": folder,
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": CACHE_MIN_COMPILE_SECONDS,
+    }
 
 
 def tf_python(option: str | None) -> str | None:
@@ -102,8 +121,12 @@ def make_peers(tf_option: str | None) -> list[Peer]:
     missing = tf_missing(python)
     tf_argv = [python or "python", str(HERE / "tf_peer.py")]
     return [
-        Peer("flowjit", [sys.executable, str(HERE / "flowjit_peer.py")], is_flowjit=True),
-        Peer(REFERENCE, [sys.executable, str(HERE / "jax_peer.py")]),
+        Peer(
+            "flowjit",
+            [sys.executable, str(HERE / "flowjit_peer.py")],
+            cache_vars=flowjit_cache,
+        ),
+        Peer(REFERENCE, [sys.executable, str(HERE / "jax_peer.py")], cache_vars=jax_cache),
         Peer(TF_PLAIN, tf_argv, missing=missing),
         Peer(TF_JIT, tf_argv, ["--jit"], missing=missing),
     ]
@@ -124,11 +147,12 @@ class Runner:
 
     def run(self, peer: Peer, workload: str, args: list[str], key: str = "", cache: str = ""):
         """Run ``peer`` on ``workload`` and record its result under ``key`` (default: the
-        workload). A flowjit process uses the cache folder ``cache``, else a fresh one."""
+        workload). A process of a peer with a persistent cache uses the folder ``cache``, else
+        a fresh one."""
         if peer.missing:
             return
         with tempfile.TemporaryDirectory(prefix="flowjit-cache-") as fresh:
-            env = peer_env((cache or fresh) if peer.is_flowjit else None)
+            env = peer_env(peer, cache or fresh)
             result = self._process(peer, [workload, *args, *peer.extra], env)
         self.results[key or workload][peer.name].append(result)
 
@@ -160,11 +184,11 @@ class Runner:
         return result
 
 
-def peer_env(cache_dir: str | None) -> dict[str, str]:
+def peer_env(peer: Peer, cache_dir: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if cache_dir is not None:
-        env["FLOWJIT_CACHE_DIR"] = cache_dir
+    if peer.cache_vars is not None:
+        env.update(peer.cache_vars(cache_dir))
     return env
 
 
@@ -205,13 +229,15 @@ def run_all(runner: Runner, peers: list[Peer], mode: str, only: set[str] | None)
 
 
 def run_compile(runner: Runner, peer: Peer, workload: str) -> None:
-    """One fresh process; for flowjit's MLP, a second on the cache folder the first filled."""
-    if not (peer.is_flowjit and workload == "compile_mlp"):
+    """One fresh process; for the MLP of a peer with a persistent cache, a second on the
+    cache folder the first filled, and the same pair again with the runtime started first."""
+    if not (peer.caches and workload == "compile_mlp"):
         runner.run(peer, workload, [])
         return
-    with tempfile.TemporaryDirectory(prefix="flowjit-cache-") as cache:
-        runner.run(peer, workload, [], cache=cache)
-        runner.run(peer, workload, [], key="compile_mlp_warm", cache=cache)
+    for key, args in (("compile_mlp", []), ("compile_mlp_started", ["--started"])):
+        with tempfile.TemporaryDirectory(prefix="flowjit-cache-") as cache:
+            runner.run(peer, workload, args, key=key, cache=cache)
+            runner.run(peer, workload, args, key=f"{key}_warm", cache=cache)
 
 
 # rows ----------------------------------------------------------------------------------
@@ -227,7 +253,8 @@ class Row:
     goal_text: str = ""
     throughput: bool = False  # a step time: its ratio is the inverse of the throughput's
     loss_sources: tuple[str, ...] = ()  # results keys whose losses must agree
-    flowjit_only: bool = False
+    peers: tuple[str, ...] | None = None  # the peers it has figures of (None: all)
+    warm_of: str | None = None  # a warm-cache row: the results key of the cold first calls
 
 
 def per_step(scale: float) -> Callable[[dict], list[float]]:
@@ -242,6 +269,10 @@ def rss(r: dict) -> list[float]:
     return [r["peak_rss_mb"]]
 
 
+def startup(r: dict) -> list[float]:
+    return [r["startup_seconds"]]
+
+
 STEP_GOAL, STEP_GOAL_TEXT = 1 / 0.97, "throughput >= 0.97x jax"
 
 
@@ -249,8 +280,25 @@ def step_row(label: str, workload: str) -> Row:
     return Row(label, workload, "ms", per_step(1e3), STEP_GOAL, STEP_GOAL_TEXT, True, (workload,))
 
 
-def compile_row(label: str, workload: str) -> Row:
-    return Row(label, workload, "s", first_call, 1.1, "<= 1.1x jax", loss_sources=(workload,))
+def compile_row(label: str, workload: str, **more) -> Row:
+    return Row(label, workload, "s", first_call, 1.1, "<= 1.1x jax", **more)
+
+
+CACHING = ("flowjit", REFERENCE)  # the peers with a persistent compilation cache
+
+
+def warm_row(label: str, cold: str) -> Row:
+    return Row(
+        label,
+        f"{cold}_warm",
+        "s",
+        first_call,
+        0.2,
+        "flowjit warm <= 0.2x cold",
+        loss_sources=(f"{cold}_warm", cold),
+        peers=CACHING,
+        warm_of=cold,
+    )
 
 
 ROWS = [
@@ -266,17 +314,25 @@ ROWS = [
     step_row("MLP step (ms)", "mlp"),
     step_row("CNN step (ms)", "cnn"),
     step_row("LSTM step (ms)", "lstm"),
-    compile_row("MLP first call, fresh process (s)", "compile_mlp"),
-    compile_row("LSTM first call, fresh process (s)", "compile_lstm"),
-    Row(
-        "MLP first call, warm flowjit cache (s)",
-        "compile_mlp_warm",
-        "s",
-        first_call,
-        goal_text="warm <= 0.2x cold",
-        loss_sources=("compile_mlp_warm", "compile_mlp"),
-        flowjit_only=True,
+    compile_row("MLP first call, fresh process (s)", "compile_mlp", loss_sources=("compile_mlp",)),
+    compile_row(
+        "LSTM first call, fresh process (s)", "compile_lstm", loss_sources=("compile_lstm",)
     ),
+    warm_row("MLP first call, second process, warm cache (s)", "compile_mlp"),
+    Row(
+        "runtime start-up, once per process (s)",
+        "compile_mlp_started",
+        "s",
+        startup,
+        peers=CACHING,
+    ),
+    compile_row(
+        "MLP first call after the start-up, fresh process (s)",
+        "compile_mlp_started",
+        loss_sources=("compile_mlp_started",),
+        peers=CACHING,
+    ),
+    warm_row("MLP first call after the start-up, warm cache (s)", "compile_mlp_started"),
     Row("MLP run peak RSS (MB)", "mlp", "MB", rss, 1.1, "<= 1.1x jax", loss_sources=("mlp",)),
 ]
 
@@ -341,14 +397,18 @@ def build_row(row: Row, results: dict, peers: list[Peer]) -> dict:
     cells = {
         p.name: summarize(results.get(row.workload, {}).get(p.name, []), row.values)
         for p in peers
-        if not (row.flowjit_only and not p.is_flowjit)
+        if row.peers is None or p.name in row.peers
     }
     out = {"label": row.label, "unit": row.unit, "peers": cells}
-    if row.workload == "compile_mlp_warm":
-        cold = summarize(results.get("compile_mlp", {}).get("flowjit", []), first_call)
-        r = ratio({"warm": cells.get("flowjit", {}), "cold": cold}, "warm", "cold")
-        out |= {"ratio": r, "ratio_text": "n.a." if r is None else f"warm/cold {r:.2f}"}
-        out["goal"] = f"{row.goal_text}: {judge(r, 0.2)}"
+    if row.warm_of is not None:
+        warm_cold = {}
+        for name, warm in cells.items():
+            cold = summarize(results.get(row.warm_of, {}).get(name, []), first_call)
+            warm_cold[name] = ratio({"warm": warm, "cold": cold}, "warm", "cold")
+        r = warm_cold.get("flowjit")
+        shown = ", ".join(f"{n} {x:.2f}" for n, x in warm_cold.items() if x is not None)
+        out |= {"ratio": r, "warm_cold": warm_cold, "ratio_text": f"warm/cold: {shown or 'n.a.'}"}
+        out["goal"] = f"{row.goal_text}: {judge(r, row.goal)}"
     else:
         r = ratio(cells, "flowjit", REFERENCE)
         out |= {"ratio": r, "ratio_text": ratio_text(r, row.throughput)}
@@ -364,6 +424,8 @@ def ratio_text(r: float | None, throughput: bool) -> str:
 
 
 def goal_text(row: Row, r: float | None, vs_tf: float | None) -> str:
+    if row.goal is None:
+        return ""
     text = f"{row.goal_text}: {judge(r, row.goal)}"
     if row.workload == "dispatch":
         tf = "n.a." if vs_tf is None else f"{vs_tf:.2f}x, {judge(vs_tf, 0.5)}"
