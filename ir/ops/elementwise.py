@@ -141,6 +141,8 @@ def _convert_rule(types: tuple[TensorType, ...], *, dtype: np.dtype) -> TensorTy
 
 
 def _convert_ref(x: np.ndarray, *, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind in "iu" and x.dtype.kind in "fV":
+        return _float_to_int(x, dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         if x.dtype.kind == "V" or dtype.kind == "V":  # bfloat16 goes through float32
             return (
@@ -149,13 +151,26 @@ def _convert_ref(x: np.ndarray, *, dtype: np.dtype) -> np.ndarray:
         return x.astype(dtype)
 
 
+def _float_to_int(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Floats to integers as XLA converts them (numpy leaves the rest to the platform):
+    truncated toward zero, saturating at the type's range, NaN to 0."""
+    info = np.iinfo(dtype)
+    t = np.nan_to_num(np.trunc(x.astype(np.float64)), nan=0.0, posinf=np.inf, neginf=-np.inf)
+    high, low = t >= float(info.max), t <= float(info.min)  # (float(max) may round up)
+    inside = ~(high | low)
+    out = np.empty(x.shape, dtype)
+    out[high], out[low] = info.max, info.min
+    out[inside] = t[inside].astype(dtype)
+    return out
+
+
 convert = register(
     OpDef(
         "convert",
         _convert_rule,
         _convert_ref,
         attrs={"dtype": "dtype"},
-        doc="x.astype(dtype); float -> int truncates toward zero",
+        doc="x.astype(dtype); float -> int truncates toward zero, saturates, NaN -> 0",
     )
 )
 

@@ -45,86 +45,123 @@ def nonneg_base(rng, dt):
     return [a, b], {}
 
 
-CASES = [
-    OpCase(E.neg, SIGNED_AND_FLOATS, unary(), np.negative),
-    OpCase(E.abs_, NUMERIC, unary(), np.abs),
-    OpCase(E.sign, NUMERIC, unary(), np.sign),
-    OpCase(E.exp, FLOATS, unary(), np.exp),
-    OpCase(E.expm1, FLOATS, unary(), np.expm1),
-    OpCase(E.log, FLOATS, unary(0.1, 5), np.log),
-    OpCase(E.log1p, FLOATS, unary(-0.5, 5), np.log1p),
-    OpCase(E.sqrt, FLOATS, unary(0, 5), np.sqrt),
-    OpCase(E.rsqrt, FLOATS, unary(0.1, 5), lambda x: 1 / np.sqrt(x)),
-    OpCase(E.sin, FLOATS, unary(), np.sin),
-    OpCase(E.cos, FLOATS, unary(), np.cos),
-    OpCase(E.tan, FLOATS, unary(-1.2, 1.2), np.tan, tol_scale=4),
-    OpCase(E.tanh, FLOATS, unary(), np.tanh),
-    OpCase(E.logistic, FLOATS, unary(), lambda x: 1 / (1 + np.exp(-x))),
-    OpCase(E.erf, FLOATS, unary(), np.vectorize(math.erf)),
-    OpCase(E.floor, FLOATS, unary(), np.floor),
-    OpCase(E.ceil, FLOATS, unary(), np.ceil),
-    OpCase(
-        E.round_,
-        FLOATS,
-        lambda rng, dt: (
-            [np.array([0.5, 1.5, 2.5, -0.5, -1.7, 3.2], dt) + rand(rng, (6,), dt, 0, 0)],
-            {},
+CASES = (
+    [
+        OpCase(E.neg, SIGNED_AND_FLOATS, unary(), np.negative),
+        OpCase(E.abs_, NUMERIC, unary(), np.abs),
+        OpCase(E.sign, NUMERIC, unary(), np.sign),
+        OpCase(E.exp, FLOATS, unary(), np.exp),
+        OpCase(E.expm1, FLOATS, unary(), np.expm1),
+        OpCase(E.log, FLOATS, unary(0.1, 5), np.log),
+        OpCase(E.log1p, FLOATS, unary(-0.5, 5), np.log1p),
+        OpCase(E.sqrt, FLOATS, unary(0, 5), np.sqrt),
+        OpCase(E.rsqrt, FLOATS, unary(0.1, 5), lambda x: 1 / np.sqrt(x)),
+        OpCase(E.sin, FLOATS, unary(), np.sin),
+        OpCase(E.cos, FLOATS, unary(), np.cos),
+        OpCase(E.tan, FLOATS, unary(-1.2, 1.2), np.tan, tol_scale=4),
+        OpCase(E.tanh, FLOATS, unary(), np.tanh),
+        OpCase(E.logistic, FLOATS, unary(), lambda x: 1 / (1 + np.exp(-x))),
+        OpCase(E.erf, FLOATS, unary(), np.vectorize(math.erf)),
+        OpCase(E.floor, FLOATS, unary(), np.floor),
+        OpCase(E.ceil, FLOATS, unary(), np.ceil),
+        OpCase(
+            E.round_,
+            FLOATS,
+            lambda rng, dt: (
+                [np.array([0.5, 1.5, 2.5, -0.5, -1.7, 3.2], dt) + rand(rng, (6,), dt, 0, 0)],
+                {},
+            ),
+            np.round,
+            grad_make=unary(),  # ties are jumps, where the gradient is undefined
         ),
-        np.round,
-        grad_make=unary(),  # ties are jumps, where the gradient is undefined
-    ),
-    OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
-    OpCase(E.stop_gradient, ANY, unary(), lambda x: x),
-    OpCase(
-        E.isfinite,
-        FLOATS,
-        lambda rng, dt: (
-            [np.array([1, np.inf, -np.inf, np.nan], dt) * rand(rng, (4,), dt, 1, 2)],
-            {},
+        OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
+        OpCase(E.stop_gradient, ANY, unary(), lambda x: x),
+        OpCase(
+            E.isfinite,
+            FLOATS,
+            lambda rng, dt: (
+                [np.array([1, np.inf, -np.inf, np.nan], dt) * rand(rng, (4,), dt, 1, 2)],
+                {},
+            ),
+            np.isfinite,
         ),
-        np.isfinite,
-    ),
-    OpCase(E.add, NUMERIC, binary(), np.add),
-    OpCase(E.sub, NUMERIC, binary(), np.subtract),
-    OpCase(E.mul, NUMERIC, binary(), np.multiply),
-    OpCase(E.div, FLOATS, binary(nonzero=True), np.true_divide),
-    OpCase(E.floor_divide, NUMERIC, division, np.floor_divide),
-    OpCase(E.remainder, NUMERIC, division, np.mod),
-    OpCase(E.pow_, NUMERIC, nonneg_base, np.power, tol_scale=4),
-    OpCase(E.max_, NUMERIC, binary(), np.maximum),
-    OpCase(E.min_, NUMERIC, binary(), np.minimum),
-    OpCase(E.atan2, FLOATS, binary(), np.arctan2),
-    OpCase(E.and_, INTS_AND_BOOL, binary(), np.bitwise_and),
-    OpCase(E.or_, INTS_AND_BOOL, binary(), np.bitwise_or),
-    OpCase(E.xor, INTS_AND_BOOL, binary(), np.bitwise_xor),
-    OpCase(E.eq, ANY, binary(-1, 1), np.equal),
-    OpCase(E.ne, ANY, binary(-1, 1), np.not_equal),
-    OpCase(E.lt, ANY, binary(-1, 1), np.less),
-    OpCase(E.le, ANY, binary(-1, 1), np.less_equal),
-    OpCase(E.gt, ANY, binary(-1, 1), np.greater),
-    OpCase(E.ge, ANY, binary(-1, 1), np.greater_equal),
-    OpCase(
-        E.select,
-        ANY,
-        lambda rng, dt: (
-            [rand(rng, (3, 1), np.bool_), rand(rng, (1, 4), dt), rand(rng, (4,), dt)],
-            {},
+        OpCase(E.add, NUMERIC, binary(), np.add),
+        OpCase(E.sub, NUMERIC, binary(), np.subtract),
+        OpCase(E.mul, NUMERIC, binary(), np.multiply),
+        OpCase(E.div, FLOATS, binary(nonzero=True), np.true_divide),
+        OpCase(E.floor_divide, NUMERIC, division, np.floor_divide),
+        OpCase(E.remainder, NUMERIC, division, np.mod),
+        OpCase(E.pow_, NUMERIC, nonneg_base, np.power, tol_scale=4),
+        OpCase(E.max_, NUMERIC, binary(), np.maximum),
+        OpCase(E.min_, NUMERIC, binary(), np.minimum),
+        OpCase(E.atan2, FLOATS, binary(), np.arctan2),
+        OpCase(E.and_, INTS_AND_BOOL, binary(), np.bitwise_and),
+        OpCase(E.or_, INTS_AND_BOOL, binary(), np.bitwise_or),
+        OpCase(E.xor, INTS_AND_BOOL, binary(), np.bitwise_xor),
+        OpCase(E.eq, ANY, binary(-1, 1), np.equal),
+        OpCase(E.ne, ANY, binary(-1, 1), np.not_equal),
+        OpCase(E.lt, ANY, binary(-1, 1), np.less),
+        OpCase(E.le, ANY, binary(-1, 1), np.less_equal),
+        OpCase(E.gt, ANY, binary(-1, 1), np.greater),
+        OpCase(E.ge, ANY, binary(-1, 1), np.greater_equal),
+        OpCase(
+            E.select,
+            ANY,
+            lambda rng, dt: (
+                [rand(rng, (3, 1), np.bool_), rand(rng, (1, 4), dt), rand(rng, (4,), dt)],
+                {},
+            ),
+            np.where,
         ),
-        np.where,
-    ),
-] + [
-    OpCase(
-        E.convert,
-        ANY,
-        lambda rng, dt, to=to: (
-            [rand(rng, (2, 5), dt, 0 if np.dtype(to).kind == "u" else -3, 100)],
-            {"dtype": to},
-        ),
-        lambda x, dtype: x.astype(dtype),
-        name=f"convert_to_{np.dtype(to).name}",
-    )
-    for to in ANY
-]
+    ]
+    + [
+        OpCase(
+            E.convert,
+            ANY,
+            lambda rng, dt, to=to: (
+                [rand(rng, (2, 5), dt, 0 if np.dtype(to).kind == "u" else -3, 100)],
+                {"dtype": to},
+            ),
+            lambda x, dtype: x.astype(dtype),
+            name=f"convert_to_{np.dtype(to).name}",
+        )
+        for to in ANY
+    ]
+    + [
+        OpCase(
+            E.convert,
+            FLOATS,
+            lambda rng, dt, to=to: ([_out_of_range(dt)], {"dtype": to}),
+            lambda x, dtype: _saturated(x, dtype),
+            name=f"saturating_convert_to_{np.dtype(to).name}",
+        )
+        for to in map(
+            np.dtype, (np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64)
+        )
+    ]
+)
+
+
+def _saturated(x: np.ndarray, dtype) -> np.ndarray:
+    """Float to integer as XLA converts: toward zero, clamped to the range, NaN to 0 (in
+    Python integers, exact for every type)."""
+    info = np.iinfo(dtype)
+    clamp = lambda v: min(max(math.trunc(v), info.min), info.max)  # noqa: E731
+    values = [
+        0 if math.isnan(v) else clamp(v) if math.isfinite(v) else (info.max if v > 0 else info.min)
+        for v in x.astype(np.float64).ravel()
+    ]
+    return np.array(values, dtype).reshape(x.shape)
+
+
+def _out_of_range(dtype) -> np.ndarray:
+    """NaN, infinities and values beyond every integer type's range, as ``dtype``."""
+    values = [
+        [np.nan, np.inf, -np.inf, -1e30, 1e30, -1.5],
+        [-0.5, 0.7, 300.5, -200.5, 7e4, 2.0**63],
+    ]
+    with np.errstate(over="ignore"):  # (1e30 is inf in float16)
+        return np.array(values).astype(dtype)
 
 
 @pytest.mark.parametrize("case, dtype", params(CASES))
