@@ -4,7 +4,15 @@ The entry point is ``jax.jit`` over ``_body`` (runtime/plan.py): jax's C++ dispa
 executable for a known signature with no Python work of ours. On a signature jax has not seen,
 ``_body`` runs with tracers: it looks up (or makes) flowjit's trace for the signature, then binds
 the cluster primitive. flowjit's own cache, keyed on flowjit signatures, decides when the user
-function is traced again."""
+function is traced again.
+
+Threads may call compiled functions at once. A pure call takes no lock of ours (jax's dispatch
+is thread safe). A call with variables holds their locks (runtime/variables.py) from reading
+their values to rebinding the new ones, so steps over common variables, of one function or of
+several, run one at a time. Tracing, the trace caches and the state layouts are guarded by
+``_TRACING``: a thread holding it never waits for a variable's lock, and a thread inside jax's
+trace of an entry never waits for it (_Busy), so these locks and jax's own waits for a trace in
+another thread form no cycle (for host calls that run compiled functions, see _call_steps)."""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -22,7 +31,7 @@ import numpy as np
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax, jnp
-from flowjit.ir import Graph, LoweringError, ShardingError, Value, print_graph
+from flowjit.ir import DonationError, Graph, LoweringError, ShardingError, Value, print_graph
 from flowjit.ir.ops import host as H
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
 from flowjit.runtime import (
@@ -38,9 +47,11 @@ from flowjit.runtime import (
 )
 
 from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
+from flowjit.runtime.variables import VariableLocks
 
 from .dump import dump_compilation
 from .eager import EagerContext
+from .nan_check import has_nan, nan_origin
 from .sharding import constrain, function_mesh, keep_sharding, specs_per_leaf
 from .signature import Signature, argument_name, dynamic_part, signature_of
 from .tensor import Tensor
@@ -48,6 +59,14 @@ from .trace import TraceContext
 
 logger = logging.getLogger("flowjit")
 RETRACE_WARNING_AFTER = 5
+
+# One trace at a time in the process: the stacks of trace contexts (compiler/trace.py) and of
+# entered meshes (runtime/sharding.py) are the process's. Reentrant, for a trace that calls a
+# compiled function. Also guards each function's trace cache and state layout. Held only for
+# flowjit's own work on a signature it has not seen (XLA compiles outside it), so it is never
+# in a call's way once every signature is traced. Inside a jax trace a thread only tries it
+# (see _Busy).
+_TRACING = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -68,15 +87,58 @@ class TraceRecord:
     out_treedef: Any
     in_shardings: list  # per argument leaf: its NamedSharding, or None
     out_shardings: list  # per result leaf
+    variables: dict  # the traced graph's variable handles' names -> the variables
 
     @property
     def graph(self) -> Graph:
         return self.pipeline.graph
 
 
+class _StateLayout:
+    """The variables a function's stateful entry takes: the values of ``written`` (donated)
+    then of ``read_only``; and their locks. A function's layout is replaced, never changed, and
+    only while the locks of the one it replaces are held: a call holding them sees its layout
+    stay the same until it has rebound the variables."""
+
+    __slots__ = ("written", "read_only", "locks")
+
+    def __init__(self, written: tuple = (), read_only: tuple = ()):
+        self.written, self.read_only = written, read_only
+        self.locks = VariableLocks(written + read_only)
+
+    def fits(self, plan: Plan) -> bool:
+        """Whether the entry called with this layout feeds every variable ``plan`` reads
+        and donates every one it writes."""
+        # sets, not tuples: `in` on a tuple would compare variables with == (a traced read)
+        written = set(self.written)
+        known = written | set(self.read_only)
+        return written.issuperset(plan.state_outputs) and known.issuperset(plan.state_inputs)
+
+    def grown(self, plan: Plan) -> "_StateLayout":
+        """This layout with the variables ``plan`` uses added (one it writes moves from
+        read_only to written)."""
+        written, known = set(self.written), set(self.written) | set(self.read_only)
+        new_written = [v for v in plan.state_outputs if v not in written]
+        moved = set(new_written)
+        new_read = [v for v in plan.state_inputs if v not in known and v not in moved]
+        read_only = tuple(v for v in self.read_only if v not in moved)
+        return _StateLayout(self.written + tuple(new_written), read_only + tuple(new_read))
+
+
 class _StateChanged(Exception):
-    """Raised inside a jax trace when a flowjit trace touches variables the entry was not
-    called with; the call then starts over with the new state layout."""
+    """Raised inside a jax trace when the flowjit trace's ``plan`` uses variables the entry
+    was not called with; the call then grows the state layout and starts over."""
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self.plan = plan
+
+
+class _Busy(Exception):
+    """Raised inside a jax trace when another thread holds _TRACING. Waiting there could
+    deadlock: jax lets one thread trace a jitted function for given argument types and makes
+    the others wait for it, and the holder, tracing a function that calls this one, may be
+    waiting for this very jax trace. The call leaves jax's trace, waits, and starts over."""
 
 
 class _HostCalls(Exception):
@@ -123,9 +185,9 @@ class CompiledFunction:
         )
         self._traces: dict[tuple, TraceRecord] = {}
         self._last: TraceRecord | None = None
+        # (+= on an int attribute is atomic under the GIL: no thread switch inside it)
         self._calls = 0
-        self._written: tuple = ()  # variables some trace writes, in donation order
-        self._read_only: tuple = ()  # variables traces only read
+        self._layout = _StateLayout()  # the variables the traces use
         self._stateful = False
         self._split = False  # whether calls run step by step (the function has host calls)
         # whether a call is just the jitted pure entry's (no variables, host calls or
@@ -151,8 +213,13 @@ class CompiledFunction:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if config.eager:
-            return self._call_eagerly(args, kwargs)
+        if config.eager or config.check_nans:  # (debugging modes, docs/debugging.md)
+            if config.eager:
+                return self._call_eagerly(args, kwargs)
+            return self._call_checking_nans(args, kwargs)
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
         self._calls += 1
         try:
             if self._plain:  # (the per-call hot path: jax's C++ dispatch does the rest)
@@ -173,12 +240,20 @@ class CompiledFunction:
 
     def _recover(self, err: Exception, args: tuple, kwargs: dict) -> Any:
         """After a call raised ``err``: call again if the first trace found variables
-        (_StateChanged) or host calls (_HostCalls); else raise it, naming the argument."""
+        (_StateChanged) or host calls (_HostCalls), or if another thread was tracing (_Busy);
+        else raise it, naming the argument."""
         if isinstance(err, _StateChanged):
+            self._grow_layout(err.plan)
+            return self(*args, **kwargs)
+        if isinstance(err, _Busy):
+            with _TRACING:  # (out of jax's trace: wait for the other thread's trace to end)
+                pass
             return self(*args, **kwargs)
         if isinstance(err, _HostCalls):
             self._plain, self._split = False, True
             return self(*args, **kwargs)
+        if isinstance(err, RuntimeError) and "deleted" in str(err):
+            self._check_not_donated(args, kwargs)
         if isinstance(err, TypeError):
             # jax rejects a non-array argument in its own words; name the argument's path
             signature_of(args, kwargs, self.static_argnums, self.static_argnames)
@@ -188,18 +263,82 @@ class CompiledFunction:
             self._input_shardings(sig, args, kwargs)
         raise err
 
-    def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
-        written = self._written  # (list comprehensions: this is the per-step hot path)
-        out, new, token = entry(
-            tuple([v._value for v in written]),
-            tuple([v._value for v in self._read_only]),
-            *args,
-            **kwargs,
+    def _check_not_donated(self, args: tuple, kwargs: dict) -> None:
+        """Raise DonationError naming an argument whose buffer an earlier call was donated."""
+        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        leaves = jax.tree_util.tree_leaves(
+            dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
         )
-        for variable, value in zip(written, new):
-            variable._rebind(value)  # the old array was donated to this step
-        bound_in_flight(out, token)
+        for path, leaf in zip(sig.paths, leaves):
+            if isinstance(leaf, jax.Array) and leaf.is_deleted():
+                raise DonationError(
+                    f"{self.name}: {path} was donated to an earlier call (donate_argnums) and "
+                    "its buffer is gone; pass a new array, or keep a copy (jnp.copy(x)) before "
+                    "the call that donates it"
+                ) from None
+
+    def _call_checking_nans(self, args: tuple, kwargs: dict) -> Any:
+        """A call with ``check_nans`` on (docs/errors.md, E11): the arguments and every
+        variable the trace uses are copied to the host first; if a result or a new variable
+        value holds NaN, the variables the call wrote get their old values back and the
+        traced graph runs again on the reference interpreter to name the op that made it."""
+        record, leaves = self._prepare(args, kwargs)  # (traces a new signature first)
+        inputs = [np.array(x) for x in leaves]  # (copies: the call may donate the arguments)
+        before = {name: np.array(v.value) for name, v in record.variables.items()}
+        out = self._call(args, kwargs)
+        written = {id(v) for v in record.plan.state_outputs}
+        where = [f"result {i}" for i, x in enumerate(jax.tree_util.tree_leaves(out)) if has_nan(x)]
+        where += [
+            f"variable {name!r}"
+            for name, v in record.variables.items()
+            if id(v) in written and has_nan(v.value)
+        ]
+        if where:
+            for name, v in record.variables.items():
+                if id(v) in written:
+                    v.set_value(before[name])
+            raise nan_origin(self.name, record.traced, inputs, before, where[0])
         return out
+
+    def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
+        layout = self._locked_layout()  # (list comprehensions: this is the per-step hot path)
+        try:
+            out, new, token = entry(
+                tuple([v._value for v in layout.written]),
+                tuple([v._value for v in layout.read_only]),
+                *args,
+                **kwargs,
+            )
+            for variable, value in zip(layout.written, new):
+                variable._rebind(value)  # the old array was donated to this step
+        finally:
+            layout.locks.release()
+        bound_in_flight(out, token)  # (it may wait: not while holding the variables)
+        return out
+
+    def _locked_layout(self) -> _StateLayout:
+        """The state layout, with its variables' locks taken (the caller releases them)."""
+        while True:
+            layout = self._layout
+            layout.locks.acquire()
+            if layout is self._layout:
+                return layout
+            layout.locks.release()  # it grew while we waited: take the new one's
+
+    def _grow_layout(self, plan: Plan) -> None:
+        """Make the state layout feed the variables ``plan`` uses; calls then take the
+        stateful entry."""
+        if self.mesh is not None:  # (before any is fed: a failure changes no layout)
+            for variable in {*plan.state_inputs, *plan.state_outputs}:
+                variable.place_on(self.mesh, self.name)
+        layout = self._locked_layout()
+        try:
+            with _TRACING:
+                if not layout.fits(plan):
+                    self._layout = layout.grown(plan)
+                self._stateful, self._plain = True, False
+        finally:
+            layout.locks.release()
 
     def _call_steps(self, args: tuple, kwargs: dict) -> Any:
         """A call run step by step (the function has host calls): variables are read before
@@ -215,38 +354,43 @@ class CompiledFunction:
         if self.mesh is not None:
             for variable in plan.state_inputs:
                 variable.place_on(self.mesh, self.name)
-        outs, new_values = run_plan(plan, leaves, {v: v._value for v in plan.state_inputs})
+        # the variables are held through every step, host calls included: a host call that
+        # calls a compiled function on them (in this thread) does not wait, another thread does
+        with plan.variable_locks:
+            outs, new_values = run_plan(plan, leaves, {v: v._value for v in plan.state_inputs})
+            for variable, value in new_values.items():
+                if variable.sharding is not None:
+                    value = jax.device_put(value, variable.sharding)
+                variable._rebind(value)
         outs = [
             x if s is None else jax.device_put(x, s) for x, s in zip(outs, record.out_shardings)
         ]
-        for variable, value in new_values.items():
-            if variable.sharding is not None:
-                value = jax.device_put(value, variable.sharding)
-            variable._rebind(value)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs)
 
     # -- tracing ---------------------------------------------------------------------------
     def _pure_body(self, *args: Any, **kwargs: Any) -> Any:
         record, leaves = self._traced_prepare(args, kwargs)
-        if record.plan.stateful:
-            self._learn_state(record.plan)
+        if record.plan.stateful:  # (the pure entry feeds no variable)
+            raise _StateChanged(record.plan)
         outs, _ = run_plan(record.plan, leaves)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs)
 
     def _state_body(self, written: tuple, read_only: tuple, *args: Any, **kwargs: Any) -> Any:
         record, leaves = self._traced_prepare(args, kwargs)
-        self._learn_state(record.plan)
-        values = dict(zip(self._written, written))
-        values.update(zip(self._read_only, read_only))
+        layout = self._layout  # the one the entry was called with: the caller holds its locks
+        if not layout.fits(record.plan):
+            raise _StateChanged(record.plan)
+        values = dict(zip(layout.written, written))
+        values.update(zip(layout.read_only, read_only))
         outs, new_values = run_plan(record.plan, leaves, values)
         # a variable this trace does not write passes through (donated, so still rebound)
-        new_written = tuple(keep_sharding(v, new_values.get(v, values[v])) for v in self._written)
+        new_written = tuple(keep_sharding(v, new_values.get(v, values[v])) for v in layout.written)
         token = step_token(outs, new_written)
         return jax.tree_util.tree_unflatten(record.out_treedef, outs), new_written, token
 
-    def _prepare(self, args: tuple, kwargs: dict) -> tuple["TraceRecord", list]:
+    def _prepare(self, args: tuple, kwargs: dict, wait: bool = True) -> tuple["TraceRecord", list]:
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-        record = self._record(sig, args, kwargs)
+        record = self._record(sig, args, kwargs, wait)
         leaves = jax.tree_util.tree_leaves(
             dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
         )
@@ -255,48 +399,42 @@ class CompiledFunction:
     def _traced_prepare(self, args: tuple, kwargs: dict) -> tuple["TraceRecord", list]:
         """_prepare under the jitted entry, which cannot run host calls: a plan with them
         switches the function to running step by step."""
-        record, leaves = self._prepare(args, kwargs)
+        record, leaves = self._prepare(args, kwargs, wait=False)
         if record.plan.split:
             raise _HostCalls()
         return record, leaves
 
-    def _learn_state(self, plan: Plan) -> None:
-        """Raise _StateChanged (after updating the layout) if ``plan`` uses variables the
-        current entry call was not given, or writes one it was given as read-only."""
-        # sets, not tuples: `in` on a tuple would compare variables with == (a traced read)
-        written, known = set(self._written), set(self._written) | set(self._read_only)
-        new_written = [v for v in plan.state_outputs if v not in written]
-        moved = set(new_written)
-        new_read = [v for v in plan.state_inputs if v not in known and v not in moved]
-        if new_written or new_read or not self._stateful:
-            if self.mesh is not None:  # (before any is fed: a failure changes no layout)
-                for variable in (*new_written, *new_read):
-                    variable.place_on(self.mesh, self.name)
-            self._written += tuple(new_written)
-            self._read_only = tuple(v for v in self._read_only if v not in moved)
-            self._read_only += tuple(new_read)
-            self._stateful, self._plain = True, False
-            raise _StateChanged()
-
-    def _record(self, sig: Signature, args: tuple, kwargs: dict) -> TraceRecord:
+    def _record(self, sig: Signature, args: tuple, kwargs: dict, wait: bool) -> TraceRecord:
+        """The trace of ``sig``, traced now if no thread has traced it. Without ``wait`` (in
+        a jax trace), raise _Busy rather than wait for another thread's trace."""
         record = self._traces.get(sig.key)
         if record is None:
-            record = self._trace(sig, args, kwargs)
-            if self._last is not None:
-                change = self._last.signature.describe_change(sig, self._params)
-                logger.info("retracing %s (trace %d): %s", self.name, len(self._traces) + 1, change)
-                if len(self._traces) > RETRACE_WARNING_AFTER:
-                    logger.warning(
-                        "%s has been traced %d times (a retrace compiles again); this "
-                        "time %s. Keep shapes and dtypes fixed between calls, or pass "
-                        "values that change as arrays rather than static arguments.",
-                        self.name,
-                        len(self._traces) + 1,
-                        change,
-                    )
-            self._traces[sig.key] = record
+            if not _TRACING.acquire(blocking=wait):
+                raise _Busy()
+            try:  # (threads missing on one signature at once trace it once)
+                record = self._traces.get(sig.key)
+                if record is None:
+                    record = self._trace(sig, args, kwargs)
+                    if self._last is not None:
+                        self._log_retrace(sig)
+                    self._traces[sig.key] = record
+            finally:
+                _TRACING.release()
         self._last = record
         return record
+
+    def _log_retrace(self, sig: Signature) -> None:
+        change = self._last.signature.describe_change(sig, self._params)
+        logger.info("retracing %s (trace %d): %s", self.name, len(self._traces) + 1, change)
+        if len(self._traces) > RETRACE_WARNING_AFTER:
+            logger.warning(
+                "%s has been traced %d times (a retrace compiles again); this "
+                "time %s. Keep shapes and dtypes fixed between calls, or pass "
+                "values that change as arrays rather than static arguments.",
+                self.name,
+                len(self._traces) + 1,
+                change,
+            )
 
     def _call_fn(self, tensors: list, sig: Signature, args: tuple, kwargs: dict) -> tuple:
         """Call the user's function on ``tensors`` (its dynamic argument leaves) and its
@@ -364,7 +502,10 @@ class CompiledFunction:
             (time.perf_counter() - traced_at) * 1e3,
             len(pipeline.graph.ops),
         )
-        return TraceRecord(sig, ctx.graph, pipeline, plan, out_treedef, in_shardings, out_shardings)
+        variables = {handle.name: variable for variable, handle in ctx.variables.items()}
+        return TraceRecord(
+            sig, ctx.graph, pipeline, plan, out_treedef, in_shardings, out_shardings, variables
+        )
 
     # -- shardings -------------------------------------------------------------------------
     def _to_named(self, tree: Any, what: str) -> Any:
@@ -476,12 +617,21 @@ class CompiledFunction:
             if not self._stateful:
                 jax_lowered = self._pure_entry.lower(*args, **kwargs)
             else:
-                states = (
-                    tuple(v.value for v in self._written),
-                    tuple(v.value for v in self._read_only),
-                )
-                jax_lowered = self._state_entry.lower(*states, *args, **kwargs)
-        except _StateChanged:
+                layout = self._locked_layout()
+                try:
+                    states = (
+                        tuple(v.value for v in layout.written),
+                        tuple(v.value for v in layout.read_only),
+                    )
+                    jax_lowered = self._state_entry.lower(*states, *args, **kwargs)
+                finally:
+                    layout.locks.release()
+        except _StateChanged as changed:
+            self._grow_layout(changed.plan)
+            return self.lower(*args, **kwargs)
+        except _Busy:
+            with _TRACING:
+                pass
             return self.lower(*args, **kwargs)
         except _HostCalls:
             jax_lowered = None  # compiled cluster by cluster

@@ -24,8 +24,8 @@ def device(d: Any) -> Iterator[None]:
     name such as ``"cpu:1"``)."""
     name = d if isinstance(d, str) else device_name(d)
     find_device(name)  # an unknown device fails here, at the user's line
-    device_scopes.append(name)
+    device_scopes().append(name)
     try:
         yield
     finally:
-        device_scopes.pop()
+        device_scopes().pop()

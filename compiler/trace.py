@@ -4,6 +4,7 @@ the context's graph, stamped with the user's source line."""
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,8 +15,22 @@ from flowjit.ir.ops import creation, elementwise
 
 from .location import user_location
 
-_STACK: list["TraceContext"] = []
-device_scopes: list[str] = []  # the devices of the enclosing fj.device scopes, innermost last
+
+class _PerThread(threading.local):
+    """What a thread is tracing: each thread traces on its own (threads may call compiled
+    functions at once)."""
+
+    def __init__(self) -> None:
+        self.stack: list[TraceContext] = []  # the trace contexts entered, innermost last
+        self.devices: list[str] = []  # the devices of the enclosing fj.device scopes
+
+
+_THREAD = _PerThread()
+
+
+def device_scopes() -> list[str]:
+    """This thread's enclosing fj.device scopes' devices, innermost last."""
+    return _THREAD.devices
 
 
 class TraceContext:
@@ -62,11 +77,11 @@ class TraceContext:
         return self.captured[outer]
 
     def __enter__(self) -> "TraceContext":
-        _STACK.append(self)
+        _THREAD.stack.append(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        _STACK.pop()
+        _THREAD.stack.pop()
 
     def input(self, type_: TensorType):
         from .tensor import Tensor
@@ -75,17 +90,18 @@ class TraceContext:
 
 
 def tracing() -> bool:
-    return bool(_STACK)
+    return bool(_THREAD.stack)
 
 
 def current() -> TraceContext:
-    if not _STACK:
+    stack = _THREAD.stack
+    if not stack:
         raise TracingError(
             "flowjit.numpy functions work on Tensors inside a function compiled with "
             "@fj.compile; outside one, use numpy or jax.numpy",
             loc=user_location(),
         )
-    return _STACK[-1]
+    return stack[-1]
 
 
 def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
@@ -102,7 +118,8 @@ def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
         if not isinstance(x, Tensor):
             raise TypeError(f"internal: emit({opdef.name}) got {type(x).__name__}")
         values.append(ctx.capture(x, opdef.name))
-    device = device_scopes[-1] if device_scopes else None
+    devices = _THREAD.devices
+    device = devices[-1] if devices else None
     outs = ctx.graph.add(opdef, values, attrs, user_location(), device)
     tensors = tuple(Tensor(v, ctx) for v in outs)
     return tensors[0] if len(tensors) == 1 else tensors

@@ -47,14 +47,11 @@ class Progress:
         sys.stderr.flush()
 
 
-def train_and_evaluate(logits, params, data, opts, start: float) -> None:
-    """Train ``params`` with Adam on ``softmax_cross_entropy(logits(x), y)`` for
-    ``opts.epochs`` epochs of ``opts.batch``-sized batches, then print the test accuracy."""
+def compiled_steps(logits, params, optimizer):
+    """The compiled training step (``optimizer`` on the mean softmax cross-entropy of
+    ``logits(x)``; returns the loss) and the compiled accuracy of ``logits``."""
     import flowjit as fj
     import flowjit.numpy as fnp
-
-    train_x, train_y, test_x, test_y = data
-    optimizer = fj.optim.Adam(opts.lr)
 
     @fj.compile
     def train_step(x, y):
@@ -66,6 +63,16 @@ def train_and_evaluate(logits, params, data, opts, start: float) -> None:
     def accuracy(x, y):
         return (fnp.argmax(logits(x), axis=-1) == y).astype(fnp.float32).mean()
 
+    return train_step, accuracy
+
+
+def train_and_evaluate(logits, params, data, opts, start: float) -> None:
+    """Train ``params`` with Adam on ``softmax_cross_entropy(logits(x), y)`` for
+    ``opts.epochs`` epochs of ``opts.batch``-sized batches, then print the test accuracy."""
+    import flowjit as fj
+
+    train_x, train_y, test_x, test_y = data
+    train_step, accuracy = compiled_steps(logits, params, fj.optim.Adam(opts.lr))
     rng = np.random.default_rng(1)
     progress = Progress(opts.epochs)
     for epoch in range(opts.epochs):

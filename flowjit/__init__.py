@@ -21,11 +21,13 @@ from .compiler.host import print_ as print  # noqa: A001  (fj.print, as API.md n
 from .runtime import config
 from .ir import (
     CheckpointError,
+    DonationError,
     DTypeError,
     FlowjitError,
     GradientError,
     HostCallError,
     LoweringError,
+    NaNError,
     ParseError,
     PassError,
     ShapeError,
@@ -54,6 +56,8 @@ __all__ = [
     "P",
     "with_sharding",
     "ShardingError",
+    "NaNError",
+    "DonationError",
     "distributed",
     "TypeMismatchError",
     "GradientError",

@@ -4,11 +4,13 @@ from . import ops  # noqa: F401  (registers every op)
 from .core import OPS, Graph, Location, Op, OpDef, Value
 from .errors import (
     CheckpointError,
+    DonationError,
     DTypeError,
     FlowjitError,
     GradientError,
     HostCallError,
     LoweringError,
+    NaNError,
     ParseError,
     PassError,
     ShapeError,
@@ -39,6 +41,8 @@ __all__ = [
     "PassError",
     "ShapeError",
     "ShardingError",
+    "NaNError",
+    "DonationError",
     "TracingError",
     "TypeMismatchError",
     "VerifyError",

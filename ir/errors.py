@@ -77,3 +77,12 @@ class CheckpointError(FlowjitError, ValueError):
 class ShardingError(FlowjitError, ValueError):
     """A mesh or sharding does not fit: an axis the mesh lacks, a dimension the axis does not
     divide, a spec longer than the value's rank; the message names the argument or variable."""
+
+
+class NaNError(FlowjitError, FloatingPointError):
+    """With ``check_nans`` on: a call computed a NaN; the message names the first op that
+    made one from inputs without any, and the user's line."""
+
+
+class DonationError(FlowjitError, RuntimeError):
+    """An argument was donated to an earlier call (``donate_argnums``) and passed again."""

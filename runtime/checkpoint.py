@@ -36,7 +36,7 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir.errors import CheckpointError
 from flowjit.ir.types import DTYPE_NAMES, TensorType, bfloat16
 from flowjit.runtime.sharding import host_value
-from flowjit.runtime.variables import VariableCell
+from flowjit.runtime.variables import VariableCell, VariableLocks
 
 FORMAT = "flowjit.checkpoint"
 VERSION = "1"
@@ -295,7 +295,8 @@ def save(path: PathLike, variables: Variables) -> None:
     and on disk."""
     path = os.fspath(path)
     cells = _by_name(variables, f"cannot save checkpoint {path}")
-    arrays = {name: host_value(cell.value) for name, cell in cells.items()}
+    with VariableLocks(cells.values()):  # (a step of another thread would donate them)
+        arrays = {name: host_value(cell.value) for name, cell in cells.items()}
     if _writes():
         _write_atomically(path, _encode(arrays))
     _all_processes_reach(f"flowjit.save {path}")
@@ -336,16 +337,17 @@ def restore(path: PathLike, variables: Variables) -> None:
                 f"variable as {saved}, or pass a dict to restore another name into it",
                 name,
             )
-    previous = {name: cell.value for name, cell in cells.items()}
-    try:
-        for name, cell in cells.items():
-            cell.set_value(arrays[name])
-    except BaseException:
-        # Everything was validated; only the device can fail here (out of memory). Put back
-        # the previous arrays so the all-or-nothing contract still holds.
-        for name, cell in cells.items():
-            cell._rebind(previous[name])
-        raise
+    with VariableLocks(cells.values()):  # (no step of another thread sees half of them)
+        previous = {name: cell.value for name, cell in cells.items()}
+        try:
+            for name, cell in cells.items():
+                cell.set_value(arrays[name])
+        except BaseException:
+            # Everything was validated; only the device can fail here (out of memory). Put
+            # back the previous arrays so the all-or-nothing contract still holds.
+            for name, cell in cells.items():
+                cell._rebind(previous[name])
+            raise
 
 
 class Checkpoint:

@@ -29,6 +29,11 @@ _DEFAULTS: dict[str, Any] = {
     # Run compiled functions op by op on concrete values, for debugging (docs/debugging.md).
     # (FLOWJIT_EAGER=1 turns it on for a whole program.)
     "eager": os.environ.get("FLOWJIT_EAGER", "") not in ("", "0"),
+    # Check every call's results and new variable values for NaN; on one, undo the call's
+    # variable updates and raise fj.NaNError naming the first op that made a NaN and its line
+    # (docs/errors.md, E11). Costs a copy of the variables and a host sync per call.
+    # (FLOWJIT_CHECK_NANS=1 turns it on for a whole program.)
+    "check_nans": os.environ.get("FLOWJIT_CHECK_NANS", "") not in ("", "0"),
     # A folder for IR dumps of every compilation (docs/debugging.md); None: no dumps.
     "dump_dir": os.environ.get("FLOWJIT_DUMP_DIR") or None,
     # jax's persistent compilation cache: compiled programs are kept in this folder, so a
@@ -62,7 +67,7 @@ class Config:
             raise KeyError(f"unknown flowjit setting {name!r}; known: {sorted(_DEFAULTS)}")
         if name == "max_steps_in_flight" and (not isinstance(value, int) or value < 1):
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
-        if name in ("verify_passes", "eager") and not isinstance(value, bool):
+        if name in ("verify_passes", "eager", "check_nans") and not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
         if name in ("dump_dir", "cache_dir"):
             if value is not None and not isinstance(value, (str, os.PathLike)):

@@ -9,6 +9,8 @@ path (docs/xla-notes.md, "Recommended backend design")."""
 from __future__ import annotations
 
 import collections
+import functools
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -19,6 +21,7 @@ from flowjit.backends.xla.jaxshim import jax
 
 from .config import config
 from .steps import run_steps
+from .variables import VariableLocks
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ class Plan:
     @property
     def stateful(self) -> bool:
         return bool(self.state_inputs or self.state_outputs)
+
+    @functools.cached_property
+    def variable_locks(self) -> VariableLocks:
+        """The locks of the variables the plan reads or writes, to hold through a run."""
+        return VariableLocks(self.state_inputs + self.state_outputs)
 
 
 def run_plan(
@@ -109,7 +117,10 @@ class _OnDevice:
             return self._jitted.lower(*args, **kwargs)
 
 
-_in_flight: collections.deque = collections.deque()  # tokens of queued steps, oldest first
+# Tokens of queued steps, oldest first, from all threads. Appends need no lock (deque.append
+# is atomic); one thread at a time takes tokens off (_trimming), so none pops an empty deque.
+_in_flight: collections.deque = collections.deque()
+_trimming = threading.Lock()
 
 
 def step_token(outputs: Sequence[Any], new_state: Sequence[Any]) -> Any:
@@ -130,7 +141,8 @@ def bound_in_flight(results: Any, token: Any) -> None:
     """Called after dispatching a step: when more than N = ``max_steps_in_flight`` steps are
     queued, wait until at most N // 2 are (waiting for half the queue at once rather than one
     step per call keeps the dispatching thread from waking up at every step). A step is
-    tracked by its first result, else by its ``step_token``."""
+    tracked by its first result, else by its ``step_token``. The queue is the process's, shared
+    by all threads; the wait holds no lock (other threads go on queueing steps meanwhile)."""
     if token is None:
         leaves = [results] if isinstance(results, jax.Array) else jax.tree_util.tree_leaves(results)
         token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
@@ -138,7 +150,11 @@ def bound_in_flight(results: Any, token: Any) -> None:
         _in_flight.append(token)
     limit = config.max_steps_in_flight
     if len(_in_flight) > limit:
-        while len(_in_flight) > limit // 2:
-            oldest = _in_flight.popleft()
-            if not oldest.is_deleted():  # a result the user donated onwards: skip it
-                oldest.block_until_ready()
+        with _trimming:
+            oldest = [_in_flight.popleft() for _ in range(len(_in_flight) - limit // 2)]
+        for step in oldest:
+            try:
+                step.block_until_ready()
+            except RuntimeError:
+                if not step.is_deleted():  # (else a result the user donated onwards)
+                    raise

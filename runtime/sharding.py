@@ -9,6 +9,7 @@ in the IR become Shardy constraints in the StableHLO."""
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,7 +21,13 @@ from flowjit.ir.ops.sharding import Axes, Spec
 P = jax.sharding.PartitionSpec
 NamedSharding = jax.sharding.NamedSharding
 
-_ACTIVE: list["Mesh"] = []  # meshes entered with ``with mesh:``, innermost last
+
+class _Entered(threading.local):
+    def __init__(self) -> None:
+        self.meshes: list[Mesh] = []  # entered with ``with mesh:`` in this thread, innermost last
+
+
+_ENTERED = _Entered()
 
 
 class Mesh:
@@ -74,11 +81,11 @@ class Mesh:
         return self.jax.size
 
     def __enter__(self) -> "Mesh":
-        _ACTIVE.append(self)
+        _ENTERED.meshes.append(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _ACTIVE.remove(self)
+        _ENTERED.meshes.remove(self)
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, Mesh) and other.jax == self.jax
@@ -103,7 +110,8 @@ def as_mesh(mesh: Any) -> Mesh:
 
 
 def active_mesh() -> Mesh | None:
-    return _ACTIVE[-1] if _ACTIVE else None
+    meshes = _ENTERED.meshes
+    return meshes[-1] if meshes else None
 
 
 class entered:
@@ -114,11 +122,11 @@ class entered:
 
     def __enter__(self) -> None:
         if self.mesh is not None:
-            _ACTIVE.append(self.mesh)
+            _ENTERED.meshes.append(self.mesh)
 
     def __exit__(self, *exc: Any) -> None:
         if self.mesh is not None:
-            _ACTIVE.pop()
+            _ENTERED.meshes.pop()
 
 
 def is_spec(x: Any) -> bool:
@@ -193,7 +201,11 @@ def place(value: Any, sharding: NamedSharding) -> jax.Array:
     its shard (also across processes), in a fresh buffer."""
     if isinstance(value, jax.Array) and value.sharding == sharding:
         return jax.numpy.array(value, copy=True)
-    if isinstance(value, jax.Array) and value.is_fully_addressable and sharding.is_fully_addressable:
+    if (
+        isinstance(value, jax.Array)
+        and value.is_fully_addressable
+        and sharding.is_fully_addressable
+    ):
         return jax.device_put(value, sharding, may_alias=False)
     # (across processes: each process fills its own devices' shards from the whole value)
     array = host_value(value) if isinstance(value, jax.Array) else np.asarray(value)

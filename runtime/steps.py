@@ -74,9 +74,11 @@ _JITTED: dict[int, Callable] = {}
 
 
 def _compiled(key: int) -> Callable:
-    if key not in _JITTED:
-        _JITTED[key] = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
-    return _JITTED[key]
+    jitted = _JITTED.get(key)
+    if jitted is None:  # (threads racing here all get the one that setdefault kept)
+        jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
+        jitted = _JITTED.setdefault(key, jitted)
+    return jitted
 
 
 def _run_cluster(step: ClusterStep, args: list) -> Any:

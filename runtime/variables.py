@@ -3,12 +3,22 @@
 The runtime owns each variable's current ``jax.Array``; a compiled step donates it and the
 runtime rebinds the step's new array (``_rebind``), so the update happens in place. Outside a
 compiled function, reads and ``assign*`` act at once. The compiler subclasses this with the
-traced behaviour (``fj.Variable``)."""
+traced behaviour (``fj.Variable``).
+
+Threads: each cell has a lock. A step holds the locks of all the variables it reads or writes
+from reading their values to rebinding the new ones (``VariableLocks``, taken in one global
+order), and ``set_value``, ``assign_add``/``assign_sub`` and placement hold the cell's own, so
+each of these is atomic with respect to steps. ``np.asarray(variable)`` takes no lock and reads
+the value before or after any step. ``value`` is the current buffer itself: the next step
+donates it, so a thread that keeps it while others run steps should copy it
+(``np.asarray(variable)``)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
-from typing import Any
+import threading
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -18,6 +28,7 @@ from flowjit.ir import DTypeError, ShapeError, ShardingError, TensorType, dtype_
 from .sharding import P, Mesh, NamedSharding, active_mesh, place, sharding_for
 
 _default_names = itertools.count()
+_creation_order = itertools.count()  # (next() on a count is atomic)
 
 
 def _device_copy(value: Any, dtype: Any = None, sharding: NamedSharding | None = None) -> Any:
@@ -83,6 +94,9 @@ class VariableCell:
                 sharding, active_mesh(), self.shape, f"variable {self.name!r}"
             )
         self._value = _device_copy(initial_value, self._type.dtype, self.sharding)
+        # reentrant: a host call inside a step may run a compiled function on this variable
+        self._lock = threading.RLock()
+        self._order = next(_creation_order)  # where its lock comes in VariableLocks' order
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,7 +116,15 @@ class VariableCell:
         return self._value
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.asarray(self._value)
+        while True:  # (no lock: a read never waits for steps, nor they for it)
+            value = self._value
+            try:
+                out = np.asarray(value)
+                break
+            except RuntimeError:
+                if not value.is_deleted():
+                    raise
+                # a step donated the buffer after we took it: read the value it left
         return out if dtype is None else out.astype(dtype)
 
     def __repr__(self) -> str:
@@ -142,29 +164,68 @@ class VariableCell:
         """Make the variable live on ``mesh`` for a function running SPMD over it (``what``
         names that function): a variable on one device is replicated over the mesh, once; a
         variable sharded over another mesh is an error."""
-        if self.sharding is None:
-            self.sharding = NamedSharding(mesh.jax, P())
-            self._value = _device_copy(self._value, self.dtype, self.sharding)
-        elif self.sharding.mesh != mesh.jax:
+        with self._lock:
+            if self.sharding is None:
+                self.sharding = NamedSharding(mesh.jax, P())
+                self._value = _device_copy(self._value, self.dtype, self.sharding)
+                return
+        if self.sharding.mesh != mesh.jax:
             raise ShardingError(
                 f"variable {self.name!r} is sharded over the mesh {dict(self.sharding.mesh.shape)} "
                 f"but {what} runs over {mesh}; create the variable on the function's mesh"
             )
 
     def _rebind(self, new_value: Any) -> None:
-        """Install the array a compiled step produced (the runtime's path; no checks)."""
+        """Install the array a compiled step produced (the runtime's path, with the lock held;
+        no checks)."""
         self._value = new_value
 
     def set_value(self, value: Any) -> "VariableCell":
         """Replace the value now (outside compiled functions); shape and dtype must match."""
         value = self._eager_value(value, "cannot assign a value")
-        self._value = _device_copy(value, self.dtype, self.sharding)
+        with self._lock:
+            self._value = _device_copy(value, self.dtype, self.sharding)
         return self
 
     def _assign_add_now(self, value: Any, sign: int) -> "VariableCell":
         delta = jnp.asarray(self._eager_value(value, "cannot add a value"))
-        value = self._value + delta if sign > 0 else self._value - delta
-        if self.sharding is not None and value.sharding != self.sharding:
-            value = jax.device_put(value, self.sharding)  # (it keeps its layout)
-        self._value = value
+        with self._lock:  # (no step may donate the value between the read and the rebind)
+            value = self._value + delta if sign > 0 else self._value - delta
+            if self.sharding is not None and value.sharding != self.sharding:
+                value = jax.device_put(value, self.sharding)  # (it keeps its layout)
+            self._value = value
         return self
+
+
+class VariableLocks:
+    """The locks of some variables, taken (``acquire``) and released (``release``) together.
+    Every holder of more than one variable's lock takes them through this class, in the
+    variables' creation order, so two steps over overlapping sets of variables (of one function
+    or of two) cannot wait for each other in a cycle."""
+
+    __slots__ = ("acquire", "release")
+
+    def __init__(self, variables: Iterable[VariableCell]):
+        unique = {id(v): v for v in variables}.values()  # (== on a Variable is a traced op)
+        locks = tuple(v._lock for v in sorted(unique, key=lambda v: v._order))
+        if len(locks) == 1:  # (the lock's own methods: a step on one variable pays the least)
+            self.acquire, self.release = locks[0].acquire, locks[0].release
+        else:
+            self.acquire = functools.partial(_acquire_all, locks)
+            self.release = functools.partial(_release_all, locks[::-1])
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _acquire_all(locks: tuple) -> None:
+    for lock in locks:
+        lock.acquire()
+
+
+def _release_all(locks: tuple) -> None:
+    for lock in locks:
+        lock.release()

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from flowjit.ir import Graph
+from flowjit.ir import Graph, Op
 from flowjit.ir.ops.state import WRITE
 
 
+Observer = Callable[[Op, list, list], None]
+
+
 def run_graph(
-    graph: Graph, args: Sequence[np.ndarray], state: dict[str, np.ndarray] | None = None
+    graph: Graph,
+    args: Sequence[np.ndarray],
+    state: dict[str, np.ndarray] | None = None,
+    observe: Observer | None = None,
 ) -> list[np.ndarray]:
     """Evaluate ``graph`` on concrete numpy arrays; results have the graph's output types.
-    A graph that declares variables reads and updates ``state`` (name -> array) in order."""
+    A graph that declares variables reads and updates ``state`` (name -> array) in order.
+    ``observe(op, inputs, results)`` is called after each op, in subgraphs too (a write's
+    result is the variable's new value)."""
     env = {}
     for value, arg in zip(graph.inputs, args, strict=True):
         env[value] = np.asarray(arg, dtype=value.type.dtype).reshape(value.type.shape)
@@ -31,20 +39,25 @@ def run_graph(
     def run(sub: Graph, sub_args: Sequence[np.ndarray]) -> list[np.ndarray]:
         """A subgraph, reading and writing this graph's variables (by name)."""
         sub_state = {h.name: env[handles[h.name]] for h in sub.states}
-        outs = run_graph(sub, sub_args, sub_state)
+        outs = run_graph(sub, sub_args, sub_state, observe)
         for name, value in sub_state.items():
             env[handles[name]] = value
         return outs
 
     for op in graph.ops:
         extra = {"run": run} if op.opdef.graph_attrs else {}
-        out = op.opdef.ref(*(env[v] for v in op.inputs), **op.attrs, **extra)
+        inputs = [env[v] for v in op.inputs]
+        out = op.opdef.ref(*inputs, **op.attrs, **extra)
         if WRITE in op.opdef.effects:
             env[op.inputs[0]] = np.asarray(out, op.inputs[0].type.dtype)
+            if observe is not None:
+                observe(op, inputs, [env[op.inputs[0]]])
             continue
         outs = out if isinstance(out, tuple) else (out,)
         for value, result in zip(op.outputs, outs, strict=True):
             env[value] = np.asarray(result, dtype=value.type.dtype).reshape(value.type.shape)
+        if observe is not None:
+            observe(op, inputs, [env[v] for v in op.outputs])
     for handle in graph.states:
         state[handle.name] = env[handle]
     return [env[v] for v in graph.outputs]

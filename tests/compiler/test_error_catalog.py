@@ -1,0 +1,284 @@
+"""docs/errors.md, row by row: each bad input gets the error the catalog says, with the
+user's line where there is one, and changes nothing (variables, the trace cache)."""
+
+from __future__ import annotations
+
+import inspect
+import pathlib
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowjit as fj
+import flowjit.numpy as fnp
+from flowjit.backends.xla.cluster import cluster_stablehlo
+from flowjit.ir import Graph, OpDef, TensorType
+
+HERE = "test_error_catalog.py"
+CATALOG = pathlib.Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+X = np.ones(3, np.float32)
+
+
+def line_of(fn, marker: str) -> int:
+    """The line of ``fn``'s source that contains ``marker``."""
+    lines, first = inspect.getsourcelines(fn)
+    return first + next(i for i, text in enumerate(lines) if marker in text)
+
+
+def test_every_row_of_the_catalog_has_a_test_and_every_test_a_row():
+    rows = re.findall(r"^\| (E\d+) \|", CATALOG.read_text(), re.MULTILINE)
+    tests = {name.split("_")[1].upper() for name in globals() if re.match(r"test_e\d+_", name)}
+    assert rows == [f"E{i}" for i in range(1, len(rows) + 1)]  # numbered in order, no gaps
+    assert set(rows) == tests
+
+
+def test_e1_an_argument_that_is_not_an_array():
+    f = fj.compile(lambda x, params: x + params["w"])
+    with pytest.raises(TypeError, match=r"args\[1\]\['w'\] is a str, which is not an array"):
+        f(X, {"w": "text"})
+    assert f.cache_info().traces == 0
+
+
+def test_e2_wrong_number_of_arguments_or_unknown_keyword():
+    def step(x):
+        return x
+
+    f = fj.compile(step)
+    with pytest.raises(TypeError, match=r"step\(\) takes 1 positional argument but 2 were"):
+        f(X, X)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'y'"):
+        f(X, y=X)
+
+
+def test_e3_shapes_that_do_not_fit():
+    def step(x, w):
+        return x @ w  # MATMUL
+
+    with pytest.raises(ValueError) as info:
+        fj.compile(step)(np.ones((128, 784), np.float32), np.ones((785, 10), np.float32))
+    assert isinstance(info.value, fj.ShapeError)
+    assert str(info.value) == (
+        f"{HERE}:{line_of(step, '# MATMUL')}: matmul: cannot contract shapes (128, 784) and "
+        "(785, 10): 784 != 785"
+    )
+
+
+def test_e4_a_dtype_the_op_does_not_take():
+    def step(x, y):
+        return x & y  # AND
+
+    with pytest.raises(TypeError) as info:
+        fj.compile(step)(X, X)
+    assert isinstance(info.value, fj.DTypeError)
+    assert str(info.value).startswith(f"{HERE}:{line_of(step, '# AND')}: and: input has dtype f32")
+
+
+def test_e5_assigning_another_dtype_or_shape_to_a_variable():
+    count = fj.Variable(np.zeros(3, np.int32), name="count")
+
+    def step(x):
+        count.assign(x)  # ASSIGN
+
+    line = line_of(step, "# ASSIGN")
+    with pytest.raises(
+        fj.DTypeError,
+        match=f"{HERE}:{line}: assign_variable: cannot assign a "
+        "value of dtype f32 to variable 'count' of dtype i32",
+    ):
+        fj.compile(step)(X)
+    with pytest.raises(
+        fj.ShapeError,
+        match=f"{HERE}:{line}: .*value of shape \\(4,\\) to variable 'count' of shape \\(3,\\)",
+    ):
+        fj.compile(step)(np.ones(4, np.int32))
+    np.testing.assert_array_equal(count.value, 0)
+
+
+def test_e6_python_control_flow_on_a_tensor():
+    def step(x):
+        if x.sum() > 0:  # IF
+            return x
+        return -x
+
+    with pytest.raises(fj.TracingError) as info:
+        fj.compile(step)(X)
+    message = str(info.value)
+    assert message.startswith(f"{HERE}:{line_of(step, '# IF')}: bool() of a Tensor")
+    assert "fj.cond" in message and "fnp.where" in message and "static_argnums" in message
+
+
+def test_e7_a_tensor_kept_from_another_trace():
+    kept = []
+
+    def keep(x):
+        kept.append(x * 2)
+        return x
+
+    def use(x):
+        return x + kept[0]  # USE
+
+    fj.compile(keep)(X)
+    with pytest.raises(fj.TracingError) as info:
+        fj.compile(use)(X)
+    assert str(info.value).startswith(
+        f"{HERE}:{line_of(use, '# USE')}: add: a Tensor from another (finished) trace was used"
+    )
+
+
+def test_e8_returning_something_that_is_not_an_array():
+    f = fj.compile(lambda x: {"ok": x, "bad": "text"})
+    with pytest.raises(TypeError, match=r"returned a str at result\['bad'\]"):
+        f(X)
+
+
+def test_e9_a_constant_index_past_the_end():
+    with pytest.raises(IndexError, match="index 5 is out of bounds for axis 0 with size 3"):
+        fj.compile(lambda x: x[5])(X)
+
+
+def test_e10_nan_and_inf_are_computed_not_raised():
+    out = fj.compile(lambda x: (fnp.log(x - 2), x / 0))(X)
+    assert np.isnan(np.asarray(out[0])).all() and np.isposinf(np.asarray(out[1])).all()
+
+
+def test_e11_check_nans_names_the_op_and_line_and_undoes_the_step():
+    w = fj.Variable(np.ones(3, np.float32), name="w")
+
+    def step(x):
+        w.assign_add(x)
+        return fnp.exp(fnp.log(x - 2))  # LOG
+
+    f = fj.compile(step)
+    assert np.isnan(np.asarray(f(X))).all()  # (check_nans off: NaN is a value)
+    fj.config.update("check_nans", True)
+    try:
+        with pytest.raises(FloatingPointError) as info:
+            f(X)
+        masked = fj.compile(lambda x: fnp.where(x > 2, fnp.log(x - 2), 0.0))
+        np.testing.assert_array_equal(masked(X), 0.0)  # a NaN no result holds is not seen
+    finally:
+        fj.config.update("check_nans", False)
+    assert isinstance(info.value, fj.NaNError)
+    assert str(info.value).startswith(
+        f"{HERE}:{line_of(step, '# LOG')}: log: produced NaN (first at index (0,)) from inputs "
+        "without NaN; check_nans is on, so the call's variable updates were undone"
+    )
+    np.testing.assert_array_equal(w.value, 2.0)  # the first call's update only
+
+
+def test_e12_a_host_call_that_raises():
+    w = fj.Variable(np.zeros(3, np.float32), name="w")
+
+    def boom(x):
+        raise ValueError("bad batch")
+
+    def step(x):
+        w.assign_add(x)
+        fj.host_call(boom, x, result_shape_dtypes=None)  # HOST
+        return x
+
+    with pytest.raises(fj.HostCallError) as info:
+        fj.compile(step)(X)
+    assert str(info.value).startswith(
+        f"{HERE}:{line_of(step, '# HOST')}: host_call: the function boom raised ValueError: "
+        "bad batch"
+    )
+    np.testing.assert_array_equal(w.value, 0.0)
+
+
+def test_e13_a_host_call_that_returns_the_wrong_type():
+    def step(x):
+        shape = jnp.zeros(4, jnp.float32)
+        return fj.host_call(lambda a: a * 2, x, result_shape_dtypes=shape)  # HOST
+
+    with pytest.raises(fj.TypeMismatchError) as info:
+        fj.compile(step)(X)
+    message = str(info.value)
+    assert message.startswith(f"{HERE}:{line_of(step, '# HOST')}:")
+    assert "result 0 of the function has shape (3,), but result_shape_dtypes says f32[4]" in message
+
+
+def test_e14_an_argument_used_again_after_donating_it():
+    f = fj.compile(lambda x: x + 1, donate_argnums=0)
+    x = jnp.ones(3, jnp.float32)
+    f(x)
+    with pytest.raises(fj.DonationError, match=r"args\[0\] was donated to an earlier call"):
+        f(x)
+    np.testing.assert_array_equal(f(jnp.ones(3, jnp.float32)), 2.0)  # the function still works
+
+
+def test_e15_an_op_the_backend_cannot_lower():
+    sinc = OpDef("sinc", lambda types: types[0], np.sinc)  # (not registered: no lowering)
+    graph = Graph("g")
+    x = graph.add_input(TensorType((2,), np.float32))
+    graph.outputs = list(graph.add(sinc, [x], loc=fj.ir.Location("model.py", 7)))
+    with pytest.raises(fj.LoweringError, match="^model.py:7: sinc: the xla backend has no "):
+        cluster_stablehlo(graph)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    w = fj.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+    b = fj.Variable(np.ones(3, np.float32), name="b")
+    path = tmp_path / "model.safetensors"
+    fj.save(path, [w, b])
+    return path, w, b
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_e16_a_corrupt_checkpoint(saved, damage):
+    path, w, b = saved
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[:-5]
+    elif damage == "flip":
+        data[-3] ^= 0xFF
+    else:
+        data = bytearray(b"not a checkpoint at all")
+    path.write_bytes(bytes(data))
+    w.set_value(np.zeros((2, 3), np.float32))
+    with pytest.raises(fj.CheckpointError, match="model.safetensors"):
+        fj.restore(path, [w, b])
+    np.testing.assert_array_equal(w.value, 0.0)  # unchanged
+    np.testing.assert_array_equal(b.value, 1.0)
+
+
+def test_e17_a_checkpoint_that_does_not_fit_the_variables(saved):
+    path, w, _ = saved
+    other = fj.Variable(np.zeros((3, 2), np.float32), name="w")
+    with pytest.raises(
+        fj.CheckpointError,
+        match=r"'w': the checkpoint holds f32\[2,3\] but the variable is f32\[3,2\]",
+    ):
+        fj.restore(path, [other])
+    missing = fj.Variable(np.zeros(3, np.float32), name="gamma")
+    with pytest.raises(fj.CheckpointError, match="gamma"):
+        fj.restore(path, [missing])
+    np.testing.assert_array_equal(other.value, 0.0)
+
+
+def test_e18_a_sharding_spec_that_does_not_fit_the_mesh():
+    import jax
+
+    mesh = fj.Mesh(jax.devices()[:1], ("data",))
+    with pytest.raises(fj.ShardingError, match=r"fj.P\('dta'\) names axis 'dta', which the mesh"):
+        fj.compile(lambda x: x, mesh=mesh, in_shardings=fj.P("dta"))
+
+
+def test_e19_malformed_ir_text():
+    text = "graph @g(%0: f32[2]) {\n  %1: f32[2] = add(%0, %9)\n  return %1\n}\n"
+    with pytest.raises(fj.ParseError, match="line 2, column 24: value %9 is used before"):
+        fj.ir.parse(text)
+
+
+def test_e20_the_gradient_of_an_integer_value():
+    def step(x):
+        return fj.grad(lambda y: fnp.sum(y))(x)  # GRAD
+
+    with pytest.raises(fj.FlowjitError) as info:
+        fj.compile(step)(np.ones(3, np.int32))
+    message = str(info.value)
+    assert message.startswith(f"{HERE}:{line_of(step, '# GRAD')}:")
+    assert "needs a float scalar" in message
