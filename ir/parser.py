@@ -4,14 +4,23 @@ the line and column of the offending token; nothing else escapes."""
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
 from .core import OPS, Graph, Location, StateSlot, Value
 from .errors import FlowjitError, ParseError
 from .types import DTYPE_NAMES, TensorType
+from .verify import STATE_EFFECTS
+
+# Lists and subgraphs nest at most this deep: far beyond any program, and well within
+# Python's recursion limit, so that a text nested deeper is a ParseError, not a RecursionError.
+MAX_NESTING = 64
+# A tensor's element count (and so each dimension) must fit in an int64, as numpy counts them.
+MAX_ELEMENTS = 2**63 - 1
 
 _TOKEN = re.compile(
     r"""
@@ -57,6 +66,7 @@ class _Parser:
         self.pos = 0
         self.values: dict[str, Value] = {}
         self.enclosing: list[dict[str, TensorType]] = []  # variables of the graphs we are in
+        self.depth = 0  # lists and graphs we are in
 
     # -- token helpers -------------------------------------------------------------------
     def peek(self) -> _Token:
@@ -82,6 +92,17 @@ class _Parser:
             return True
         return False
 
+    @contextmanager
+    def nested(self, token: _Token) -> Iterator[None]:
+        """Inside one more list or graph; ParseError at ``token`` beyond MAX_NESTING."""
+        if self.depth == MAX_NESTING:
+            raise self.error(f"lists and graphs nest more than {MAX_NESTING} levels deep", token)
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
     def comma_list(self, close: str, item) -> list:
         items = []
         if self.accept("punct", close):
@@ -98,7 +119,8 @@ class _Parser:
         and may name only variables its enclosing graph declares."""
         outer, self.values = self.values, {}
         try:
-            return self.graph_body()
+            with self.nested(self.peek()):
+                return self.graph_body()
         finally:
             self.values = outer
 
@@ -120,11 +142,18 @@ class _Parser:
                         name_token,
                     )
                 self.define(name_token, type_, graph.add_state(name, type_))
-        if enclosing is not None and self.peek().text == "state_map":
-            raise self.error("a subgraph cannot have a state_map")
-        if self.accept("ident", "state_map"):
+        slots = []
+        if self.peek().text == "state_map":
+            if enclosing is not None:
+                raise self.error("a subgraph cannot have a state_map")
+            if graph.states:
+                raise self.error(
+                    "a graph with a state_map (discharged) cannot also declare state(...)"
+                )
+            self.take("ident", "state_map")
             self.take("punct", "(")
-            graph.state_map = self.comma_list(")", lambda: self.state_slot(graph))
+            slots = self.comma_list(")", lambda: self.state_slot(graph))
+            graph.state_map = [slot for slot, _ in slots]
         self.take("punct", "{")
         self.enclosing.append({h.name: h.type for h in graph.states})
         while not (self.peek().kind == "ident" and self.peek().text == "return"):
@@ -136,6 +165,9 @@ class _Parser:
             while self.accept("punct", ","):
                 graph.outputs.append(self.use())
             self.take("punct", "}")
+        for slot, token in slots:
+            if slot.output is not None and slot.output >= len(graph.outputs):
+                raise self.error(f"state output {slot.output} is not an output of the graph", token)
         return graph
 
     def typed_name(self, kind: str = "value") -> tuple[_Token, TensorType]:
@@ -151,13 +183,24 @@ class _Parser:
             )
         self.take("punct", "[")
         dims = self.comma_list("]", self.nonnegative_int)
+        if max(dims, default=0) > MAX_ELEMENTS or math.prod(dims) > MAX_ELEMENTS:
+            raise self.error(f"the type {token.text}[...] has more than 2**63 - 1 elements", token)
         return TensorType(tuple(dims), DTYPE_NAMES[token.text])
 
     def nonnegative_int(self) -> int:
         token = self.take("number")
         if not token.text.isdigit():
             raise self.error(f"expected a non-negative integer, got {token.text!r}", token)
-        return int(token.text)
+        return self.integer(token)
+
+    def integer(self, token: _Token) -> int:
+        """The integer ``token`` spells."""
+        try:
+            return int(token.text)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise self.error(
+                f"the integer {token.text[:20]}... has too many digits", token
+            ) from None
 
     def define(self, token: _Token, type_: TensorType, value: Value | None = None) -> Value:
         if token.text in self.values:
@@ -166,13 +209,29 @@ class _Parser:
         self.values[token.text] = value
         return value
 
-    def use(self) -> Value:
-        token = self.take("state" if self.peek().kind == "state" else "value")
+    def use(self, token: _Token | None = None) -> Value:
+        """The value ``token`` (by default the next token) names: not a variable handle, which
+        only a state op takes, as its first input (see ``op``)."""
+        token = token or self.operand()
+        if token.kind == "state":
+            raise self.error(
+                f"{token.text} is a variable handle, which only a state op takes (as its first "
+                "input); read it with read_variable first",
+                token,
+            )
+        return self.lookup(token)
+
+    def operand(self) -> _Token:
+        """An op's input: a value or a variable handle (``op`` checks which it may be)."""
+        return self.take("state" if self.peek().kind == "state" else "value")
+
+    def lookup(self, token: _Token) -> Value:
         if token.text not in self.values:
             raise self.error(f"value {token.text} is used before it is defined", token)
         return self.values[token.text]
 
-    def state_slot(self, graph: Graph) -> StateSlot:
+    def state_slot(self, graph: Graph) -> tuple[StateSlot, _Token]:
+        """A slot, and the token of its output index (checked once the outputs are read)."""
         name = self.take("state")
         self.take("punct", ":")
         indices = []
@@ -184,7 +243,7 @@ class _Parser:
             if index is not None and limit is not None and index >= limit:
                 raise self.error(f"state input {index} is not an input of the graph", token)
             indices.append(index)
-        return StateSlot(name.text[1:], *indices)
+        return StateSlot(name.text[1:], *indices), token
 
     def op(self, graph: Graph) -> None:
         start = self.peek()
@@ -199,7 +258,17 @@ class _Parser:
         if opdef is None:
             raise self.error(f"unknown op {name.text!r}", name)
         self.take("punct", "(")
-        inputs = self.comma_list(")", self.use)
+        inputs = []
+        for i, token in enumerate(self.comma_list(")", self.operand)):
+            if i > 0 or not opdef.effects & STATE_EFFECTS:
+                inputs.append(self.use(token))
+            elif token.kind == "state":  # a state op's first input
+                inputs.append(self.lookup(token))
+            else:
+                raise self.error(
+                    f"{token.text} is not a variable handle, but {name.text} takes one first",
+                    token,
+                )
         attrs: dict[str, Any] = {}
         if self.accept("punct", "{"):
             for key, value in self.comma_list("}", self.attr_entry):
@@ -216,6 +285,9 @@ class _Parser:
             outputs = graph.add(opdef, inputs, attrs, loc, device)
         except FlowjitError as err:
             raise self.error(err.detail, start) from None
+        except Exception as err:  # a rule's bug on inputs it did not expect; chained to show it
+            message = f"{name.text} cannot take these inputs: {type(err).__name__}: {err}"
+            raise self.error(message, start) from err
         if len(outputs) != len(results):
             raise self.error(
                 f"{name.text} has {len(outputs)} results, the text names {len(results)}", start
@@ -261,7 +333,8 @@ class _Parser:
         if token.kind == "number":
             return self.number()
         if self.accept("punct", "["):
-            return tuple(self.comma_list("]", self.attr_value))
+            with self.nested(token):
+                return tuple(self.comma_list("]", self.attr_value))
         if token.kind == "ident":
             self.pos += 1
             words = {"true": True, "false": False, "none": None}
@@ -283,10 +356,9 @@ class _Parser:
 
     def number(self) -> int | float:
         token = self.take("number")
-        text = token.text
-        if any(c in text for c in ".eEn"):  # 'n' catches inf and nan
-            return float(text)
-        return int(text)
+        if any(c in token.text for c in ".eEn"):  # 'n' catches inf and nan
+            return float(token.text)
+        return self.integer(token)
 
     def dense(self) -> np.ndarray:
         start = self.peek()
@@ -310,7 +382,8 @@ class _Parser:
 
 
 def parse(text: str) -> Graph:
-    """Parse one graph from its text form. Raises ParseError (with line and column)."""
+    """Parse one graph from its text form. Raises ParseError (with line and column) for any
+    text that is not a valid graph: what parses, verifies."""
     if not isinstance(text, str):
         raise TypeError(f"parse expects a str, got {type(text).__name__}")
     parser = _Parser(text)

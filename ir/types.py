@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-
-from .errors import DTypeError, ShapeError
 
 import ml_dtypes
 import numpy as np
+
+from .errors import DTypeError, ShapeError
 
 bfloat16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -50,6 +51,9 @@ def is_int(dtype: np.dtype) -> bool:
     return np.dtype(dtype) in INT_DTYPES
 
 
+_MAX_SIZE = 2**63 - 1  # the elements a tensor may have (sizes are int64 in numpy and XLA)
+
+
 @dataclass(frozen=True)
 class TensorType:
     """The static type of a value: shape (tuple of ints) and dtype (a numpy dtype)."""
@@ -69,6 +73,8 @@ class TensorType:
             )
         if any(d < 0 for d in self.shape):
             raise ShapeError(f"negative dimension in shape {self.shape}")
+        if any(d > _MAX_SIZE for d in self.shape) or math.prod(self.shape) > _MAX_SIZE:
+            raise ShapeError(f"shape {self.shape} is too large: at most 2**63 - 1 elements")
 
     @property
     def ndim(self) -> int:

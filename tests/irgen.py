@@ -264,3 +264,11 @@ def _stateful_ops(draw, graph: Graph, values: list[Value], nested: bool) -> None
             attrs = {"consts": 0, "carries": len(carry), "length": draw(st.integers(1, 3))}
             attrs.update(reverse=draw(st.booleans()), body=body)
             values += graph.add(Ctl.scan, carry, attrs)
+
+
+def unmark(marked: str) -> tuple[str, int, int]:
+    """IR text with a ``^`` before the token an error must point at: the text without it, and
+    that token's 1-based line and column."""
+    at = marked.index("^")
+    text = marked.replace("^", "", 1)
+    return text, text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1

@@ -120,12 +120,29 @@ def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
     return hlo.select(_rounds_toward_zero(t, rem, b), hlo.add(rem, b), rem)
 
 
+def _float_floor_divide(t: TensorType, a: ir.Value, b: ir.Value) -> ir.Value:
+    """numpy's float floor division (npy_divmod), not floor(a / b), which differs where b or
+    a is infinite (-5 // inf is -1, inf // 2 is NaN): the quotient of a minus its remainder,
+    one less where the remainder's sign differs from b's, snapped to the nearest integer;
+    a signed zero where that is 0; a / b where b is 0."""
+    zero, one = full(0, t), full(1, t)
+    rem, quotient = hlo.remainder(a, b), hlo.divide(a, b)
+    div = hlo.divide(hlo.subtract(a, rem), b)
+    div = hlo.select(_rounds_toward_zero(t, rem, b), hlo.subtract(div, one), div)
+    floor = hlo.floor(div)
+    up = compare(hlo.subtract(div, floor), full(0.5, t), "GT", t.dtype)
+    snapped = hlo.select(up, hlo.add(floor, one), floor)
+    signed_zero = hlo.multiply(zero, hlo.sign(quotient))
+    snapped = hlo.select(compare(div, zero, "EQ", t.dtype), signed_zero, snapped)
+    return hlo.select(compare(b, zero, "EQ", t.dtype), quotient, snapped)
+
+
 @lowers(E.floor_divide)
 def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
     a, b = broadcast_operands(op, args)
     t = op.outputs[0].type
     if is_float(t.dtype):
-        return hlo.floor(hlo.divide(a, b))
+        return _float_floor_divide(t, a, b)
     quotient = hlo.divide(a, b)  # truncates toward zero
     if t.dtype.kind == "u":
         return quotient

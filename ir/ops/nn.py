@@ -269,14 +269,16 @@ def _select_and_scatter_add_ref(
     wide = np.dtype(np.float32) if low_precision else source.dtype
     out = np.zeros(operand.shape, wide)
     low = padding[0::2]
-    # Each window picks its first largest element (padding never wins) and gets the source.
+    # Each window picks its first largest element (padding never wins) and gets the source:
+    # XLA's GE selection, which keeps the element picked so far while it is >= the next one
+    # (so a NaN is picked when met, and left for the next element)
     for index in np.ndindex(source.shape):
         best, where = None, None
         for offset in itertools.product(*map(range, window)):
             at = tuple(o * s + k - lo for o, s, k, lo in zip(index, strides, offset, low))
             if any(not 0 <= a < d for a, d in zip(at, operand.shape)):
                 continue
-            if best is None or operand[at] > best:
+            if best is None or not best >= operand[at]:
                 best, where = operand[at], at
         if where is not None:
             out[where] += source[index]

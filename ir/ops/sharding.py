@@ -36,7 +36,15 @@ def parse_mesh(text: str) -> Axes:
     axes = []
     for part in text.split(","):
         name, eq, size = part.strip().partition("=")
-        if not (eq and _NAME.fullmatch(name) and size.isdigit() and int(size) > 0):
+        # (short digit strings only: int() refuses thousands of digits with a ValueError)
+        if not (
+            eq
+            and _NAME.fullmatch(name)
+            and size.isascii()
+            and size.isdigit()
+            and len(size) <= 9
+            and int(size)
+        ):
             raise ShapeError(f'malformed mesh {text!r}; expected "name=size, ..."')
         axes.append((name, int(size)))
     return tuple(axes)

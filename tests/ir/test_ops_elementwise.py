@@ -90,6 +90,14 @@ CASES = (
         OpCase(E.mul, NUMERIC, binary(), np.multiply),
         OpCase(E.div, FLOATS, binary(nonzero=True), np.true_divide),
         OpCase(E.floor_divide, NUMERIC, division, np.floor_divide),
+        OpCase(
+            E.floor_divide,
+            FLOATS,
+            lambda rng, dt: (_division_specials(dt), {}),
+            np.floor_divide,
+            name="floor_divide_by_zero_and_infinity",
+            grad_make=division,  # (no gradient to check at infinities)
+        ),
         OpCase(E.remainder, NUMERIC, division, np.mod),
         OpCase(E.pow_, NUMERIC, nonneg_base, np.power, tol_scale=4),
         OpCase(E.max_, NUMERIC, binary(), np.maximum),
@@ -140,6 +148,14 @@ CASES = (
         )
     ]
 )
+
+
+def _division_specials(dtype) -> list[np.ndarray]:
+    """Dividends and divisors where floor(a / b) and numpy's floor division part: infinite
+    or zero divisors, infinite dividends, signed zeros."""
+    a = [1.0, -1.0, 0.0, np.inf, -np.inf, 5.0, -5.0, np.nan, 1.0, 7.0, -0.0, 7.5, -7.5, 3.0]
+    b = [0.0, 0.0, 0.0, 2.0, 2.0, np.inf, np.inf, 1.0, -0.0, -np.inf, 3.0, 2.0, 2.0, -0.7]
+    return [np.array(a).astype(dtype), np.array(b).astype(dtype)]
 
 
 def _saturated(x: np.ndarray, dtype) -> np.ndarray:

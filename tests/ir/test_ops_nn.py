@@ -4,6 +4,7 @@ reductions by a loop over output positions."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -355,7 +356,52 @@ def scatter(operand_shape, window, strides, padding):
     return make
 
 
+def ge_selection_numpy(source, operand, window, strides, padding):
+    """XLA's SelectAndScatter with a GE select, NaN included: each window's elements (not
+    the padding) are folded with ``keep the one so far if it is >= the next``, and the
+    source is added at the survivor."""
+    low = padding[0::2]
+    out = np.zeros(operand.shape, np.float64)
+    for index in np.ndindex(source.shape):
+        spots = [
+            at
+            for offset in np.ndindex(*window)
+            if all(
+                0
+                <= (
+                    at := tuple(o * s + k - lo for o, s, k, lo in zip(index, strides, offset, low))
+                )[d]
+                < operand.shape[d]
+                for d in range(operand.ndim)
+            )
+        ]
+        if spots:
+            chosen = functools.reduce(lambda a, b: a if operand[a] >= operand[b] else b, spots)
+            out[chosen] += source[index]
+    return out.astype(source.dtype)
+
+
+def with_nans(make):
+    """``make`` with a NaN and an infinity or two in the operand."""
+
+    def nans(rng, dt):
+        (source, operand), attrs = make(rng, dt)
+        operand = operand.copy()
+        flat = operand.reshape(-1)
+        flat[rng.choice(flat.size, 3, replace=False)] = [np.nan, np.inf, -np.inf]
+        return [source, operand], attrs
+
+    return nans
+
+
 SCATTER_CASES = [
+    OpCase(
+        N.select_and_scatter_add,
+        FLOATS,
+        with_nans(scatter((7,), (3,), (2,), (3, 2))),
+        ge_selection_numpy,
+        name="select_and_scatter_add_nan",
+    ),
     OpCase(
         N.select_and_scatter_add,
         NUMERIC,

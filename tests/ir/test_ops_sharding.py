@@ -42,7 +42,9 @@ def test_mesh_and_spec_text_round_trip():
     assert S.parse_spec(S.spec_text(spec)) == spec
 
 
-@pytest.mark.parametrize("text", ["data", "data=0", "1x=2", "data=2,,"])
+@pytest.mark.parametrize(
+    "text", ["data", "data=0", "1x=2", "data=2,,", "data=" + "9" * 5000, "data=\u00b2"]
+)
 def test_malformed_mesh_text_is_a_shape_error(text):
     with pytest.raises(ShapeError, match="malformed mesh"):
         S.parse_mesh(text)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from irgen import graphs, nested_graphs
+from irgen import graphs, nested_graphs, unmark
 
 from flowjit.ir import Graph, Location, ParseError, TensorType, Value, parse, print_graph, verify
 from flowjit.ir.ops import control as C
@@ -95,10 +95,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("marked, message", MALFORMED)
 def test_malformed_text_reports_line_and_column(marked, message):
-    at = marked.index("^")
-    text = marked.replace("^", "", 1)
-    line = text.count("\n", 0, at) + 1
-    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    text, line, column = unmark(marked)
     with pytest.raises(ParseError) as info:
         parse(text)
     assert (info.value.line, info.value.column) == (line, column), str(info.value)

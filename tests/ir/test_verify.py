@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowjit.ir import Graph, Op, TensorType, Value, VerifyError, parse, verify
+from flowjit.ir import Graph, Op, ShapeError, TensorType, Value, VerifyError, parse, verify
 from flowjit.ir.core import StateSlot
 from flowjit.ir.ops import control as C
 from flowjit.ir.ops import elementwise as E
@@ -158,3 +158,9 @@ def test_subgraph_cannot_have_a_state_map():
     branch.state_map = [StateSlot("w", None, None)]
     with pytest.raises(VerifyError, match="subgraph @t cannot have a state_map"):
         verify(with_cond(branch))
+
+
+@pytest.mark.parametrize("shape", [(2**63,), (2**32, 2**32), (2**63, 0)])
+def test_a_type_with_more_than_int64_elements_is_a_shape_error(shape):
+    with pytest.raises(ShapeError, match="is too large: at most 2\\*\\*63 - 1 elements"):
+        TensorType(shape, np.float32)
