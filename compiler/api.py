@@ -264,7 +264,7 @@ class CompiledFunction:
         raise err
 
     def _check_not_donated(self, args: tuple, kwargs: dict) -> None:
-        """Raise DonationError naming an argument whose buffer an earlier call was donated."""
+        """Raise DonationError naming an argument that was donated to an earlier call."""
         sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         leaves = jax.tree_util.tree_leaves(
             dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
