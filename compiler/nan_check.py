@@ -40,17 +40,6 @@ def nan_origin(
     result or variable): the first op of ``graph`` (as traced) that makes one from inputs
     without any, on the reference interpreter."""
     undone = "check_nans is on, so the call's variable updates were undone"
-    for arg in args:
-        if has_nan(arg):
-            _, index = _first_index([arg])
-            return NaNError(f"{name}: an argument holds NaN (at index {index}); {undone}")
-    for variable, value in state.items():
-        if has_nan(value):
-            _, index = _first_index([value])
-            return NaNError(
-                f"{name}: variable {variable!r} held NaN (at index {index}) before "
-                f"the call; {undone}"
-            )
 
     def observe(op, inputs, results) -> None:
         if any(has_nan(x) for x in inputs) or not any(has_nan(r) for r in results):
@@ -70,6 +59,18 @@ def nan_origin(
             run_graph(graph, [np.asarray(a) for a in args], dict(state), observe)
     except _Found as found:
         return found.error
+    # no op made one: it came in (an argument, a variable), or from XLA's rounding alone
+    for arg in args:
+        if has_nan(arg):
+            _, index = _first_index([arg])
+            return NaNError(f"{name}: an argument holds NaN (at index {index}); {undone}")
+    for variable, value in state.items():
+        if has_nan(value):
+            _, index = _first_index([value])
+            return NaNError(
+                f"{name}: variable {variable!r} held NaN (at index {index}) before "
+                f"the call; {undone}"
+            )
     return NaNError(
         f"{name}: the compiled call made NaN in {where}, but the reference interpreter computes "
         f"none from the same inputs (a difference in floating-point rounding); {undone}"
