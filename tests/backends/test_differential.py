@@ -151,8 +151,8 @@ def mismatch(op, inputs: list, got: np.ndarray, want: np.ndarray, k: int) -> str
     same_nan = np.isnan(g) == np.isnan(w)
     finite = np.isfinite(w)
     same_inf = np.where(np.isinf(w), g == w, True)
-    eps = float(np.finfo(np.float32 if got.dtype.kind == "V" else got.dtype).eps)
-    eps = 2.0**-8 if got.dtype.kind == "V" else eps  # bfloat16
+    # an op with a body is held to the rounding of the least precise floats computed in it
+    eps = max(_eps(d) for d in [got.dtype, *_body_dtypes(op)] if d.kind in "fV")
     steps = 1 if op.opdef.name == "constant" else TOLERANCE_SCALE * max(1, _loop_steps(op))
     limit = steps * eps * (1 + _magnitude(op, inputs, want, k))
     with np.errstate(invalid="ignore"):
@@ -173,6 +173,19 @@ def _padding_meets_infinity(op, inputs: list) -> bool:
     if op.opdef.name != "conv2d" or np.isfinite(inputs[1].astype(np.float64)).all():
         return False
     return any(op.attrs["padding"]) or any(d > 1 for d in op.attrs["lhs_dilation"])
+
+
+def _eps(dtype: np.dtype) -> float:
+    return 2.0**-8 if dtype.kind == "V" else float(np.finfo(dtype).eps)  # (V: bfloat16)
+
+
+def _body_dtypes(op) -> set:
+    """The dtypes of every value computed in ``op``'s subgraphs, nested ones included."""
+    found = set()
+    for sub in op.subgraphs:
+        for inner in sub.ops:
+            found |= {v.type.dtype for v in inner.outputs} | _body_dtypes(inner)
+    return found
 
 
 def _loop_steps(op) -> int:
