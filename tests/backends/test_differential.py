@@ -9,8 +9,9 @@ held to its own rounding only, and a difference that an earlier op's rounding ca
 through a floor or a comparison is not taken for a bug. Passes are checked on the reference
 interpreter, where the same program gives bit-identical results.
 
-``FLOWJIT_FUZZ_EXAMPLES=N`` sets how many programs each test draws (CI: a few dozen);
-the counts of programs, ops checked and mismatches are printed at the end of the session.
+``FLOWJIT_FUZZ_EXAMPLES=N`` sets how many programs each test draws (CI: a few dozen) and
+``FLOWJIT_FUZZ_SEED`` where the seeded programs start; twenty seeded programs share one
+compile. The counts of programs, ops checked and mismatches are printed at the end.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ SETTINGS = settings(
 )
 PASSES = [pass_name(p) for p in default_pipeline()]
 OPTIONAL = [p for p in PASSES if p not in ("discharge_state", "partition")]
-# how many ulps of the op's own output dtype an op may be off by on XLA (transcendental
-# functions are not correctly rounded on either side; sums are compared against the sum of
-# magnitudes)
+# how many ulps an op may be off by on XLA, in its output dtype or the least precise one
+# computed in its bodies (transcendental functions are not correctly rounded on either side;
+# sums are compared against the sum of magnitudes)
 TOLERANCE_SCALE = 16
 COUNTS: Counter = Counter()
 EXACT_PRECISION = {"xla_allow_excess_precision": False}
