@@ -25,33 +25,20 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-
 import numpy as np
 
-from flowjit.backends.reference import run_graph
-from flowjit.backends.xla import cluster_stablehlo, register_cluster
 from flowjit.backends.xla.jaxshim import jax, jnp
-from flowjit.ir import DonationError, Graph, LoweringError, ShardingError, Value, print_graph
-from flowjit.ir.ops import host as H
+from flowjit.ir import DonationError, Graph, ShardingError
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
-from flowjit.runtime import (
-    ClusterStep,
-    HostStep,
-    Plan,
-    TransferStep,
-    bound_in_flight,
-    config,
-    make_entry,
-    run_plan,
-    step_token,
-)
-
+from flowjit.runtime import Plan, bound_in_flight, config, make_entry, run_plan, step_token
 from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
 from flowjit.runtime.variables import VariableLocks
 
 from .dump import dump_compilation
 from .eager import EagerContext
+from .lowered import Lowered
 from .nan_check import has_nan, nan_origin
+from .planning import make_plan
 from .sharding import constrain, function_mesh, keep_sharding, specs_per_leaf
 from .signature import Signature, argument_name, dynamic_part, signature_of
 from .tensor import Tensor
@@ -139,6 +126,12 @@ class _Busy(Exception):
     deadlock: jax lets one thread trace a jitted function for given argument types and makes
     the others wait for it, and the holder, tracing a function that calls this one, may be
     waiting for this very jax trace. The call leaves jax's trace, waits, and starts over."""
+
+
+def _wait_for_other_traces() -> None:
+    """Out of jax's trace (after _Busy): wait until no other thread is tracing."""
+    _TRACING.acquire()
+    _TRACING.release()
 
 
 class _HostCalls(Exception):
@@ -246,8 +239,7 @@ class CompiledFunction:
             self._grow_layout(err.plan)
             return self(*args, **kwargs)
         if isinstance(err, _Busy):
-            with _TRACING:  # (out of jax's trace: wait for the other thread's trace to end)
-                pass
+            _wait_for_other_traces()
             return self(*args, **kwargs)
         if isinstance(err, _HostCalls):
             self._plain, self._split = False, True
@@ -494,7 +486,7 @@ class CompiledFunction:
         )
         if config.dump_dir is not None:
             dump_compilation(os.fspath(config.dump_dir), self.name, sig, ctx.graph, pipeline)
-        plan = _plan(pipeline.graph, sig, ctx.variables, self.mesh)
+        plan = make_plan(pipeline.graph, sig, ctx.variables, self.mesh)
         logger.info(
             "traced %s in %.1f ms, passes in %.1f ms (%d ops)",
             self.name,
@@ -630,8 +622,7 @@ class CompiledFunction:
             self._grow_layout(changed.plan)
             return self.lower(*args, **kwargs)
         except _Busy:
-            with _TRACING:
-                pass
+            _wait_for_other_traces()
             return self.lower(*args, **kwargs)
         except _HostCalls:
             jax_lowered = None  # compiled cluster by cluster
@@ -662,128 +653,6 @@ def _parameter_names(fn: Callable) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in parameters if p.kind in kinds)
-
-
-def _plan(graph: Graph, sig: Signature, variables: dict, mesh: Any) -> Plan:
-    """The runtime's view of a discharged graph: which variables feed and receive values, and
-    the cluster to run (or, for a graph split around host calls, the steps)."""
-    by_name = {handle.name: variable for variable, handle in variables.items()}
-    slots = graph.state_map or []
-    first = lambda pair: pair[0]  # noqa: E731
-    reads = sorted(((s.input, by_name[s.name]) for s in slots if s.input is not None), key=first)
-    writes = sorted(((s.output, by_name[s.name]) for s in slots if s.output is not None), key=first)
-    split = any(op.opdef in (H.cluster, H.transfer, H.host_call) for op in graph.ops)
-    steps, results = _steps(graph, mesh) if split else ((), ())
-    return Plan(
-        None if split else register_cluster(graph),
-        tuple(t.dtype for t in sig.types),
-        state_inputs=tuple(v for _, v in reads),
-        state_outputs=tuple(v for _, v in writes),
-        steps=steps,
-        results=results,
-    )
-
-
-def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
-    """The runtime steps of a partitioned graph (cluster, transfer and host_call ops), over
-    numbered slots; and the slots of the graph's outputs. Clusters marked SPMD run over
-    ``mesh`` (the function's)."""
-    slot: dict[Value, int] = {v: i for i, v in enumerate(graph.inputs)}
-    steps = []
-    for op in graph.ops:
-        inputs = tuple(slot[v] for v in op.inputs)
-        outputs = tuple(range(len(slot), len(slot) + len(op.outputs)))
-        slot.update(zip(op.outputs, outputs))
-        if op.opdef is H.cluster:
-            key = register_cluster(op.attrs["body"])
-            device, on_mesh = op.device, None
-            if device is not None and device.startswith("mesh("):
-                # over the function's mesh; without one (constraints from a sharded variable or
-                # an entered mesh) the cluster follows its inputs' shardings
-                device, on_mesh = (None, None) if mesh is None else (device, mesh.jax)
-            steps.append(ClusterStep(key, inputs, outputs, device, H.HOST in op.effects, on_mesh))
-        elif op.opdef is H.transfer:
-            steps.append(TransferStep(op.attrs["device"], inputs, outputs))
-        else:
-            fn = H.CALLBACKS[op.attrs["callback"]]
-            steps.append(HostStep(fn, op.attrs["name"], op.loc, inputs, outputs))
-    return tuple(steps), tuple(slot[v] for v in graph.outputs)
-
-
-class Lowered:
-    """A traced, optimized and lowered function; nothing has run."""
-
-    def __init__(self, record: TraceRecord, jax_lowered: Any, function: CompiledFunction):
-        self._record, self._jax, self._function = record, jax_lowered, function
-
-    def ir(self, stage: str = "optimized") -> str:
-        if stage == "traced":
-            return print_graph(self._record.traced)
-        if stage == "optimized":
-            return print_graph(self._record.graph)
-        raise ValueError(f"stage must be 'traced' or 'optimized', got {stage!r}")
-
-    def passes(self) -> list:
-        """What each pass did: its name, seconds, whether it changed the graph and the op
-        counts before and after (counting ops in loop bodies and branches)."""
-        return list(self._record.pipeline.records)
-
-    def stablehlo(self) -> str:
-        """The StableHLO of every compiled cluster."""
-        graph = self._record.graph
-        clusters = [op.attrs["body"] for op in graph.ops if op.opdef is H.cluster]
-        return "\n".join(cluster_stablehlo(g) for g in clusters or [graph])
-
-    def compile(self) -> "Compiled":
-        if self._jax is None:
-            raise LoweringError(
-                f"{self._function.name} has host calls: it runs as several compiled clusters "
-                "with the host calls between them; call the function itself",
-                op="compile",
-            )
-        return Compiled(self._jax.compile(), self._function)
-
-    def run_reference(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:
-        """Run the optimized graph on the reference (numpy) interpreter, with the variables'
-        current values, writing nothing back: returns the results (in the function's
-        structure) and {variable: new value} for each variable the function writes."""
-        f, plan = self._function, self._record.plan
-        leaves = jax.tree_util.tree_leaves(
-            dynamic_part(args, kwargs, f.static_argnums, f.static_argnames)
-        )
-        inputs = [np.asarray(x, dt) for x, dt in zip(leaves, plan.input_dtypes, strict=True)]
-        inputs += [np.asarray(v.value) for v in plan.state_inputs]
-        outs = run_graph(self._record.graph, inputs)
-        n = len(outs) - len(plan.state_outputs)
-        results = jax.tree_util.tree_unflatten(self._record.out_treedef, outs[:n])
-        return results, dict(zip(plan.state_outputs, outs[n:]))
-
-
-class Compiled:
-    """An XLA executable for one signature. Call it with the same arguments as the function
-    (static ones included; they must equal the values it was lowered with); it reads and
-    updates the function's variables like a call of the function does."""
-
-    def __init__(self, jax_compiled: Any, function: CompiledFunction):
-        self._jax, self._function = jax_compiled, function
-        self._stateful = function._stateful
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        f = self._function
-        args = tuple(a for i, a in enumerate(args) if i not in f.static_argnums)
-        kwargs = {k: v for k, v in kwargs.items() if k not in f.static_argnames}
-        if self._stateful:
-            return f._call_with_state(self._jax, args, kwargs)
-        return self._jax(*args, **kwargs)
-
-    def hlo(self) -> str:
-        return self._jax.as_text()
-
-    def cost_analysis(self) -> Any:
-        return self._jax.cost_analysis()
-
-    def memory_analysis(self) -> Any:
-        return self._jax.memory_analysis()
 
 
 def compile(

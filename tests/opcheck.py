@@ -4,6 +4,8 @@ both with the case's own numpy expression (never with the code under test)."""
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,6 +19,26 @@ from flowjit.ir.types import bfloat16
 
 # Every OpCase declared by any test module; test_completeness checks that each op has one.
 CASES: dict[OpDef, list["OpCase"]] = {}
+_TESTS = pathlib.Path(__file__).parent
+
+
+_LOADED: dict[OpDef, list["OpCase"]] | None = None
+
+
+def load_cases() -> dict[OpDef, list["OpCase"]]:
+    """Every OpCase of tests/ir/test_ops_*.py, by op: the modules are loaded once more, into a
+    dict of their own, so the cases are the same whichever test modules pytest has imported."""
+    global CASES, _LOADED
+    if _LOADED is None:
+        outer, CASES = CASES, {}  # (OpCase registers itself in CASES)
+        try:
+            for path in sorted((_TESTS / "ir").glob("test_ops_*.py")):
+                spec = importlib.util.spec_from_file_location(f"_opcases_{path.stem}", path)
+                spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        finally:
+            _LOADED, CASES = CASES, outer
+    return _LOADED
+
 
 TOLERANCE = {
     np.dtype(np.float16): 2e-3,

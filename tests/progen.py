@@ -13,8 +13,6 @@ draws its structure and a seed for the numbers, so a failure shrinks and replays
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +28,6 @@ from flowjit.ir.ops import sharding as Sh
 from flowjit.ir.ops import shape as S
 from flowjit.ir.ops import state as St
 
-TESTS = pathlib.Path(__file__).parent
 # ops a random program leaves out: host ops need the partition pass's step-by-step runtime
 # (tests/compiler/test_host.py), with_sharding a mesh (tests/runtime/test_sharding.py), and
 # the state ops come from the program's own variables
@@ -40,16 +37,7 @@ BOOL = np.dtype(np.bool_)
 INT32 = np.dtype(np.int32)
 
 
-def _load_cases() -> list[opcheck.OpCase]:
-    """Every OpCase of tests/ir/test_ops_*.py (loading them registers them in opcheck)."""
-    if not opcheck.CASES:
-        for path in sorted((TESTS / "ir").glob("test_ops_*.py")):
-            spec = importlib.util.spec_from_file_location(f"_progen_{path.stem}", path)
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    return [c for op, cases in opcheck.CASES.items() if op not in LEFT_OUT for c in cases]
-
-
-CASES = _load_cases()
+CASES = [c for op, cases in opcheck.load_cases().items() if op not in LEFT_OUT for c in cases]
 
 
 @dataclass

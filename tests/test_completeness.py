@@ -3,23 +3,12 @@ gradient rule (or says why it has none) and an op-vs-numpy test case."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import opcheck
 
 from flowjit.backends.xla import LOWERINGS
 from flowjit.ir import OPS, parse
 from flowjit.ir.ops.state import STATE_OPS
 from flowjit.passes import discharge_state
-
-TESTS = pathlib.Path(__file__).parent
-
-
-def _load_op_tests() -> None:
-    for path in sorted((TESTS / "ir").glob("test_ops_*.py")):
-        spec = importlib.util.spec_from_file_location(f"_opcases_{path.stem}", path)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
 def test_every_op_has_rules_reference_and_lowering():
@@ -50,8 +39,7 @@ def test_discharge_removes_every_state_op():
 
 
 def test_every_op_has_an_op_vs_numpy_case():
-    _load_op_tests()
-    covered = {opdef.name for opdef in opcheck.CASES}
+    covered = {opdef.name for opdef in opcheck.load_cases()}
     missing = sorted(set(OPS) - covered - {op.name for op in STATE_OPS})  # tests/passes
     assert not missing, f"ops without an OpCase in tests/ir/test_ops_*.py: {missing}"
 

@@ -129,8 +129,8 @@ def _magnitude(op, inputs: list, want: np.ndarray, k: int) -> np.ndarray:
             other = np.abs(_wide(other))
             if other.shape == scale.shape:
                 scale = np.fmax(scale, np.where(np.isfinite(other), other, 0))
-        except Exception:  # (an op whose inputs cannot all be made non-negative)
-            pass
+        except (ValueError, TypeError, ArithmeticError):  # (inputs it refuses made >= 0)
+            pass  # the result's magnitude alone bounds the error
     return scale
 
 
@@ -338,5 +338,5 @@ def test_programs_use_every_kind_of_step():
     collect()
     assert {"cond", "scan", "while", "read_variable", "assign_variable"} <= ops
     assert seen["with variables"] and seen["with arguments"]
-    covered = {opdef.name for opdef in opcheck.CASES if opdef not in LEFT_OUT}
+    covered = {opdef.name for opdef in opcheck.load_cases() if opdef not in LEFT_OUT}
     assert len(ops & covered) >= 0.6 * len(covered), sorted(covered - ops)

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib.util
 import os
-import pathlib
 import random
 import re
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from unittest import mock
 
 import numpy as np
 import opcheck
@@ -291,11 +288,7 @@ def syntax_seeds() -> list[str]:
 def op_case_seeds() -> list[str]:
     """One printed graph per op-vs-numpy case: every op, with attributes its tests use (the
     same list whichever test modules pytest has imported already)."""
-    with mock.patch.object(opcheck, "CASES", {}):  # where the modules' OpCases register
-        for path in sorted(pathlib.Path(__file__).parent.glob("test_ops_*.py")):
-            spec = importlib.util.spec_from_file_location(f"_opcases_{path.stem}", path)
-            spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        cases = [case for group in opcheck.CASES.values() for case in group]
+    cases = [case for group in opcheck.load_cases().values() for case in group]
     texts = []
     rng = np.random.default_rng(0)
     for case in cases:
