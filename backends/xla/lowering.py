@@ -15,7 +15,7 @@ import numpy as np
 from flowjit.ir import Graph, LoweringError, Op, OpDef, TensorType, dtype_name
 from flowjit.ir.types import BOOL, bfloat16
 
-from .jaxshim import dtype_to_ir_type, hlo, ir
+from .jaxshim import dtype_to_ir_type, hlo, ir, jax
 
 LoweringRule = Callable[..., "ir.Value | Sequence[ir.Value]"]
 LOWERINGS: dict[OpDef, LoweringRule] = {}
@@ -55,6 +55,14 @@ def lowering_context() -> Any:
             op="host_call",
         )
     return _CONTEXTS[-1]
+
+
+def platform() -> str:
+    """The platform the graph is emitted for ("cpu", "cuda", "rocm", "tpu"): jax's lowering
+    context's under jax.jit, jax's default backend otherwise (standalone modules, dumps)."""
+    if _CONTEXTS:
+        return _CONTEXTS[-1].module_context.platforms[0]
+    return jax.default_backend()
 
 
 def ir_type(t: TensorType) -> ir.RankedTensorType:

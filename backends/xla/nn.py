@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from flowjit.ir import Op, TensorType
@@ -10,7 +12,16 @@ from flowjit.ir.ops import nn as N
 from .elementwise import compare
 from .jaxshim import hlo, ir
 from .linalg import highest_precision
-from .lowering import accumulation_type, constant, ir_type, lowers, region_body, round_to
+from .lowering import (
+    accumulation_type,
+    constant,
+    full,
+    ir_type,
+    lowers,
+    platform,
+    region_body,
+    round_to,
+)
 
 # ('NHWC', 'HWIO', 'NHWC') in XLA's terms
 _NHWC_HWIO = dict(
@@ -54,6 +65,53 @@ def _conv2d_lower(op: Op, x: ir.Value, w: ir.Value) -> ir.Value:
 
 _COMBINE = {N.reduce_window_max: ("max", hlo.maximum), N.reduce_window_sum: ("sum", hlo.add)}
 
+# Where the windows tile the input (strides == window: pooling's usual 2x2, stride 2), XLA:CPU
+# runs a pooling much faster as a reshape + reduce, and its gradient as a few selects, than as
+# reduce_window and select_and_scatter (bench/suite's CNN step went from 60 to 18 ms, mostly
+# the select_and_scatter; docs/performance.md). Other platforms keep XLA's windowed ops:
+# unmeasured there, and a TPU tiles its two minor dims, which the reshape would split.
+TILED_POOLING_PLATFORMS = {"cpu"}
+
+
+def _tiled(op: Op) -> bool:
+    return op.attrs["strides"] == op.attrs["window"] and platform() in TILED_POOLING_PLATFORMS
+
+
+def _window_counts(op: Op) -> list[int]:
+    """Windows per dim (all windows: the op's output shape)."""
+    x, window, padding = op.inputs[-1].type, op.attrs["window"], op.attrs["padding"]
+    return [
+        N.window_out_size(d + padding[2 * i] + padding[2 * i + 1], window[i], window[i])
+        for i, d in enumerate(x.shape)
+    ]
+
+
+def _tiles(op: Op, x: ir.Value, dtype: np.dtype, fill: np.ndarray) -> ir.Value:
+    """The op's operand ``x`` (in ``dtype``) padded with ``fill`` as the op pads it and cut to
+    whole windows (a VALID pooling drops the rest), as shape (out0, window0, out1, ...)."""
+    shape, window = op.inputs[-1].type.shape, op.attrs["window"]
+    counts, low = _window_counts(op), list(op.attrs["padding"][0::2])
+    covered = [n * w for n, w in zip(counts, window)]
+    high = [c - d - lo for c, d, lo in zip(covered, shape, low)]  # negative: cut off
+    if any(low) or any(high):
+        x = hlo.pad(x, constant(fill, dtype), low, high, [0] * len(shape))
+    tiled = [size for n, w in zip(counts, window) for size in (n, w)]
+    return hlo.reshape(ir_type(TensorType(tiled, dtype)), x)
+
+
+def _untile(op: Op, tiles: ir.Value, dtype: np.dtype) -> ir.Value:
+    """The inverse of ``_tiles`` for a result on the operand: back to the operand's shape,
+    zero where the op's padding or the dropped rest was."""
+    shape, window = op.inputs[-1].type.shape, op.attrs["window"]
+    covered = [n * w for n, w in zip(_window_counts(op), window)]
+    low = list(op.attrs["padding"][0::2])
+    flat = hlo.reshape(ir_type(TensorType(covered, dtype)), tiles)
+    high = [lo + d - c for lo, d, c in zip(low, shape, covered)]
+    if not any(low) and not any(high):
+        return flat
+    zero = constant(np.zeros((), dtype))
+    return hlo.pad(flat, zero, [-lo for lo in low], high, [0] * len(shape))
+
 
 @lowers(*_COMBINE)
 def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
@@ -63,20 +121,29 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
     wide = accumulation_type(out) if reduction == "sum" else out
     if wide != out:
         x = hlo.convert(ir_type(TensorType(src.shape, wide.dtype)), x)
-    window = hlo.ReduceWindowOp(
-        [ir_type(wide)],
-        [x],
-        [constant(N.reduce_window_init(wide.dtype, reduction))],
-        list(op.attrs["window"]),
-        window_strides=list(op.attrs["strides"]),
-        padding=_pairs(op.attrs["padding"]),
-    )
+    init = N.reduce_window_init(wide.dtype, reduction)
+    if _tiled(op):
+        tiles = _tiles(op, x, wide.dtype, init)
+        window = hlo.ReduceOp(
+            [ir_type(wide)], [tiles], [constant(init)], list(range(1, 2 * src.ndim, 2))
+        )
+    else:
+        window = hlo.ReduceWindowOp(
+            [ir_type(wide)],
+            [x],
+            [constant(init)],
+            list(op.attrs["window"]),
+            window_strides=list(op.attrs["strides"]),
+            padding=_pairs(op.attrs["padding"]),
+        )
     region_body(window.regions[0], [TensorType((), wide.dtype)] * 2, lambda a, b: [combine(a, b)])
     return round_to(window.result, wide, out)
 
 
 @lowers(N.select_and_scatter_add)
 def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
+    if _tiled(op):
+        return _scatter_to_tiles(op, source, operand)
     out = op.outputs[0].type
     # Add float16/bfloat16 in float32, rounding once, like the reference (selection is exact).
     wide = accumulation_type(out)
@@ -96,3 +163,69 @@ def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -
     region_body(scatter.select, [scalar] * 2, lambda a, b: [compare(a, b, "GE", wide.dtype)])
     region_body(scatter.scatter, [scalar] * 2, lambda a, b: [hlo.add(a, b)])
     return round_to(scatter.result, wide, out)
+
+
+def _scatter_to_tiles(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
+    """select_and_scatter_add where the windows tile the operand: each window's elements are
+    folded as XLA's GE select folds them (keep the one so far while it is >= the next; the
+    padding is never picked) into the index of the survivor, and the source goes there. No
+    two windows meet, so nothing is added: the source is placed (as 0 + source: -0 gives 0)."""
+    src, dtype = op.inputs[0].type, op.inputs[1].type.dtype
+    window, low = op.attrs["window"], op.attrs["padding"][0::2]
+    tiles = _tiles(op, operand, dtype, np.zeros((), dtype))
+    i32 = np.dtype(np.int32)
+
+    def element(offset) -> ir.Value:  # each window's element at ``offset``, shape src
+        start = [k for o in offset for k in (0, o)]
+        limit = [n for size, o in zip(src.shape, offset) for n in (size, o + 1)]
+        piece = hlo.slice(tiles, start, limit, [1] * len(start))
+        return hlo.reshape(ir_type(src), piece)
+
+    def inside(offset) -> ir.Value | None:  # which windows' element at ``offset`` is no padding
+        mask = None
+        for axis, (o, w, lo, d) in enumerate(zip(offset, window, low, op.inputs[1].type.shape)):
+            first, end = -((o - lo) // w), -((o - lo - d) // w)  # ceil((lo - o) / w), ...
+            if first <= 0 and end >= src.shape[axis]:
+                continue
+            at = hlo.iota(ir_type(TensorType(src.shape, i32)), axis)
+            both = [
+                compare(at, full(first, TensorType(src.shape, i32)), "GE", i32),
+                compare(at, full(end, TensorType(src.shape, i32)), "LT", i32),
+            ]
+            for part in both:
+                mask = part if mask is None else hlo.and_(mask, part)
+        return mask
+
+    offsets = list(itertools.product(*map(range, window)))
+    best, chosen, found = (
+        element(offsets[0]),
+        full(0, TensorType(src.shape, i32)),
+        inside(offsets[0]),
+    )
+    for k, offset in enumerate(offsets[1:], start=1):
+        value, valid = element(offset), inside(offset)
+        take = hlo.not_(compare(best, value, "GE", dtype))
+        if found is not None:  # no element picked yet: take the first real one
+            take = hlo.or_(take, hlo.not_(found))
+        if valid is not None:
+            take = hlo.and_(take, valid)
+            found = None if found is None else hlo.or_(found, valid)
+        else:
+            found = None
+        best = hlo.select(take, value, best)
+        chosen = hlo.select(take, full(k, TensorType(src.shape, i32)), chosen)
+    # In tile coordinates: the source where the element's window offset is the chosen one.
+    tiled_shape = [n for size, w in zip(src.shape, window) for n in (size, w)]
+    outer, inner = list(range(0, 2 * src.ndim, 2)), list(range(1, 2 * src.ndim, 2))
+    tiled = TensorType(tiled_shape, dtype)
+    numbers = np.arange(len(offsets), dtype=i32).reshape(window)
+    here = compare(
+        hlo.broadcast_in_dim(ir_type(TensorType(tiled_shape, i32)), chosen, outer),
+        hlo.broadcast_in_dim(ir_type(TensorType(tiled_shape, i32)), constant(numbers), inner),
+        "EQ",
+        i32,
+    )
+    spread = hlo.broadcast_in_dim(ir_type(tiled), source, outer)
+    nonzero = compare(spread, full(0, tiled), "NE", dtype)
+    placed = hlo.select(hlo.and_(here, nonzero), spread, full(0, tiled))
+    return _untile(op, placed, dtype)

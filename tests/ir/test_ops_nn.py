@@ -198,6 +198,29 @@ WINDOW_CASES = [
             window_numpy(reduction),
             name=f"{opdef.name}_full_range",
         ),
+        # windows that tile the input (stride == window), lowered as reshape + reduce on CPU:
+        # with padding, with a rest that VALID drops, and a window wholly in the padding
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((2, 5, 7, 3), (1, 2, 2, 1), (1, 2, 2, 1), (0, 0, 1, 0, 0, 1, 0, 0)),
+            window_numpy(reduction),
+            name=f"{opdef.name}_tiled_padded",
+        ),
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((1, 7, 5, 2), (1, 3, 2, 1), (1, 3, 2, 1), (0,) * 8),
+            window_numpy(reduction),
+            name=f"{opdef.name}_tiled_rest",
+        ),
+        OpCase(
+            opdef,
+            NUMERIC,
+            pool((5,), (2,), (2,), (3, 0)),
+            window_numpy(reduction),
+            name=f"{opdef.name}_tiled_1d",
+        ),
     )
 ]
 
@@ -394,6 +417,16 @@ def with_nans(make):
     return nans
 
 
+def tied(make):
+    """``make`` with operand values drawn from {0, 1, 2}: most windows have tied maxima."""
+
+    def ties(rng, dt):
+        (source, operand), attrs = make(rng, dt)
+        return [source, rng.integers(0, 3, operand.shape).astype(operand.dtype)], attrs
+
+    return ties
+
+
 SCATTER_CASES = [
     OpCase(
         N.select_and_scatter_add,
@@ -415,6 +448,35 @@ SCATTER_CASES = [
         scatter((7,), (3,), (2,), (3, 2)),
         select_and_scatter_numpy,
         name="select_and_scatter_add_1d",
+    ),
+    # windows that tile the operand (stride == window), lowered as selects on CPU
+    OpCase(
+        N.select_and_scatter_add,
+        NUMERIC,
+        tied(scatter((2, 6, 6, 3), (1, 2, 2, 1), (1, 2, 2, 1), (0,) * 8)),
+        ge_selection_numpy,
+        name="select_and_scatter_add_tiled_ties",
+    ),
+    OpCase(
+        N.select_and_scatter_add,
+        NUMERIC,
+        tied(scatter((2, 5, 7, 3), (1, 3, 2, 1), (1, 3, 2, 1), (0, 0, 1, 0, 0, 1, 0, 0))),
+        ge_selection_numpy,
+        name="select_and_scatter_add_tiled_padded_ties",
+    ),
+    OpCase(
+        N.select_and_scatter_add,
+        FLOATS,
+        with_nans(scatter((3, 7, 5), (1, 2, 2), (1, 2, 2), (0, 0, 0, 1, 1, 0))),
+        ge_selection_numpy,
+        name="select_and_scatter_add_tiled_nan",
+    ),
+    OpCase(
+        N.select_and_scatter_add,
+        NUMERIC,
+        scatter((5,), (2,), (2,), (3, 0)),
+        select_and_scatter_numpy,
+        name="select_and_scatter_add_tiled_1d",
     ),
 ]
 
