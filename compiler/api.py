@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla.jaxshim import jax, jnp
+from flowjit.backends.xla.jaxshim import jax, jnp, trace_state_clean
 from flowjit.ir import DonationError, Graph, ShardingError
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
 from flowjit.runtime import Plan, bound_in_flight, config, make_entry, run_plan, step_token
@@ -186,8 +186,22 @@ class CompiledFunction:
         # whether a call is just the jitted pure entry's (no variables, host calls or
         # processes to handle first)
         self._plain = not self._across_processes
-        entry = functools.partial(make_entry, static_argnames=self.static_argnames, backend=backend)
-        self._pure_entry = entry(
+        self._make_entries = functools.partial(
+            self._entries, backend, donate_argnums, arg_shardings, out_shardings
+        )
+        self._pure_entry, self._state_entry = self._make_entries(top_level=True)
+        self._nested_entries: tuple[Callable, Callable] | None = None
+        functools.update_wrapper(self, fn)
+
+    def _entries(
+        self, backend, donate_argnums, arg_shardings, out_shardings, *, top_level: bool
+    ) -> tuple[Callable, Callable]:
+        """The jitted (pure, stateful) entries; ``top_level``: with the backend's compile
+        options (jax takes none on a jit called while it traces another function)."""
+        entry = functools.partial(
+            make_entry, static_argnames=self.static_argnames, backend=backend, top_level=top_level
+        )
+        pure = entry(
             self._pure_body,
             static_argnums=self.static_argnums,
             donate_argnums=donate_argnums,
@@ -196,14 +210,14 @@ class CompiledFunction:
         )
         # variables are placed before they are fed (runtime/variables.py): jax takes their
         # shardings from the arrays (None), and keep_sharding holds the new values to them
-        self._state_entry = entry(
+        state = entry(
             self._state_body,
             static_argnums=tuple(i + 2 for i in self.static_argnums),
             donate_argnums=(0,) + tuple(i + 2 for i in donate_argnums),
             in_shardings=None if arg_shardings is None else (None, None, *arg_shardings),
             out_shardings=None if out_shardings is None else (self._out_shardings, None, None),
         )
-        functools.update_wrapper(self, fn)
+        return pure, state
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if config.eager or config.check_nans:  # (debugging modes, docs/debugging.md)
@@ -222,19 +236,33 @@ class CompiledFunction:
             self._calls -= 1  # only calls that ran count as hits or misses
             return self._recover(err, args, kwargs)
 
-    def _dispatch(self, args: tuple, kwargs: dict) -> Any:
+    def _dispatch(self, args: tuple, kwargs: dict, nested: bool = False) -> Any:
+        pure, state = self._nested_entries if nested else (self._pure_entry, self._state_entry)
         if self._across_processes:
             args = self._globalize(args)
         if self._split:
             return self._call_steps(args, kwargs)
         if self._stateful:
-            return self._call_with_state(self._state_entry, args, kwargs)
-        return self._pure_entry(*args, **kwargs)
+            return self._call_with_state(state, args, kwargs)
+        return pure(*args, **kwargs)
 
-    def _recover(self, err: Exception, args: tuple, kwargs: dict) -> Any:
+    def _call_nested(self, args: tuple, kwargs: dict) -> Any:
+        """A call made while jax traces another function (a compiled function called while
+        another is traced, or inside jax.jit): through jits without compile options."""
+        if self._nested_entries is None:
+            self._nested_entries = self._make_entries(top_level=False)
+        self._calls += 1
+        try:
+            return self._dispatch(args, kwargs, nested=True)
+        except Exception as err:
+            self._calls -= 1
+            return self._recover(err, args, kwargs, nested=True)
+
+    def _recover(self, err: Exception, args: tuple, kwargs: dict, nested: bool = False) -> Any:
         """After a call raised ``err``: call again if the first trace found variables
-        (_StateChanged) or host calls (_HostCalls), or if another thread was tracing (_Busy);
-        else raise it, naming the argument."""
+        (_StateChanged) or host calls (_HostCalls), if another thread was tracing (_Busy), or
+        if jax refused the compile options of a jit called inside its trace of another; else
+        raise it, naming the argument."""
         if isinstance(err, _StateChanged):
             self._grow_layout(err.plan)
             return self(*args, **kwargs)
@@ -244,6 +272,8 @@ class CompiledFunction:
         if isinstance(err, _HostCalls):
             self._plain, self._split = False, True
             return self(*args, **kwargs)
+        if not nested and not trace_state_clean():
+            return self._call_nested(args, kwargs)
         if isinstance(err, RuntimeError) and "deleted" in str(err):
             self._check_not_donated(args, kwargs)
         if isinstance(err, TypeError):

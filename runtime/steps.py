@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import cluster_p
+from flowjit.backends.xla import cluster_p, compiler_options
 from flowjit.backends.xla.host import FAILED_CALLBACKS
-from flowjit.backends.xla.jaxshim import jax
+from flowjit.backends.xla.jaxshim import jax, trace_state_clean
 from flowjit.ir import FlowjitError, HostCallError
 
 
@@ -70,14 +70,16 @@ def find_device(name: str) -> Any:
     return found[0]
 
 
-_JITTED: dict[int, Callable] = {}
+_JITTED: dict[tuple, Callable] = {}
 
 
-def _compiled(key: int) -> Callable:
-    jitted = _JITTED.get(key)
+def _compiled(key: int, platform: str | None) -> Callable:
+    # (jax takes compile options only on a jit it is not tracing inside another)
+    options = compiler_options(platform) if trace_state_clean() else None
+    jitted = _JITTED.get((key, options is None))
     if jitted is None:  # (threads racing here all get the one that setdefault kept)
-        jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
-        jitted = _JITTED.setdefault(key, jitted)
+        jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)
+        jitted = _JITTED.setdefault((key, options is None), jitted)
     return jitted
 
 
@@ -94,10 +96,14 @@ def _run_cluster(step: ClusterStep, args: list) -> Any:
             a if a.sharding.device_set == devices else jax.device_put(a, replicated) for a in args
         ]
     try:
-        if step.device is None or step.mesh is not None:
-            return wait(_compiled(step.key)(*args))
-        with jax.default_device(find_device(step.device)):
-            return wait(_compiled(step.key)(*args))
+        if step.mesh is not None:
+            platform = step.mesh.devices.flat[0].platform
+            return wait(_compiled(step.key, platform)(*args))
+        if step.device is None:
+            return wait(_compiled(step.key, None)(*args))
+        device = find_device(step.device)
+        with jax.default_device(device):
+            return wait(_compiled(step.key, device.platform)(*args))
     except Exception as err:
         if FAILED_CALLBACKS:
             failure = FAILED_CALLBACKS.pop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax._src.core import trace_state_clean  # (no public name: whether jax is tracing)
 from jax.core import ShapedArray
 from jax.extend.core import Primitive
 from jax.extend.mlir import ir
@@ -36,4 +37,5 @@ __all__ = [
     "register_lowering",
     "dtype_to_ir_type",
     "emit_python_callback",
+    "trace_state_clean",
 ]

@@ -122,11 +122,10 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
     if wide != out:
         x = hlo.convert(ir_type(TensorType(src.shape, wide.dtype)), x)
     init = N.reduce_window_init(wide.dtype, reduction)
-    if _tiled(op):
+    if _tiled(op):  # (a reduce: a fold of the window's elements, sliced, ran 1.2x slower)
         tiles = _tiles(op, x, wide.dtype, init)
-        window = hlo.ReduceOp(
-            [ir_type(wide)], [tiles], [constant(init)], list(range(1, 2 * src.ndim, 2))
-        )
+        axes = list(range(1, 2 * src.ndim, 2))
+        window = hlo.ReduceOp([ir_type(wide)], [tiles], [constant(init)], axes)
     else:
         window = hlo.ReduceWindowOp(
             [ir_type(wide)],
@@ -138,6 +137,19 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
         )
     region_body(window.regions[0], [TensorType((), wide.dtype)] * 2, lambda a, b: [combine(a, b)])
     return round_to(window.result, wide, out)
+
+
+def _window_elements(op: Op, tiles: ir.Value, dtype: np.dtype) -> list[ir.Value]:
+    """Each window's element at each window offset (row-major), from ``_tiles``: one
+    tensor of the windows' shape per offset."""
+    windows = TensorType(_window_counts(op), dtype)
+    elements = []
+    for offset in itertools.product(*map(range, op.attrs["window"])):
+        start = [k for o in offset for k in (0, o)]
+        limit = [n for size, o in zip(windows.shape, offset) for n in (size, o + 1)]
+        piece = hlo.slice(tiles, start, limit, [1] * len(start))
+        elements.append(hlo.reshape(ir_type(windows), piece))
+    return elements
 
 
 @lowers(N.select_and_scatter_add)
@@ -175,12 +187,6 @@ def _scatter_to_tiles(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
     tiles = _tiles(op, operand, dtype, np.zeros((), dtype))
     i32 = np.dtype(np.int32)
 
-    def element(offset) -> ir.Value:  # each window's element at ``offset``, shape src
-        start = [k for o in offset for k in (0, o)]
-        limit = [n for size, o in zip(src.shape, offset) for n in (size, o + 1)]
-        piece = hlo.slice(tiles, start, limit, [1] * len(start))
-        return hlo.reshape(ir_type(src), piece)
-
     def inside(offset) -> ir.Value | None:  # which windows' element at ``offset`` is no padding
         mask = None
         for axis, (o, w, lo, d) in enumerate(zip(offset, window, low, op.inputs[1].type.shape)):
@@ -197,13 +203,10 @@ def _scatter_to_tiles(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
         return mask
 
     offsets = list(itertools.product(*map(range, window)))
-    best, chosen, found = (
-        element(offsets[0]),
-        full(0, TensorType(src.shape, i32)),
-        inside(offsets[0]),
-    )
+    elements = _window_elements(op, tiles, dtype)
+    best, chosen, found = elements[0], full(0, TensorType(src.shape, i32)), inside(offsets[0])
     for k, offset in enumerate(offsets[1:], start=1):
-        value, valid = element(offset), inside(offset)
+        value, valid = elements[k], inside(offset)
         take = hlo.not_(compare(best, value, "GE", dtype))
         if found is not None:  # no element picked yet: take the first real one
             take = hlo.or_(take, hlo.not_(found))

@@ -32,8 +32,11 @@ w = fj.Variable(rng.standard_normal((256, 256)).astype(np.float32) / 16, name="w
 
 
 @fj.compile
-def step(x):
-    loss = fnp.tanh(x @ w @ w).sum()
+def step(x):  # (a few layers: long enough to compile, > 10 ms, to be cached)
+    h = x
+    for _ in range(4):
+        h = fnp.tanh(h @ w @ w) + fnp.sin(h)
+    loss = h.sum()
     w.assign_sub(0.01 * fj.gradients(loss, [w])[0])
     return loss
 
@@ -43,7 +46,13 @@ report = {"losses": [float(step(x)) for _ in range(3)], "step": hits_and_misses(
 if len(sys.argv) > 2:
     fj.config.update("cache_dir", sys.argv[2])
     # (a gradient through a few layers: long enough to compile, > 10 ms, to be cached)
-    other = fj.compile(fj.grad(lambda a: fnp.tanh(fnp.sin(a @ a.T @ a) @ a.T).sum()))
+    def layers(a):
+        h = a
+        for _ in range(4):
+            h = fnp.tanh(fnp.sin(h @ a.T @ a) @ a.T) @ fnp.cos(a)
+        return h.sum()
+
+    other = fj.compile(fj.grad(layers))
     report["other"] = float(other(x).sum())
     report["after_update"] = hits_and_misses()
 print(json.dumps(report))
