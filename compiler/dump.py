@@ -17,7 +17,7 @@ import os
 import re
 from typing import Any
 
-from flowjit.backends.xla import cluster_p, cluster_stablehlo, register_cluster
+from flowjit.backends.xla import cluster_p, cluster_stablehlo, compiler_options, register_cluster
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import Graph, print_graph
 from flowjit.ir.dot import to_dot
@@ -83,10 +83,12 @@ def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -
 
 
 def _optimized_hlo(body: Graph) -> str:
-    """The cluster compiled by XLA on its own: the HLO after XLA's passes."""
+    """The cluster compiled by XLA on its own, with the compile options a step gets: the HLO
+    after XLA's passes."""
     key = register_cluster(body)
     avals = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in body.inputs]
-    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
+    options = compiler_options()
+    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)
     return jitted.lower(*avals).compile().as_text()
 
 
