@@ -65,16 +65,17 @@ def _conv2d_lower(op: Op, x: ir.Value, w: ir.Value) -> ir.Value:
 
 _COMBINE = {N.reduce_window_max: ("max", hlo.maximum), N.reduce_window_sum: ("sum", hlo.add)}
 
-# Where the windows tile the input (strides == window: pooling's usual 2x2, stride 2), XLA:CPU
-# runs a pooling much faster as a reshape + reduce, and its gradient as a few selects, than as
-# reduce_window and select_and_scatter (bench/suite's CNN step went from 60 to 18 ms, mostly
-# the select_and_scatter; docs/performance.md). Other platforms keep XLA's windowed ops:
-# unmeasured there, and a TPU tiles its two minor dims, which the reshape would split.
-TILED_POOLING_PLATFORMS = {"cpu"}
+# On these platforms a pooling's gradient (select_and_scatter_add) is a fold of each window's
+# elements and a few selects (_first_largest), not XLA's SelectAndScatter, and where the windows
+# tile the input (strides == window: pooling's usual 2x2, stride 2) the pooling itself is a
+# reshape + reduce, not a reduce_window. On XLA:CPU that took bench/suite's CNN step from 60 to
+# 18 ms, mostly the SelectAndScatter (docs/performance.md). Other platforms keep XLA's windowed
+# ops: unmeasured there, and a TPU tiles its two minor dims, which the reshape would split.
+FOLDED_POOLING_PLATFORMS = {"cpu"}
 
 
 def _tiled(op: Op) -> bool:
-    return op.attrs["strides"] == op.attrs["window"] and platform() in TILED_POOLING_PLATFORMS
+    return op.attrs["strides"] == op.attrs["window"] and platform() in FOLDED_POOLING_PLATFORMS
 
 
 def _window_counts(op: Op) -> list[int]:
@@ -154,8 +155,10 @@ def _window_elements(op: Op, tiles: ir.Value, dtype: np.dtype) -> list[ir.Value]
 
 @lowers(N.select_and_scatter_add)
 def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
-    if _tiled(op):
-        return _scatter_to_tiles(op, source, operand)
+    if platform() in FOLDED_POOLING_PLATFORMS:
+        if op.attrs["strides"] == op.attrs["window"]:
+            return _scatter_to_tiles(op, source, operand)
+        return _scatter_by_offsets(op, source, operand)
     out = op.outputs[0].type
     # Add float16/bfloat16 in float32, rounding once, like the reference (selection is exact).
     wide = accumulation_type(out)
@@ -177,34 +180,37 @@ def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -
     return round_to(scatter.result, wide, out)
 
 
-def _scatter_to_tiles(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
-    """select_and_scatter_add where the windows tile the operand: each window's elements are
-    folded as XLA's GE select folds them (keep the one so far while it is >= the next; the
-    padding is never picked) into the index of the survivor, and the source goes there. No
-    two windows meet, so nothing is added: the source is placed (as 0 + source: -0 gives 0)."""
-    src, dtype = op.inputs[0].type, op.inputs[1].type.dtype
-    window, low = op.attrs["window"], op.attrs["padding"][0::2]
-    tiles = _tiles(op, operand, dtype, np.zeros((), dtype))
-    i32 = np.dtype(np.int32)
+# XLA's SelectAndScatter is also not quite the op: with padding, XLA:CPU was seen to fold some
+# windows column by column, so a tie or a NaN sent the gradient elsewhere than the reference.
+# The fold here is the reference's (keep the one so far while it is >= the next; the padding is
+# never picked): it gives the offset of the survivor, and the source goes there.
+
+_I32 = np.dtype(np.int32)
+
+
+def _first_largest(op: Op, elements: list[ir.Value]) -> ir.Value:
+    """The window offset (row-major number) each window's GE fold of ``elements`` (one per
+    offset, the windows' shape) ends on, skipping the padding; 0 for a window all padding."""
+    windows = TensorType(op.inputs[0].type.shape, _I32)
+    shape, low = op.inputs[1].type.shape, op.attrs["padding"][0::2]
+    strides, dtype = op.attrs["strides"], op.inputs[1].type.dtype
 
     def inside(offset) -> ir.Value | None:  # which windows' element at ``offset`` is no padding
         mask = None
-        for axis, (o, w, lo, d) in enumerate(zip(offset, window, low, op.inputs[1].type.shape)):
-            first, end = -((o - lo) // w), -((o - lo - d) // w)  # ceil((lo - o) / w), ...
-            if first <= 0 and end >= src.shape[axis]:
+        for axis, (k, s, lo, d) in enumerate(zip(offset, strides, low, shape)):
+            first, end = -((k - lo) // s), -((k - lo - d) // s)  # ceil((lo - k) / s), ...
+            if first <= 0 and end >= windows.shape[axis]:
                 continue
-            at = hlo.iota(ir_type(TensorType(src.shape, i32)), axis)
-            both = [
-                compare(at, full(first, TensorType(src.shape, i32)), "GE", i32),
-                compare(at, full(end, TensorType(src.shape, i32)), "LT", i32),
-            ]
-            for part in both:
+            at = hlo.iota(ir_type(windows), axis)
+            for part in (
+                compare(at, full(first, windows), "GE", _I32),
+                compare(at, full(end, windows), "LT", _I32),
+            ):
                 mask = part if mask is None else hlo.and_(mask, part)
         return mask
 
-    offsets = list(itertools.product(*map(range, window)))
-    elements = _window_elements(op, tiles, dtype)
-    best, chosen, found = elements[0], full(0, TensorType(src.shape, i32)), inside(offsets[0])
+    offsets = list(itertools.product(*map(range, op.attrs["window"])))
+    best, chosen, found = elements[0], full(0, windows), inside(offsets[0])
     for k, offset in enumerate(offsets[1:], start=1):
         value, valid = elements[k], inside(offset)
         take = hlo.not_(compare(best, value, "GE", dtype))
@@ -216,19 +222,89 @@ def _scatter_to_tiles(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
         else:
             found = None
         best = hlo.select(take, value, best)
-        chosen = hlo.select(take, full(k, TensorType(src.shape, i32)), chosen)
-    # In tile coordinates: the source where the element's window offset is the chosen one.
+        chosen = hlo.select(take, full(k, windows), chosen)
+    return chosen
+
+
+def _nonzero(value: ir.Value, t: TensorType) -> ir.Value:
+    """Where ``value`` is not 0 (nor -0: the reference adds the source to zeros, giving 0)."""
+    return compare(value, full(0, t), "NE", t.dtype)
+
+
+def _scatter_to_tiles(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
+    """Windows that tile the operand (strides == window): no two meet, so the source is placed,
+    not added, in tile coordinates (_tiles)."""
+    src, dtype = op.inputs[0].type, op.inputs[1].type.dtype
+    window = op.attrs["window"]
+    tiles = _tiles(op, operand, dtype, np.zeros((), dtype))
+    chosen = _first_largest(op, _window_elements(op, tiles, dtype))
+    # the source where the element's window offset is the chosen one
     tiled_shape = [n for size, w in zip(src.shape, window) for n in (size, w)]
     outer, inner = list(range(0, 2 * src.ndim, 2)), list(range(1, 2 * src.ndim, 2))
-    tiled = TensorType(tiled_shape, dtype)
-    numbers = np.arange(len(offsets), dtype=i32).reshape(window)
+    tiled, numbered = TensorType(tiled_shape, dtype), TensorType(tiled_shape, _I32)
+    numbers = np.arange(int(np.prod(window)), dtype=_I32).reshape(window)
     here = compare(
-        hlo.broadcast_in_dim(ir_type(TensorType(tiled_shape, i32)), chosen, outer),
-        hlo.broadcast_in_dim(ir_type(TensorType(tiled_shape, i32)), constant(numbers), inner),
+        hlo.broadcast_in_dim(ir_type(numbered), chosen, outer),
+        hlo.broadcast_in_dim(ir_type(numbered), constant(numbers), inner),
         "EQ",
-        i32,
+        _I32,
     )
     spread = hlo.broadcast_in_dim(ir_type(tiled), source, outer)
-    nonzero = compare(spread, full(0, tiled), "NE", dtype)
-    placed = hlo.select(hlo.and_(here, nonzero), spread, full(0, tiled))
+    placed = hlo.select(hlo.and_(here, _nonzero(spread, tiled)), spread, full(0, tiled))
     return _untile(op, placed, dtype)
+
+
+def _scatter_by_offsets(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
+    """Any windows: the element at each window offset is a strided slice of the padded operand.
+    The source chosen at window offset k lands at o * stride + k: phase k % stride of the
+    stride-long tile o + k // stride. Each phase's parts are shifted by whole tiles (pads) and
+    added (in float32 for float16/bfloat16, rounded once), and the phases interleave."""
+    src, out = op.inputs[0].type, op.outputs[0].type
+    window, strides, padding = op.attrs["window"], op.attrs["strides"], op.attrs["padding"]
+    if any(n == 0 for n in src.shape):
+        return full(0, out)
+    low, high = list(padding[0::2]), list(padding[1::2])
+    padded = hlo.pad(operand, constant(np.zeros((), out.dtype)), low, high, [0] * out.ndim)
+    offsets = list(itertools.product(*map(range, window)))
+    ends = [[k + (n - 1) * s + 1 for k, n, s in zip(ks, src.shape, strides)] for ks in offsets]
+    elements = [hlo.slice(padded, list(k), e, list(strides)) for k, e in zip(offsets, ends)]
+    chosen = _first_largest(op, elements)
+    wide = accumulation_type(src)
+    if wide != src:
+        source = hlo.convert(ir_type(wide), source)
+    keep, zero = _nonzero(source, wide), full(0, wide)
+    tiles = TensorType(
+        [n + (w - 1) // s for n, w, s in zip(src.shape, window, strides)], wide.dtype
+    )
+    phases: dict[tuple, ir.Value] = {}
+    for number, ks in enumerate(offsets):
+        picked = compare(chosen, full(number, TensorType(src.shape, _I32)), "EQ", _I32)
+        shift = [k // s for k, s in zip(ks, strides)]
+        part = hlo.pad(
+            hlo.select(hlo.and_(picked, keep), source, zero),
+            constant(np.zeros((), wide.dtype)),
+            shift,
+            [t - n - q for t, n, q in zip(tiles.shape, src.shape, shift)],
+            [0] * src.ndim,
+        )
+        phase = tuple(k % s for k, s in zip(ks, strides))
+        phases[phase] = hlo.add(phases[phase], part) if phase in phases else part
+    # (tile0, phase0, tile1, phase1, ...): each phase in its slot, concatenated dim by dim
+    single = ir_type(TensorType([n for t in tiles.shape for n in (t, 1)], wide.dtype))
+
+    def interleaved(prefix: tuple) -> ir.Value:
+        if len(prefix) == out.ndim:  # (strides past the window leave phases no window reaches)
+            return hlo.reshape(single, phases.get(prefix, full(0, tiles)))
+        parts = [interleaved((*prefix, r)) for r in range(strides[len(prefix)])]
+        return parts[0] if len(parts) == 1 else hlo.concatenate(parts, 2 * len(prefix) + 1)
+
+    covered = [t * s for t, s in zip(tiles.shape, strides)]
+    flat = hlo.reshape(ir_type(TensorType(covered, wide.dtype)), interleaved(()))
+    result = hlo.pad(
+        flat,
+        constant(np.zeros((), wide.dtype)),
+        [-lo for lo in low],
+        [lo + d - c for lo, d, c in zip(low, out.shape, covered)],
+        [0] * out.ndim,
+    )
+    return round_to(result, TensorType(out.shape, wide.dtype), out)

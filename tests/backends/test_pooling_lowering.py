@@ -1,11 +1,11 @@
-"""Pooling whose windows tile the input (stride == window) is lowered on CPU as reshape +
-reduce, and its gradient (select_and_scatter_add) as selects, instead of XLA's reduce_window
-and select_and_scatter (backends/xla/nn.py). The tiled lowering must give the reference
-interpreter's bits (ties, NaN, infinities, signed zeros, padding, a rest that VALID drops,
-windows wholly in the padding), and the windowed lowering's where that one keeps the
-reference's order. It does not always with padding: there XLA:CPU's select_and_scatter was
-seen to fold some windows column by column, so a tie or a NaN sends the gradient elsewhere
-(docs/ir-format.md, Semantics)."""
+"""On CPU, a pooling's gradient (select_and_scatter_add) is lowered as a fold of each window's
+elements and selects, and a pooling whose windows tile the input (stride == window) as a
+reshape + reduce, instead of XLA's SelectAndScatter and reduce_window (backends/xla/nn.py).
+These lowerings must give the reference interpreter's bits (ties, NaN, infinities, signed
+zeros, padding, a rest that VALID drops, windows wholly in the padding, overlapping windows,
+strides past the window), and XLA's windowed ops' where those keep the reference's order. They
+do not always with padding: there XLA:CPU's SelectAndScatter was seen to fold some windows
+column by column, so a tie or a NaN sends the gradient elsewhere (docs/ir-format.md)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,19 @@ from flowjit.ir import Graph, TensorType
 from flowjit.ir.ops import nn as N
 from flowjit.ir.types import bfloat16
 
-# (operand shape, window (== strides), padding)
+# (operand shape, window, strides, padding)
 GEOMETRIES = [
-    ((2, 6, 6, 3), (1, 2, 2, 1), (0,) * 8),
-    ((2, 5, 7, 3), (1, 2, 2, 1), (0, 0, 1, 0, 0, 1, 0, 0)),
-    ((1, 7, 5, 2), (1, 3, 2, 1), (0,) * 8),
-    ((9,), (2,), (3, 0)),  # the first window is all padding
-    ((4, 6), (4, 3), (2, 2, 0, 3)),
+    ((2, 6, 6, 3), (1, 2, 2, 1), (1, 2, 2, 1), (0,) * 8),
+    ((2, 5, 7, 3), (1, 2, 2, 1), (1, 2, 2, 1), (0, 0, 1, 0, 0, 1, 0, 0)),
+    ((1, 7, 5, 2), (1, 3, 2, 1), (1, 3, 2, 1), (0,) * 8),
+    ((9,), (2,), (2,), (3, 0)),  # the first window is all padding
+    ((4, 6), (4, 3), (4, 3), (2, 2, 0, 3)),
+    # windows that overlap, or leave gaps
+    ((2, 7, 7, 3), (1, 3, 3, 1), (1, 2, 2, 1), (0, 0, 1, 1, 1, 1, 0, 0)),
+    ((2, 6, 5, 2), (1, 2, 3, 1), (1, 1, 1, 1), (0,) * 8),
+    ((11,), (2,), (3,), (4, 1)),
+    ((5, 6), (3, 2), (1, 3), (2, 0, 1, 1)),
+    ((5, 4), (1, 1), (2, 1), (1, 0, 0, 0)),  # one element per window: nothing is added
 ]
 DTYPES = [np.float32, np.float16, bfloat16, np.float64, np.int32, np.uint8]
 
@@ -67,43 +73,45 @@ def bits(array: np.ndarray) -> np.ndarray:
 
 
 def both_lowerings(monkeypatch, graph, inputs):
-    """(tiled, windowed) XLA results of ``graph``."""
-    tiled = run_xla(graph, inputs)
-    monkeypatch.setattr(xla_nn, "TILED_POOLING_PLATFORMS", set())
+    """(folded, windowed) XLA results of ``graph``: lowered for CPU, and as other platforms
+    lower it (XLA's windowed ops)."""
+    folded = run_xla(graph, inputs)
+    monkeypatch.setattr(xla_nn, "FOLDED_POOLING_PLATFORMS", set())
     windowed = run_xla(graph, inputs)
-    monkeypatch.setattr(xla_nn, "TILED_POOLING_PLATFORMS", {"cpu"})
-    return tiled[0], windowed[0]
+    monkeypatch.setattr(xla_nn, "FOLDED_POOLING_PLATFORMS", {"cpu"})
+    return folded[0], windowed[0]
 
 
 CASES = list(itertools.product(GEOMETRIES, DTYPES))
-IDS = [f"{g[0]}-{np.dtype(d).name}" for g, d in CASES]
+IDS = [f"{g[0]}-w{g[1]}-s{g[2]}-{np.dtype(d).name}" for g, d in CASES]
 
 
 @pytest.mark.parametrize("geometry, dtype", CASES, ids=IDS)
-def test_select_and_scatter_add_tiled_is_windowed_bit_for_bit(monkeypatch, geometry, dtype):
-    shape, window, padding = geometry
-    attrs = {"window": window, "strides": window, "padding": padding}
+def test_select_and_scatter_add_is_the_reference_bit_for_bit(monkeypatch, geometry, dtype):
+    shape, window, strides, padding = geometry
+    attrs = {"window": window, "strides": strides, "padding": padding}
     x_type = TensorType(shape, dtype)
     out_type = N._reduce_window_rule((x_type,), **attrs)
     graph = graph_of(N.select_and_scatter_add, [out_type, x_type], attrs)
     rng = np.random.default_rng(7)
     inputs = [source(rng, out_type.shape, dtype), operand(rng, shape, dtype)]
-    tiled, windowed = both_lowerings(monkeypatch, graph, inputs)
+    folded, windowed = both_lowerings(monkeypatch, graph, inputs)
     reference = run_graph(graph, inputs)[0]
-    np.testing.assert_array_equal(bits(tiled), bits(np.asarray(reference)))
+    np.testing.assert_array_equal(bits(folded), bits(np.asarray(reference)))
     if not any(padding):
-        np.testing.assert_array_equal(bits(tiled), bits(windowed))
+        np.testing.assert_array_equal(bits(folded), bits(windowed))
 
 
 @pytest.mark.parametrize("geometry, dtype", CASES, ids=IDS)
 @pytest.mark.parametrize("opdef", [N.reduce_window_max, N.reduce_window_sum], ids=lambda o: o.name)
-def test_reduce_window_tiled_is_windowed(monkeypatch, opdef, geometry, dtype):
-    shape, window, padding = geometry
-    attrs = {"window": window, "strides": window, "padding": padding}
+def test_reduce_window_is_the_reference(monkeypatch, opdef, geometry, dtype):
+    shape, window, strides, padding = geometry
+    attrs = {"window": window, "strides": strides, "padding": padding}
     inputs = [operand(np.random.default_rng(3), shape, dtype)]
     graph = graph_of(opdef, [TensorType(shape, dtype)], attrs)
     tiled, windowed = both_lowerings(monkeypatch, graph, inputs)
-    reference = np.asarray(run_graph(graph, inputs)[0])
+    with np.errstate(invalid="ignore"):  # (inf + -inf in a window)
+        reference = np.asarray(run_graph(graph, inputs)[0])
     if opdef is N.reduce_window_max:  # no rounding: every bit (NaN included) agrees
         np.testing.assert_array_equal(bits(tiled), bits(windowed))
         np.testing.assert_array_equal(bits(tiled), bits(reference))
