@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from flowjit.backends.xla import compiler_options
 from flowjit.backends.xla.jaxshim import jax, jnp, trace_state_clean
 from flowjit.ir import DonationError, Graph, ShardingError
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
@@ -139,6 +140,16 @@ class _HostCalls(Exception):
     runs step by step (compiled clusters and host calls) instead of under one jax.jit."""
 
 
+class _OptionsChanged(Exception):
+    """Raised inside a jax trace when the flowjit trace wants XLA compile options (the
+    backend's, for a program with convolutions on CPU) its jitted entries lack: the function's
+    entries are made again with them and the call starts over."""
+
+    def __init__(self, options: dict):
+        super().__init__()
+        self.options = options
+
+
 class CompiledFunction:
     """What ``@fj.compile`` returns: call it like the function it wraps.
 
@@ -186,20 +197,23 @@ class CompiledFunction:
         # whether a call is just the jitted pure entry's (no variables, host calls or
         # processes to handle first)
         self._plain = not self._across_processes
+        self._backend = backend
         self._make_entries = functools.partial(
             self._entries, backend, donate_argnums, arg_shardings, out_shardings
         )
-        self._pure_entry, self._state_entry = self._make_entries(top_level=True)
+        # XLA compile options the entries were made with (_OptionsChanged); calls made while
+        # jax traces another function go through entries without (_call_nested)
+        self._options: dict | None = None
+        self._pure_entry, self._state_entry = self._make_entries(options=None)
         self._nested_entries: tuple[Callable, Callable] | None = None
         functools.update_wrapper(self, fn)
 
     def _entries(
-        self, backend, donate_argnums, arg_shardings, out_shardings, *, top_level: bool
+        self, backend, donate_argnums, arg_shardings, out_shardings, *, options: dict | None
     ) -> tuple[Callable, Callable]:
-        """The jitted (pure, stateful) entries; ``top_level``: with the backend's compile
-        options (jax takes none on a jit called while it traces another function)."""
+        """The jitted (pure, stateful) entries, compiling with XLA ``options``."""
         entry = functools.partial(
-            make_entry, static_argnames=self.static_argnames, backend=backend, top_level=top_level
+            make_entry, static_argnames=self.static_argnames, backend=backend, options=options
         )
         pure = entry(
             self._pure_body,
@@ -250,7 +264,7 @@ class CompiledFunction:
         """A call made while jax traces another function (a compiled function called while
         another is traced, or inside jax.jit): through jits without compile options."""
         if self._nested_entries is None:
-            self._nested_entries = self._make_entries(top_level=False)
+            self._nested_entries = self._make_entries(options=None)
         self._calls += 1
         try:
             return self._dispatch(args, kwargs, nested=True)
@@ -271,6 +285,9 @@ class CompiledFunction:
             return self(*args, **kwargs)
         if isinstance(err, _HostCalls):
             self._plain, self._split = False, True
+            return self(*args, **kwargs)
+        if isinstance(err, _OptionsChanged):
+            self._use_options(err.options)
             return self(*args, **kwargs)
         if not nested and not trace_state_clean():
             return self._call_nested(args, kwargs)
@@ -420,11 +437,22 @@ class CompiledFunction:
 
     def _traced_prepare(self, args: tuple, kwargs: dict) -> tuple["TraceRecord", list]:
         """_prepare under the jitted entry, which cannot run host calls: a plan with them
-        switches the function to running step by step."""
+        switches the function to running step by step. A graph that wants XLA compile options
+        the entries lack has them made again with the options (once: a function keeps them)."""
         record, leaves = self._prepare(args, kwargs, wait=False)
         if record.plan.split:
             raise _HostCalls()
+        if self._options is None:
+            options = compiler_options(record.graph, self._backend)
+            if options is not None:
+                raise _OptionsChanged(options)
         return record, leaves
+
+    def _use_options(self, options: dict) -> None:
+        """Make the jitted entries again, compiling with ``options`` (_OptionsChanged)."""
+        if self._options is None:
+            self._pure_entry, self._state_entry = self._make_entries(options=options)
+            self._options = options
 
     def _record(self, sig: Signature, args: tuple, kwargs: dict, wait: bool) -> TraceRecord:
         """The trace of ``sig``, traced now if no thread has traced it. Without ``wait`` (in
@@ -656,6 +684,9 @@ class CompiledFunction:
             return self.lower(*args, **kwargs)
         except _HostCalls:
             jax_lowered = None  # compiled cluster by cluster
+        except _OptionsChanged as changed:
+            self._use_options(changed.options)
+            return self.lower(*args, **kwargs)
         return Lowered(self._traces[sig.key], jax_lowered, self)
 
     def cache_info(self) -> CacheInfo:

@@ -87,7 +87,7 @@ def _optimized_hlo(body: Graph) -> str:
     after XLA's passes."""
     key = register_cluster(body)
     avals = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in body.inputs]
-    options = compiler_options()
+    options = compiler_options(body)
     jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)
     return jitted.lower(*avals).compile().as_text()
 

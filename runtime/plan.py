@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import cluster_p, compiler_options
+from flowjit.backends.xla import cluster_p
 from flowjit.backends.xla.jaxshim import jax
 
 from .config import config
@@ -80,19 +80,18 @@ def make_entry(
     backend: str | None,
     in_shardings: Any = None,
     out_shardings: Any = None,
-    top_level: bool = True,
+    options: dict | None = None,
 ) -> Callable:
     """``jax.jit(body)``; with ``backend``, calls and lowerings run on that platform's first
     device (uncommitted inputs, numpy arrays included, are placed there). Shardings (None:
-    not given) go to jax.jit as they are. The backend's compile options are passed unless
-    ``top_level`` is False: jax takes none on a jit called while it traces another."""
+    not given) and XLA compile ``options`` go to jax.jit as they are."""
     shardings = {"in_shardings": in_shardings, "out_shardings": out_shardings}
     jitted = jax.jit(
         body,
         static_argnums=tuple(static_argnums),
         static_argnames=tuple(static_argnames),
         donate_argnums=tuple(donate_argnums),
-        compiler_options=compiler_options(backend) if top_level else None,
+        compiler_options=options,
         **{k: v for k, v in shardings.items() if v is not None},
     )
     if backend is None:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import cluster_p, compiler_options
+from flowjit.backends.xla import CLUSTERS, cluster_p, compiler_options
 from flowjit.backends.xla.host import FAILED_CALLBACKS
 from flowjit.backends.xla.jaxshim import jax, trace_state_clean
 from flowjit.ir import FlowjitError, HostCallError
@@ -75,7 +75,7 @@ _JITTED: dict[tuple, Callable] = {}
 
 def _compiled(key: int, platform: str | None) -> Callable:
     # (jax takes compile options only on a jit it is not tracing inside another)
-    options = compiler_options(platform) if trace_state_clean() else None
+    options = compiler_options(CLUSTERS[key], platform) if trace_state_clean() else None
     jitted = _JITTED.get((key, options is None))
     if jitted is None:  # (threads racing here all get the one that setdefault kept)
         jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)

@@ -3,11 +3,12 @@
 # (each module registers its rules)
 from . import bits, control, creation, elementwise, host, index, linalg  # noqa: F401
 from . import nn, reduce, shape, sharding, sort  # noqa: F401
-from .cluster import cluster_p, cluster_stablehlo, register_cluster
+from .cluster import CLUSTERS, cluster_p, cluster_stablehlo, register_cluster
 from .lowering import LOWERINGS, emit_graph
 from .options import compiler_options
 
 __all__ = [
+    "CLUSTERS",
     "cluster_p",
     "cluster_stablehlo",
     "register_cluster",
