@@ -289,7 +289,7 @@ class CompiledFunction:
         if isinstance(err, _OptionsChanged):
             self._use_options(err.options)
             return self(*args, **kwargs)
-        if not nested and not trace_state_clean():
+        if self._options is not None and not nested and not trace_state_clean():
             return self._call_nested(args, kwargs)
         if isinstance(err, RuntimeError) and "deleted" in str(err):
             self._check_not_donated(args, kwargs)

@@ -294,7 +294,7 @@ def _scatter_by_offsets(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value
 
     def interleaved(prefix: tuple) -> ir.Value:
         if len(prefix) == out.ndim:  # (strides past the window leave phases no window reaches)
-            return hlo.reshape(single, phases.get(prefix, full(0, tiles)))
+            return hlo.reshape(single, phases[prefix] if prefix in phases else full(0, tiles))
         parts = [interleaved((*prefix, r)) for r in range(strides[len(prefix)])]
         return parts[0] if len(parts) == 1 else hlo.concatenate(parts, 2 * len(prefix) + 1)
 
