@@ -14,7 +14,8 @@ SUITE = Path(__file__).resolve().parents[2] / "bench" / "suite"
 sys.path.insert(0, str(SUITE))
 import suite  # noqa: E402
 
-PEERS = [p for p in suite.make_peers("/nonexistent/python") if not p.missing]
+ALL_PEERS = suite.make_peers("/nonexistent/python")  # (TensorFlow marked missing)
+PEERS = [p for p in ALL_PEERS if not p.missing]
 
 
 def result(first_call: float, losses=(2.0, 1.5), **more) -> dict:
@@ -53,6 +54,22 @@ def test_step_row_judges_throughput_against_jax():
     assert built["goal"].endswith("met") and "MISSED" not in built["goal"]
     results["mlp"]["flowjit"] = [steps(0.0104)]  # 0.962x the throughput
     assert "MISSED" in suite.build_row(row("MLP step (ms)"), results, PEERS)["goal"]
+
+
+def test_cnn_row_judges_against_jax_and_tensorflow():
+    steps = lambda s: {"per_step_seconds": [s], "losses": [1.0]}  # noqa: E731
+    results = {
+        "cnn": {
+            "flowjit": [steps(0.015)],
+            "jax.jit": [steps(0.060)],
+            suite.TF_PLAIN: [steps(0.013)],
+        }
+    }
+    built = suite.build_row(row("CNN step (ms)"), results, ALL_PEERS)
+    assert built["goal"] == ("time <= 0.5x jax: met; <= 1x tf.function: 1.15x, MISSED by 15.4%")
+    results["cnn"][suite.TF_PLAIN] = [steps(0.016)]
+    built = suite.build_row(row("CNN step (ms)"), results, ALL_PEERS)
+    assert built["goal"] == "time <= 0.5x jax: met; <= 1x tf.function: 0.94x, met"
 
 
 def test_losses_that_disagree_are_reported_with_the_peer():
