@@ -251,14 +251,14 @@ class CompiledFunction:
             return self._recover(err, args, kwargs)
 
     def _dispatch(self, args: tuple, kwargs: dict, nested: bool = False) -> Any:
-        pure, state = self._nested_entries if nested else (self._pure_entry, self._state_entry)
         if self._across_processes:
             args = self._globalize(args)
         if self._split:
             return self._call_steps(args, kwargs)
         if self._stateful:
+            state = self._nested_entries[1] if nested else self._state_entry
             return self._call_with_state(state, args, kwargs)
-        return pure(*args, **kwargs)
+        return (self._nested_entries[0] if nested else self._pure_entry)(*args, **kwargs)
 
     def _call_nested(self, args: tuple, kwargs: dict) -> Any:
         """A call made while jax traces another function (a compiled function called while

@@ -75,11 +75,12 @@ _JITTED: dict[tuple, Callable] = {}
 
 def _compiled(key: int, platform: str | None) -> Callable:
     # (jax takes compile options only on a jit it is not tracing inside another)
-    options = compiler_options(CLUSTERS[key], platform) if trace_state_clean() else None
-    jitted = _JITTED.get((key, options is None))
+    top_level = trace_state_clean()
+    jitted = _JITTED.get((key, top_level))
     if jitted is None:  # (threads racing here all get the one that setdefault kept)
+        options = compiler_options(CLUSTERS[key], platform) if top_level else None
         jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)
-        jitted = _JITTED.setdefault((key, options is None), jitted)
+        jitted = _JITTED.setdefault((key, top_level), jitted)
     return jitted
 
 

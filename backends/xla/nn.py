@@ -78,13 +78,10 @@ def _tiled(op: Op) -> bool:
     return op.attrs["strides"] == op.attrs["window"] and platform() in FOLDED_POOLING_PLATFORMS
 
 
-def _window_counts(op: Op) -> list[int]:
-    """Windows per dim (all windows: the op's output shape)."""
-    x, window, padding = op.inputs[-1].type, op.attrs["window"], op.attrs["padding"]
-    return [
-        N.window_out_size(d + padding[2 * i] + padding[2 * i + 1], window[i], window[i])
-        for i, d in enumerate(x.shape)
-    ]
+def _window_counts(op: Op) -> tuple[int, ...]:
+    """Windows per dim: a pooling's output shape, its gradient's source's."""
+    windowed = op.inputs[0] if op.opdef is N.select_and_scatter_add else op.outputs[0]
+    return windowed.type.shape
 
 
 def _tiles(op: Op, x: ir.Value, dtype: np.dtype, fill: np.ndarray) -> ir.Value:
@@ -155,9 +152,9 @@ def _window_elements(op: Op, tiles: ir.Value, dtype: np.dtype) -> list[ir.Value]
 
 @lowers(N.select_and_scatter_add)
 def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
+    if _tiled(op):
+        return _scatter_to_tiles(op, source, operand)
     if platform() in FOLDED_POOLING_PLATFORMS:
-        if op.attrs["strides"] == op.attrs["window"]:
-            return _scatter_to_tiles(op, source, operand)
         return _scatter_by_offsets(op, source, operand)
     out = op.outputs[0].type
     # Add float16/bfloat16 in float32, rounding once, like the reference (selection is exact).
