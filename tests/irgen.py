@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import strategies as st
 
-from flowjit.ir import DTYPE_NAMES, Graph, Location, TensorType, Value
+from flowjit.ir import DTYPE_NAMES, Graph, Location, ParseError, TensorType, Value
 from flowjit.ir.ops import control as Ctl
 from flowjit.ir.ops import creation as C
 from flowjit.ir.ops import elementwise as E
@@ -272,3 +273,14 @@ def unmark(marked: str) -> tuple[str, int, int]:
     at = marked.index("^")
     text = marked.replace("^", "", 1)
     return text, text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+
+
+def parse_error_at(parse, marked: str, message: str):
+    """``parse`` of ``marked`` (see unmark) raises a ParseError at the marked token whose text
+    holds ``message``; returns the error and the unmarked text."""
+    text, line, column = unmark(marked)
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    assert (info.value.line, info.value.column) == (line, column), str(info.value)
+    assert message in str(info.value)
+    return info.value, text

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from irgen import graphs, nested_graphs, unmark
+from irgen import graphs, nested_graphs, parse_error_at
 
 from flowjit.ir import Graph, Location, ParseError, TensorType, Value, parse, print_graph, verify
 from flowjit.ir.ops import control as C
@@ -95,12 +95,8 @@ MALFORMED = [
 
 @pytest.mark.parametrize("marked, message", MALFORMED)
 def test_malformed_text_reports_line_and_column(marked, message):
-    text, line, column = unmark(marked)
-    with pytest.raises(ParseError) as info:
-        parse(text)
-    assert (info.value.line, info.value.column) == (line, column), str(info.value)
-    assert message in str(info.value)
-    assert str(info.value).startswith(f"line {line}, column {column}: ")
+    err, _ = parse_error_at(parse, marked, message)
+    assert str(err).startswith(f"line {err.line}, column {err.column}: ")
 
 
 # -- hypothesis: random graphs round-trip; mangled text fails only with ParseError ----------
