@@ -30,7 +30,13 @@ import numpy as np
 from flowjit.backends.xla import compiler_options
 from flowjit.backends.xla.jaxshim import jax, jnp, trace_state_clean
 from flowjit.ir import DonationError, Graph, ShardingError
-from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
+from flowjit.passes import (
+    PipelineResult,
+    default_pipeline,
+    resolve_passes,
+    run_pipeline,
+    with_required,
+)
 from flowjit.runtime import Plan, bound_in_flight, config, make_entry, run_plan, step_token
 from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
 from flowjit.runtime.variables import VariableLocks
@@ -172,7 +178,7 @@ class CompiledFunction:
         out_shardings: Any = None,
     ):
         self.fn = fn
-        self.passes = None if passes is None else list(passes)
+        self.passes = None if passes is None else resolve_passes(passes)
         self._params = _parameter_names(fn)
         self.name = name or getattr(fn, "__name__", "fn")
         as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731

@@ -10,6 +10,7 @@ from .pipeline import (
     PipelineResult,
     default_pipeline,
     pass_name,
+    resolve_passes,
     run_pipeline,
     with_required,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "run_pipeline",
     "default_pipeline",
     "pass_name",
+    "resolve_passes",
     "with_required",
     "PassRecord",
     "PipelineResult",

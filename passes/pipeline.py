@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from flowjit.ir import FlowjitError, Graph, PassError, print_graph, verify
 
@@ -30,8 +30,39 @@ def default_pipeline() -> list[Pass]:
     return [fold_constants, simplify, cse, dce, discharge_state, partition]
 
 
-def with_required(passes: Sequence[Pass]) -> list[Pass]:
-    """``passes`` with the passes lowering needs appended where missing."""
+def resolve_passes(passes: Iterable[Pass | str]) -> list[Pass]:
+    """``passes`` as a list of pass functions: each entry is a pass (a function, or an object
+    with a ``name``) or the name of one in ``default_pipeline()``. A wrong entry is a TypeError,
+    an unknown name a ValueError listing the known names; both say what ``passes`` takes."""
+    takes = f"passes takes a list of pass functions or pass names ({', '.join(_by_name())})"
+    if isinstance(passes, (str, bytes)) or not isinstance(passes, Iterable):
+        hint = f"; for one pass, write [{passes!r}]" if isinstance(passes, str) else ""
+        raise TypeError(f"{takes}, not {type(passes).__name__} {passes!r}{hint}")
+    return [_resolve_pass(p, takes) for p in passes]
+
+
+def _by_name() -> dict[str, Pass]:
+    return {pass_name(p): p for p in default_pipeline()}
+
+
+def _resolve_pass(p: Pass | str, takes: str) -> Pass:
+    if isinstance(p, str):
+        known = _by_name()
+        if p not in known:
+            raise ValueError(f"no pass named {p!r}: {takes}")
+        return known[p]
+    if not callable(p):
+        raise TypeError(f"{takes}, not {type(p).__name__} {p!r}")
+    if not isinstance(getattr(p, "name", None) or getattr(p, "__name__", None), str):
+        # the pipeline names each pass in its records, dumps, errors and disabled_passes
+        raise TypeError(f"pass {p!r} has no name: give it a `name` or `__name__` attribute")
+    return p
+
+
+def with_required(passes: Iterable[Pass | str]) -> list[Pass]:
+    """``passes`` (resolved by ``resolve_passes``) with the passes lowering needs appended where
+    missing."""
+    passes = resolve_passes(passes)
     return [*passes, *(p for p in REQUIRED if p not in passes)]
 
 
@@ -57,16 +88,17 @@ def pass_name(p: Pass) -> str:
 
 def run_pipeline(
     graph: Graph,
-    passes: Sequence[Pass],
+    passes: Iterable[Pass | str],
     *,
     verify_each: bool = True,
     disabled: Sequence[str] = (),
     on_pass: Callable[[PassRecord, Graph], None] | None = None,
     keep_text: bool = False,
 ) -> PipelineResult:
-    """Run ``passes`` on ``graph``, skipping
-    those named in ``disabled``; verify the graph before and after each pass if
+    """Run ``passes`` (pass functions or names, as ``resolve_passes`` takes them) on ``graph``,
+    skipping those named in ``disabled``; verify the graph before and after each pass if
     ``verify_each``; call ``on_pass(record, graph)`` after each."""
+    passes = resolve_passes(passes)
     names = [pass_name(p) for p in passes]
     known = set(names) | {pass_name(p) for p in default_pipeline()}
     for name in disabled:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from flowjit.backends.reference import run_graph
@@ -12,8 +14,11 @@ from flowjit.passes import (
     cse,
     dce,
     default_pipeline,
+    discharge_state,
     fold_constants,
+    partition,
     pass_name,
+    resolve_passes,
     run_pipeline,
     simplify,
 )
@@ -391,6 +396,55 @@ def test_compile_appends_discharge_state_to_a_custom_pipeline():
     assert float(f(x)) == 3.75  # (1 + 0.5) + (2 + 0.25)
     assert float(f(x)) == 4.5
     np.testing.assert_array_equal(np.asarray(v), [2.0, 2.5])
+
+
+def test_compile_takes_pass_names():
+    x = np.array([0.5, -1.0], np.float32)
+    by_name = fj.compile(_duplicated, passes=["simplify", "dce"])
+    assert _count(by_name.lower(x).ir(), "exp") == 2  # no cse
+    assert _count(by_name.lower(x).ir(), "mul") == 0  # simplify ran
+    only_cse = fj.compile(_duplicated, passes=["cse", dce])  # names and functions mix
+    assert _count(only_cse.lower(x).ir(), "exp") == 1
+    assert _count(only_cse.lower(x).ir(), "mul") == 1  # no simplify
+    for f in (by_name, only_cse):
+        np.testing.assert_allclose(f(x), 2 * np.exp(x), rtol=1e-6)
+
+
+def test_run_pipeline_takes_pass_names():
+    by_name = run_pipeline(parse(PIPELINE_INPUT), ["fold_constants", "simplify", "cse", "dce"])
+    by_function = run_pipeline(parse(PIPELINE_INPUT), FOUR)
+    assert [r.name for r in by_name.records] == ["fold_constants", "simplify", "cse", "dce"]
+    assert print_graph(by_name.graph) == print_graph(by_function.graph)
+
+
+def test_resolve_passes_maps_each_default_name_to_its_pass():
+    names = ["fold_constants", "simplify", "cse", "dce", "discharge_state", "partition"]
+    passes = [fold_constants, simplify, cse, dce, discharge_state, partition]
+    assert resolve_passes(names) == passes
+    assert resolve_passes(reversed(passes)) == passes[::-1]  # functions pass through
+
+
+def test_an_unknown_pass_name_lists_the_known_ones():
+    x = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match=r"no pass named 'constant_folding'") as err:
+        fj.compile(_duplicated, passes=["cse", "constant_folding"])(x)
+    for name in ("fold_constants", "simplify", "cse", "dce", "discharge_state", "partition"):
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "passes, message",
+    [
+        ("cse", r"passes takes a list of pass functions or pass names .*write \['cse'\]"),
+        (cse, r"passes takes a list of pass functions or pass names .*not function"),
+        ([3], r"passes takes a list of pass functions or pass names .*not int 3"),
+        ([lambda g: (g, False), functools.partial(cse)], r"has no name"),
+    ],
+)
+def test_compile_says_what_passes_takes(passes, message):
+    x = np.ones(2, np.float32)
+    with pytest.raises(TypeError, match=message):
+        fj.compile(_duplicated, passes=passes)(x)
 
 
 @pytest.fixture
