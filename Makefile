@@ -1,5 +1,6 @@
 # `make demo` and `make test` (README, Quickstart) each create .venv with a Python >= 3.12,
-# install flowjit into it (editable) with the extra they need, and run.
+# install flowjit into it (editable) with the extra they need, and run. `make test` also
+# installs what the tests need outside Python (scripts/install-test-deps: Chromium).
 VENV := .venv
 PY := $(VENV)/bin/python
 
@@ -13,6 +14,7 @@ demo: $(PY)
 	$(PY) examples/quickstart.py
 
 test: $(PY)
+	scripts/install-test-deps
 	$(PY) -m pip install --quiet -e '.[test]'
 	$(PY) -m pytest
 
