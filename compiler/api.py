@@ -513,7 +513,7 @@ class CompiledFunction:
                         f"result{jax.tree_util.keystr(path)}; return Tensors, "
                         "arrays, numbers or None (in tuples, lists, dicts)"
                     ) from None
-            outputs.append(leaf.value)
+            outputs.append(leaf._value)
         return outputs, out_treedef
 
     def _call_eagerly(self, args: tuple, kwargs: dict) -> Any:
@@ -537,7 +537,7 @@ class CompiledFunction:
             outputs, out_treedef = self._call_fn(tensors, sig, args, kwargs)
             out_shardings = self._output_shardings(out_treedef, outputs)
             ctx.graph.outputs = [
-                v if s is None else constrain(Tensor(v, ctx), s).value
+                v if s is None else constrain(Tensor(v, ctx), s)._value
                 for v, s in zip(outputs, out_shardings)
             ]
         traced_at = time.perf_counter()

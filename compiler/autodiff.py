@@ -34,7 +34,7 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
     y = asarray(y)
     if y.shape != () or not is_float(y.dtype):
         raise ShapeError(
-            f"gradients needs a float scalar y, got a Tensor {y.value.type}; "
+            f"gradients needs a float scalar y, got a Tensor {y._value.type}; "
             "reduce it first (e.g. .sum() or .mean())",
             op="gradients",
             loc=user_location(),
@@ -43,7 +43,7 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
     # a variable's gradient is then taken at its reads in this graph.
     ctx.graph.ops = lift_state(ctx.graph)[0].ops
     ops = list(ctx.graph.ops)
-    cts: dict[Value, Value] = {y.value: Emit(ctx.graph, user_location()).constant(1, y.dtype)}
+    cts: dict[Value, Value] = {y._value: Emit(ctx.graph, user_location()).constant(1, y.dtype)}
     backward(ctx.graph, ops, cts)
     results = []
     for x in xs:
@@ -62,7 +62,9 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
             results.append(Tensor(total, ctx))
             continue
         x = x if isinstance(x, Tensor) else asarray(x)
-        ct = cts.get(x.value)
+        # a Tensor of an enclosing trace (a loop or branch body's closure) is differentiated
+        # at the input of this graph that received it
+        ct = cts.get(ctx.find(x))
         results.append(Tensor(ct, ctx) if ct is not None else zeros(x.shape, x.dtype))
     return results
 
@@ -72,6 +74,13 @@ def stop_gradient(x: Any) -> Any:
     from .numpy_api import asarray
 
     return emit(E.stop_gradient, [asarray(x)])
+
+
+def _fresh(x: Any) -> Any:
+    """A new value equal to float Tensor ``x``, so that only the function's uses of its
+    argument are differentiated: a closure over ``x`` itself is a constant, as in jax. (The
+    same-dtype convert is removed by the simplify pass.)"""
+    return emit(E.convert, [x], dtype=x.dtype) if is_float(x.dtype) else x
 
 
 def value_and_grad(
@@ -91,7 +100,7 @@ def value_and_grad(
         leaves_of, treedefs = [], []
         for i in positions:
             leaves, treedef = jax.tree_util.tree_flatten(args[i])
-            leaves = [asarray(leaf) for leaf in leaves]
+            leaves = [_fresh(asarray(leaf)) for leaf in leaves]
             args[i] = jax.tree_util.tree_unflatten(treedef, leaves)
             leaves_of.append(leaves)
             treedefs.append(treedef)

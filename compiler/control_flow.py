@@ -139,14 +139,14 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any) -> An
     pred = asarray(pred)
     if pred.shape != ():
         raise TypeMismatchError(
-            f"fj.cond needs a scalar predicate, got a Tensor {pred.value.type}; reduce it "
+            f"fj.cond needs a scalar predicate, got a Tensor {pred._value.type}; reduce it "
             "first (e.g. .any() or .all())",
             loc=user_location(),
         )
     if pred.dtype != BOOL:
         pred = pred != 0
     tensors, treedef, _ = tensor_leaves(operands, "operands")
-    types = [t.value.type for t in tensors]
+    types = [t._value.type for t in tensors]
     true = _trace(true_fn, "true_branch", treedef, types)
     false = _trace(false_fn, "false_branch", treedef, types)
     _check_same("fj.cond: false_fn", _results(false), _results(true)[::2], "true_fn")
@@ -165,7 +165,7 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init: Any) -> Any:
     differentiable (use fori_loop with static bounds or scan)."""
     current()
     tensors, treedef, _ = tensor_leaves(init, "init")
-    types = [t.value.type for t in tensors]
+    types = [t._value.type for t in tensors]
     args_tree = jax.tree_util.tree_structure((init,))
     test = _trace(cond_fn, "cond", args_tree, types)
     if len(test.graph.outputs) != 1 or test.graph.outputs[0].type != TensorType((), BOOL):
@@ -199,7 +199,7 @@ def scan(
     if length is not None:
         lengths.add(int(length))
     if None in lengths or len(lengths) != 1:
-        sizes = ", ".join(f"{p}: {t.value.type}" for p, t in zip(xs_paths, xs_leaves))
+        sizes = ", ".join(f"{p}: {t._value.type}" for p, t in zip(xs_paths, xs_leaves))
         raise TypeMismatchError(
             "fj.scan needs xs whose leading axes all have the same length (and equal "
             f"length= if given); got {sizes or 'no xs'}"
@@ -207,7 +207,7 @@ def scan(
             loc=user_location(),
         )
     (n,) = lengths
-    carry_types = [t.value.type for t in carry]
+    carry_types = [t._value.type for t in carry]
     slice_types = [TensorType(t.shape[1:], t.dtype) for t in xs_leaves]
 
     def step(c: Any, x: Any) -> tuple:
@@ -257,8 +257,8 @@ def fori_loop(lower: Any, upper: Any, body_fn: Callable, init: Any) -> Any:
         want, want_tree, _ = tensor_leaves(value, "carry")
         _check_same(
             "fj.fori_loop: body_fn",
-            (got_tree, paths, [t.value.type for t in got]),
-            (want_tree, [t.value.type for t in want]),
+            (got_tree, paths, [t._value.type for t in got]),
+            (want_tree, [t._value.type for t in want]),
             "init",
         )
         return new

@@ -92,7 +92,7 @@ class EagerContext(TraceContext):
     def feed(self, array: np.ndarray, type_: TensorType):
         """An input Tensor holding ``array``."""
         tensor = self.input(type_)
-        self.graph.env[tensor.value] = np.asarray(array, type_.dtype).reshape(type_.shape)
+        self.graph.env[tensor._value] = np.asarray(array, type_.dtype).reshape(type_.shape)
         return tensor
 
     def value_of(self, value: Value) -> np.ndarray:

@@ -25,20 +25,20 @@ _CONTROL_FLOW_HINT = (
 class Tensor:
     """A symbolic array: an IR value of the trace being built. Supports numpy's operators."""
 
-    __slots__ = ("value", "trace")
+    __slots__ = ("_value", "_trace")
     __array_priority__ = 1000  # numpy arrays defer to Tensor's reflected operators
 
     def __init__(self, value: Value, trace: Any):
-        self.value, self.trace = value, trace
+        self._value, self._trace = value, trace
 
     # -- type --------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.value.type.shape
+        return self._value.type.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.value.type.dtype
+        return self._value.type.dtype
 
     @property
     def ndim(self) -> int:
@@ -46,22 +46,22 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return self.value.type.size
+        return self._value.type.size
 
     def __repr__(self) -> str:
-        if getattr(self.trace, "eager", False):
-            return f"Tensor({self.value.type}, {self.trace.value_of(self.value)!r})"
-        return f"Tensor({self.value.type})"
+        if getattr(self._trace, "eager", False):
+            return f"Tensor({self._value.type}, {self._trace.value_of(self._value)!r})"
+        return f"Tensor({self._value.type})"
 
     __hash__ = object.__hash__
 
     # -- Python control flow is not traceable (except in eager mode) ----------------------
     def _concrete(self, what: str) -> np.ndarray:
         """The Tensor's value in eager mode; otherwise a TracingError saying what to do."""
-        if getattr(self.trace, "eager", False):
-            return self.trace.value_of(self.value)
+        if getattr(self._trace, "eager", False):
+            return self._trace.value_of(self._value)
         raise TracingError(
-            f"{what} of a Tensor {self.value.type}: {_CONTROL_FLOW_HINT}", loc=user_location()
+            f"{what} of a Tensor {self._value.type}: {_CONTROL_FLOW_HINT}", loc=user_location()
         )
 
     def __bool__(self):

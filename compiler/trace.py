@@ -62,8 +62,8 @@ class TraceContext:
     def capture(self, tensor: Any, op: str | None = None) -> Value:
         """``tensor``'s value in this graph: its own, or, for a Tensor of an enclosing trace,
         an input of this graph that receives it (made once)."""
-        if tensor.trace is self:
-            return tensor.value
+        if tensor._trace is self:
+            return tensor._value
         if self.parent is None:
             raise TracingError(
                 "a Tensor from another (finished) trace was used: it leaked out of "
@@ -75,6 +75,16 @@ class TraceContext:
         if outer not in self.captured:
             self.captured[outer] = self.graph.add_input(outer.type)
         return self.captured[outer]
+
+    def find(self, tensor: Any) -> Value | None:
+        """``tensor``'s value in this graph without capturing it: its own, the input that
+        received it from an enclosing trace, or None where this graph never used it."""
+        if tensor._trace is self:
+            return tensor._value
+        if self.parent is None:
+            return self.capture(tensor)  # (raises: the Tensor leaked out of its trace)
+        outer = self.parent.find(tensor)
+        return None if outer is None else self.captured.get(outer)
 
     def __enter__(self) -> "TraceContext":
         _THREAD.stack.append(self)
