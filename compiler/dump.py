@@ -23,6 +23,8 @@ from flowjit.ir import Graph, print_graph
 from flowjit.ir.dot import to_dot
 from flowjit.ir.ops import host as H
 
+from .lowered import optimized_hlo
+
 logger = logging.getLogger("flowjit")
 _sequence = itertools.count()
 _warned: set[str] = set()
@@ -84,12 +86,11 @@ def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -
 
 def _optimized_hlo(body: Graph) -> str:
     """The cluster compiled by XLA on its own, with the compile options a step gets: the HLO
-    after XLA's passes."""
+    after XLA's passes, naming this program's lines (``optimized_hlo``)."""
     key = register_cluster(body)
     avals = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in body.inputs]
-    options = compiler_options(body)
-    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)
-    return jitted.lower(*avals).compile().as_text()
+    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
+    return optimized_hlo(jitted.lower(*avals), compiler_options(body))
 
 
 def _or_reason(make) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from jax._src import config as jax_config  # (its thread-local switches have no public name)
 
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo
@@ -50,7 +51,7 @@ class Lowered:
                 "with the host calls between them; call the function itself",
                 op="compile",
             )
-        return Compiled(self._jax.compile(), self._function)
+        return Compiled(self._jax.compile(), self._jax, self._function)
 
     def run_reference(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:
         """Run the optimized graph on the reference (numpy) interpreter, with the variables'
@@ -73,8 +74,8 @@ class Compiled:
     (static ones included; they must equal the values it was lowered with); it reads and
     updates the function's variables like a call of the function does."""
 
-    def __init__(self, jax_compiled: Any, function: CompiledFunction):
-        self._jax, self._function = jax_compiled, function
+    def __init__(self, jax_compiled: Any, jax_lowered: Any, function: CompiledFunction):
+        self._jax, self._lowered, self._function = jax_compiled, jax_lowered, function
         self._stateful = function._stateful
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -86,10 +87,29 @@ class Compiled:
         return self._jax(*args, **kwargs)
 
     def hlo(self) -> str:
-        return self._jax.as_text()
+        """XLA's optimized HLO text; its metadata names this program's source lines (the
+        executable that runs may have come from the persistent cache: see ``optimized_hlo``)."""
+        return optimized_hlo(self._lowered)
 
     def cost_analysis(self) -> Any:
         return self._jax.cost_analysis()
 
     def memory_analysis(self) -> Any:
         return self._jax.memory_analysis()
+
+
+def optimized_hlo(jax_lowered: Any, options: dict[str, str] | None = None) -> str:
+    """XLA's optimized HLO text of ``jax_lowered`` (a jax ``Lowered``, compiled with compiler
+    ``options``), its metadata naming the source lines of this lowering.
+
+    jax keys its persistent compilation cache by the program without its locations: an
+    executable it serves carries the metadata, source lines included, of whichever program
+    compiled it first, though that may be another script or an older version of this one. So
+    the text comes from a compile of its own, keyed with the locations (jax's
+    ``jax_compilation_cache_include_metadata_in_key``, for this thread and this compile only):
+    a cache serves it only to a program with the same lines. Its options differ from the run's
+    by one that only names modules to dump (none is named so), so that jax's in-process cache
+    does not hand back the run's executable either."""
+    display = {**(options or {}), "xla_dump_hlo_module_re": "flowjit-hlo-text"}
+    with jax_config.compilation_cache_include_metadata_in_key(True):
+        return jax_lowered.compile(display).as_text()

@@ -141,12 +141,12 @@ def test_every_retrace_is_logged_with_what_changed(caplog):
     with caplog.at_level(logging.INFO, logger="flowjit"):
         step(np.ones((128, 784), np.float32), w, 1)
         step(np.ones((64, 784), np.float32), w, 1)
-        step(np.ones((64, 784), np.float32), {"w": np.ones((784, 10), np.float64)}, 1)
-        step(np.ones((64, 784), np.float32), {"w": np.ones((784, 10), np.float64)}, 2)
+        step(np.ones((64, 784), np.float32), {"w": np.ones((784, 10), np.float16)}, 1)
+        step(np.ones((64, 784), np.float32), {"w": np.ones((784, 10), np.float16)}, 2)
     retraces = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retracing")]
     assert retraces == [
         "retracing step (trace 2): x: shape (128, 784) -> (64, 784)",
-        "retracing step (trace 3): params['w']: dtype f32 -> f64",
+        "retracing step (trace 3): params['w']: dtype f32 -> f16",
         "retracing step (trace 4): n: static value 1 -> 2",
     ]
 

@@ -1,11 +1,13 @@
 """Run by test_compile_cache.py: ``cache_script.py FOLDER [OTHER]``. Compiles and runs a
 training step with the persistent compilation cache in FOLDER (through FLOWJIT_CACHE_DIR, set
 by the test), then, given OTHER, points fj.config's cache_dir there and compiles another
-function. Prints one JSON line: jax's cache events per phase and the results."""
+function. Prints one JSON line: jax's cache events per phase and the results; with SHOW_HLO set
+in the environment, also the step's ``Compiled.hlo()`` and this file's path."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -43,6 +45,9 @@ def step(x):  # (a few layers: long enough to compile, > 10 ms, to be cached)
 
 x = rng.standard_normal((64, 256)).astype(np.float32)
 report = {"losses": [float(step(x)) for _ in range(3)], "step": hits_and_misses()}
+if os.environ.get("SHOW_HLO"):
+    report["hlo"], report["file"] = step.lower(x).compile().hlo(), __file__
+    hits_and_misses()
 if len(sys.argv) > 2:
     fj.config.update("cache_dir", sys.argv[2])
     # (a gradient through a few layers: long enough to compile, > 10 ms, to be cached)
