@@ -1,15 +1,19 @@
-"""Run by test_sharding.py: ``distributed_script.py PORT PROCESS_ID NUM_PROCESSES FOLDER``.
+"""Run by test_sharding.py:
+``distributed_script.py PORT PROCESS_ID NUM_PROCESSES FOLDER [hang]``.
 With 2 processes it joins a localhost run through fj.distributed.initialize (4 CPU devices
 each, 8 in all); with 1 it runs alone on 8 devices. Either way it trains the same
 data-parallel MLP (weights sharded on a 2D mesh) for 10 steps, saves a checkpoint of a
 sharded variable and writes a JSON report, FOLDER/report-<process id>.json: the losses, the
-device counts and the restored shards' checksum."""
+device counts, the restored shards' checksum and the compilation cache settings.
+With ``hang``, process 1 never calls the step: process 0's first step waits in a collective
+for it, and fj.distributed's watchdog (collective_timeout=5) ends process 0."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -19,6 +23,7 @@ port, process_id, num_processes, folder = (
     int(sys.argv[3]),
     sys.argv[4],
 )
+hang = sys.argv[5:] == ["hang"]
 
 import flowjit as fj  # noqa: E402
 from flowjit.backends.xla.jaxshim import jax  # noqa: E402
@@ -33,6 +38,7 @@ if num_processes > 1:
         initialization_timeout=30,
         heartbeat_timeout_seconds=10,
         shutdown_timeout_seconds=10,
+        collective_timeout=5 if hang else 60,
     )
 else:
     jax.config.update("jax_num_cpu_devices", 8)
@@ -64,6 +70,8 @@ def step(x, y):
     return loss
 
 
+if hang and process_id == 1:
+    time.sleep(600)  # (alive, heartbeating, never joining; the test kills it)
 losses = [float(step(X, Y)) for _ in range(10)]
 path = os.path.join(folder, "w1.safetensors")
 fj.save(path, [w1])  # every process gathers; process 0 writes
@@ -77,6 +85,8 @@ report = json.dumps(
         "processes": fj.distributed.process_count(),
         "devices": len(fj.devices()),
         "local_devices": len(jax.local_devices()),
+        "cache_dir": fj.config.cache_dir,
+        "jax_cache_dir": jax.config.jax_compilation_cache_dir,
         "losses": losses,
         "restored_local_shards": len(local),
         "restored_sum": float(sum(float(a.sum()) for a in local)),

@@ -10,6 +10,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -121,66 +122,117 @@ def test_bad_shardings_raise_sharding_errors_naming_the_value(report, case, word
 
 
 # -- two processes -------------------------------------------------------------------------------
+# A run that is not over after this many seconds is killed (SIGKILL: jax's preemption notifier
+# catches SIGTERM) and fails with both processes' output. fj.distributed's own watchdog ends a
+# hung step after 60 s (the script's collective_timeout), well before.
+DEADLINE = 240
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _run_processes(count: int, folder: pathlib.Path) -> list[dict]:
-    """Run distributed_script.py as ``count`` processes; a retry covers a port taken between
-    choosing and binding it."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
-    for _ in range(3):
-        port = str(_free_port())
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(HERE / "distributed_script.py"),
-                    port,
-                    str(i),
-                    str(count),
-                    str(folder),
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+def _start_processes(
+    count: int, folder: pathlib.Path, extra: list[str], env: dict
+) -> tuple[list[subprocess.Popen], list[pathlib.Path]]:
+    port = str(_free_port())
+    logs = [folder / f"output-{i}.txt" for i in range(count)]
+    procs = []
+    for i, log in enumerate(logs):
+        with open(log, "w") as out:  # (a file, not a pipe: a full pipe would block a process)
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(HERE / "distributed_script.py"), port, str(i)]
+                    + [str(count), str(folder), *extra],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
             )
-            for i in range(count)
-        ]
-        outputs = []
-        try:
-            for proc in procs:
-                outputs.append(proc.communicate(timeout=240))
-        finally:
-            for proc in procs:
+    return procs, logs
+
+
+def _wait(procs: list[subprocess.Popen], awaited: list[int]) -> None:
+    """Wait until the processes ``awaited`` have exited or DEADLINE has passed, then kill
+    every process still running."""
+    try:
+        end = time.monotonic() + DEADLINE
+        for i in awaited:
+            procs[i].wait(timeout=max(end - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
                 proc.kill()
-        if all(p.returncode == 0 for p in procs):
-            return [json.loads((folder / f"report-{i}.json").read_text()) for i in range(count)]
-        if not any("Failed to add port" in err for _, err in outputs):
+                proc.wait()
+
+
+def _outputs(logs: list[pathlib.Path], procs: list[subprocess.Popen]) -> str:
+    return "\n".join(
+        f"---- process {i}, exit status {p.returncode}:\n{log.read_text()[-4000:]}"
+        for i, (log, p) in enumerate(zip(logs, procs))
+    )
+
+
+def _run_processes(
+    count: int, folder: pathlib.Path, extra: list[str] = (), awaited: list[int] | None = None
+) -> tuple[list[subprocess.Popen], list[pathlib.Path]]:
+    """Run distributed_script.py as ``count`` processes (wait for all, or for ``awaited``);
+    a retry covers a port taken between choosing and binding it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "FLOWJIT_CACHE_DIR")}
+    env["JAX_PLATFORMS"] = "cpu"
+    env["FLOWJIT_CACHE_DIR"] = str(folder.parent / "cache")  # shared by all runs of a test
+    for _ in range(3):
+        procs, logs = _start_processes(count, folder, list(extra), env)
+        _wait(procs, list(range(count)) if awaited is None else awaited)
+        if not any("Failed to add port" in log.read_text() for log in logs):
             break
-    raise AssertionError("\n----\n".join(err[-3000:] for _, err in outputs))
+    return procs, logs
+
+
+def _reports(count: int, folder: pathlib.Path) -> list[dict]:
+    procs, logs = _run_processes(count, folder)
+    assert all(p.returncode == 0 for p in procs), _outputs(logs, procs)
+    return [json.loads((folder / f"report-{i}.json").read_text()) for i in range(count)]
 
 
 def test_two_processes_give_the_losses_of_one(tmp_path):
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    (single,) = _run_processes(1, tmp_path / "one")
-    pair = _run_processes(2, tmp_path / "two")
+    for name in ("one", "two", "again"):
+        (tmp_path / name).mkdir()
+    (single,) = _reports(1, tmp_path / "one")
+    pair = _reports(2, tmp_path / "two")
+    # a second run, with the first's compilation cache folder: process 0 would find its step
+    # there and the other process would not (their cache keys differ), and the two programs
+    # deadlocked in their first all-reduce; multi-process runs on CPU turn the cache off
+    again = _reports(2, tmp_path / "again")
     assert single["devices"] == 8 and single["processes"] == 1
+    assert single["cache_dir"] == str(tmp_path / "cache")
     assert [r["process"] for r in pair] == [0, 1]
-    for run in pair:
+    for run in pair + again:
         assert run["processes"] == 2 and run["devices"] == 8 and run["local_devices"] == 4
+        assert run["cache_dir"] is None and run["jax_cache_dir"] is None
         assert run["losses"] == pytest.approx(single["losses"], rel=1e-5)
         assert run["losses"][-1] < run["losses"][0]
         # the checkpoint process 0 wrote restores each process's shards
         assert run["restored_local_shards"] == 4
         assert run["restored_sum"] == pytest.approx(run["w1_local_sum"], rel=1e-6)
-    assert pair[0]["losses"] == pair[1]["losses"]
+    assert pair[0]["losses"] == pair[1]["losses"] == again[0]["losses"]
     assert (tmp_path / "two" / "w1.safetensors").exists()
+
+
+def test_a_step_whose_peer_never_joins_ends_the_process_with_a_report(tmp_path):
+    (tmp_path / "hang").mkdir()
+    procs, logs = _run_processes(2, tmp_path / "hang", ["hang"], awaited=[0])
+    output = logs[0].read_text()
+    assert procs[0].returncode == 75, _outputs(logs, procs)  # the watchdog's, not a kill
+    assert "flowjit: process 0 of 2: a computation (result float32[" in output
+    assert "has not finished" in output
+    assert "collective_timeout=5 s" in output
+    assert "distributed_script.py\", line" in output  # the Python stacks: where it waited
+    assert not (tmp_path / "hang" / "report-0.json").exists()
 
 
 def test_initialize_after_devices_were_used_says_to_move_it():
