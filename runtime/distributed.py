@@ -14,7 +14,7 @@ hangs"):
   first gloo all-reduce.
 - A watchdog thread ends the process, with a report on stderr, when a computation has not
   finished ``collective_timeout`` seconds after it was queued: a collective whose peers never
-  join otherwise waits forever on TPU and 30 minutes in gloo on CPU."""
+  join otherwise waits 30 minutes in gloo on CPU, and may wait indefinitely on TPU or GPU."""
 
 from __future__ import annotations
 
