@@ -247,3 +247,11 @@ def test_initialize_after_devices_were_used_says_to_move_it():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "FlowjitError: fj.distributed.initialize must run before any computation" in done.stdout
+
+
+@pytest.mark.parametrize("timeout", [0, -5.0])
+def test_collective_timeout_must_be_positive(timeout):
+    import flowjit as fj
+
+    with pytest.raises(ValueError, match="collective_timeout must be a number of seconds > 0"):
+        fj.distributed.initialize("127.0.0.1:1", 2, 0, collective_timeout=timeout)
