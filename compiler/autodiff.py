@@ -43,30 +43,33 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
     # a variable's gradient is then taken at its reads in this graph.
     ctx.graph.ops = lift_state(ctx.graph)[0].ops
     ops = list(ctx.graph.ops)
+    xs = [x if isinstance(x, (Tensor, Variable)) else asarray(x) for x in xs]
+    wrt = [_wrt_values(ctx, ops, x) for x in xs]
     cts: dict[Value, Value] = {y._value: Emit(ctx.graph, user_location()).constant(1, y.dtype)}
-    backward(ctx.graph, ops, cts)
+    backward(ctx.graph, ops, cts, [v for values in wrt for v in values])
     results = []
-    for x in xs:
-        if isinstance(x, Variable):
-            handle = ctx.variables.get(x)
-            reads = [
-                op.outputs[0]
-                for op in ops
-                if op.opdef is S.read_variable and op.inputs[0] is handle
-            ]
-            found = [cts[v] for v in reads if v in cts]
-            if not found:
-                results.append(zeros(x.shape, x.dtype))
-                continue
-            total = functools.reduce(lambda a, b: ctx.graph.add(E.add, [a, b])[0], found)
-            results.append(Tensor(total, ctx))
+    for x, values in zip(xs, wrt):
+        found = [cts[v] for v in values if v in cts]
+        if not found:
+            results.append(zeros(x.shape, x.dtype))
             continue
-        x = x if isinstance(x, Tensor) else asarray(x)
-        # a Tensor of an enclosing trace (a loop or branch body's closure) is differentiated
-        # at the input of this graph that received it
-        ct = cts.get(ctx.find(x))
-        results.append(Tensor(ct, ctx) if ct is not None else zeros(x.shape, x.dtype))
+        total = functools.reduce(lambda a, b: ctx.graph.add(E.add, [a, b])[0], found)
+        results.append(Tensor(total, ctx))
     return results
+
+
+def _wrt_values(ctx: Any, ops: Sequence[Any], x: Any) -> list[Value]:
+    """The values of this graph the gradient with respect to ``x`` is taken at: a Variable's
+    reads (its gradient is summed over them), or a Tensor's value here, which for a Tensor of
+    an enclosing trace (a loop or branch body's closure) is the input that received it; none
+    where the graph never used it."""
+    from .variable import Variable
+
+    if isinstance(x, Variable):
+        handle = ctx.variables.get(x)
+        return [op.outputs[0] for op in ops if op.opdef is S.read_variable and op.inputs[0] is handle]
+    found = ctx.find(x)
+    return [] if found is None else [found]
 
 
 def stop_gradient(x: Any) -> Any:

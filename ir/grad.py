@@ -3,7 +3,13 @@ differentiated, plus the helpers rules share (zeros, constants, undoing a broadc
 
 A rule is ``rule(emit, op, *cts) -> sequence of input cotangents`` where ``cts`` are the
 cotangents of the op's outputs (None means zero) and each returned entry is a Value of the
-input's type, or None (zero, or the input is not differentiable)."""
+input's type, or None (zero, or the input is not differentiable).
+
+A sweep knows which values are *active*: those that may carry a derivative of what is
+differentiated (found forward from it, through ops with a gradient rule). An op none of whose
+inputs is active is skipped, and a rule may ask ``emit.is_active(v)``: a loop or branch
+differentiates its body with respect to its active inputs only, and an op with no gradient
+(a host call) raises only when a derivative would really flow through it."""
 
 from __future__ import annotations
 
@@ -19,8 +25,19 @@ from .types import TensorType, is_float
 class Emit:
     """Appends ops to ``graph`` at ``loc`` (the op being differentiated keeps its user line)."""
 
-    def __init__(self, graph: Graph, loc: Location | None = None, device: str | None = None):
+    def __init__(
+        self,
+        graph: Graph,
+        loc: Location | None = None,
+        device: str | None = None,
+        active: set[Value] | None = None,
+    ):
         self.graph, self.loc, self.device = graph, loc, device
+        self.active = active  # None: every value may carry a derivative
+
+    def is_active(self, value: Value) -> bool:
+        """Whether ``value`` may carry a derivative of what the sweep differentiates."""
+        return self.active is None or value in self.active
 
     def __call__(self, opdef: OpDef, *inputs: Value, **attrs: Any) -> Any:
         outs = self.graph.add(opdef, list(inputs), attrs, self.loc, self.device)
@@ -73,18 +90,38 @@ def differentiable(t: TensorType) -> bool:
     return is_float(t.dtype)
 
 
-def backward(graph: Graph, ops: Sequence[Op], cts: dict[Value, Value]) -> dict[Value, Value]:
+def active_values(ops: Sequence[Op], sources: Sequence[Value]) -> set[Value]:
+    """``sources`` and the results of ``ops`` (in order) that may carry a derivative of them:
+    differentiable results of ops with a gradient rule that take an active input."""
+    active = set(sources)
+    for op in ops:
+        if op.opdef.vjp is not None and any(v in active for v in op.inputs):
+            active.update(v for v in op.outputs if differentiable(v.type))
+    return active
+
+
+def backward(
+    graph: Graph,
+    ops: Sequence[Op],
+    cts: dict[Value, Value],
+    wrt: Sequence[Value] | None = None,
+) -> dict[Value, Value]:
     """Reverse-mode sweep: walk ``ops`` (ops of ``graph``) backwards, appending to ``graph``
     the gradient ops of each op's rule. ``cts`` maps values to their cotangents (seeded with
-    the result's); it is filled in and returned. Ops without a rule stop the gradient."""
+    the result's); it is filled in and returned. Ops without a rule stop the gradient. With
+    ``wrt``, only derivatives with respect to those values are wanted: ops that no active
+    value reaches are skipped."""
     from .core import StateHandle
     from .ops import elementwise as E
 
+    active = None if wrt is None else active_values(ops, wrt)
     for op in reversed(ops):
         out_cts = [cts.get(v) for v in op.outputs]
         if op.opdef.vjp is None or all(c is None for c in out_cts):
             continue
-        in_cts = op.opdef.vjp(Emit(graph, op.loc, op.device), op, *out_cts)
+        if active is not None and not any(v in active for v in op.inputs):
+            continue
+        in_cts = op.opdef.vjp(Emit(graph, op.loc, op.device, active), op, *out_cts)
         for value, ct in zip(op.inputs, in_cts, strict=True):
             if ct is None or isinstance(value, StateHandle) or not differentiable(value.type):
                 continue
@@ -114,7 +151,9 @@ class Linearized:
     residuals: list[Value]  # values of forward, in backward's input order
 
 
-def linearize(g: Graph) -> Linearized:
+def linearize(g: Graph, active: Sequence[bool] | None = None) -> Linearized:
+    """``g`` split for reverse mode; with ``active`` (a flag per input of g), derivatives
+    are wanted with respect to the flagged inputs only (the others' cotangents are zeros)."""
     scratch = _clone(g)
     n_fwd, n_in = len(scratch.ops), len(scratch.inputs)
     cts: dict[Value, Value] = {}
@@ -125,7 +164,10 @@ def linearize(g: Graph) -> Linearized:
             ct_inputs.append(ct)
             previous = cts.get(out)
             cts[out] = ct if previous is None else _add(scratch, previous, ct)
-    backward(scratch, scratch.ops[:n_fwd], cts)
+    flagged = scratch.inputs if active is None else [
+        v for v, a in zip(scratch.inputs, active, strict=True) if a
+    ]
+    backward(scratch, scratch.ops[:n_fwd], cts, flagged)
     emit = Emit(scratch)
     wrt = [v for v in scratch.inputs[:n_in] if differentiable(v.type)]
     results = [cts[v] if v in cts else emit.zeros(v.type) for v in wrt]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..core import Graph, OpDef, Value, register
 from ..errors import DTypeError, GradientError, ShapeError, TypeMismatchError
-from ..grad import differentiable, linearize
+from ..grad import active_values, differentiable, linearize
 from ..types import BOOL, TensorType
 from . import elementwise as E
 from .state import WRITE
@@ -159,7 +159,10 @@ def _cond_vjp(emit, op, *cts):
     """A cond over the branches' gradients (each recomputes its own forward values)."""
     pred, operands = op.inputs[0], op.inputs[1:]
     cts = [_ct_or_zeros(emit, v, ct) for v, ct in zip(op.outputs, cts) if differentiable(v.type)]
-    branches = {key: linearize(op.attrs[key]).joint for key in ("true_branch", "false_branch")}
+    active = [emit.is_active(v) for v in operands]
+    branches = {
+        key: linearize(op.attrs[key], active).joint for key in ("true_branch", "false_branch")
+    }
     outs = _as_tuple(emit(cond, pred, *operands, *cts, **branches))
     return [None, *_scatter(operands, outs)]
 
@@ -171,7 +174,7 @@ def _scan_vjp(emit, op, *cts):
     carrying the carry's cotangent and summing the consts' cotangents."""
     k, c = op.attrs["consts"], op.attrs["carries"]
     body: Graph = op.attrs["body"]
-    lin = linearize(body)
+    lin = linearize(body, _active_inputs(emit, op, k, c))
     body = lin.forward  # the body's copy the residuals belong to
     consts, carry, xs = body.inputs[:k], body.inputs[k : k + c], body.inputs[k + c :]
     outer = dict(zip(body.inputs, op.inputs))  # a const or x of the body -> the op's input
@@ -243,6 +246,22 @@ def _while_vjp(emit, op, *cts):
         op="while",
         loc=op.loc,
     )
+
+
+def _active_inputs(emit, op, consts: int, carries: int) -> list[bool]:
+    """Which inputs of a scan's body may carry a derivative: those whose operand does, and a
+    carry that the body makes from an active value (found to a fixed point)."""
+    body: Graph = op.attrs["body"]
+    flags = [emit.is_active(v) for v in op.inputs]
+    while True:
+        active = active_values(body.ops, [v for v, a in zip(body.inputs, flags) if a])
+        carried = [v in active for v in body.outputs[:carries]]
+        carry = slice(consts, consts + carries)
+        new = list(flags)
+        new[carry] = [a or b for a, b in zip(flags[carry], carried)]
+        if new == flags:
+            return flags
+        flags = new
 
 
 def _ct_or_zeros(emit, value, ct):

@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core import Graph, OpDef, register
-from ..errors import ShapeError
+from ..errors import GradientError, ShapeError
+from ..grad import differentiable
 from .control import check_types
 
 HOST = "host"
@@ -50,10 +51,25 @@ host_call = register(
         _host_call_ref,
         attrs={"callback": "int", "name": "str", "result_types": "types"},
         effects=frozenset({HOST}),
-        no_vjp="a Python function on the host has no gradient rule",
         doc="the results of the Python function CALLBACKS[callback] on the operands' values",
     )
 )
+
+
+@host_call.defvjp
+def _host_call_vjp(emit, op, *cts):
+    """A Python function has no gradient: where one would flow through it, a GradientError
+    (never zeros), as jax's pure_callback."""
+    if not any(differentiable(v.type) and emit.is_active(v) for v in op.inputs):
+        return [None] * len(op.inputs)  # (nothing differentiated reaches it)
+    raise GradientError(
+        f"cannot differentiate through the host call {op.attrs['name']!r}: flowjit cannot see "
+        "inside a Python function. If no gradient should flow through it, pass "
+        "fj.stop_gradient(x) to it; to give it a gradient, compute the same thing with "
+        "flowjit ops, or wrap it in a custom gradient (fj.custom_vjp, once it exists)",
+        op="host_call",
+        loc=op.loc,
+    )
 
 
 def _cluster_rule(types, body: Graph):

@@ -309,6 +309,53 @@ def test_gradients_of_a_function_that_prints(capsys):
     assert printed(capsys) == ["w [1. 2.]", "loss 41.0", f"p {p}"]
 
 
+def test_a_gradient_through_a_host_call_is_a_gradient_error_naming_its_line():
+    """jax's pure_callback has no gradient either: flowjit says so, never zeros."""
+
+    def loss(x):
+        y = fj.host_call(np.sin, x, result_shape_dtypes=fj.ShapeDtype((3,), F32))  # HOST
+        return (y * x).sum()
+
+    def in_scan(x):
+        def body(c, row):
+            y = fj.host_call(np.sin, row, result_shape_dtypes=fj.ShapeDtype((), F32))  # BODY
+            return c + y * row, None
+
+        return fj.scan(body, 0.0, x)[0]
+
+    for fn, marker in ((loss, "# HOST"), (in_scan, "# BODY")):
+        with pytest.raises(fj.GradientError) as info:
+            fj.grad(fn)(np.ones(3, F32))
+        message = str(info.value)
+        assert message.startswith(f"{HERE}:{line_of(fn, marker)}: host_call: ")
+        assert "fj.stop_gradient" in message and "custom" in message
+
+
+def test_a_host_call_no_gradient_flows_through_is_differentiated_around():
+    """A host call on data, on an integer or behind stop_gradient carries no derivative of
+    what is differentiated: the gradient is taken as if its results were constants."""
+    x = np.array([0.5, -1.0, 2.0], F32)
+    w = np.array([0.3, 0.2, -0.4], F32)
+    shape = fj.ShapeDtype((3,), F32)
+
+    def loss(w, x):
+        data = fj.host_call(np.cos, x, result_shape_dtypes=shape)  # data only
+        stopped = fj.host_call(np.cos, fj.stop_gradient(w), result_shape_dtypes=shape)
+        order = fj.host_call(
+            lambda i: i * 2, fnp.argmax(w), result_shape_dtypes=fj.ShapeDtype((), np.int32)
+        )
+
+        def body(c, row):  # a host call inside a loop body, on the scanned data
+            return c + fj.host_call(np.exp, row, result_shape_dtypes=fj.ShapeDtype((), F32)), None
+
+        in_loop = fj.scan(body, 0.0, x)[0]
+        return (w * w * data * stopped).sum() * in_loop + order.astype(F32) * w.sum()
+
+    got = fj.grad(loss)(w, x)
+    want = 2 * w * np.cos(x) * np.cos(w) * np.exp(x).sum() + 2 * np.argmax(w)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+
+
 # -- introspection, caching, static arguments ------------------------------------------------
 @fj.compile
 def split(x):
