@@ -18,6 +18,7 @@ hangs"):
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
 import os
 import sys
@@ -95,6 +96,7 @@ def initialize(
         global _watchdog
         _watchdog = _Watchdog(collective_timeout)
         _watchdog.start()
+        atexit.register(_watchdog.stop)  # (before jax's exit handlers, registered earlier)
 
 
 def process_index() -> int:
