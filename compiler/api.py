@@ -47,9 +47,9 @@ from .lowered import Lowered
 from .nan_check import has_nan, nan_origin
 from .planning import make_plan
 from .sharding import constrain, function_mesh, keep_sharding, specs_per_leaf
-from .signature import Signature, argument_name, dynamic_part, signature_of
+from .signature import Signature, argument_name, dynamic_part, path_name, signature_of
 from .tensor import Tensor
-from .trace import TraceContext
+from .trace import TraceContext, current, tracing
 
 logger = logging.getLogger("flowjit")
 RETRACE_WARNING_AFTER = 5
@@ -183,7 +183,13 @@ class CompiledFunction:
         self.name = name or getattr(fn, "__name__", "fn")
         as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731
         self.static_argnums = as_tuple(static_argnums, int)
-        self.static_argnames = as_tuple(static_argnames, str)
+        # a static argument passed by keyword is static too (jax.jit infers the names alike)
+        named = as_tuple(static_argnames, str)
+        self.static_argnames = named + tuple(
+            name
+            for i, name in enumerate(self._params)
+            if i in self.static_argnums and name not in named
+        )
         donate_argnums = as_tuple(donate_argnums, int)
         self.mesh = function_mesh(mesh, in_shardings, out_shardings, self.name)
         self._arg_shardings = self._per_argument(in_shardings)  # a spec tree per argument
@@ -240,6 +246,8 @@ class CompiledFunction:
         return pure, state
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if tracing():  # called while another function is traced (in this thread)
+            return self._inline(args, kwargs)
         if config.eager or config.check_nans:  # (debugging modes, docs/debugging.md)
             if config.eager:
                 return self._call_eagerly(args, kwargs)
@@ -492,15 +500,49 @@ class CompiledFunction:
                 change,
             )
 
+    def _apply(self, treedef: Any, tensors: list, args: tuple, kwargs: dict) -> Any:
+        """The user's function called on ``tensors`` (its dynamic argument leaves, arranged as
+        ``treedef``) and its static arguments from ``args`` and ``kwargs``."""
+        dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(treedef, tensors)
+        call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
+        call_kwargs = {**dyn_kwargs, **{k: kwargs[k] for k in self.static_argnames if k in kwargs}}
+        return self.fn(*call_args, **call_kwargs)
+
+    def _inline(self, args: tuple, kwargs: dict) -> Any:
+        """A call while another function is traced: the function is traced into the caller's
+        graph, as a jax.jit called inside another is inlined. Its static arguments are passed
+        as they are and the others as Tensors (arrays and numbers become constants, as they
+        would be arguments); the Variables it uses become the caller's state, its ops keep the
+        user's lines, and the caller's passes, shardings and donation apply."""
+        from .numpy_api import asarray
+
+        if self.mesh is not None:
+            raise ShardingError(
+                f"{self.name} is compiled over a mesh and was called while another function is "
+                "traced; inlining it would drop its shardings. Give the caller the mesh and "
+                "shardings (fj.compile(..., mesh=..., in_shardings=...)) and call the function "
+                "undecorated inside it"
+            )
+        dynamic = dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
+        flat, treedef = jax.tree_util.tree_flatten_with_path(dynamic)
+        tensors = []
+        for path, leaf in flat:
+            try:
+                tensors.append(asarray(leaf))
+            except TypeError:
+                name = argument_name(path_name(path), self._params)
+                raise TypeError(
+                    f"{self.name}: {name} is a {type(leaf).__name__}; pass Tensors, arrays or "
+                    "numbers (in tuples, lists, dicts), or mark it static"
+                ) from None
+        return self._apply(treedef, tensors, args, kwargs)
+
     def _call_fn(self, tensors: list, sig: Signature, args: tuple, kwargs: dict) -> tuple:
         """Call the user's function on ``tensors`` (its dynamic argument leaves) and its
         static arguments; returns the result leaves' values and the result's treedef."""
         from .numpy_api import asarray
 
-        dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(sig.treedef, tensors)
-        call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
-        call_kwargs = {**dyn_kwargs, **{k: kwargs[k] for k in self.static_argnames if k in kwargs}}
-        result = self.fn(*call_args, **call_kwargs)
+        result = self._apply(sig.treedef, tensors, args, kwargs)
         flat, out_treedef = jax.tree_util.tree_flatten_with_path(result)
         outputs = []
         for path, leaf in flat:
@@ -513,7 +555,7 @@ class CompiledFunction:
                         f"result{jax.tree_util.keystr(path)}; return Tensors, "
                         "arrays, numbers or None (in tuples, lists, dicts)"
                     ) from None
-            outputs.append(leaf._value)
+            outputs.append(current().capture(leaf, "result"))  # (a leaked Tensor: an error)
         return outputs, out_treedef
 
     def _call_eagerly(self, args: tuple, kwargs: dict) -> Any:
