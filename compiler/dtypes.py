@@ -1,12 +1,18 @@
 """Dtype promotion for mixed operands, following jax.numpy's rules: Python scalars are weak
-(``x_f16 + 1.0`` stays float16), arrays promote on jax's lattice (no silent float64)."""
+(``x_f16 + 1.0`` stays float16), arrays promote on jax's lattice (no silent float64).
+
+64-bit dtypes follow jax's own ``jax_enable_x64`` setting, read when a function is traced (as
+jax.jit reads it): with x64 off (jax's default), float64, int64 and uint64 arrays, constants
+and requested dtypes become float32, int32 and uint32, exactly as in jax.numpy, so no 64-bit
+type enters the IR. flowjit never changes the setting."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
+
+from flowjit.backends.xla.jaxshim import jax, jnp
 
 from flowjit.ir.types import BOOL, bfloat16, is_float, is_int
 
@@ -22,9 +28,20 @@ def scalar_dtype(x: bool | int | float) -> np.dtype:
     return BOOL if isinstance(x, bool) else INT0 if isinstance(x, int) else FLOAT0
 
 
+def x64_enabled() -> bool:
+    """Whether jax computes in 64 bits here (``jax_enable_x64``, or a ``jax.enable_x64``
+    scope around the call)."""
+    return bool(jax.config.jax_enable_x64)
+
+
+def canonicalize(dtype: Any) -> np.dtype:
+    """``dtype`` as jax computes in it now: with x64 off, 64-bit dtypes become 32-bit."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.dtype(dtype)))
+
+
 def result_dtype(*operands: Any) -> np.dtype:
     """The common dtype of Tensors, arrays and Python scalars."""
-    strong = [np.dtype(x.dtype) for x in operands if not is_python_scalar(x)]
+    strong = [canonicalize(x.dtype) for x in operands if not is_python_scalar(x)]
     weak = [scalar_dtype(x) for x in operands if is_python_scalar(x)]
     if not strong:
         return max(weak, key=_rank)
@@ -47,12 +64,12 @@ _PYTHON_TYPES = {bool: BOOL, int: INT0, float: FLOAT0}
 
 
 def canonical_dtype(dtype: Any) -> np.dtype:
-    """``dtype`` as a numpy dtype; Python's ``int`` and ``float`` are int32 and float32 (numpy
-    would make them 64-bit)."""
+    """``dtype`` (a requested dtype) as a numpy dtype; Python's ``int`` and ``float`` are int32
+    and float32 (numpy would make them 64-bit); with x64 off, 64-bit dtypes are 32-bit."""
     return (
         _PYTHON_TYPES[dtype]
         if isinstance(dtype, type) and dtype in _PYTHON_TYPES
-        else np.dtype(dtype)
+        else canonicalize(dtype)
     )
 
 

@@ -17,6 +17,7 @@ from flowjit.ir import TensorType, TypeMismatchError
 from flowjit.ir.ops import host as H
 
 from .control_flow import tensor_leaves
+from .dtypes import canonical_dtype
 from .location import user_location
 from .trace import emit, tracing
 
@@ -35,7 +36,8 @@ def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     types_flat, results_tree = jax.tree_util.tree_flatten(
         result_shape_dtypes, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
     )
-    types = [TensorType(tuple(t.shape), t.dtype) for t in types_flat]
+    # (float64 results are float32 unless jax_enable_x64 is on, as all values are)
+    types = [TensorType(tuple(t.shape), canonical_dtype(t.dtype)) for t in types_flat]
     if not tracing():
         arrays = _checked(fn, results_tree, types, user_location())(*args)
         return jax.tree_util.tree_unflatten(results_tree, arrays)

@@ -25,9 +25,11 @@ from .dtypes import (
     INT0,
     accumulation_dtype,
     canonical_dtype,
+    canonicalize,
     float_dtype,
     is_python_scalar,
     result_dtype,
+    x64_enabled,
 )
 from .location import user_location, wrap_public_functions
 from .trace import constant, convert, emit
@@ -53,6 +55,8 @@ def asarray(x: Any, dtype: Any = None):
                 )
         if dtype is None and is_python_scalar(x):
             dtype = result_dtype(x)
+        elif dtype is None and not x64_enabled():  # numpy's 64-bit data, as jax.numpy takes it
+            dtype = canonicalize(np.asarray(x).dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             return constant(x, dtype)
     return x if dtype is None else convert(x, dtype)

@@ -223,16 +223,34 @@ def bernoulli(state, shape: tuple[int, ...], p: Any):
     return fnp.less(fnp.reshape(_fraction(k, _MANTISSA_BITS[F32]), shape), p), state
 
 
+def _high_word(a, b: int):
+    """The high 32 bits of the 64-bit products ``a * b``, ``a`` a uint32 Tensor and ``b`` an int
+    below 2**32, in uint32 arithmetic (no 64-bit type, which jax has only with x64 on): the
+    product of the 16-bit halves, ``a1 b1 2**32 + (a1 b0 + a0 b1) 2**16 + a0 b0``, each partial
+    product below 2**32, with the carries of the middle column added up in ``middle``."""
+    half = functools.partial(_shift, B.shift_right_logical, amount=16)  # (x >> 16)
+    a0, a1 = a & 0xFFFF, half(a)
+    b0, b1 = np.uint32(b & 0xFFFF), np.uint32(b >> 16)
+    cross0, cross1 = a0 * b1, a1 * b0
+    middle = half(a0 * b0) + (cross0 & 0xFFFF) + (cross1 & 0xFFFF)  # (below 3 * 2**16)
+    return a1 * b1 + half(cross0) + half(cross1) + half(middle)
+
+
 def integers(state, shape: tuple[int, ...], low: int, high: int):
     """int32 uniform on [low, high): ``floor(X * R / 2**64)`` for a 64-bit random X and the
-    range R = high - low < 2**32 (the multiply-high method, in uint64 arithmetic). Each value has
-    probability within a relative R / 2**64 < 2**-32 of 1 / R: no modulo bias worth the name."""
+    range R = high - low <= 2**32 (the multiply-high method, in uint32 words). Each value has
+    probability within a relative R / 2**64 <= 2**-32 of 1 / R: no modulo bias worth the name."""
     y0, y1, state = _blocks(state, math.prod(shape))
     span = high - low
-    # X * R = (y0 * R) * 2**32 + y1 * R; both products fit in 64 bits, and so does their sum
-    # after the low product's bottom 32 bits (which cannot carry into bit 64) are dropped
-    high_part = y0.astype(U64) * span + _shift(B.shift_right_logical, y1.astype(U64) * span, 32)
-    offset = _shift(B.shift_right_logical, high_part, 32).astype(U32)
+    if span == 2**32:  # X * 2**32 / 2**64 = y0 + y1 / 2**32
+        offset = y0
+    else:
+        # X = y0 2**32 + y1, so floor(X R / 2**64) = floor((y0 R + floor(y1 R / 2**32)) / 2**32):
+        # the high word of y0 R, plus the carry out of adding y1 R's high word to y0 R's low
+        # word (uint32 products and sums wrap to the low word)
+        low_word = y0 * np.uint32(span)
+        total = low_word + _high_word(y1, span)
+        offset = _high_word(y0, span) + (total < low_word).astype(U32)
     # low + offset lies in int32; uint32 addition wraps to its bits
     values = _bitcast(offset + np.uint32(low % 2**32), I32)
     return fnp.reshape(values, shape), state

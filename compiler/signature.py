@@ -1,8 +1,10 @@
 """Signatures: what a compiled function's trace cache is keyed on.
 
-A signature is the tree structure of the dynamic arguments, each leaf's TensorType and the
-values of the static arguments. Leaves are described by their jax abstract value, so concrete
-arguments and the tracers jax hands the traced body give the same signature."""
+A signature is the tree structure of the dynamic arguments, each leaf's TensorType, the values
+of the static arguments and jax's ``jax_enable_x64`` setting (which decides the dtypes a trace
+makes, as it does for jax.jit). Leaves are described by their jax abstract value, so concrete
+arguments and the tracers jax hands the traced body give the same signature, and numpy's
+float64/int64 arguments are float32/int32 unless x64 is on."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import TensorType, dtype_name
 from flowjit.ir.errors import DTypeError
 from flowjit.runtime.variables import VariableCell
+
+from .dtypes import x64_enabled
 
 _NARROW = {
     np.dtype(np.float64): np.dtype(np.float32),
@@ -29,10 +33,11 @@ class Signature:
     paths: tuple[str, ...]
     types: tuple[TensorType, ...]
     statics: tuple[tuple[str, Any], ...]
+    x64: bool = False  # jax_enable_x64 when the call was made
 
     @property
     def key(self) -> tuple:
-        return (self.treedef, self.types, self.statics)
+        return (self.treedef, self.types, self.statics, self.x64)
 
     def describe_change(self, new: "Signature", params: Sequence[str] = ()) -> str:
         """What differs between this signature and ``new``, in words, naming arguments by
@@ -41,6 +46,8 @@ class Signature:
         for (path, old_v), (_, new_v) in zip(self.statics, new.statics):
             if old_v != new_v:
                 return f"{name(path)}: static value {old_v!r} -> {new_v!r}"
+        if self.x64 != new.x64:
+            return f"jax_enable_x64: {self.x64} -> {new.x64}"
         if self.treedef != new.treedef:
             return f"the argument structure: {self.treedef} -> {new.treedef}"
         for path, old_t, new_t in zip(self.paths, self.types, new.types):
@@ -65,7 +72,7 @@ def argument_name(path: str, params: Sequence[str]) -> str:
     return (params[position] if position < len(params) else f"args[{position}]") + rest
 
 
-def _path_name(path: Sequence[Any]) -> str:
+def path_name(path: Sequence[Any]) -> str:
     """``args[1]['w']`` for a key path into ``(args, kwargs)``."""
     head, first, rest = path[0].idx, path[1], tuple(path[2:])
     base = f"args[{first.idx}]" if head == 0 else f"kwargs[{first.key!r}]"
@@ -113,6 +120,6 @@ def signature_of(
     statics += tuple((f"kwargs[{k!r}]", kwargs[k]) for k in static_argnames if k in kwargs)
     dyn_args, dyn_kwargs = dynamic_part(args, kwargs, static_argnums, static_argnames)
     flat, treedef = jax.tree_util.tree_flatten_with_path((dyn_args, dyn_kwargs))
-    paths = tuple(_path_name(p) for p, _ in flat)
+    paths = tuple(path_name(p) for p, _ in flat)
     types = tuple(leaf_type(leaf, path) for path, (_, leaf) in zip(paths, flat))
-    return Signature(treedef, paths, types, statics)
+    return Signature(treedef, paths, types, statics, x64_enabled())

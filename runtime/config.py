@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flowjit.backends.xla.jaxshim import jax
+from flowjit.backends.xla.jaxshim import (
+    use_compilation_cache,
+    use_compilation_cache_at_first_compile,
+)
 
 
 def _default_cache_dir() -> str | None:
@@ -37,22 +40,14 @@ _DEFAULTS: dict[str, Any] = {
     # A folder for IR dumps of every compilation (docs/debugging.md); None: no dumps.
     "dump_dir": os.environ.get("FLOWJIT_DUMP_DIR") or None,
     # jax's persistent compilation cache: compiled programs are kept in this folder, so a
-    # second process starts compiled (docs/performance.md); None: no cache.
+    # second process starts compiled (docs/performance.md); None: no cache. Importing flowjit
+    # changes no jax setting: the folder is given to jax at flowjit's first compile, unless
+    # the process set jax_compilation_cache_dir itself; fj.config.update gives it at once.
     "cache_dir": _default_cache_dir(),
 }
 
 # Programs that compile faster than this are not worth a cache file (a read costs ~1 ms).
 CACHE_MIN_COMPILE_SECONDS = 0.01
-
-
-def _apply_cache_dir(folder: str | None) -> None:
-    """Point jax's persistent compilation cache at ``folder`` (it is shared with the jax.jit
-    functions of the same process)."""
-    from jax.experimental.compilation_cache import compilation_cache
-
-    jax.config.update("jax_compilation_cache_dir", None if folder is None else os.fspath(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
-    compilation_cache.reset_cache()  # (jax reads the folder once, at its first compile)
 
 
 class Config:
@@ -73,7 +68,7 @@ class Config:
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ValueError(f"{name} must be a folder path or None, got {value!r}")
         if name == "cache_dir":
-            _apply_cache_dir(value)
+            use_compilation_cache(value, CACHE_MIN_COMPILE_SECONDS)
         if name == "disabled_passes":
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"disabled_passes must be a list of pass names, got {value!r}")
@@ -85,5 +80,4 @@ class Config:
 
 
 config = Config()
-if jax.config.jax_compilation_cache_dir is None:  # (a folder the user gave jax is kept)
-    _apply_cache_dir(config.cache_dir)
+use_compilation_cache_at_first_compile(config.cache_dir, CACHE_MIN_COMPILE_SECONDS)

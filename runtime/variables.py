@@ -79,7 +79,9 @@ class VariableCell:
             ):
                 array = array.astype(np.int32)
             initial_value = array
-        self._type = TensorType(np.shape(initial_value), dtype or initial_value.dtype)
+        # (numpy's 64-bit data is 32-bit unless jax_enable_x64 is on, as in jax.numpy)
+        dtype = jax.dtypes.canonicalize_dtype(dtype or initial_value.dtype)
+        self._type = TensorType(np.shape(initial_value), dtype)
         self.name = name if name is not None else f"Variable_{next(_default_names)}"
         self.trainable = trainable
         if sharding is not None and not isinstance(sharding, (P, NamedSharding)):
@@ -157,7 +159,8 @@ class VariableCell:
                     value = jnp.broadcast_to(value, self.shape)
             except ValueError:
                 pass  # check_compatible names the mismatch
-        self.check_compatible(TensorType(np.shape(value), value.dtype), what)
+        dtype = jax.dtypes.canonicalize_dtype(value.dtype)  # (float64 data is float32 unless x64)
+        self.check_compatible(TensorType(np.shape(value), dtype), what)
         return value
 
     def place_on(self, mesh: Mesh, what: str) -> None:

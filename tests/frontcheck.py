@@ -11,8 +11,9 @@ from opcheck import assert_matches
 
 def jax_dtype(fn, *args) -> np.dtype:
     """The dtype of ``fn(*args)`` under jax.numpy's promotion with its default 32-bit types;
-    with a 64-bit argument, in jax's 64-bit mode (flowjit keeps the 64-bit types it is given)."""
-    x64 = any(np.dtype(a.dtype).itemsize == 8 for a in args)
+    with a 64-bit argument and jax_enable_x64 on, in jax's 64-bit mode (flowjit keeps the
+    64-bit types it is given then; with x64 off they are 32-bit, as in jax)."""
+    x64 = jax.config.jax_enable_x64 and any(np.dtype(a.dtype).itemsize == 8 for a in args)
     with jax.enable_x64(x64):
         return np.dtype(jax.eval_shape(fn, *[jnp.asarray(a) for a in args]).dtype)
 

@@ -4,6 +4,7 @@ both with the case's own numpy expression (never with the code under test)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import pathlib
 from dataclasses import dataclass, field
@@ -94,10 +95,20 @@ def rand(
     return rng.uniform(low, high, size=shape).astype(np.float64).astype(dtype)
 
 
+def x64_for(graph: Graph) -> Any:
+    """A scope with jax_enable_x64 on if ``graph`` has a 64-bit value (jax narrows 64-bit
+    arguments at the jit boundary with x64 off, tests/conftest.py), else no change."""
+    values = [*graph.inputs, *(v for op in graph.ops for v in op.outputs)]
+    if any(v.type.dtype.itemsize == 8 for v in values):
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
 def run_xla(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     key = register_cluster(graph)
-    outs = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))(*inputs)
-    return [np.asarray(o) for o in outs]
+    with x64_for(graph):
+        outs = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))(*inputs)
+        return [np.asarray(o) for o in outs]
 
 
 def assert_matches(
@@ -188,7 +199,13 @@ def _graph_with_gradient(case: OpCase, inputs: list[np.ndarray], attrs: dict, we
 def check_grad(case: OpCase, dtype: np.dtype, seed: int | None = None, eps: float = 1e-6) -> None:
     """The op's gradient rule against central finite differences of its reference
     implementation in float64, and the XLA gradient against the reference gradient in the
-    case's dtype. The objective is a random weighted sum of the (float) outputs."""
+    case's dtype. The objective is a random weighted sum of the (float) outputs, in float64:
+    it is computed with jax_enable_x64 on."""
+    with jax.enable_x64(True):
+        _check_grad(case, dtype, seed, eps)
+
+
+def _check_grad(case: OpCase, dtype: np.dtype, seed: int | None, eps: float) -> None:
     import flowjit as fj
 
     if seed is None:

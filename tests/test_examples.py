@@ -32,6 +32,7 @@ def test_every_example_has_small_args():
 def test_example_runs(name):
     args, expected = SMALL_ARGS[name]
     env = dict(os.environ)
+    env.pop("JAX_ENABLE_X64", None)  # (as a user runs them: jax's default, x64 off)
     if name.endswith("_parallel.py"):
         # without a device count in XLA_FLAGS these examples ask for 8 CPU devices themselves
         flags = env.get("XLA_FLAGS", "").split()

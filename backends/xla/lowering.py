@@ -15,7 +15,7 @@ import numpy as np
 from flowjit.ir import Graph, LoweringError, Op, OpDef, TensorType, dtype_name
 from flowjit.ir.types import BOOL, bfloat16
 
-from .jaxshim import dtype_to_ir_type, hlo, ir, jax
+from .jaxshim import dtype_to_ir_type, hlo, ir, jax, prepare_compile
 
 LoweringRule = Callable[..., "ir.Value | Sequence[ir.Value]"]
 LOWERINGS: dict[OpDef, LoweringRule] = {}
@@ -39,7 +39,9 @@ _CONTEXTS: list[Any] = []  # jax's lowering-rule contexts of the clusters being 
 @contextlib.contextmanager
 def in_lowering_context(ctx: Any) -> Iterator[None]:
     """While a cluster is emitted under jax.jit: rules that need jax's context (host
-    callbacks) find it with ``lowering_context()``."""
+    callbacks) find it with ``lowering_context()``. (XLA compiles it next: flowjit's
+    persistent cache folder, if still pending, is given to jax first.)"""
+    prepare_compile()
     _CONTEXTS.append(ctx)
     try:
         yield

@@ -99,9 +99,10 @@ def run_xla_every_value(graphs: list[Graph], inputs: list[list]) -> dict:
         # XLA may carry f16/bf16 values at a higher precision between fused ops (as jax lets
         # it by default); the reference rounds every op's result: compare without that
         jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
-        compiled = jitted.lower(*flat).compile(compiler_options=EXACT_PRECISION)
-        outs = compiled(*flat)
-        outs = [np.asarray(o) for o in outs]
+        with opcheck.x64_for(union):  # (programs of 64-bit values run with jax's x64 on)
+            compiled = jitted.lower(*flat).compile(compiler_options=EXACT_PRECISION)
+            outs = compiled(*flat)
+            outs = [np.asarray(o) for o in outs]
     finally:
         del CLUSTERS[key]
     env = dict(zip(union.inputs, flat))

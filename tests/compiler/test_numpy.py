@@ -316,7 +316,9 @@ def test_reduction(name, dtype):
     expect_all(got, want, scale=4 if name in ("var", "std") else 1)
 
 
-def test_var_std_ddof_and_dtype_arguments():
+@pytest.mark.parametrize("x64", [False, True], indirect=True)
+def test_var_std_ddof_and_dtype_arguments(x64):
+    """(``dtype=float64`` is float32 with x64 off, as in jax.numpy.)"""
     rng = np.random.default_rng()
     x, i = rand(rng, (3, 5), F32), rand(rng, (3, 5), I8, -100, 100)
     got = fj.compile(
@@ -338,7 +340,7 @@ def test_var_std_ddof_and_dtype_arguments():
             "sum_f32": i.sum(0, dtype=np.float32),
             "sum_i8": i.sum(dtype=np.int8),
             "mean_f16": wide(x).mean(-1).astype(F16),
-            "prod_f64": wide(x).prod(1),
+            "prod_f64": wide(x).prod(1).astype(F64 if x64 else F32),
             "sum_of_list": np.float32(15),
         },
         scale=2,

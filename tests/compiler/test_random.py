@@ -88,6 +88,7 @@ def test_threefry_rejects_other_dtypes():
 
 
 # -- seeds and the stream ------------------------------------------------------------------------
+@pytest.mark.x64  # (jax derives the key of a seed beyond int32 from its 64 bits only with x64)
 @pytest.mark.parametrize("seed", [0, 1, 42, 2**32 + 7, 2**63 - 1, -1, -(2**63)])
 def test_seed_makes_jax_key(seed):
     g = fj.random.Generator(seed)
@@ -105,6 +106,7 @@ def stream_blocks(key, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return jax_threefry(np.full(n, key[0]), np.full(n, key[1]), lo, hi)
 
 
+@pytest.mark.x64  # (for the float64 draw)
 def test_stream_layout_and_counter_carry():
     """Draws follow the documented layout, and the 64-bit counter carries across 2**32."""
     g = fj.random.Generator(9)
@@ -310,6 +312,24 @@ def test_bernoulli_with_traced_probabilities():
     within(b[1].mean(), 0.25, math.sqrt(0.25 * 0.75 / 20_000), "frequency")
     b = np.asarray(g.bernoulli(p, (3, 4)))  # an array p outside a compiled function
     assert not b[0].any() and b[2].all()
+
+
+@pytest.mark.parametrize(
+    "low, high",
+    [(0, 1), (-3, 7), (-1000, 2**31 - 7), (-(2**31), 2**30), (0, 2**32 - 2**31), (-(2**31), 2**31)],
+)
+def test_integers_are_the_multiply_high_of_64_bits_in_32_bit_words(low, high):
+    """With x64 off (the tests' mode), ``integers`` is exactly ``low + floor(X * span / 2**64)``
+    for each block's 64 bits X, and its IR has no 64-bit type."""
+    g = fj.random.Generator(11)
+    key = [int(k) for k in np.asarray(g.state.value)[:2]]
+    draw = fj.compile(lambda: g.integers(low, high, (64,)))
+    ir_text = draw.lower().ir(stage="traced")
+    assert not any(t in ir_text for t in ("i64", "u64", "f64")), ir_text
+    got = np.asarray(draw())
+    y0, y1 = stream_blocks(key, 0, 64)
+    want = [low + ((int(a) << 32 | int(b)) * (high - low) >> 64) for a, b in zip(y0, y1)]
+    np.testing.assert_array_equal(got, np.array(want, np.int32))
 
 
 @pytest.mark.parametrize("low, high", [(-3, 7), (0, 3), (5, 6), (-(2**31), 2**31)])

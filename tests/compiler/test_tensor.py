@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import operator
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -309,9 +310,10 @@ def test_bitwise_operators(ta, tb):
 PROMOTED = [BOOL, I8, U8, I32, U32, F16, BF16, F32]
 
 
-def test_promotion_of_array_pairs():
+@pytest.mark.parametrize("x64", [False, True], indirect=True)
+def test_promotion_of_array_pairs(x64):
     """``a + b`` for every pair of dtypes lands on jax's promotion lattice; 64-bit types stay
-    64-bit."""
+    64-bit with x64 on and are 32-bit with it off, as in jax."""
     rng = np.random.default_rng()
     xs = {np.dtype(d).name: rand(rng, (2,), d, 0, 3) for d in PROMOTED + [I64, F64]}
     pairs = [(p, q) for p in xs for q in xs if not (p == q == "bool")]
@@ -418,7 +420,15 @@ ASTYPE = [
 ]
 
 
-@pytest.mark.parametrize("src", sorted({s for s, _ in ASTYPE}, key=str), ids=str)
+@pytest.mark.parametrize(
+    "src",
+    [  # (a conversion to a 64-bit type needs x64: test_astype_follows_x64 checks it without)
+        pytest.param(s, marks=[pytest.mark.x64] if any(t.itemsize == 8 for t in targets) else [])
+        for s in sorted({s for s, _ in ASTYPE}, key=str)
+        for targets in [[t for u, t in ASTYPE if u == s]]
+    ],
+    ids=str,
+)
 def test_astype(src):
     """``x.astype(t)``: floats to ints truncate toward zero (values in range), anything to bool
     is ``!= 0``."""
@@ -434,6 +444,16 @@ def test_astype(src):
         for t in targets
     }
     expect_all(got, want)
+
+
+@pytest.mark.parametrize("x64", [False, True], indirect=True)
+def test_astype_follows_x64(x64):
+    """``x.astype(float64)`` is float64 with x64 on and float32 with it off, as jax.numpy's."""
+    x = rand(np.random.default_rng(), (4,), F32)
+    fn = lambda x: {"f64": x.astype(F64), "i64": x.astype(I64)}  # noqa: E731
+    by_jax = jax.jit(fn)(x)
+    assert by_jax["f64"].dtype == (F64 if x64 else F32)
+    expect_all(fj.compile(fn)(x), {k: wide(x).astype(v.dtype) for k, v in by_jax.items()})
 
 
 def test_astype_accepts_dtype_spellings():

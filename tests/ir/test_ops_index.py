@@ -296,6 +296,7 @@ def test_scatter_add_shape_errors():
         add_op(I.scatter_add, [((0,), F32), ((2,), I32), ((2,), F32)], axis=0)
 
 
+@pytest.mark.x64  # (float64 data, compared to 1e-12, and 64-bit indices)
 @pytest.mark.parametrize("index_dtype", [np.dtype(d).name for d in INTS])
 @pytest.mark.parametrize("opdef", [I.take, I.take_along_axis], ids=lambda o: o.name)
 def test_gather_gradient_wraps_and_clamps_every_index_dtype(opdef, index_dtype):
