@@ -29,7 +29,7 @@ import numpy as np
 
 from flowjit.backends.xla import compiler_options
 from flowjit.backends.xla.jaxshim import jax, jnp, trace_state_clean
-from flowjit.ir import DonationError, Graph, ShardingError
+from flowjit.ir import DonationError, Graph, ShardingError, TracingError
 from flowjit.passes import (
     PipelineResult,
     default_pipeline,
@@ -37,7 +37,15 @@ from flowjit.passes import (
     run_pipeline,
     with_required,
 )
-from flowjit.runtime import Plan, bound_in_flight, config, make_entry, run_plan, step_token
+from flowjit.runtime import (
+    HostStep,
+    Plan,
+    bound_in_flight,
+    config,
+    make_entry,
+    run_plan,
+    step_token,
+)
 from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
 from flowjit.runtime.variables import VariableLocks
 
@@ -265,6 +273,8 @@ class CompiledFunction:
             return self._recover(err, args, kwargs)
 
     def _dispatch(self, args: tuple, kwargs: dict, nested: bool = False) -> Any:
+        if self._layout.written and not trace_state_clean():
+            self._refuse_writes_under_jax()
         if self._across_processes:
             args = self._globalize(args)
         if self._split:
@@ -273,6 +283,18 @@ class CompiledFunction:
             state = self._nested_entries[1] if nested else self._state_entry
             return self._call_with_state(state, args, kwargs)
         return (self._nested_entries[0] if nested else self._pure_entry)(*args, **kwargs)
+
+    def _refuse_writes_under_jax(self) -> None:
+        """A function that writes Variables, called while jax traces (jax.jit, jax.grad, ...):
+        its new values would be jax tracers, unusable once the trace ends. Refused before
+        any variable is read or changed."""
+        names = ", ".join(repr(v.name) for v in self._layout.written)
+        raise TracingError(
+            f"{self.name} writes the Variables {names} and was called inside a jax "
+            "transformation (jax.jit, jax.grad, jax.vmap, ...), which cannot update them. "
+            "Call it outside jax's transformations, or compile the whole step with fj.compile "
+            "(fj.grad and fj.value_and_grad take gradients inside it)"
+        )
 
     def _call_nested(self, args: tuple, kwargs: dict) -> Any:
         """A call made while jax traces another function (a compiled function called while
@@ -400,6 +422,15 @@ class CompiledFunction:
         (each cluster runs SPMD on the shardings of its inputs)."""
         record, leaves = self._prepare(args, kwargs)
         plan = record.plan
+        host = next((s for s in plan.steps if isinstance(s, HostStep)), None)
+        if host is not None and not trace_state_clean():
+            raise TracingError(
+                f"{self.name} calls the host function {host.name} and was called inside "
+                "a jax transformation (jax.jit, jax.grad, jax.vmap, ...), where its Python "
+                "function would get no values. Call it outside jax's transformations",
+                op="host_call",
+                loc=host.where,
+            )
         leaves = [
             jnp.asarray(x) if s is None else jax.device_put(x, s)
             for x, s in zip(leaves, record.in_shardings)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import cluster_p
+from flowjit.backends.xla import call_cluster
 from flowjit.backends.xla.jaxshim import jax
 
 from .config import config
@@ -66,7 +66,7 @@ def run_plan(
     if plan.split:
         outs = run_steps(plan.steps, inputs, plan.results)
     else:
-        outs = list(cluster_p.bind(*inputs, key=plan.cluster_key))
+        outs = call_cluster(plan.cluster_key, *inputs)
     n = len(outs) - len(plan.state_outputs)
     return outs[:n], dict(zip(plan.state_outputs, outs[n:]))
 
@@ -148,7 +148,7 @@ def bound_in_flight(results: Any, token: Any) -> None:
     if token is None:
         leaves = [results] if isinstance(results, jax.Array) else jax.tree_util.tree_leaves(results)
         token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
-    if token is not None:
+    if token is not None and not isinstance(token, jax.core.Tracer):  # (not: under a jax trace)
         _in_flight.append(token)
     limit = config.max_steps_in_flight
     if len(_in_flight) > limit:
