@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import CLUSTERS, cluster_p, compiler_options
+from flowjit.backends.xla import CLUSTERS, call_cluster, compiler_options
 from flowjit.backends.xla.host import FAILED_CALLBACKS
 from flowjit.backends.xla.jaxshim import jax, trace_state_clean
 from flowjit.ir import FlowjitError, HostCallError
@@ -79,7 +79,7 @@ def _compiled(key: int, platform: str | None) -> Callable:
     jitted = _JITTED.get((key, top_level))
     if jitted is None:  # (threads racing here all get the one that setdefault kept)
         options = compiler_options(CLUSTERS[key], platform) if top_level else None
-        jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)), compiler_options=options)
+        jitted = jax.jit(lambda *xs: tuple(call_cluster(key, *xs)), compiler_options=options)
         jitted = _JITTED.setdefault((key, top_level), jitted)
     return jitted
 
