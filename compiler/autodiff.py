@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import ShapeError, Value
+from flowjit.ir import DTypeError, ShapeError, Value
 from flowjit.ir.grad import Emit, backward
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import state as S
@@ -32,10 +32,17 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
 
     ctx = current()
     y = asarray(y)
-    if y.shape != () or not is_float(y.dtype):
+    if y.shape != ():
         raise ShapeError(
-            f"gradients needs a float scalar y, got a Tensor {y._value.type}; "
+            f"gradients needs a scalar y, got a Tensor {y._value.type}; "
             "reduce it first (e.g. .sum() or .mean())",
+            op="gradients",
+            loc=user_location(),
+        )
+    if not is_float(y.dtype):
+        raise DTypeError(
+            f"gradients needs a float y, got a Tensor {y._value.type}; differentiate a float "
+            "value (compute in floats, or convert with .astype(fnp.float32))",
             op="gradients",
             loc=user_location(),
         )

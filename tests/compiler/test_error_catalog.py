@@ -7,6 +7,7 @@ import inspect
 import pathlib
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import flowjit.numpy as fnp
 from flowjit.backends.xla.cluster import cluster_stablehlo
 from flowjit.ir import Graph, OpDef, TensorType
 
+F32 = np.float32
 HERE = "test_error_catalog.py"
 CATALOG = pathlib.Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 X = np.ones(3, np.float32)
@@ -294,13 +296,50 @@ def test_e20_the_gradient_of_an_integer_value():
     def non_scalar(x):
         return fj.gradients(x * 2, [x])  # NONSCALAR
 
-    for fn, x, marker, got in [
-        (step, np.ones(3, np.int32), "# GRAD", "i32[]"),
-        (non_scalar, X, "# NONSCALAR", "f32[3]"),
+    for fn, x, marker, error, want in [
+        (step, np.ones(3, np.int32), "# GRAD", fj.DTypeError, "a float y, got a Tensor i32[]"),
+        (non_scalar, X, "# NONSCALAR", fj.ShapeError, "a scalar y, got a Tensor f32[3]"),
     ]:
-        with pytest.raises(fj.ShapeError) as info:
+        with pytest.raises(error) as info:
             fj.compile(fn)(x)
         assert str(info.value).startswith(
-            f"{HERE}:{line_of(fn, marker)}: gradients: gradients needs a float scalar y, "
-            f"got a Tensor {got}; reduce it first"
+            f"{HERE}:{line_of(fn, marker)}: gradients: gradients needs {want}; "
         )
+
+
+def test_e21_a_gradient_through_a_host_call():
+    def loss(x):
+        stats = fj.host_call(np.tanh, x, result_shape_dtypes=fj.ShapeDtype((3,), F32))  # HOST
+        return (stats * x).sum()
+
+    with pytest.raises(fj.GradientError) as info:
+        fj.grad(loss)(np.ones(3, F32))
+    assert str(info.value).startswith(
+        f"{HERE}:{line_of(loss, '# HOST')}: host_call: cannot differentiate through the host "
+        "call 'tanh'"
+    )
+    # the fix the row gives: no gradient through it
+    fixed = lambda x: (  # noqa: E731
+        fj.host_call(np.tanh, fj.stop_gradient(x), result_shape_dtypes=fj.ShapeDtype((3,), F32))
+        * x
+    ).sum()
+    np.testing.assert_allclose(fj.grad(fixed)(np.ones(3, F32)), np.tanh(np.ones(3)), rtol=1e-6)
+
+
+def test_e22_jax_vmap_of_a_compiled_function():
+    loss = fj.compile(lambda x: (x * x).sum(), name="loss")
+    with pytest.raises(fj.TracingError, match="^jax.vmap of the flowjit function 'loss'"):
+        jax.vmap(loss)(np.ones((2, 3), F32))
+
+
+def test_e23_a_function_that_writes_variables_under_a_jax_transformation():
+    w = fj.Variable(np.ones(3, F32), name="w")
+
+    @fj.compile
+    def step(x):
+        w.assign_sub(x)
+        return x
+
+    with pytest.raises(fj.TracingError, match="^step writes the Variables 'w' and was called"):
+        jax.jit(step)(np.ones(3, F32))
+    np.testing.assert_array_equal(np.asarray(w.value), np.ones(3))  # no variable changed
