@@ -177,10 +177,18 @@ def test_gradient_through_a_while_loop_that_takes_one_is_a_gradient_error(constr
         run_fj(construct, "captured", 1, outer=True)
 
 
+@pytest.mark.parametrize("order", [1, 2])
 @pytest.mark.parametrize("construct,entry", CASES)
-def test_gradient_inside_a_body_in_eager_mode_matches_jax(construct, entry):
-    got = run_fj(construct, entry, 1, outer=False, eager=True)
-    np.testing.assert_allclose(got, run_jax(construct, entry, 1, outer=False), rtol=2e-5, atol=2e-6)
+def test_gradient_inside_a_body_in_eager_mode_matches_jax(construct, entry, order):
+    got = run_fj(construct, entry, order, outer=False, eager=True)
+    want = run_jax(construct, entry, order, outer=False)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("construct,entry", [c for c in CASES if c[0] in DIFFERENTIABLE])
+def test_gradient_through_a_body_that_takes_one_in_eager_mode_matches_jax(construct, entry):
+    got = run_fj(construct, entry, 2, outer=True, eager=True)
+    np.testing.assert_allclose(got, run_jax(construct, entry, 2, outer=True), rtol=5e-5, atol=5e-6)
 
 
 def test_gradients_of_a_captured_tensor_and_variable_inside_a_scan():
