@@ -85,7 +85,10 @@ def read_layout(raw: bytes) -> tuple[dict, int]:
 
 
 # -- round trips -------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype_name", list(DTYPE_NAMES))
+@pytest.mark.parametrize(
+    "dtype_name",  # (64-bit variables need jax_enable_x64, tests/conftest.py)
+    [pytest.param(n, marks=[pytest.mark.x64] * (d.itemsize == 8)) for n, d in DTYPE_NAMES.items()],
+)
 def test_round_trip_is_bit_exact(tmp_path, dtype_name):
     dtype = DTYPE_NAMES[dtype_name]
     rng = np.random.default_rng(len(dtype_name) * 31 + dtype.itemsize)
@@ -104,6 +107,7 @@ def test_round_trip_is_bit_exact(tmp_path, dtype_name):
         assert_holds(cell, expected[cell.name])
 
 
+@pytest.mark.x64  # (64-bit variables among them)
 def test_all_dtypes_in_one_file_round_trip(tmp_path):
     rng = np.random.default_rng(7)
     expected = {name: random_values(dt, (3, 5), rng) for name, dt in DTYPE_NAMES.items()}
@@ -168,6 +172,7 @@ def test_dict_form_names_tensors_by_key(tmp_path):
     assert_holds(other_b, np.array(9, np.int32))
 
 
+@pytest.mark.x64  # (an int64 variable)
 def test_restore_a_subset_leaves_other_variables_alone(tmp_path):
     a = VariableCell(np.full(3, 2.5, np.float32), name="a")
     b = VariableCell(np.full(2, 7, np.int64), name="b")
@@ -239,6 +244,7 @@ def test_checkpoint_steps_max_to_keep_and_latest(tmp_path):
     assert_holds(w, values[9])
 
 
+@pytest.mark.x64  # (a float64 variable)
 def test_checkpoint_keeps_every_step_when_max_to_keep_is_none(tmp_path):
     w = VariableCell(np.array(0.0, np.float64), name="w")
     ckpt = fj.Checkpoint(tmp_path, [w], max_to_keep=None)
