@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 from jax._src.core import trace_state_clean  # (no public name: whether jax is tracing)
 from jax.core import ShapedArray
+from jax.experimental.compilation_cache import compilation_cache
 from jax.extend.core import Primitive
 from jax.extend.mlir import ir
 from jax.extend.mlir.dialects import chlo, func
 from jax.extend.mlir.dialects import stablehlo as hlo
 from jax.interpreters import batching
 from jax.interpreters import mlir as jax_mlir
-from jax.experimental.compilation_cache import compilation_cache
 from jaxlib.mlir.dialects import sdy  # Shardy, XLA's SPMD partitioner (jax emits it too)
 
 make_ir_context = jax_mlir.make_ir_context
