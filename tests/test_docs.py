@@ -125,3 +125,35 @@ def test_a_failing_block_fails_naming_its_file_and_line(tmp_path):
     path = ROOT / "docs" / "user-guide.md"  # (a name for the traceback; the blocks are ours)
     with pytest.raises(AssertionError, match=r'File "docs/user-guide.md", line 7'):
         run_blocks(path, [Block(6, "x = 1\nraise ValueError(x)\n", None, None)], tmp_path)
+
+
+def test_the_debugging_walkthrough_counts_are_the_digits_steps(tmp_path):
+    """docs/debugging.md's walkthrough quotes the digits MLP step's op counts, traced and
+    after each pass: they are what a dump of that run says (a shell block, so not run above)."""
+    text = (ROOT / "docs" / "debugging.md").read_text()
+    walkthrough = text[text.index("## Walkthrough: the digits MLP") :]
+    env = dict(os.environ, FLOWJIT_DUMP_DIR=str(tmp_path), FLOWJIT_CACHE_DIR="")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "digits_mlp.py"), "--epochs", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    (summary,) = tmp_path.glob("*-train_step-*/summary.json")
+    passes = json.loads(summary.read_text())["passes"]
+    traced = re.search(
+        r"`00-traced\.fjir` is the step as written: .*? (\d+) ops\.",
+        walkthrough,
+        re.S,
+    )
+    assert traced is not None and int(traced.group(1)) == passes[0]["ops_before"]
+    for p in passes:
+        if p["changed"]:
+            quoted = re.search(rf"`{p['name']}`\s+(\d+) -> (\d+)", walkthrough)
+            assert quoted is not None, f"the walkthrough does not quote {p['name']}"
+            assert (int(quoted.group(1)), int(quoted.group(2))) == (
+                p["ops_before"],
+                p["ops_after"],
+            ), p

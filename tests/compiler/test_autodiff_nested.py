@@ -130,9 +130,10 @@ def run_fj(construct, entry, order, outer: bool, eager: bool = False):
         if outer and entry == "variable":  # d/dv of the sum, through the construct
             return fj.gradients(construct_sum(FJ, construct, entry, order, v, xs, n).sum(), [v])[0]
         if outer:  # d/dw of the sum, through the construct
-            return fj.grad(lambda w_: construct_sum(FJ, construct, entry, order, w_, xs, n).sum())(
-                w
-            )
+            def total(w_):
+                return construct_sum(FJ, construct, entry, order, w_, xs, n).sum()
+
+            return fj.grad(total)(w)
         return construct_sum(FJ, construct, entry, order, arg, xs, n)
 
     fj.config.update("eager", eager)
@@ -144,10 +145,14 @@ def run_fj(construct, entry, order, outer: bool, eager: bool = False):
 
 def run_jax(construct, entry, order, outer: bool):
     entry = "captured" if entry == "variable" else entry  # (jax's Variable: a closure over w)
+
     @jax.jit
     def f(w, xs, n):
         if outer:
-            return jax.grad(lambda w_: construct_sum(JAX, construct, entry, order, w_, xs, n).sum())(w)
+            def total(w_):
+                return construct_sum(JAX, construct, entry, order, w_, xs, n).sum()
+
+            return jax.grad(total)(w)
         return construct_sum(JAX, construct, entry, order, w, xs, n)
 
     return np.asarray(f(W, XS, np.int32(3)))
