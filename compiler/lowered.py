@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jax._src import config as jax_config  # (its thread-local switches have no public name)
 
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_stablehlo
+from flowjit.backends.xla.jaxshim import compilation_cache_include_metadata_in_key
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import LoweringError, print_graph
 from flowjit.ir.ops import host as H
@@ -111,5 +111,5 @@ def optimized_hlo(jax_lowered: Any, options: dict[str, str] | None = None) -> st
     by one that only names modules to dump (none is named so), so that jax's in-process cache
     does not hand back the run's executable either."""
     display = {**(options or {}), "xla_dump_hlo_module_re": "flowjit-hlo-text"}
-    with jax_config.compilation_cache_include_metadata_in_key(True):
+    with compilation_cache_include_metadata_in_key(True):
         return jax_lowered.compile(display).as_text()

@@ -12,6 +12,9 @@ import threading
 
 import jax
 import jax.numpy as jnp
+from jax._src.config import (  # (no public name: a thread-local switch of the cache key)
+    compilation_cache_include_metadata_in_key,
+)
 from jax._src.core import trace_state_clean  # (no public name: whether jax is tracing)
 from jax.core import ShapedArray
 from jax.experimental.compilation_cache import compilation_cache
@@ -76,6 +79,7 @@ def _set_cache(folder: str | os.PathLike | None, min_compile_seconds: float) -> 
 
 
 __all__ = [
+    "compilation_cache_include_metadata_in_key",
     "jax",
     "jnp",
     "ShapedArray",
