@@ -8,10 +8,13 @@ and the number of objects the garbage collector tracks (the queued arrays left o
 loop runs with the model written in jax (``jax.jit`` with donation, checkpoints as .npz files);
 each implementation runs in a process of its own, so that each RSS is its own.
 
-Verdict, from the first sample to the last: the live arrays outside the in-flight queue stay
-exactly constant (the queue holds between max_steps_in_flight // 2 and max_steps_in_flight + 1
-steps' results, so the raw count moves with the step number), RSS grows by at most
-RSS_TOLERANCE_MB and tracked objects by at most OBJECTS_TOLERANCE. flowjit's verdict is the exit
+Verdict: the live arrays outside the in-flight queue stay exactly constant (the queue holds
+between max_steps_in_flight // 2 and max_steps_in_flight + 1 steps' results, so the raw count
+moves with the step number), tracked objects grow from the first sample to the last by at most
+OBJECTS_TOLERANCE, and RSS by at most RSS_TOLERANCE_MB from the median of the first half of
+the samples to the last. (A one-off allocation just after warm-up, seen once as +1.2 MiB
+between the first two samples and flat after, is not a leak; a steady one shows over half the
+run.) flowjit's verdict is the exit
 status (1: failed); jax.jit's is printed for comparison.
 
     python bench/long_run.py [--steps 10000] [--warmup 500] [--every 500] [--json out]
@@ -27,6 +30,7 @@ import json
 import math
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -247,9 +251,13 @@ def long_run(impl: str, opts: argparse.Namespace) -> dict:
 
 
 def verdict(run: dict) -> dict:
-    """Growth from the first sample to the last, and whether it is within the tolerances."""
-    first, last = run["samples"][0], run["samples"][-1]
-    rss_growth = last["rss_mb"] - first["rss_mb"]
+    """Growth over the run (see the module's docstring), and whether it is within the
+    tolerances."""
+    samples = run["samples"]
+    first, last = samples[0], samples[-1]
+    rss_growth = last["rss_mb"] - statistics.median(
+        s["rss_mb"] for s in samples[: max(len(samples) // 2, 1)]
+    )
     objects_growth = last["gc_objects"] - first["gc_objects"]
     arrays_constant = len({s["outside_queue"] for s in run["samples"]}) == 1
     return {
