@@ -19,7 +19,7 @@ from flowjit.ir.core import Op, StateHandle
 from flowjit.ir.ops import state as S
 from flowjit.passes import lift_state
 
-from .trace import TraceContext
+from .trace import TraceContext, outside_traces
 
 
 class EagerGraph(Graph):
@@ -50,7 +50,7 @@ class EagerGraph(Graph):
         args = [self.env[v] for v in op.inputs]
         extra = {"run": lambda sub, values: run_graph(sub, values)} if op.opdef.graph_attrs else {}
         try:
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), outside_traces():
                 out = op.opdef.ref(*args, **op.attrs, **extra)
         except FlowjitError as err:
             raise err.with_context(op=op.opdef.name, loc=op.loc) from None

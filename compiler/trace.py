@@ -3,9 +3,10 @@ the context's graph, stamped with the user's source line."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -97,6 +98,18 @@ class TraceContext:
         from .tensor import Tensor
 
         return Tensor(self.graph.add_input(type_), self)
+
+
+@contextlib.contextmanager
+def outside_traces() -> Iterator[None]:
+    """Run concrete work (eager mode's kernels, and the host calls among them) as if this
+    thread traced nothing: a compiled function a host call's Python function calls then
+    runs on its values instead of being inlined into the trace."""
+    saved, _THREAD.stack = _THREAD.stack, []
+    try:
+        yield
+    finally:
+        _THREAD.stack = saved
 
 
 def tracing() -> bool:

@@ -121,3 +121,28 @@ def test_a_function_over_a_mesh_called_inside_a_trace_is_a_clear_error():
 
     with pytest.raises(fj.ShardingError, match="called while another function is traced"):
         f(X)
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_a_compiled_function_called_by_a_host_call_runs_on_its_values(eager):
+    """A host call's Python function runs on concrete values, in eager mode too (where it runs
+    while the caller is traced): a compiled function it calls runs, and is not inlined."""
+    seen = []
+
+    def on_host(a):
+        out = layer(W, a)
+        seen.append(type(out))
+        return np.asarray(out)
+
+    @fj.compile
+    def f(x):
+        shape = fj.ShapeDtype((4, 2), np.float32)
+        return fj.host_call(on_host, x, result_shape_dtypes=shape) + 1
+
+    fj.config.update("eager", eager)
+    try:
+        got = f(X)
+    finally:
+        fj.config.update("eager", False)
+    np.testing.assert_allclose(got, np.tanh(X @ W) + 1, rtol=1e-5)
+    assert seen and all(issubclass(t, jax.Array) for t in seen), seen
