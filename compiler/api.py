@@ -46,6 +46,7 @@ from flowjit.runtime import (
     run_plan,
     step_token,
 )
+from flowjit.runtime.interrupts import hold_interrupts, release_interrupts
 from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
 from flowjit.runtime.variables import VariableLocks
 
@@ -377,6 +378,9 @@ class CompiledFunction:
 
     def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
         layout = self._locked_layout()  # (list comprehensions: this is the per-step hot path)
+        # Ctrl-C is held from donating the old values to rebinding the new ones: the step's
+        # variables end all old or all new (runtime/interrupts.py)
+        held = hold_interrupts()
         try:
             out, new, token = entry(
                 tuple([v._value for v in layout.written]),
@@ -388,6 +392,8 @@ class CompiledFunction:
                 variable._rebind(value)  # the old array was donated to this step
         finally:
             layout.locks.release()
+            if held:
+                release_interrupts()  # (a Ctrl-C that came meanwhile is raised here)
         bound_in_flight(out, token)  # (it may wait: not while holding the variables)
         return out
 
@@ -442,10 +448,17 @@ class CompiledFunction:
         # calls a compiled function on them (in this thread) does not wait, another thread does
         with plan.variable_locks:
             outs, new_values = run_plan(plan, leaves, {v: v._value for v in plan.state_inputs})
-            for variable, value in new_values.items():
-                if variable.sharding is not None:
-                    value = jax.device_put(value, variable.sharding)
-                variable._rebind(value)
+            placed = {
+                v: x if v.sharding is None else jax.device_put(x, v.sharding)
+                for v, x in new_values.items()
+            }
+            held = hold_interrupts()  # (all rebound, or none: runtime/interrupts.py)
+            try:
+                for variable, value in placed.items():
+                    variable._rebind(value)
+            finally:
+                if held:
+                    release_interrupts()
         outs = [
             x if s is None else jax.device_put(x, s) for x, s in zip(outs, record.out_shardings)
         ]
