@@ -275,7 +275,13 @@ class CompiledFunction:
 
     def _dispatch(self, args: tuple, kwargs: dict, nested: bool = False) -> Any:
         if self._layout.written and not trace_state_clean():
-            self._refuse_writes_under_jax()
+            names = ", ".join(repr(v.name) for v in self._layout.written)
+            self._refuse_under_jax(
+                f"writes the Variables {names}",
+                "which cannot update them",
+                ", or compile the whole step with fj.compile (fj.grad and fj.value_and_grad "
+                "take gradients inside it)",
+            )
         if self._across_processes:
             args = self._globalize(args)
         if self._split:
@@ -285,16 +291,13 @@ class CompiledFunction:
             return self._call_with_state(state, args, kwargs)
         return (self._nested_entries[0] if nested else self._pure_entry)(*args, **kwargs)
 
-    def _refuse_writes_under_jax(self) -> None:
-        """A function that writes Variables, called while jax traces (jax.jit, jax.grad, ...):
-        its new values would be jax tracers, unusable once the trace ends. Refused before
-        any variable is read or changed."""
-        names = ", ".join(repr(v.name) for v in self._layout.written)
+    def _refuse_under_jax(self, what: str, why: str, also: str = "", **where: Any) -> None:
+        """A function that does ``what`` (writes Variables, calls the host), called while jax
+        traces (jax.jit, jax.grad, ...): refused before any variable is read or changed."""
         raise TracingError(
-            f"{self.name} writes the Variables {names} and was called inside a jax "
-            "transformation (jax.jit, jax.grad, jax.vmap, ...), which cannot update them. "
-            "Call it outside jax's transformations, or compile the whole step with fj.compile "
-            "(fj.grad and fj.value_and_grad take gradients inside it)"
+            f"{self.name} {what} and was called inside a jax transformation (jax.jit, "
+            f"jax.grad, jax.vmap, ...), {why}. Call it outside jax's transformations{also}",
+            **where,
         )
 
     def _call_nested(self, args: tuple, kwargs: dict) -> Any:
@@ -430,10 +433,9 @@ class CompiledFunction:
         plan = record.plan
         host = next((s for s in plan.steps if isinstance(s, HostStep)), None)
         if host is not None and not trace_state_clean():
-            raise TracingError(
-                f"{self.name} calls the host function {host.name} and was called inside "
-                "a jax transformation (jax.jit, jax.grad, jax.vmap, ...), where its Python "
-                "function would get no values. Call it outside jax's transformations",
+            self._refuse_under_jax(
+                f"calls the host function {host.name}",
+                "where its Python function would get no values",
                 op="host_call",
                 loc=host.where,
             )

@@ -47,7 +47,7 @@ def release_interrupts() -> None:
     if not _held and _pending is not None:
         signum, frame = _pending
         _pending = None
-        _deliver(signum, frame)
+        _previous(signum, frame)
 
 
 def _install() -> None:
@@ -64,10 +64,6 @@ def _handler(signum: int, frame: Any) -> None:
     if _held:
         _pending = (signum, frame)
         return
-    _deliver(signum, frame)
-
-
-def _deliver(signum: int, frame: Any) -> None:
     _previous(signum, frame)
 
 
