@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flowjit.backends.xla import CLUSTERS, call_cluster, compiler_options
-from flowjit.backends.xla.host import FAILED_CALLBACKS
+from flowjit.backends.xla.host import take_failure
 from flowjit.backends.xla.jaxshim import jax, trace_state_clean
 from flowjit.ir import FlowjitError, HostCallError
 
@@ -87,8 +87,8 @@ def _compiled(key: int, platform: str | None) -> Callable:
 def _run_cluster(step: ClusterStep, args: list) -> Any:
     """Run one compiled cluster on its device (its inputs are there already: transfers; its
     constants go there too). A cluster calling the host is waited for, so that a callback
-    that raised is reported as itself, here."""
-    FAILED_CALLBACKS.clear()
+    that raised is reported as itself, here, in the thread that ran the step (the failure
+    travels in XLA's error: backends/xla/host.py)."""
     wait = jax.block_until_ready if step.calls_host else (lambda outs: outs)
     if step.mesh is not None:  # SPMD: values from elsewhere (host calls) join the mesh
         devices = set(step.mesh.devices.flat)
@@ -106,8 +106,8 @@ def _run_cluster(step: ClusterStep, args: list) -> Any:
         with jax.default_device(device):
             return wait(_compiled(step.key, device.platform)(*args))
     except Exception as err:
-        if FAILED_CALLBACKS:
-            failure = FAILED_CALLBACKS.pop()
+        failure = take_failure(err)
+        if failure is not None:  # (a HostCallError naming the user's line, a Ctrl-C, ...)
             raise failure from failure.__cause__ or err
         raise
 

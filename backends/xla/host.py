@@ -3,12 +3,26 @@
 inside a loop body becomes a host callback in the compiled program (jax's python-callback
 custom call, with side effects, ordered by a token through the graph it is in).
 
-A callback that raises cannot carry its exception through XLA: it records a HostCallError
-naming the user's line in ``FAILED_CALLBACKS``, which the runtime raises instead of XLA's."""
+A callback that raises cannot carry its exception through XLA: XLA reports a generic error
+(jaxlib's text holds the traceback of what the callback raised). So the callback records what to
+raise instead (a HostCallError naming the user's line, or a KeyboardInterrupt as it is) under a
+fresh number, and raises an exception whose message holds that number; the runtime takes the
+record back with ``take_failure`` on the XLA error the step got (runtime/steps.py).
+
+Why the number travels in the error: several threads may run steps at once, and the callback
+runs on whichever thread XLA runs the program on (the dispatching thread, or one of XLA's own),
+so neither a process-wide "last failure" nor anything keyed by the running thread says which
+step failed; nor does jax hand the callback anything naming its execution. The error XLA reports
+is the one thing that reaches exactly the step whose program failed, and it carries the
+callback's exception text. (A record whose error never reaches ``take_failure``, a program run
+under a jax transformation, say, is dropped after ``_KEPT_FAILURES`` newer ones.)"""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +33,39 @@ from flowjit.ir.ops import host as H
 from .jaxshim import ShapedArray, emit_python_callback, hlo, ir
 from .lowering import emit_graph, lowering_context, lowers, ordering_token
 
-FAILED_CALLBACKS: list[HostCallError] = []
+_FAILURES: dict[int, BaseException] = {}  # number -> what the step that failed raises
+_KEPT_FAILURES = 256
+_failures_lock = threading.Lock()
+_failure_numbers = itertools.count()
+_MARKER = "flowjit host callback failure #{}"
+_MARKER_RE = re.compile(r"flowjit host callback failure #(\d+)")
+
+
+class _CallbackFailed(Exception):
+    """What a callback raises into XLA: its message names the recorded failure."""
+
+
+def _record_failure(failure: BaseException) -> _CallbackFailed:
+    """Keep ``failure`` for the step whose program is running; returns the exception to raise
+    into XLA in its place."""
+    number = next(_failure_numbers)
+    with _failures_lock:
+        _FAILURES[number] = failure
+        while len(_FAILURES) > _KEPT_FAILURES:
+            del _FAILURES[next(iter(_FAILURES))]  # (the oldest: dicts keep insertion order)
+    return _CallbackFailed(f"{failure!r} ({_MARKER.format(number)})")
+
+
+def take_failure(error: BaseException) -> BaseException | None:
+    """What to raise instead of ``error``, the error a program got from XLA: the failure its
+    host callback recorded, taken (None: no callback of it failed)."""
+    # (the text may name earlier failures too, in exceptions chained before this one: a host
+    # call running a compiled function whose own host call failed; the last is this one's)
+    with _failures_lock:
+        for number in reversed(_MARKER_RE.findall(str(error))):
+            if int(number) in _FAILURES:
+                return _FAILURES.pop(int(number))
+    return None
 
 
 @lowers(H.cluster)
@@ -40,9 +86,9 @@ def _host_call_lower(op: Op, *args: ir.Value) -> Sequence[ir.Value]:
     def callback(*arrays):
         try:
             results = fn(*(np.asarray(a) for a in arrays))
-        except FlowjitError as err:  # (a result that does not fit, say: reported as it is)
-            FAILED_CALLBACKS.append(err)
-            raise
+        except (FlowjitError, KeyboardInterrupt) as err:
+            # (a result that does not fit, say, and Ctrl-C: the step raises them as they are)
+            raise _record_failure(err) from err
         except Exception as err:
             failure = HostCallError(
                 f"the function {name} raised {type(err).__name__}: {err}",
@@ -50,8 +96,7 @@ def _host_call_lower(op: Op, *args: ir.Value) -> Sequence[ir.Value]:
                 loc=op.loc,
             )
             failure.__cause__ = err
-            FAILED_CALLBACKS.append(failure)
-            raise
+            raise _record_failure(failure) from err
         return tuple(np.asarray(r, t.dtype).reshape(t.shape) for r, t in zip(results, out_types))
 
     avals_in = [ShapedArray(v.type.shape, v.type.dtype) for v in op.inputs]
