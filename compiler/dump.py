@@ -5,7 +5,13 @@ after each pass that changed it (``NN-<pass>.fjir``, with a header naming the pa
 and the op counts; every ``.fjir`` parses back with ``fj.ir.parse``), ``graph.dot``, each
 cluster's StableHLO and XLA-optimized HLO, and ``summary.json``.
 
-Dumping never breaks the user's program: a folder that cannot be written gives one warning."""
+Dumping never breaks the user's program: a folder that cannot be written gives one warning.
+
+The dump root may be shared (``/tmp/dumps``) and its folder names are predictable, so nothing
+there is reused or followed: each compilation makes a fresh folder (a name already taken, by a
+folder, a file or a link someone planted, moves on to the next number, so two processes
+dumping the same function never write into one folder), opens it without following a link,
+and creates each file in it exclusively, never through a link."""
 
 from __future__ import annotations
 
@@ -41,11 +47,40 @@ def dump_compilation(root: str, name: str, signature: Any, traced: Graph, pipeli
             logger.warning("cannot write IR dumps to %s (%s); the program runs on", root, err)
 
 
+def pass_file_name(number: int, pass_name: str) -> str:
+    """The file of the IR after the ``number``-th pass that changed the graph: ``NN-<pass>.fjir``,
+    one file name whatever the pass is called (the viewer finds it by the same rule)."""
+    return f"{number:02d}-{_file_safe(pass_name)}.fjir"
+
+
+def write_new_file(path: str, text: str, *, dir_fd: int | None = None) -> None:
+    """Create ``path`` (relative to ``dir_fd`` if given) and write ``text`` to it, failing
+    (FileExistsError, or ELOOP for a link) rather than writing to anything that is there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with open(os.open(path, flags, 0o644, dir_fd=dir_fd), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _file_safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", text)
+
+
+def _new_folder(root: str, stem: str) -> tuple[str, int]:
+    """A folder ``<seq>-<stem>`` under ``root`` that this call made, and a descriptor of it
+    (to create the files through: a link swapped in for the folder later is not followed)."""
+    os.makedirs(root, exist_ok=True)
+    while True:
+        folder = os.path.join(root, f"{next(_sequence):03d}-{stem}")
+        try:
+            os.mkdir(folder)
+        except FileExistsError:  # an earlier run's folder, another process's, or a planted link
+            continue
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        return folder, os.open(folder, flags)
+
+
 def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -> str:
     digest = hashlib.sha256(repr(signature.key).encode()).hexdigest()[:8]
-    safe = re.sub(r"[^A-Za-z0-9_.]", "_", name)
-    folder = os.path.join(root, f"{next(_sequence):03d}-{safe}-{digest}")
-    os.makedirs(folder, exist_ok=True)
     files = {"00-traced.fjir": "# traced, before any pass\n" + print_graph(traced)}
     changed = [r for r in pipeline.records if r.changed]
     for number, record in enumerate(changed, start=1):
@@ -53,7 +88,7 @@ def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -
             f"# after pass {record.name} ({record.seconds * 1e3:.2f} ms): "
             f"{record.ops_before} -> {record.ops_after} ops\n"
         )
-        files[f"{number:02d}-{record.name}.fjir"] = header + record.text
+        files[pass_file_name(number, record.name)] = header + record.text
     graph = pipeline.graph
     files["graph.dot"] = to_dot(graph)
     clusters = [op.attrs["body"] for op in graph.ops if op.opdef is H.cluster] or [graph]
@@ -78,9 +113,12 @@ def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -
         "files": sorted([*files, "summary.json"]),
     }
     files["summary.json"] = json.dumps(summary, indent=2) + "\n"
-    for filename, text in files.items():
-        with open(os.path.join(folder, filename), "w", encoding="utf-8") as f:
-            f.write(text)
+    folder, folder_fd = _new_folder(root, f"{_file_safe(name)}-{digest}")
+    try:
+        for filename, text in files.items():
+            write_new_file(filename, text, dir_fd=folder_fd)
+    finally:
+        os.close(folder_fd)
     return folder
 
 
