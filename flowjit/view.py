@@ -6,21 +6,39 @@ a diff against the IR before it, the final graph drawn as SVG (Graphviz ``dot -T
 XLA-optimized HLO.
 
 The page is self-contained: inline styles and drawings, no scripts, nothing it loads. Every
-text taken from the dump is escaped."""
+text taken from the dump is escaped.
+
+A dump may come from anyone (a shared ``/tmp/dumps``), so the viewer reads nothing outside its
+folders: each file is opened by a name the viewer makes (a pass's name from summary.json goes
+through ``pass_file_name``, so ``x/../../secret`` stays one name in the folder), relative to
+the folder opened without following links, and only if it is a regular file, not a link
+(the dump writes none, so even one pointing inside is refused); a folder that is a link is
+refused too. What is refused is named on the page and logged as a warning. The page itself
+is written to a new file renamed onto ``report.html``, so a link planted there is replaced,
+not written through."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import html
 import json
+import logging
+import os
 import pathlib
 import re
+import secrets
 import shutil
+import stat
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
+from flowjit.compiler.dump import pass_file_name, write_new_file
 from flowjit.ir import Graph, ParseError, parse
+
+logger = logging.getLogger("flowjit")
 
 _CLUSTER_FILE = re.compile(r"^cluster-(\d+)\.(stablehlo\.mlir|hlo\.txt)$")
 
@@ -58,10 +76,14 @@ _ARROW = (
 
 
 def find_compilations(root: pathlib.Path) -> list[pathlib.Path]:
-    """The dump folders under ``root`` (or ``root`` itself, if it is one), in order."""
-    if (root / "summary.json").is_file():
+    """The dump folders under ``root`` (or ``root`` itself, if it is one), in order. A folder
+    that is a link is listed, to be refused when it is read."""
+    root = root.resolve()  # the folder the user named, wherever it is
+    if os.path.lexists(root / "summary.json"):
         return [root]
-    return sorted(p.parent for p in root.glob("*/summary.json"))
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if os.path.lexists(p / "summary.json"))
 
 
 def render_report(root: pathlib.Path) -> str:
@@ -89,16 +111,107 @@ def _anchor(folder: pathlib.Path) -> str:
     return "c-" + re.sub(r"[^A-Za-z0-9_-]", "_", folder.name)
 
 
-def _compilation(folder: pathlib.Path) -> str:
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+class _Folder:
+    """A dump folder opened without following a link; ``read`` opens files relative to it."""
+
+    def __init__(self, path: pathlib.Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    def read(self, name: str) -> str:
+        """The text of the regular file ``name`` (one name, made by the viewer) in the folder.
+        Raises OSError for a link (ELOOP, wherever it points), a missing file, or anything
+        that is not a regular file (a FIFO would block: it is opened non-blocking)."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        with open(os.open(name, flags, dir_fd=self.fd), encoding="utf-8", errors="replace") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            return f.read()
+
+    def refused(self, name: str, err: OSError) -> str:
+        return _refusal(self.path / name, _why(err))
+
+
+def _why(err: OSError) -> str:
+    return "a link, not followed" if err.errno == errno.ELOOP else err.strerror or str(err)
+
+
+def _refusal(path: pathlib.Path, why: str) -> str:
+    """Log why ``path`` is not shown, and say it on the page."""
+    logger.warning("flowjit.view: %s not shown: %s", path, why)
+    return f'<p class="refused">{html.escape(path.name)} not shown: {html.escape(why)}.</p>'
+
+
+def _compilation(path: pathlib.Path) -> str:
+    """One compilation's section, or one saying why its folder or summary.json is not shown
+    (a link, not a folder, or a summary.json without the fields the dump writes)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:  # a link gives ENOTDIR (O_DIRECTORY wins over O_NOFOLLOW)
+        why = "a link, not followed" if path.is_symlink() else _why(err)
+        return _refused_section(path, _refusal(path, why))
+    folder = _Folder(path, fd)
+    try:
+        try:
+            summary = _summary(folder.read("summary.json"))
+        except OSError as err:
+            return _refused_section(path, folder.refused("summary.json", err))
+        except ValueError as err:
+            return _refused_section(path, _refusal(path / "summary.json", str(err)))
+        return _compilation_section(folder, summary)
+    finally:
+        os.close(fd)
+
+
+def _refused_section(path: pathlib.Path, message: str) -> str:
+    return (
+        f'<details class="compilation refused" id="{_anchor(path)}" open>'
+        f"<summary>{html.escape(path.name)}</summary>{message}</details>"
+    )
+
+
+# The fields of summary.json the page uses, with their types as the dump writes them.
+_SUMMARY_FIELDS = {
+    "function": str,
+    "signature": list,
+    "statics": list,
+    "passes": list,
+    "clusters": object,
+}
+_PASS_FIELDS = {
+    "name": str,
+    "seconds": (int, float),
+    "changed": bool,
+    "ops_before": object,
+    "ops_after": object,
+}
+
+
+def _summary(text: str) -> dict:
+    """summary.json, checked to hold the fields the page uses (ValueError says which not)."""
+    summary = json.loads(text)
+    _check_fields(summary, _SUMMARY_FIELDS, "")
+    for k, p in enumerate(summary["passes"]):
+        _check_fields(p, _PASS_FIELDS, f"passes[{k}].")
+    return summary
+
+
+def _check_fields(record: object, fields: dict[str, type | tuple], where: str) -> None:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where.rstrip('.') or 'the file'} is not a JSON object")
+    for key, kind in fields.items():
+        if key not in record or not isinstance(record[key], kind):
+            raise ValueError(f"{where}{key} is missing or not what the dump writes")
+
+
+def _compilation_section(folder: _Folder, summary: dict) -> str:
     passes = summary["passes"]
-    signature = ", ".join(summary["signature"] + summary.get("statics", []))
+    signature = ", ".join(map(str, summary["signature"] + summary["statics"]))
     total_ms = sum(p["seconds"] for p in passes) * 1e3
-    title = f"{folder.name}: {summary['function']}({signature})"
+    title = f"{folder.path.name}: {summary['function']}({signature})"
     facts = f"{len(passes)} passes in {total_ms:.2f} ms, {_text(summary['clusters'])} cluster(s)"
     steps, final_ir = _passes(folder, passes)
     return (
-        f'<details class="compilation" id="{_anchor(folder)}" open>'
+        f'<details class="compilation" id="{_anchor(folder.path)}" open>'
         f'<summary>{html.escape(title)} <span class="muted">{facts}</span></summary>'
         f"<h3>Timings</h3>{_timings(passes)}"
         f"<h3>Passes</h3>{steps}"
@@ -128,24 +241,27 @@ def _timings(passes: list[dict]) -> str:
     )
 
 
-def _ir_text(path: pathlib.Path) -> str:
+def _ir_text(text: str) -> str:
     """The IR of a ``.fjir`` file without its header comments (what the diffs compare)."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return "\n".join(line for line in lines if not line.startswith("#")) + "\n"
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
 
 
-def _passes(folder: pathlib.Path, passes: list[dict]) -> tuple[str, str]:
+def _passes(folder: _Folder, passes: list[dict]) -> tuple[str, str]:
     """One section per pass in summary.json (the traced IR first), and the final IR text.
 
-    The dump writes the IR after each pass that changed it as ``NN-<pass>.fjir``, numbered
-    from 01 in pipeline order; a pass that changed nothing has no file."""
-    traced = folder / "00-traced.fjir"
-    previous_name, previous = traced.name, _ir_text(traced)
+    The dump writes the IR after each pass that changed it as ``NN-<pass>.fjir``
+    (``pass_file_name``), numbered from 01 in pipeline order; a pass that changed nothing has
+    no file. A file not shown leaves the IR before it to compare the next one with."""
+    previous_name = "00-traced.fjir"
+    try:
+        previous = _ir_text(folder.read(previous_name))
+        shown = f"<pre>{html.escape(previous)}</pre>"
+    except OSError as err:
+        previous, shown = "", folder.refused(previous_name, err)
     sections = [
         (
             '<details class="pass" data-pass="traced"><summary>00 traced '
-            '<span class="muted">(the IR before any pass)</span></summary>'
-            f"<pre>{html.escape(previous)}</pre></details>"
+            f'<span class="muted">(the IR before any pass)</span></summary>{shown}</details>'
         )
     ]
     numbers = iter(range(1, len(passes) + 1))
@@ -159,18 +275,27 @@ def _passes(folder: pathlib.Path, passes: list[dict]) -> tuple[str, str]:
                 "<p>No change: the IR is the one above.</p></details>"
             )
             continue
-        path = folder / f"{next(numbers):02d}-{p['name']}.fjir"
-        after = _ir_text(path)
-        diff, added, removed = _diff(previous, after, previous_name, path.name)
+        filename = pass_file_name(next(numbers), p["name"])
+        try:
+            after = _ir_text(folder.read(filename))
+        except OSError as err:
+            sections.append(
+                f'<details class="pass changed" data-pass="{name}" open><summary>'
+                f'{name} <span class="muted">{timing}, {counts}</span></summary>'
+                f"{folder.refused(filename, err)}</details>"
+            )
+            continue
+        diff, added, removed = _diff(previous, after, previous_name, filename)
         sections.append(
             f'<details class="pass changed" data-pass="{name}" open><summary>'
-            f'{html.escape(path.stem)} <span class="muted">{timing}, {counts},</span> '
+            f'{html.escape(filename.removesuffix(".fjir"))} '
+            f'<span class="muted">{timing}, {counts},</span> '
             f'<span class="plus">+{added}</span> <span class="minus">&minus;{removed}</span> '
             f'lines</summary><pre class="diff">{diff}</pre>'
             f"<details><summary>IR after {name}</summary><pre>{html.escape(after)}</pre>"
             "</details></details>"
         )
-        previous_name, previous = path.name, after
+        previous_name, previous = filename, after
     return "".join(sections), previous
 
 
@@ -195,25 +320,35 @@ def _diff(before: str, after: str, before_name: str, after_name: str) -> tuple[s
     return "".join(out), added, removed
 
 
-def _graph_section(folder: pathlib.Path, final_ir: str) -> str:
-    """The final graph as SVG: Graphviz renders graph.dot where ``dot`` is installed (and
-    succeeds); otherwise the built-in layout draws the final IR, one drawing per subgraph."""
-    dot = shutil.which("dot")
-    if dot and (folder / "graph.dot").is_file():
-        run = subprocess.run(
-            [dot, "-Tsvg", str(folder / "graph.dot")],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if run.returncode == 0 and "<svg" in run.stdout:
-            return f'<div class="graph graphviz">{run.stdout[run.stdout.index("<svg") :]}</div>'
+def _graph_section(folder: _Folder, final_ir: str) -> str:
+    """The final graph as SVG: Graphviz renders graph.dot (handed to ``dot`` as text, not as a
+    path it would open) where ``dot`` is installed and succeeds; otherwise the built-in layout
+    draws the final IR, one drawing per subgraph."""
+    dot, refused = shutil.which("dot"), ""
+    if dot:
+        try:
+            source = folder.read("graph.dot")
+        except OSError as err:
+            refused = folder.refused("graph.dot", err)
+        else:
+            run = subprocess.run(
+                [dot, "-Tsvg"],
+                input=source,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if run.returncode == 0 and "<svg" in run.stdout:
+                return f'<div class="graph graphviz">{run.stdout[run.stdout.index("<svg") :]}</div>'
     try:
         graph = parse(final_ir)
     except ParseError as err:
-        return f"<p>The final IR does not parse, so it is not drawn: {html.escape(str(err))}</p>"
-    return "".join(
+        return (
+            f"{refused}<p>The final IR does not parse, so it is not drawn: "
+            f"{html.escape(str(err))}</p>"
+        )
+    return refused + "".join(
         f'<p class="muted">{html.escape(title)}</p><div class="graph builtin">{svg}</div>'
         for title, svg in _drawings(graph, f"graph @{graph.name}")
     )
@@ -287,9 +422,9 @@ def layout_svg(graph: Graph) -> str:
 
     Layers by longest path from the inputs (a node sits one layer below its lowest
     producer), except that an op without inputs (a constant) sits just above its first
-    user rather than among the graph inputs; within a layer nodes are ordered by the mean position of their producers and
-    placed as near it as the nodes to their left allow. Edges are curves from the bottom of
-    the producer to the top of the user."""
+    user rather than among the graph inputs; within a layer nodes are ordered by the mean
+    position of their producers and placed as near it as the nodes to their left allow.
+    Edges are curves from the bottom of the producer to the top of the user."""
     nodes = _graph_nodes(graph)
     for node in nodes:  # producers come first in program order
         node.layer = 1 + max((nodes[p].layer for p in node.preds), default=-1)
@@ -359,18 +494,22 @@ _CLUSTER_FILES = {
 }
 
 
-def _clusters(folder: pathlib.Path) -> str:
-    found = (_CLUSTER_FILE.match(path.name) for path in folder.iterdir())
+def _clusters(folder: _Folder) -> str:
+    names = set(os.listdir(folder.fd))
     sections = []
-    for k in sorted({int(m.group(1)) for m in found if m}):
+    for k in sorted({int(m.group(1)) for m in map(_CLUSTER_FILE.match, names) if m}):
         for suffix, title in _CLUSTER_FILES.items():
-            path = folder / f"cluster-{k}.{suffix}"
-            if path.is_file():
-                sections.append(
-                    f"<details><summary>cluster {k}: {title} "
-                    f'<span class="muted">{html.escape(path.name)}</span></summary>'
-                    f"<pre>{html.escape(path.read_text(encoding='utf-8'))}</pre></details>"
-                )
+            name = f"cluster-{k}.{suffix}"
+            if name not in names:
+                continue
+            try:
+                shown = f"<pre>{html.escape(folder.read(name))}</pre>"
+            except OSError as err:
+                shown = folder.refused(name, err)
+            sections.append(
+                f"<details><summary>cluster {k}: {title} "
+                f'<span class="muted">{html.escape(name)}</span></summary>{shown}</details>'
+            )
     return "".join(sections) or "<p>No cluster files.</p>"
 
 
@@ -393,8 +532,23 @@ def main(argv: list[str] | None = None) -> None:
             "with FLOWJIT_DUMP_DIR set to that folder first"
         )
     output = args.output or args.dump_dir / "report.html"
-    output.write_text(render_report(args.dump_dir), encoding="utf-8")
+    try:
+        _replace(output, render_report(args.dump_dir))
+    except OSError as err:
+        sys.exit(f"{parser.prog}: cannot write the page to {output}: {err}")
     print(f"wrote {output}")
+
+
+def _replace(path: pathlib.Path, text: str) -> None:
+    """Write ``path`` as a new file (under a random name beside it) renamed onto it: whatever
+    is at ``path``, a link planted there included, is replaced, never written through."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        write_new_file(str(temporary), text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 if __name__ == "__main__":
