@@ -331,6 +331,9 @@ class CompiledFunction:
             return self(*args, **kwargs)
         if self._options is not None and not nested and not trace_state_clean():
             return self._call_nested(args, kwargs)
+        if isinstance(err, (RuntimeError, TypeError)):  # (jax's words for a deleted buffer)
+            for variable in (*self._layout.written, *self._layout.read_only):
+                variable._checked()  # (VariableError if its value was lost)
         if isinstance(err, RuntimeError) and "deleted" in str(err):
             self._check_not_donated(args, kwargs)
         if isinstance(err, TypeError):
@@ -380,24 +383,27 @@ class CompiledFunction:
         return out
 
     def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
-        layout = self._locked_layout()  # (list comprehensions: this is the per-step hot path)
-        # Ctrl-C is held from donating the old values to rebinding the new ones: the step's
-        # variables end all old or all new (runtime/interrupts.py)
+        # Ctrl-C is held from taking the variables' locks to rebinding the new values: the
+        # step's variables end all old or all new, and no lock is left taken (one that comes
+        # while a lock is waited for is raised at once: runtime/variables.py, interrupts.py)
         held = hold_interrupts()
         try:
-            out, new, token = entry(
-                tuple([v._value for v in layout.written]),
-                tuple([v._value for v in layout.read_only]),
-                *args,
-                **kwargs,
-            )
-            for variable, value in zip(layout.written, new):
-                variable._rebind(value)  # the old array was donated to this step
+            layout = self._locked_layout()  # (list comprehensions: the per-step hot path)
+            try:
+                out, new, token = entry(
+                    tuple([v._value for v in layout.written]),
+                    tuple([v._value for v in layout.read_only]),
+                    *args,
+                    **kwargs,
+                )
+                for variable, value in zip(layout.written, new):
+                    variable._rebind(value, self.name)  # the old array was donated to this step
+            finally:
+                layout.locks.release()
         finally:
-            layout.locks.release()
             if held:
                 release_interrupts()  # (a Ctrl-C that came meanwhile is raised here)
-        bound_in_flight(out, token)  # (it may wait: not while holding the variables)
+        bound_in_flight(out, token, layout.written)  # (it may wait: not holding the variables)
         return out
 
     def _locked_layout(self) -> _StateLayout:
@@ -449,7 +455,8 @@ class CompiledFunction:
         # the variables are held through every step, host calls included: a host call that
         # calls a compiled function on them (in this thread) does not wait, another thread does
         with plan.variable_locks:
-            outs, new_values = run_plan(plan, leaves, {v: v._value for v in plan.state_inputs})
+            state = {v: v._checked() for v in plan.state_inputs}
+            outs, new_values = run_plan(plan, leaves, state)
             placed = {
                 v: x if v.sharding is None else jax.device_put(x, v.sharding)
                 for v, x in new_values.items()
@@ -457,7 +464,7 @@ class CompiledFunction:
             held = hold_interrupts()  # (all rebound, or none: runtime/interrupts.py)
             try:
                 for variable, value in placed.items():
-                    variable._rebind(value)
+                    variable._rebind(value, self.name)
             finally:
                 if held:
                     release_interrupts()

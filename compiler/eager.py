@@ -4,7 +4,9 @@ Python ``if`` on a Tensor work while debugging; results equal compiled mode.
 
 The function is still traced (so gradients, control flow and variables work the same), but
 into an ``EagerGraph``, which runs each op as it is added: every Tensor has a value. Writes
-to variables happen at once. A loop or branch that uses variables is added in the form
+to variables happen at once; if the call then fails (an error, Ctrl-C), the variables it wrote
+get their values from before the call back, as in compiled mode (docs/errors.md).
+A loop or branch that uses variables is added in the form
 ``lift_state`` gives it (reads before, writes after), as gradients need."""
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class EagerGraph(Graph):
         super().__init__(name)
         self.env: dict[Value, np.ndarray] = {}
         self.cells: dict[StateHandle, Any] = {}  # a handle -> the variable it stands for
+        # id(variable) -> (variable, its value before the call's first write to it)
+        self.before: dict[int, tuple[Any, Any]] = {}
 
     def add(self, opdef: OpDef, inputs, attrs=None, loc=None, device=None) -> tuple[Value, ...]:
         outs = super().add(opdef, inputs, attrs, loc, device)
@@ -57,7 +61,9 @@ class EagerGraph(Graph):
         if S.WRITE in op.opdef.effects:
             handle = op.inputs[0]
             self.env[handle] = np.asarray(out, handle.type.dtype)
-            self.cells[handle].set_value(self.env[handle])  # the write happens now
+            cell = self.cells[handle]
+            self.before.setdefault(id(cell), (cell, cell._value))
+            cell.set_value(self.env[handle])  # the write happens now
             return
         outs = out if isinstance(out, tuple) else (out,)
         for value, result in zip(op.outputs, outs, strict=True):
@@ -81,11 +87,17 @@ class EagerContext(TraceContext):
         super().__init__(name)
         self.graph = EagerGraph(name)
 
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        if exc[0] is not None:  # the call failed: undo its writes (set_value made new arrays)
+            for cell, value in self.graph.before.values():
+                cell._rebind(value, cell._writer)
+
     def handle(self, variable: Any) -> StateHandle:
         known = variable in self.variables
         handle = super().handle(variable)
         if not known:  # the variable's value as of its first use in this call
-            self.graph.env[handle] = np.asarray(variable.value)
+            self.graph.env[handle] = np.asarray(variable._ready())
             self.graph.cells[handle] = variable
         return handle
 

@@ -62,7 +62,7 @@ class Lowered:
             dynamic_part(args, kwargs, f.static_argnums, f.static_argnames)
         )
         inputs = [np.asarray(x, dt) for x, dt in zip(leaves, plan.input_dtypes, strict=True)]
-        inputs += [np.asarray(v.value) for v in plan.state_inputs]
+        inputs += [np.asarray(v._ready()) for v in plan.state_inputs]
         outs = run_graph(self._record.graph, inputs)
         n = len(outs) - len(plan.state_outputs)
         results = jax.tree_util.tree_unflatten(self._record.out_treedef, outs[:n])

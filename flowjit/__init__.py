@@ -34,6 +34,7 @@ from .ir import (
     ShardingError,
     TracingError,
     TypeMismatchError,
+    VariableError,
     VerifyError,
 )
 from flowjit.runtime.checkpoint import Checkpoint, restore, save
@@ -58,6 +59,7 @@ __all__ = [
     "ShardingError",
     "NaNError",
     "DonationError",
+    "VariableError",
     "distributed",
     "TypeMismatchError",
     "GradientError",

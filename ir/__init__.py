@@ -17,6 +17,7 @@ from .errors import (
     ShardingError,
     TracingError,
     TypeMismatchError,
+    VariableError,
     VerifyError,
 )
 from .parser import parse
@@ -43,6 +44,7 @@ __all__ = [
     "ShardingError",
     "NaNError",
     "DonationError",
+    "VariableError",
     "TracingError",
     "TypeMismatchError",
     "VerifyError",

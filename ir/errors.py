@@ -86,3 +86,8 @@ class NaNError(FlowjitError, FloatingPointError):
 
 class DonationError(FlowjitError, RuntimeError):
     """An argument was donated to an earlier call (``donate_argnums``) and passed again."""
+
+
+class VariableError(FlowjitError, RuntimeError):
+    """A variable has no value to use: its buffer was deleted, or the step that wrote it
+    failed while it ran on the device. The message names the variable and the step."""

@@ -296,7 +296,7 @@ def save(path: PathLike, variables: Variables) -> None:
     path = os.fspath(path)
     cells = _by_name(variables, f"cannot save checkpoint {path}")
     with VariableLocks(cells.values()):  # (a step of another thread would donate them)
-        arrays = {name: host_value(cell.value) for name, cell in cells.items()}
+        arrays = {name: host_value(cell._ready()) for name, cell in cells.items()}
     if _writes():
         _write_atomically(path, _encode(arrays))
     _all_processes_reach(f"flowjit.save {path}")
@@ -338,7 +338,7 @@ def restore(path: PathLike, variables: Variables) -> None:
                 name,
             )
     with VariableLocks(cells.values()):  # (no step of another thread sees half of them)
-        previous = {name: cell.value for name, cell in cells.items()}
+        previous = {name: cell._value for name, cell in cells.items()}  # (lost ones too)
         try:
             for name, cell in cells.items():
                 cell.set_value(arrays[name])

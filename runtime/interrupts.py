@@ -42,9 +42,22 @@ def hold_interrupts() -> bool:
 
 def release_interrupts() -> None:
     """End a ``hold_interrupts``; a SIGINT that arrived meanwhile is delivered now."""
-    global _held, _pending
+    global _held
     _held -= 1
-    if not _held and _pending is not None:
+    if not _held:
+        deliver_interrupt()
+
+
+def interrupt_pending() -> bool:
+    """Whether a SIGINT arrived while held and waits for ``release_interrupts``."""
+    return _pending is not None
+
+
+def deliver_interrupt() -> None:
+    """Run the handler on a held SIGINT now (it raises KeyboardInterrupt, usually): for a wait
+    that gave back what it held (``VariableLocks``), so the user is not kept waiting."""
+    global _pending
+    if _pending is not None:
         signum, frame = _pending
         _pending = None
         _previous(signum, frame)
@@ -67,4 +80,9 @@ def _handler(signum: int, frame: Any) -> None:
     _previous(signum, frame)
 
 
-__all__ = ["hold_interrupts", "release_interrupts"]
+__all__ = [
+    "deliver_interrupt",
+    "hold_interrupts",
+    "interrupt_pending",
+    "release_interrupts",
+]

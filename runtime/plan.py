@@ -21,7 +21,7 @@ from flowjit.backends.xla.jaxshim import jax
 
 from .config import config
 from .steps import run_steps
-from .variables import VariableLocks
+from .variables import VariableLocks, lost_in
 
 
 @dataclass(frozen=True)
@@ -139,24 +139,30 @@ def step_token(outputs: Sequence[Any], new_state: Sequence[Any]) -> Any:
     return None
 
 
-def bound_in_flight(results: Any, token: Any) -> None:
-    """Called after dispatching a step: when more than N = ``max_steps_in_flight`` steps are
-    queued, wait until at most N // 2 are (waiting for half the queue at once rather than one
-    step per call keeps the dispatching thread from waking up at every step). A step is
-    tracked by its first result, else by its ``step_token``. The queue is the process's, shared
-    by all threads; the wait holds no lock (other threads go on queueing steps meanwhile)."""
+def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:
+    """Called after dispatching a step that wrote the variables ``written``: when more than
+    N = ``max_steps_in_flight`` steps are queued, wait until at most N // 2 are (waiting for
+    half the queue at once rather than one step per call keeps the dispatching thread from
+    waking up at every step). A step is tracked by its first result, else by its
+    ``step_token``. The queue is the process's, shared by all threads; the wait holds no lock
+    (other threads go on queueing steps meanwhile). A queued step that failed while it ran
+    (out of memory) is found here: the variables it wrote are lost (runtime/variables.py), and
+    this raises their VariableError."""
     if token is None:
         leaves = [results] if isinstance(results, jax.Array) else jax.tree_util.tree_leaves(results)
         token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
     if token is not None and not isinstance(token, jax.core.Tracer):  # (not: under a jax trace)
-        _in_flight.append(token)
+        _in_flight.append((token, written))
     limit = config.max_steps_in_flight
     if len(_in_flight) > limit:
         with _trimming:
             oldest = [_in_flight.popleft() for _ in range(len(_in_flight) - limit // 2)]
-        for step in oldest:
+        lost = None
+        for step, variables in oldest:
             try:
                 step.block_until_ready()
             except RuntimeError:
                 if not step.is_deleted():  # (else a result the user donated onwards)
-                    raise
+                    lost = lost or lost_in(variables)
+        if lost is not None:
+            raise lost

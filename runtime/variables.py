@@ -11,7 +11,16 @@ order), and ``set_value``, ``assign_add``/``assign_sub`` and placement hold the 
 each of these is atomic with respect to steps. ``np.asarray(variable)`` takes no lock and reads
 the value before or after any step. ``value`` is the current buffer itself: the next step
 donates it, so a thread that keeps it while others run steps should copy it
-(``np.asarray(variable)``)."""
+(``np.asarray(variable)``). The locks are taken all or none (``VariableLocks``): a Ctrl-C while
+waiting for one releases those already taken.
+
+A value can be lost (docs/errors.md): its buffer deleted by the user (``v.value.delete()``, or
+donated to a jax function), or poisoned by a step that failed while it ran on the device (out of
+memory: dispatch is asynchronous, so the step had returned and its variables were rebound to
+results that raise on every read). Once found, at a read, at a step or when the runtime waits
+for the queue of steps (``plan.bound_in_flight``), the variable holds a ``_LostValue`` and every
+use of it raises the same ``VariableError``, naming the variable and the step, until a new value
+is assigned or a checkpoint restored."""
 
 from __future__ import annotations
 
@@ -23,8 +32,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax, jnp
-from flowjit.ir import DTypeError, ShapeError, ShardingError, TensorType, dtype_name
+from flowjit.ir import DTypeError, ShapeError, ShardingError, TensorType, VariableError, dtype_name
 
+from .interrupts import (
+    deliver_interrupt,
+    hold_interrupts,
+    interrupt_pending,
+    release_interrupts,
+)
 from .sharding import P, Mesh, NamedSharding, active_mesh, place, sharding_for
 
 _default_names = itertools.count()
@@ -96,6 +111,7 @@ class VariableCell:
                 sharding, active_mesh(), self.shape, f"variable {self.name!r}"
             )
         self._value = _device_copy(initial_value, self._type.dtype, self.sharding)
+        self._writer: str | None = None  # the compiled function whose step last rebound it
         # reentrant: a host call inside a step may run a compiled function on this variable
         self._lock = threading.RLock()
         self._order = next(_creation_order)  # where its lock comes in VariableLocks' order
@@ -114,20 +130,63 @@ class VariableCell:
 
     @property
     def value(self) -> Any:
-        """The current value, a ``jax.Array``."""
-        return self._value
+        """The current value, a ``jax.Array`` (VariableError if it was lost)."""
+        value = self._value
+        if type(value) is _LostValue:
+            raise value.error()
+        return value
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        while True:  # (no lock: a read never waits for steps, nor they for it)
-            value = self._value
-            try:
-                out = np.asarray(value)
-                break
-            except RuntimeError:
-                if not value.is_deleted():
-                    raise
-                # a step donated the buffer after we took it: read the value it left
+        try:  # (no lock: a read never waits for steps, nor they for it)
+            out = np.asarray(self._value)
+        except Exception:
+            # a step donated the buffer after we took it (it rebinds the new one before it
+            # lets go of the lock), or the value is lost
+            with self._lock:
+                out = np.asarray(self._ready())
         return out if dtype is None else out.astype(dtype)
+
+    def _checked(self) -> Any:
+        """The current value, not waited for; VariableError if it is lost or deleted."""
+        value = self._value
+        if type(value) is _LostValue:
+            raise value.error()
+        if value.is_deleted():
+            raise self._lose(value, None)
+        return value
+
+    def _ready(self) -> Any:
+        """The current value, waited for; VariableError if it is lost, deleted, or the step
+        that computed it failed."""
+        value = self._checked()
+        try:
+            return value.block_until_ready()
+        except jax.errors.JaxRuntimeError as err:  # (the step that computed it failed)
+            raise self._lose(value, err) from None
+
+    def _lose(self, value: Any, err: BaseException | None) -> VariableError:
+        """Record that ``value``, found deleted (``err`` None) or failed, is lost: every use
+        from now on raises the error returned."""
+        if err is None:
+            why = (
+                "its buffer was deleted (by .delete() on its value, or by passing "
+                "variable.value to a jax function that donates its arguments)"
+            )
+        else:
+            what = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            step = f"the call of {self._writer!r}" if self._writer else "the step"
+            why = (
+                f"{step} that wrote it failed while it ran on the device, or used values of one "
+                f"that did ({what})"
+            )
+        lost = _LostValue(
+            f"variable {self.name!r} has no value: {why}. Restore a checkpoint "
+            "(fj.Checkpoint(...).restore()) or assign it a new value (variable.assign(...))",
+            err,
+        )
+        if self._value is value:
+            self._value = lost
+        return lost.error()
 
     def __repr__(self) -> str:
         return f"Variable({self.name!r}, {self._type})"
@@ -170,7 +229,7 @@ class VariableCell:
         with self._lock:
             if self.sharding is None:
                 self.sharding = NamedSharding(mesh.jax, P())
-                self._value = _device_copy(self._value, self.dtype, self.sharding)
+                self._value = _device_copy(self._checked(), self.dtype, self.sharding)
                 return
         if self.sharding.mesh != mesh.jax:
             raise ShardingError(
@@ -178,10 +237,11 @@ class VariableCell:
                 f"but {what} runs over {mesh}; create the variable on the function's mesh"
             )
 
-    def _rebind(self, new_value: Any) -> None:
-        """Install the array a compiled step produced (the runtime's path, with the lock held;
-        no checks)."""
+    def _rebind(self, new_value: Any, writer: str | None = None) -> None:
+        """Install the array a compiled step of the function named ``writer`` produced (the
+        runtime's path, with the lock held; no checks)."""
         self._value = new_value
+        self._writer = writer
 
     def set_value(self, value: Any) -> "VariableCell":
         """Replace the value now (outside compiled functions); shape and dtype must match."""
@@ -193,40 +253,99 @@ class VariableCell:
     def _assign_add_now(self, value: Any, sign: int) -> "VariableCell":
         delta = jnp.asarray(self._eager_value(value, "cannot add a value"))
         with self._lock:  # (no step may donate the value between the read and the rebind)
-            value = self._value + delta if sign > 0 else self._value - delta
+            old = self._checked()
+            value = old + delta if sign > 0 else old - delta
             if self.sharding is not None and value.sharding != self.sharding:
                 value = jax.device_put(value, self.sharding)  # (it keeps its layout)
             self._value = value
         return self
 
 
+class _LostValue:
+    """What a variable holds once its value is found lost (module docstring): using it raises
+    a VariableError with ``message``, from the error that found it."""
+
+    __slots__ = ("message", "cause")
+
+    def __init__(self, message: str, cause: BaseException | None):
+        self.message, self.cause = message, cause
+
+    def error(self) -> VariableError:
+        error = VariableError(self.message)
+        error.__cause__ = self.cause
+        return error
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise self.error()
+
+
+def lost_in(variables: Iterable[VariableCell]) -> VariableError | None:
+    """The error of the first of ``variables`` whose value is lost (deleted, or computed by a
+    step that failed: this waits for their steps), or None."""
+    for variable in variables:
+        try:
+            variable._ready()
+        except VariableError as err:
+            return err
+    return None
+
+
 class VariableLocks:
-    """The locks of some variables, taken (``acquire``) and released (``release``) together.
-    Every holder of more than one variable's lock takes them through this class, in the
-    variables' creation order, so two steps over overlapping sets of variables (of one function
-    or of two) cannot wait for each other in a cycle."""
+    """The locks of some variables, taken (``acquire``) and released (``release``) together,
+    all or none. Every holder of more than one variable's lock takes them through this class,
+    in the variables' creation order, so two steps over overlapping sets of variables (of one
+    function or of two) cannot wait for each other in a cycle.
+
+    Ctrl-C: ``with locks:`` holds interrupts while it takes them (runtime/interrupts.py), and a
+    caller of ``acquire`` in the main thread holds them itself; a Ctrl-C that comes while one is
+    waited for gives back those taken, then is delivered (KeyboardInterrupt): no lock leaks."""
 
     __slots__ = ("acquire", "release")
 
     def __init__(self, variables: Iterable[VariableCell]):
         unique = {id(v): v for v in variables}.values()  # (== on a Variable is a traced op)
         locks = tuple(v._lock for v in sorted(unique, key=lambda v: v._order))
-        if len(locks) == 1:  # (the lock's own methods: a step on one variable pays the least)
-            self.acquire, self.release = locks[0].acquire, locks[0].release
+        self.acquire = functools.partial(_acquire_all, locks)
+        if len(locks) == 1:  # (the lock's own method: a step on one variable pays the least)
+            self.release = locks[0].release
         else:
-            self.acquire = functools.partial(_acquire_all, locks)
             self.release = functools.partial(_release_all, locks[::-1])
 
     def __enter__(self) -> None:
-        self.acquire()
+        held = hold_interrupts()
+        try:
+            self.acquire()
+        except BaseException:
+            if held:
+                release_interrupts()
+            raise
+        if held:
+            try:
+                release_interrupts()  # (a Ctrl-C that came meanwhile is raised here)
+            except BaseException:
+                self.release()
+                raise
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
 
+_POLL_S = 0.05  # how often a wait for a lock looks for a held Ctrl-C
+
+
 def _acquire_all(locks: tuple) -> None:
-    for lock in locks:
-        lock.acquire()
+    taken = 0
+    try:
+        while taken < len(locks):
+            if locks[taken].acquire(timeout=_POLL_S):
+                taken += 1
+            elif interrupt_pending():  # a held Ctrl-C: give all back, then deliver it
+                _release_all(locks[:taken][::-1])
+                taken = 0
+                deliver_interrupt()  # (if its handler returns, take them again)
+    except BaseException:  # (a KeyboardInterrupt where interrupts are not held)
+        _release_all(locks[:taken][::-1])
+        raise
 
 
 def _release_all(locks: tuple) -> None:

@@ -144,3 +144,26 @@ def test_every_example_prints_the_same_eagerly(name, args, rtol):
         runs[mode] = _numbers(done.stdout)
     assert runs["0"] and len(runs["0"]) == len(runs["1"]), runs
     np.testing.assert_allclose(runs["1"], runs["0"], rtol=rtol)
+
+
+@pytest.mark.parametrize("failure", [ValueError, KeyboardInterrupt])
+def test_a_failed_eager_call_changes_no_variable(eager, failure):
+    """As in compiled mode (docs/errors.md): the writes made before the failure are undone
+    (issue 20, item 12; before, `w` and `b` kept them)."""
+    w = fj.Variable(np.ones(3, np.float32), name="w")
+    b = fj.Variable(np.zeros(3, np.float32), name="b")
+
+    @fj.compile
+    def step(x):
+        w.assign_add(x)
+        b.assign(w * 2)
+        if float(b.sum()) > 0:  # (eager: a Python `if` on a Tensor)
+            raise failure("the step fails after its writes")
+        return x
+
+    with pytest.raises(failure, match="after its writes"):
+        step(np.ones(3, np.float32))
+    np.testing.assert_array_equal(np.asarray(w), np.ones(3, np.float32))
+    np.testing.assert_array_equal(np.asarray(b), np.zeros(3, np.float32))
+    step(-np.ones(3, np.float32))  # a call that succeeds keeps its writes
+    np.testing.assert_array_equal(np.asarray(w), np.zeros(3, np.float32))

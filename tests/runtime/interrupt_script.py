@@ -41,8 +41,8 @@ step(x)
 bad, saved, rng = [], 0, random.Random(0)
 for trial in range(trials):
     timer = threading.Timer(rng.uniform(0.0005, 0.01), os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
     try:
+        timer.start()  # (on a busy machine it may fire before start() returns)
         while True:
             step(x)
     except KeyboardInterrupt:

@@ -30,3 +30,17 @@ def test_ctrl_c_during_steps_loses_no_variable(tmp_path, handler):
     assert report["saved"] == 40
     if handler == "user-handler":  # flowjit's handler stands in front of the user's, which ran
         assert report["user_calls"] == 40
+
+
+def test_ctrl_c_while_waiting_for_a_variable_lock_leaks_no_lock():
+    """Issue 20, item 3: the locks a step has taken are given back when Ctrl-C comes while it
+    waits for the next one (before: the lock of `a` stayed taken and the next step on it
+    waited forever)."""
+    script = SCRIPT.with_name("lock_interrupt_script.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "20"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["leaked"] == [], report
+    assert report["interrupted"] >= 15, report  # (the Ctrl-Cs did land during the waits)
