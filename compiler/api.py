@@ -29,7 +29,14 @@ import numpy as np
 
 from flowjit.backends.xla import compiler_options
 from flowjit.backends.xla.jaxshim import jax, jnp, trace_state_clean
-from flowjit.ir import DonationError, Graph, ShardingError, TracingError
+from flowjit.ir import (
+    ArgumentError,
+    DonationError,
+    FlowjitError,
+    Graph,
+    ShardingError,
+    TracingError,
+)
 from flowjit.passes import (
     PipelineResult,
     default_pipeline,
@@ -52,6 +59,7 @@ from flowjit.runtime.variables import VariableLocks
 
 from .dump import dump_compilation
 from .eager import EagerContext
+from .location import check_argnums, positional_parameters, user_location
 from .lowered import Lowered
 from .nan_check import has_nan, nan_origin
 from .planning import make_plan
@@ -186,12 +194,25 @@ class CompiledFunction:
         in_shardings: Any = None,
         out_shardings: Any = None,
     ):
+        if not callable(fn):
+            keyword = f"static_argnums={fn!r}" if isinstance(fn, int) else "static_argnums=..."
+            raise ArgumentError(
+                f"fj.compile takes the function to compile, got {fn!r}; its options are "
+                f"keywords: if you meant {keyword}, use @fj.compile({keyword})",
+                loc=user_location(),
+            )
         self.fn = fn
-        self.passes = None if passes is None else resolve_passes(passes)
+        try:
+            self.passes = None if passes is None else resolve_passes(passes)
+        except FlowjitError as err:
+            raise err.with_context(loc=user_location()) from None
         self._params = _parameter_names(fn)
         self.name = name or getattr(fn, "__name__", "fn")
         as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731
-        self.static_argnums = as_tuple(static_argnums, int)
+        counted = positional_parameters(fn)
+        self.static_argnums = check_argnums(
+            static_argnums, "static_argnums", self.name, counted, by_name="static_argnames"
+        )
         # a static argument passed by keyword is static too (jax.jit infers the names alike)
         named = as_tuple(static_argnames, str)
         self.static_argnames = named + tuple(
@@ -199,7 +220,7 @@ class CompiledFunction:
             for i, name in enumerate(self._params)
             if i in self.static_argnums and name not in named
         )
-        donate_argnums = as_tuple(donate_argnums, int)
+        donate_argnums = check_argnums(donate_argnums, "donate_argnums", self.name, counted)
         self.mesh = function_mesh(mesh, in_shardings, out_shardings, self.name)
         self._arg_shardings = self._per_argument(in_shardings)  # a spec tree per argument
         self._out_shardings = self._to_named(out_shardings, "out_shardings")
@@ -642,6 +663,7 @@ class CompiledFunction:
             verify_each=config.verify_passes,
             disabled=config.disabled_passes,
             keep_text=config.dump_dir is not None,
+            loc=user_location(),
         )
         if config.dump_dir is not None:
             dump_compilation(os.fspath(config.dump_dir), self.name, sig, ctx.graph, pipeline)

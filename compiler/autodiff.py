@@ -19,7 +19,7 @@ from flowjit.ir.ops import state as S
 from flowjit.ir.types import is_float
 from flowjit.passes.discharge import lift_state
 
-from .location import user_location
+from .location import check_argnums, positional_parameters, user_location
 from .trace import current, emit, tracing
 
 
@@ -100,8 +100,9 @@ def value_and_grad(
     """Like ``jax.value_and_grad``: returns ``(value, grads)`` (``((value, aux), grads)`` with
     ``has_aux``); grads has the structure of the chosen argument(s). Works inside compiled
     functions and on its own (it then compiles itself)."""
-    single = isinstance(argnums, int)
-    positions = (argnums,) if single else tuple(argnums)
+    name = getattr(fn, "__name__", "fn")
+    single = not isinstance(argnums, (tuple, list))
+    positions = check_argnums(argnums, "argnums", name, positional_parameters(fn))
     compiled = None
 
     def traced(*args: Any, **kwargs: Any) -> Any:
@@ -127,12 +128,13 @@ def value_and_grad(
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         nonlocal compiled
+        check_argnums(argnums, "argnums", name, given=len(args))
         if tracing():
             return traced(*args, **kwargs)
         if compiled is None:
             from .api import compile
 
-            compiled = compile(traced, name=f"value_and_grad_{getattr(fn, '__name__', 'fn')}")
+            compiled = compile(traced, name=f"value_and_grad_{name}")
         return compiled(*args, **kwargs)
 
     return wrapped

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import Graph, TensorType, TypeMismatchError, Value
+from flowjit.ir import DTypeError, Graph, ShapeError, TensorType, TypeMismatchError, Value
 from flowjit.ir.ops import control as C
 from flowjit.ir.types import BOOL
 
@@ -243,6 +243,23 @@ def scan(
     )
 
 
+def _traced_bound(bound: Any, what: str) -> Any:
+    """A bound of fori_loop that is not a Python int, as a Tensor: it must be an integer
+    scalar; a DTypeError (a float) or ShapeError (an array) naming the user's line if not."""
+    from .numpy_api import asarray
+
+    tensor = asarray(bound)
+    error = DTypeError if tensor.dtype.kind not in "iu" else ShapeError if tensor.shape else None
+    if error is not None:
+        raise error(
+            f"fj.fori_loop: {what} must be an int or an integer scalar Tensor, got {bound!r}; "
+            f"convert it: int({what}) for a Python number, {what}.astype(fnp.int32) for a "
+            "Tensor",
+            loc=user_location(),
+        )
+    return tensor
+
+
 def fori_loop(lower: Any, upper: Any, body_fn: Callable, init: Any) -> Any:
     """``carry = body_fn(i, carry)`` for ``i`` in ``range(lower, upper)``. With Python ints
     as bounds it is a scan (differentiable); with Tensor bounds a while_loop."""
@@ -273,7 +290,7 @@ def fori_loop(lower: Any, upper: Any, body_fn: Callable, init: Any) -> Any:
         start = asarray(np.int32(lower))
         (_, out), _ = scan(step, (start, init), None, length=max(upper - lower, 0))
         return out
-    lower, upper = asarray(lower), asarray(upper)
+    lower, upper = _traced_bound(lower, "lower"), _traced_bound(upper, "upper")
     (_, _, out) = while_loop(
         lambda c: c[0] < c[1],
         lambda c: (c[0] + 1, c[1], body(c[0], c[2])),

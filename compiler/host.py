@@ -13,8 +13,9 @@ from typing import Any, Callable
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import TensorType, TypeMismatchError
+from flowjit.ir import ArgumentError, TensorType, TypeMismatchError
 from flowjit.ir.ops import host as H
+from flowjit.ir.types import DTYPE_NAMES
 
 from .control_flow import tensor_leaves
 from .dtypes import canonical_dtype
@@ -33,11 +34,7 @@ class ShapeDtype:
 def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     """``fn(*args)`` on the host, on numpy values; its results must have the structure,
     shapes and dtypes of ``result_shape_dtypes`` (a pytree of ``fj.ShapeDtype``)."""
-    types_flat, results_tree = jax.tree_util.tree_flatten(
-        result_shape_dtypes, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
-    )
-    # (float64 results are float32 unless jax_enable_x64 is on, as all values are)
-    types = [TensorType(tuple(t.shape), canonical_dtype(t.dtype)) for t in types_flat]
+    types, results_tree = _result_types(result_shape_dtypes)
     if not tracing():
         arrays = _checked(fn, results_tree, types, user_location())(*args)
         return jax.tree_util.tree_unflatten(results_tree, arrays)
@@ -53,6 +50,45 @@ def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     results = emit(H.host_call, tensors, callback=key, name=name, result_types=tuple(types))
     results = results if isinstance(results, tuple) else (results,)
     return jax.tree_util.tree_unflatten(results_tree, list(results))
+
+
+def _result_types(result_shape_dtypes: Any) -> tuple[list[TensorType], Any]:
+    """The result types ``result_shape_dtypes`` declares (a pytree of objects with a shape and
+    a dtype) and its treedef; an ArgumentError at the user's line for any other leaf."""
+    leaves, tree = jax.tree_util.tree_flatten(result_shape_dtypes, is_leaf=_declares_type)
+    for leaf in leaves:
+        if not _declares_type(leaf):
+            dtype = _dtype_named(leaf)
+            fix = (
+                f"if you meant a scalar {dtype.name}, use fj.ShapeDtype((), '{dtype.name}')"
+                if dtype is not None
+                else "give each result as fj.ShapeDtype(shape, dtype), as "
+                "fj.ShapeDtype((3,), 'float32')"
+            )
+            raise ArgumentError(
+                "result_shape_dtypes must be a pytree of fj.ShapeDtype (or "
+                f"jax.ShapeDtypeStruct), or None for no result, but holds {leaf!r}; {fix}",
+                op="host_call",
+                loc=user_location(),
+            )
+    # (float64 results are float32 unless jax_enable_x64 is on, as all values are)
+    return [TensorType(tuple(t.shape), canonical_dtype(t.dtype)) for t in leaves], tree
+
+
+def _declares_type(x: Any) -> bool:
+    # (a class such as np.float32 has a shape and a dtype too: descriptors)
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type)
+
+
+def _dtype_named(leaf: Any) -> np.dtype | None:
+    """The dtype ``leaf`` names ('f32', 'float32', np.float32), or None."""
+    if isinstance(leaf, str) and leaf in DTYPE_NAMES:
+        return DTYPE_NAMES[leaf]
+    try:
+        dtype = np.dtype(leaf) if isinstance(leaf, (str, type, np.dtype)) else None
+    except TypeError:
+        return None
+    return None if dtype is None or dtype.kind == "O" else dtype
 
 
 def _checked(fn: Callable, tree: Any, types: list[TensorType], where: Any) -> Callable:

@@ -6,14 +6,15 @@ import math
 
 import numpy as np
 
-from flowjit.ir.errors import ShapeError
+from flowjit.ir.errors import ArgumentError, ShapeError
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import nn as N
+from flowjit.ir.ops.rules import normalize_axis
 
 from . import numpy_api as fnp
 from . import numpy_linalg as fla
 from .dtypes import float_dtype
-from .location import user_location, wrap_public_functions
+from .location import check_int, user_location, wrap_public_functions
 from .trace import emit
 
 
@@ -83,12 +84,17 @@ def softmax(x, axis=-1):
 
 def one_hot(x, num_classes: int, dtype=np.float32, axis=-1):
     x = fnp.asarray(x)
-    classes = fnp.arange(num_classes, dtype=x.dtype)
-    out = fnp.expand_dims(x, -1) == classes
-    out = fnp.astype(out, dtype)
-    return (
-        out if axis in (-1, x.ndim) else fnp.transpose(out, _move_last(out.ndim, axis % out.ndim))
+    num_classes = check_int(
+        num_classes,
+        "num_classes",
+        op="one_hot",
+        minimum=1,
+        hint="; it is the number of classes (the labels run from 0 to num_classes - 1)",
     )
+    classes = fnp.arange(num_classes, dtype=x.dtype)
+    out = fnp.astype(fnp.expand_dims(x, -1) == classes, dtype)
+    to = normalize_axis(axis, out.ndim)
+    return out if to == out.ndim - 1 else fnp.transpose(out, _move_last(out.ndim, to))
 
 
 def _move_last(ndim: int, to: int) -> tuple[int, ...]:
@@ -117,11 +123,15 @@ def softmax_cross_entropy(logits, labels):
     return -fnp.squeeze(picked, -1)
 
 
-def _pair(v, name: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
+def _pair(v, name: str, op: str) -> tuple[int, int]:
+    """A stride, dilation or window: an int >= 1 for both spatial axes, or a pair of them."""
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    wanted = "an int >= 1 or a pair of them"
     if len(pair) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {v!r}")
-    return int(pair[0]), int(pair[1])
+        raise ArgumentError(f"{name} must be {wanted}, got {v!r}", op=op, loc=user_location())
+    hint = f"; if you meant the smallest {name}, use {name}=1"
+    first, second = (check_int(p, name, op=op, minimum=1, wanted=wanted, hint=hint) for p in pair)
+    return first, second
 
 
 def _same_padding(size: int, window: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -157,7 +167,7 @@ def conv2d(x, w, stride=1, padding="SAME", dilation=1):
             op="conv2d",
             loc=user_location(),
         )
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
     pads = _padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
     return emit(
         N.conv2d,
@@ -171,8 +181,8 @@ def conv2d(x, w, stride=1, padding="SAME", dilation=1):
 
 
 def _pool(opdef, x, window, stride, padding):
-    window = _pair(window, "window")
-    stride = window if stride is None else _pair(stride, "stride")
+    window = _pair(window, "window", opdef.name)
+    stride = window if stride is None else _pair(stride, "stride", opdef.name)
     if x.ndim != 4:
         raise ShapeError(
             f"pooling needs an NHWC input, got shape {x.shape}", op=opdef.name, loc=user_location()

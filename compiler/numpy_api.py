@@ -8,17 +8,17 @@ in terms of the primitive ops so the IR stays small.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from flowjit.ir.errors import ShapeError
+from flowjit.ir.errors import ArgumentError, ShapeError
 from flowjit.ir.ops import creation as C
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import reduce as R
 from flowjit.ir.ops import shape as S
 from flowjit.ir.ops.rules import normalize_axes, normalize_axis
-from flowjit.ir.types import BOOL, is_float
+from flowjit.ir.types import BOOL, dtype_name, is_float
 
 from .dtypes import (
     FLOAT0,
@@ -31,7 +31,7 @@ from .dtypes import (
     result_dtype,
     x64_enabled,
 )
-from .location import user_location, wrap_public_functions
+from .location import check_int, user_location, wrap_public_functions
 from .trace import constant, convert, emit
 
 
@@ -166,9 +166,21 @@ def ceil(x):
 
 
 def round(x, decimals: int = 0):  # noqa: A001 (numpy's name)
+    x = asarray(x)
+    dtype = float_dtype(x.dtype)  # (what x * 10**decimals computes in)
+    digits = int(np.log10(float(np.finfo(dtype).max)))  # 10**digits is a finite `dtype`
+    name = dtype_name(dtype)
+    decimals = check_int(
+        decimals,
+        "decimals",
+        op="round",
+        minimum=-digits,
+        maximum=digits,
+        hint=f" (10**decimals must be a finite {name}; {name} keeps about "
+        f"{np.finfo(dtype).precision} significant digits)",
+    )
     if decimals == 0:
         return _rounding(E.round_, x)
-    x = asarray(x)
     scale = 10.0**decimals
     return divide(_rounding(E.round_, multiply(x, scale)), scale)
 
@@ -235,10 +247,16 @@ def isfinite(x):
 
 
 # -- reductions ----------------------------------------------------------------------------
+def _as_tuple(v) -> tuple:
+    """An axis or shape argument as a tuple: a sequence's items, or ``v`` alone (an int, or
+    something else that the checks of its items reject)."""
+    return tuple(v) if isinstance(v, (tuple, list, np.ndarray)) else (v,)
+
+
 def _axes(x, axis) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(x.ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = _as_tuple(axis)
     try:
         return normalize_axes(axes, x.ndim)
     except ShapeError as err:
@@ -342,7 +360,7 @@ def cumsum(x, axis=None, dtype=None):
 
 # -- creation ------------------------------------------------------------------------------
 def full(shape, fill_value, dtype=None):
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = _shape(shape, "full")
     fill = asarray(fill_value, dtype)
     return broadcast_to(fill, shape)
 
@@ -393,8 +411,23 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype=FLOAT0):
 
 
 # -- shapes --------------------------------------------------------------------------------
-def _resolve_shape(size: int, shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(int(d) for d in shape)
+def _shape(shape: Any, op: str, minimum: int = 0, hint: str = "") -> tuple[int, ...]:
+    """``shape`` (an int or a sequence of ints, each >= ``minimum``) as a tuple of ints; an
+    ArgumentError naming the user's line and ``op`` otherwise."""
+    wanted = f"an int or a tuple of ints >= {minimum}"
+    return tuple(
+        check_int(d, "shape", op=op, minimum=minimum, wanted=wanted, hint=hint)
+        for d in _as_tuple(shape)
+    )
+
+
+def _resolve_shape(size: int, shape: Any) -> tuple[int, ...]:
+    """``shape`` (a reshape's argument) with its -1, if any, worked out from ``size``."""
+    hint = (
+        " (-1 stands for the dimension worked out from the size); if you meant to flatten, "
+        "use .reshape(-1)"
+    )
+    shape = _shape(shape, "reshape", minimum=-1, hint=hint)
     if shape.count(-1) > 1:
         raise ShapeError(
             f"can only infer one dimension of {shape}", op="reshape", loc=user_location()
@@ -411,7 +444,7 @@ def _resolve_shape(size: int, shape: Sequence[int]) -> tuple[int, ...]:
 
 def reshape(x, shape):
     x = asarray(x)
-    shape = _resolve_shape(x.size, (shape,) if isinstance(shape, int) else shape)
+    shape = _resolve_shape(x.size, shape)
     return x if shape == x.shape else emit(S.reshape, [x], shape=shape)
 
 
@@ -420,14 +453,14 @@ def transpose(x, axes=None):
     axes = (
         tuple(reversed(range(x.ndim)))
         if axes is None
-        else tuple(a % builtins.max(x.ndim, 1) for a in axes)
+        else tuple(normalize_axis(a, x.ndim) for a in _as_tuple(axes))
     )
     return x if axes == tuple(range(x.ndim)) else emit(S.transpose, [x], perm=axes)
 
 
 def expand_dims(x, axis):
     x = asarray(x)
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = _as_tuple(axis)
     ndim = x.ndim + len(axes)
     axes = normalize_axes(axes, ndim)
     dims = iter(x.shape)
@@ -449,19 +482,34 @@ def squeeze(x, axis=None):
 
 def broadcast_to(x, shape):
     x = asarray(x)
-    shape = (shape,) if isinstance(shape, int) else tuple(int(d) for d in shape)
+    shape = _shape(shape, "broadcast_to")
     return x if x.shape == shape else emit(S.broadcast_to, [x], shape=shape)
 
 
+def _some(arrays, op: str) -> list:
+    """The arrays to join, as a list: an ArgumentError at the user's line if there are none
+    (the result's shape and dtype come from them)."""
+    arrays = list(arrays)
+    if not arrays:
+        raise ArgumentError(
+            "needs at least one array, got none (the result's shape and dtype come from them); "
+            "if the list can be empty, handle that case before the call (for an empty result, "
+            "use fnp.zeros((0, ...)))",
+            op=op,
+            loc=user_location(),
+        )
+    return arrays
+
+
 def concatenate(arrays, axis=0):
-    arrays = _common(*arrays)
+    arrays = _common(*_some(arrays, "concatenate"))
     if len(arrays) == 1:
         return arrays[0]
     return emit(S.concatenate, arrays, axis=normalize_axis(axis, arrays[0].ndim))
 
 
 def stack(arrays, axis=0):
-    arrays = [asarray(a) for a in arrays]
+    arrays = [asarray(a) for a in _some(arrays, "stack")]
     return concatenate([expand_dims(a, axis) for a in arrays], axis)
 
 

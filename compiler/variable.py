@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from flowjit.ir import TensorType, TracingError
+from flowjit.ir import ArgumentError, TensorType, TracingError
 from flowjit.ir.errors import FlowjitError
 from flowjit.ir.ops import state as S
 from flowjit.runtime.variables import VariableCell
@@ -26,6 +26,18 @@ class Variable(VariableCell):
     """A named, typed, mutable array. ``w.value`` is its current ``jax.Array``."""
 
     __hash__ = object.__hash__
+
+    def __init__(self, initial_value: Any, *, name: str | None = None, **options: Any):
+        """As ``VariableCell`` (``options``: dtype, trainable, sharding); ``name`` must be a
+        str, or None for a generated one."""
+        if name is not None and not isinstance(name, str):
+            raise ArgumentError(
+                f"a Variable's name must be a str (it names the variable in checkpoints and "
+                f"messages), got {name!r}; if you meant the name {str(name)!r}, use "
+                f"name={str(name)!r}",
+                loc=user_location(),
+            )
+        super().__init__(initial_value, name=name, **options)
 
     def read(self) -> Any:
         """The current value: a Tensor inside a compiled function, a jax.Array outside."""

@@ -20,6 +20,7 @@ from .runtime.sharding import Mesh, NamedSharding, P
 from .compiler.host import print_ as print  # noqa: A001  (fj.print, as API.md names it)
 from .runtime import config
 from .ir import (
+    ArgumentError,
     CheckpointError,
     DonationError,
     DTypeError,
@@ -78,6 +79,7 @@ __all__ = [
     "save",
     "restore",
     "Checkpoint",
+    "ArgumentError",
     "CheckpointError",
     "FlowjitError",
     "DTypeError",

@@ -3,6 +3,7 @@
 from . import ops  # noqa: F401  (registers every op)
 from .core import OPS, Graph, Location, Op, OpDef, Value
 from .errors import (
+    ArgumentError,
     CheckpointError,
     DonationError,
     DTypeError,
@@ -26,6 +27,7 @@ from .types import DTYPE_NAMES, TensorType, dtype_name
 from .verify import verify
 
 __all__ = [
+    "ArgumentError",
     "CheckpointError",
     "OPS",
     "Graph",

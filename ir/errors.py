@@ -34,6 +34,12 @@ class DTypeError(FlowjitError, TypeError):
     """An op got a dtype it does not accept."""
 
 
+class ArgumentError(FlowjitError, TypeError, ValueError):
+    """A flowjit function got an argument it does not take: of the wrong kind (a str for an
+    axis, an int for a function) or out of range (a stride of 0, an unknown pass name). It is
+    both a TypeError and a ValueError, as Python raises one or the other for such mistakes."""
+
+
 class VerifyError(FlowjitError, ValueError):
     """A graph breaks an IR invariant (use before definition, wrong types, bad attributes)."""
 

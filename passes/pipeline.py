@@ -5,11 +5,12 @@ failures, as "pass X failed after [a, b]"."""
 
 from __future__ import annotations
 
+import difflib
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from flowjit.ir import FlowjitError, Graph, PassError, print_graph, verify
+from flowjit.ir import ArgumentError, FlowjitError, Graph, PassError, print_graph, verify
 
 from .partition import partition
 from .cse import cse
@@ -32,12 +33,13 @@ def default_pipeline() -> list[Pass]:
 
 def resolve_passes(passes: Iterable[Pass | str]) -> list[Pass]:
     """``passes`` as a list of pass functions: each entry is a pass (a function, or an object
-    with a ``name``) or the name of one in ``default_pipeline()``. A wrong entry is a TypeError,
-    an unknown name a ValueError listing the known names; both say what ``passes`` takes."""
+    with a ``name``) or the name of one in ``default_pipeline()``. A wrong entry or an unknown
+    name (its message lists the known names, and suggests the closest) is an ArgumentError;
+    both say what ``passes`` takes."""
     takes = f"passes takes a list of pass functions or pass names ({', '.join(_by_name())})"
     if isinstance(passes, (str, bytes)) or not isinstance(passes, Iterable):
         hint = f"; for one pass, write [{passes!r}]" if isinstance(passes, str) else ""
-        raise TypeError(f"{takes}, not {type(passes).__name__} {passes!r}{hint}")
+        raise ArgumentError(f"{takes}, not {type(passes).__name__} {passes!r}{hint}")
     return [_resolve_pass(p, takes) for p in passes]
 
 
@@ -49,14 +51,24 @@ def _resolve_pass(p: Pass | str, takes: str) -> Pass:
     if isinstance(p, str):
         known = _by_name()
         if p not in known:
-            raise ValueError(f"no pass named {p!r}: {takes}")
+            raise _no_pass_named(p, f": {takes}", known, "passes")
         return known[p]
     if not callable(p):
-        raise TypeError(f"{takes}, not {type(p).__name__} {p!r}")
+        raise ArgumentError(f"{takes}, not {type(p).__name__} {p!r}")
     if not isinstance(getattr(p, "name", None) or getattr(p, "__name__", None), str):
         # the pipeline names each pass in its records, dumps, errors and disabled_passes
-        raise TypeError(f"pass {p!r} has no name: give it a `name` or `__name__` attribute")
+        raise ArgumentError(f"pass {p!r} has no name: give it a `name` or `__name__` attribute")
     return p
+
+
+def _no_pass_named(
+    name: str, detail: str, known: Iterable[str], setting: str, loc: object | None = None
+) -> ArgumentError:
+    """The error for ``name``, given in ``setting`` but not in ``known``: says ``detail``, and
+    the closest known name if one is close."""
+    close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.5)
+    fix = f"; if you meant {close[0]!r}, write {close[0]!r} in {setting}" if close else ""
+    return ArgumentError(f"no pass named {name!r}{detail}{fix}", loc=loc)
 
 
 def with_required(passes: Iterable[Pass | str]) -> list[Pass]:
@@ -94,18 +106,25 @@ def run_pipeline(
     disabled: Sequence[str] = (),
     on_pass: Callable[[PassRecord, Graph], None] | None = None,
     keep_text: bool = False,
+    loc: object | None = None,
 ) -> PipelineResult:
     """Run ``passes`` (pass functions or names, as ``resolve_passes`` takes them) on ``graph``,
     skipping those named in ``disabled``; verify the graph before and after each pass if
-    ``verify_each``; call ``on_pass(record, graph)`` after each."""
+    ``verify_each``; call ``on_pass(record, graph)`` after each. A name in ``disabled`` that
+    is no pass's, or a pass lowering needs, is an ArgumentError at ``loc`` (the user's line)."""
     passes = resolve_passes(passes)
     names = [pass_name(p) for p in passes]
-    known = set(names) | {pass_name(p) for p in default_pipeline()}
+    known = dict.fromkeys([*names, *(pass_name(p) for p in default_pipeline())])
     for name in disabled:
         if name in {pass_name(p) for p in REQUIRED}:
-            raise ValueError(f"pass {name} cannot be turned off: lowering needs it")
+            raise ArgumentError(
+                f"pass {name} cannot be turned off: lowering needs it; remove it from "
+                "disabled_passes",
+                loc=loc,
+            )
         if name not in known:
-            raise ValueError(f"no pass named {name!r} to turn off; the pipeline has {names}")
+            detail = f" to turn off; the pipeline has {names}"
+            raise _no_pass_named(name, detail, known, "disabled_passes", loc)
     passes = [p for p in passes if pass_name(p) not in disabled]
     if verify_each:
         verify(graph)

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError
+from ..errors import ArgumentError, DTypeError, ShapeError
 from ..types import BOOL, FLOAT_DTYPES, INT_DTYPES, TensorType, dtype_name, is_float
 
 FLOATS = FLOAT_DTYPES
@@ -53,6 +53,11 @@ def check_arity(types: tuple[TensorType, ...], n: int) -> None:
 
 
 def normalize_axis(axis: int, ndim: int) -> int:
+    if not isinstance(axis, (int, np.integer)):
+        raise ArgumentError(
+            f"axis must be an int or a tuple of ints, got {axis!r}; axes are positions, fixed "
+            "when the function is traced: if you meant the last axis, use axis=-1"
+        )
     if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
         raise ShapeError(f"axis {axis} is out of range for rank {ndim}")
     return axis % ndim if ndim else 0

@@ -343,3 +343,246 @@ def test_e23_a_function_that_writes_variables_under_a_jax_transformation():
     with pytest.raises(fj.TracingError, match="^step writes the Variables 'w' and was called"):
         jax.jit(step)(np.ones(3, F32))
     np.testing.assert_array_equal(np.asarray(w.value), np.ones(3))  # no variable changed
+
+
+def _errors_in_both_modes(fn, *args) -> list:
+    """The FlowjitErrors ``fj.compile(fn)(*args)`` raises traced, then in eager mode."""
+    errors = []
+    for eager in (False, True):
+        fj.config.update("eager", eager)
+        try:
+            with pytest.raises(fj.FlowjitError) as info:
+                fj.compile(fn)(*args)
+        finally:
+            fj.config.update("eager", False)
+        errors.append(info.value)
+    return errors
+
+
+def _check_errors(cases, *args) -> None:
+    """For each ``(fn, marker, error class, message)``: ``fn`` compiled (and eager) on ``args``
+    raises that error, its message that one at the line of ``fn`` holding ``marker``."""
+    for fn, marker, error, message in cases:
+        for err in _errors_in_both_modes(fn, *args):
+            assert type(err) is error
+            assert str(err) == f"{HERE}:{line_of(fn, marker)}: {message}"
+
+
+def test_e24_an_axis_or_argnums_that_is_not_an_int_in_range():
+    def by_name(x):
+        return x.sum(axis="a")  # NAME
+
+    def past_the_end(x):
+        return fnp.argmax(x, axis=1)  # PAST
+
+    def gradient(x):
+        return fj.grad(lambda y: (y * y).sum(), argnums=5)(x)  # GRAD
+
+    _check_errors(
+        [
+            (
+                by_name,
+                "# NAME",
+                fj.ArgumentError,
+                "sum: axis must be an int or a tuple of ints, got 'a'; axes are positions, fixed "
+                "when the function is traced: if you meant the last axis, use axis=-1",
+            ),
+            (past_the_end, "# PAST", fj.ShapeError, "argmax: axis 1 is out of range for rank 1"),
+            (
+                gradient,
+                "# GRAD",
+                fj.ArgumentError,
+                "argnums=5 is out of range: <lambda> takes 1 positional argument (y), numbered "
+                "from 0; if you meant the last one, use argnums=0",
+            ),
+        ],
+        X,
+    )
+
+    # given where the function is made, they name that line
+    def loss(x, scale):
+        return (x * scale).sum()
+
+    def grad_of_loss():
+        return fj.grad(loss, argnums=2)  # GRAD_OF_LOSS
+
+    def compile_loss():
+        return fj.compile(loss, static_argnums="scale")  # COMPILE
+
+    for make, marker, message in [
+        (
+            grad_of_loss,
+            "# GRAD_OF_LOSS",
+            "argnums=2 is out of range: loss takes 2 positional arguments (x, scale), numbered "
+            "from 0; if you meant the last one, use argnums=1",
+        ),
+        (
+            compile_loss,
+            "# COMPILE",
+            "static_argnums must be an int or a sequence of ints (positions from 0), got "
+            "'scale'; if you meant the argument 'scale', use static_argnames='scale'",
+        ),
+    ]:
+        with pytest.raises(TypeError) as info:  # (and a ValueError: Python raises either)
+            make()
+        assert isinstance(info.value, fj.ArgumentError) and isinstance(info.value, ValueError)
+        assert str(info.value) == f"{HERE}:{line_of(make, marker)}: {message}"
+    # the fixes the messages give
+    np.testing.assert_allclose(fj.grad(loss, argnums=1)(X, 2.0), X.sum())
+    np.testing.assert_allclose(fj.compile(loss, static_argnames="scale")(X, scale=2.0), 6.0)
+    np.testing.assert_allclose(fj.compile(lambda x: x.sum(axis=-1))(X), 3.0)
+
+
+def test_e25_an_int_parameter_that_is_not_an_int_in_range():
+    def rounding(x):
+        return fnp.round(x, 400)  # ROUND
+
+    def convolution(x):
+        return fj.nn.conv2d(x.reshape(1, 3, 1, 1), np.ones((1, 1, 1, 1), F32), stride=0)  # CONV
+
+    def classes(x):
+        return fj.nn.one_hot(x.astype(fnp.int32), -1)  # ONE_HOT
+
+    def loop(x):
+        return fj.fori_loop(0, 2.5, lambda i, c: c + 1, x)  # LOOP
+
+    _check_errors(
+        [
+            (
+                rounding,
+                "# ROUND",
+                fj.ArgumentError,
+                "round: decimals must be an int in [-38, 38], got 400 (10**decimals must be a "
+                "finite f32; f32 keeps about 6 significant digits)",
+            ),
+            (
+                convolution,
+                "# CONV",
+                fj.ArgumentError,
+                "conv2d: stride must be an int >= 1 or a pair of them, got 0; if you meant the "
+                "smallest stride, use stride=1",
+            ),
+            (
+                classes,
+                "# ONE_HOT",
+                fj.ArgumentError,
+                "one_hot: num_classes must be an int >= 1, got -1; it is the number of classes "
+                "(the labels run from 0 to num_classes - 1)",
+            ),
+            (
+                loop,
+                "# LOOP",
+                fj.DTypeError,
+                "fj.fori_loop: upper must be an int or an integer scalar Tensor, got 2.5; "
+                "convert it: int(upper) for a Python number, upper.astype(fnp.int32) for a "
+                "Tensor",
+            ),
+        ],
+        X,
+    )
+    fixed = fj.compile(lambda x: fj.fori_loop(0, int(2.5), lambda i, c: c + 1, x))
+    np.testing.assert_allclose(fixed(X), 3.0)
+
+
+def test_e26_a_shape_that_is_not_ints_or_no_arrays_to_join():
+    def reshape(x):
+        return x.reshape(None)  # RESHAPE
+
+    def join(x):
+        return fnp.concatenate([])  # JOIN
+
+    _check_errors(
+        [
+            (
+                reshape,
+                "# RESHAPE",
+                fj.ArgumentError,
+                "reshape: shape must be an int or a tuple of ints >= -1, got None (-1 stands for "
+                "the dimension worked out from the size); if you meant to flatten, use "
+                ".reshape(-1)",
+            ),
+            (
+                join,
+                "# JOIN",
+                fj.ArgumentError,
+                "concatenate: needs at least one array, got none (the result's shape and dtype "
+                "come from them); if the list can be empty, handle that case before the call "
+                "(for an empty result, use fnp.zeros((0, ...)))",
+            ),
+        ],
+        X,
+    )
+
+
+def test_e27_the_wrong_kind_of_argument_to_an_api_function():
+    def compile_a_number():
+        return fj.compile(3)  # COMPILE
+
+    def name_a_variable():
+        return fj.Variable(1.0, name=3)  # VARIABLE
+
+    for make, marker, message in [
+        (
+            compile_a_number,
+            "# COMPILE",
+            "fj.compile takes the function to compile, got 3; its options are keywords: if you "
+            "meant static_argnums=3, use @fj.compile(static_argnums=3)",
+        ),
+        (
+            name_a_variable,
+            "# VARIABLE",
+            "a Variable's name must be a str (it names the variable in checkpoints and "
+            "messages), got 3; if you meant the name '3', use name='3'",
+        ),
+    ]:
+        with pytest.raises(fj.ArgumentError) as info:
+            make()
+        assert str(info.value) == f"{HERE}:{line_of(make, marker)}: {message}"
+
+    def host(x):
+        return fj.host_call(np.sin, x, result_shape_dtypes="f32")  # HOST
+
+    message = (
+        "host_call: result_shape_dtypes must be a pytree of fj.ShapeDtype (or "
+        "jax.ShapeDtypeStruct), or None for no result, but holds 'f32'; if you meant a scalar "
+        "float32, use fj.ShapeDtype((), 'float32')"
+    )
+    _check_errors([(host, "# HOST", fj.ArgumentError, message)], X)
+    with pytest.raises(fj.ArgumentError) as info:
+        host(X)  # (outside a compiled function too)
+    assert str(info.value) == f"{HERE}:{line_of(host, '# HOST')}: {message}"
+    fixed = fj.host_call(np.sum, X, result_shape_dtypes=fj.ShapeDtype((), "float32"))
+    np.testing.assert_allclose(fixed, 3.0)
+
+
+def test_e28_a_misspelt_pass_name():
+    f = fj.compile(lambda x: x + 1)
+
+    def call():
+        return f(X)  # CALL
+
+    saved = fj.config.disabled_passes
+    fj.config.update("disabled_passes", ["cse_pass"])
+    try:
+        with pytest.raises(fj.ArgumentError) as info:
+            call()
+    finally:
+        fj.config.update("disabled_passes", saved)
+    assert str(info.value) == (
+        f"{HERE}:{line_of(call, '# CALL')}: no pass named 'cse_pass' to turn off; the pipeline "
+        "has ['fold_constants', 'simplify', 'cse', 'dce', 'discharge_state', 'partition']; if "
+        "you meant 'cse', write 'cse' in disabled_passes"
+    )
+    assert f.cache_info().traces == 0
+
+    def decorate():
+        return fj.compile(lambda x: x, passes=["fold_constant"])  # DECORATE
+
+    with pytest.raises(fj.ArgumentError) as info:
+        decorate()
+    assert str(info.value) == (
+        f"{HERE}:{line_of(decorate, '# DECORATE')}: no pass named 'fold_constant': passes takes "
+        "a list of pass functions or pass names (fold_constants, simplify, cse, dce, "
+        "discharge_state, partition); if you meant 'fold_constants', write 'fold_constants' in "
+        "passes"
+    )
