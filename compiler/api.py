@@ -357,8 +357,9 @@ class CompiledFunction:
                 variable._checked()  # (VariableError if its value was lost)
         if isinstance(err, RuntimeError) and "deleted" in str(err):
             self._check_not_donated(args, kwargs)
-        if isinstance(err, TypeError):
-            # jax rejects a non-array argument in its own words; name the argument's path
+        if isinstance(err, (TypeError, OverflowError)):
+            # jax rejects a non-array argument (or an int too big for it) in its own words;
+            # name the argument's path
             signature_of(args, kwargs, self.static_argnums, self.static_argnames)
         if self._arg_shardings is not None and isinstance(err, ValueError):
             # jax checks argument shardings before tracing: name the argument instead

@@ -18,7 +18,7 @@ from flowjit.ir.ops import host as H
 from flowjit.ir.types import DTYPE_NAMES
 
 from .control_flow import tensor_leaves
-from .dtypes import canonical_dtype
+from .dtypes import canonical_dtype, check_fits
 from .location import user_location
 from .trace import emit, tracing
 
@@ -114,6 +114,8 @@ def _checked(fn: Callable, tree: Any, types: list[TensorType], where: Any) -> Ca
                     op="host_call",
                     loc=where,
                 )
+            # (an int64 result that int32 cannot hold would wrap around)
+            check_fits(array, t.dtype, f"result {i} of the function", op="host_call", loc=where)
             if not np.can_cast(array.dtype, t.dtype, casting="same_kind"):
                 raise TypeMismatchError(
                     f"result {i} of the function has dtype {array.dtype}, but "

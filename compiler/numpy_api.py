@@ -26,6 +26,7 @@ from .dtypes import (
     accumulation_dtype,
     canonical_dtype,
     canonicalize,
+    check_fits,
     float_dtype,
     is_python_scalar,
     result_dtype,
@@ -57,6 +58,8 @@ def asarray(x: Any, dtype: Any = None):
             dtype = result_dtype(x)
         elif dtype is None and not x64_enabled():  # numpy's 64-bit data, as jax.numpy takes it
             dtype = canonicalize(np.asarray(x).dtype)
+        # (an int that the dtype cannot hold is an error, never wrapped: compiler/dtypes.py)
+        check_fits(x, np.asarray(x).dtype if dtype is None else dtype, "a constant")
         with np.errstate(over="ignore", invalid="ignore"):
             return constant(x, dtype)
     return x if dtype is None else convert(x, dtype)

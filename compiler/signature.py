@@ -4,7 +4,8 @@ A signature is the tree structure of the dynamic arguments, each leaf's TensorTy
 of the static arguments and jax's ``jax_enable_x64`` setting (which decides the dtypes a trace
 makes, as it does for jax.jit). Leaves are described by their jax abstract value, so concrete
 arguments and the tracers jax hands the traced body give the same signature, and numpy's
-float64/int64 arguments are float32/int32 unless x64 is on."""
+float64/int64 arguments are float32/int32 unless x64 is on (a concrete int64 argument whose
+values do not fit int32 is an IntegerOverflowError naming it, where jax would wrap them)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from flowjit.ir import TensorType, dtype_name
 from flowjit.ir.errors import DTypeError
 from flowjit.runtime.variables import VariableCell
 
-from .dtypes import x64_enabled
+from .dtypes import canonicalize, check_fits, x64_enabled
 
 _NARROW = {
     np.dtype(np.float64): np.dtype(np.float32),
@@ -95,9 +96,16 @@ def leaf_type(leaf: Any, path: str) -> TensorType:
             "and dicts), or mark the argument static with static_argnums/"
             "static_argnames"
         ) from None
+    except OverflowError:  # a Python int beyond int32 (int64 with x64 on), as jax.jit says
+        check_fits(leaf, canonicalize(np.int64), f"{path} (a Python int)")
+        raise
     dtype = np.dtype(aval.dtype)
-    if getattr(aval, "weak_type", False):  # a Python scalar: float -> f32, int -> i32
-        dtype = _NARROW.get(dtype, dtype)
+    if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype != dtype:
+        check_fits(leaf, dtype, f"{path} ({leaf.dtype} data)")  # (int64 as int32, x64 off)
+    if getattr(aval, "weak_type", False):
+        # A Python scalar: a float is f32, an int i32; with x64 on, an int is i64, as in
+        # jax.jit: the trace cannot see its value, and it may need 64 bits
+        dtype = dtype if dtype == np.int64 else _NARROW.get(dtype, dtype)
     try:
         return TensorType(aval.shape, dtype)
     except DTypeError:

@@ -17,6 +17,7 @@ from flowjit.ir.errors import FlowjitError
 from flowjit.ir.ops import state as S
 from flowjit.runtime.variables import VariableCell
 
+from .dtypes import canonical_dtype, check_fits, check_scalar_kind, data_dtype
 from .location import user_location
 from .sharding import constrain
 from .trace import current, emit, tracing
@@ -37,6 +38,7 @@ class Variable(VariableCell):
                 f"name={str(name)!r}",
                 loc=user_location(),
             )
+        initial_value = _host_data(initial_value, options.get("dtype"), name)
         super().__init__(initial_value, name=name, **options)
 
     def read(self) -> Any:
@@ -48,6 +50,14 @@ class Variable(VariableCell):
         return value if self.sharding is None else constrain(value, self.sharding)
 
     def _write(self, opdef, value: Any, what: str) -> "Variable":
+        try:  # (a Python float into an int variable, an int that does not fit: never changed)
+            if _is_scalar(value):
+                action, target = what.removesuffix(" a value"), f"variable {self.name!r}"
+                check_scalar_kind(value, self.dtype, action, target)
+            elif isinstance(value, _HOST_DATA) and data_dtype(value) == self.dtype:
+                check_fits(value, self.dtype, f"{what} to variable {self.name!r}")
+        except FlowjitError as err:
+            raise err.with_context(op=opdef.name, loc=user_location()) from None
         if not tracing():
             if opdef is S.assign_variable:
                 return self.set_value(value)
@@ -129,6 +139,22 @@ def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (bool, int, float))
+
+
+_HOST_DATA = (bool, int, float, list, tuple, np.ndarray, np.generic)
+
+
+def _host_data(value: Any, dtype: Any, name: str | None) -> Any:
+    """A Variable's initial value: host data (Python numbers, lists of them, numpy data) as a
+    numpy array of ``dtype``, else of the dtype flowjit gives it (``data_dtype``: a Python int
+    that needs 64 bits is int64 with x64 on); an IntegerOverflowError at the user's line where
+    an integer does not fit, which numpy would wrap. Other values (jax arrays) as they are."""
+    if not isinstance(value, _HOST_DATA):
+        return value
+    dtype = data_dtype(value) if dtype is None else canonical_dtype(dtype)
+    what = f"the initial value of variable {name!r}" if name else "a Variable's initial value"
+    check_fits(value, dtype, what, loc=user_location())
+    return value if dtype.kind == "O" else np.asarray(value, dtype)  # (O: VariableCell says)
 
 
 def _forward(op, reflected: bool = False):

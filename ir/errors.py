@@ -85,6 +85,13 @@ class ShardingError(FlowjitError, ValueError):
     divide, a spec longer than the value's rank; the message names the argument or variable."""
 
 
+class IntegerOverflowError(FlowjitError, OverflowError):
+    """An integer does not fit the integer dtype it would take (a Python int beyond int32 with
+    jax_enable_x64 off, int64 data narrowed to int32, a constant meeting a narrower int): it
+    would wrap around. An OverflowError, as jax raises for a Python int it cannot convert; the
+    message names the argument, variable or line."""
+
+
 class NaNError(FlowjitError, FloatingPointError):
     """With ``check_nans`` on: a call computed a NaN; the message names the first op that
     made one from inputs without any, and the user's line."""
