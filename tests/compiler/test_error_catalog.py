@@ -586,3 +586,60 @@ def test_e28_a_misspelt_pass_name():
         "discharge_state, partition); if you meant 'fold_constants', write 'fold_constants' in "
         "passes"
     )
+
+
+@pytest.mark.parametrize("x64", [False, True], indirect=True)
+def test_e29_an_integer_that_does_not_fit_its_type(x64):
+    f = fj.compile(lambda x: x + 1)
+    if x64:  # as in jax: the Python int is int64
+        assert int(f(2**40)) == 2**40 + 1
+        return
+    with pytest.raises(fj.IntegerOverflowError) as info:
+        f(2**40)
+    assert str(info.value).startswith(
+        "args[0] (a Python int): the integer 1099511627776 does not fit i32 (-2147483648 to "
+        "2147483647) and would wrap around;"
+    )
+    assert isinstance(info.value, OverflowError) and f.cache_info().traces == 0
+
+    def make():
+        return fj.Variable(2**40, name="count")  # VARIABLE
+
+    with pytest.raises(fj.IntegerOverflowError) as info:
+        make()
+    assert str(info.value).startswith(
+        f"{HERE}:{line_of(make, '# VARIABLE')}: the initial value of variable 'count': the "
+        "integer 1099511627776 does not fit i32"
+    )
+    assert "jax_enable_x64" in str(info.value)
+
+    def step(x):
+        return x + 2**40  # CONSTANT
+
+    with pytest.raises(fj.IntegerOverflowError, match=f"^{HERE}:{line_of(step, '# CONSTANT')}:"):
+        fj.compile(step)(np.int32(1))
+
+
+def test_e30_a_variable_whose_value_is_gone():
+    w = fj.Variable(X, name="w")
+    other = fj.Variable(X, name="other")
+
+    @fj.compile
+    def train(x):
+        other.assign_add(x)
+        w.assign_add(x)
+
+    train(X)
+    w.value.delete()
+    for use in (lambda: np.asarray(w), lambda: train(X), lambda: w.assign_add(X)):
+        with pytest.raises(fj.VariableError) as info:
+            use()
+        assert str(info.value).startswith(
+            "variable 'w' has no value: its buffer was deleted (by .delete() on its value, or "
+            "by passing variable.value to a jax function that donates its arguments). Restore a "
+            "checkpoint (fj.Checkpoint(...).restore()) or assign it a new value"
+        )
+    np.testing.assert_array_equal(np.asarray(other), 2 * X)  # the refused step changed nothing
+    w.assign(X)
+    train(X)
+    np.testing.assert_array_equal(np.asarray(w), 2 * X)
