@@ -28,13 +28,21 @@ Rewrite = "Value | tuple[OpDef, list[Value], dict[str, Any]] | None"
 
 
 def _splat(value: Value, find: Find) -> Any:
-    """The one element of a constant whose elements are all equal (None otherwise)."""
+    """The one element of a constant whose elements are all equal, zeros of one sign
+    (None otherwise)."""
     op = find(value)
     if op is None or op.opdef is not Cr.constant or op.attrs["value"].size == 0:
         return None
     array = op.attrs["value"].reshape(-1)
     first = array[0]
-    return first.item() if bool(np.all(array == first)) else None
+    same = np.all(array == first) and np.all(_negative(array) == _negative(first))
+    return first.item() if bool(same) else None
+
+
+def _negative(x: Any) -> Any:
+    """The sign bit (of floats; False for other numbers: they have one zero)."""
+    x = np.asarray(x)
+    return np.signbit(x.astype(np.float64)) if x.dtype.kind in "fV" else np.zeros(x.shape, bool)
 
 
 def _made_by(value: Value, opdef: OpDef, find: Find) -> Op | None:
@@ -42,14 +50,17 @@ def _made_by(value: Value, opdef: OpDef, find: Find) -> Op | None:
     return op if op is not None and op.opdef is opdef else None
 
 
-def _neutral(element: int, positions: tuple[int, ...]) -> Callable[[Op, Find], Rewrite]:
-    """x op e -> x (at the given operand positions), when the result has x's type."""
+def _neutral(element: float, positions: tuple[int, ...]) -> Callable[[Op, Find], Rewrite]:
+    """x op e -> x (at the given operand positions), when the result has x's type. A float
+    zero is neutral only with ``element``'s sign; an integer zero always."""
 
     def rule(op: Op, find: Find) -> Rewrite:
         for i in positions:
             other = op.inputs[1 - i]
             splat = _splat(op.inputs[i], find)
-            if splat is not None and splat == element and other.type == op.outputs[0].type:
+            if splat is None or splat != element or other.type != op.outputs[0].type:
+                continue
+            if isinstance(splat, int) or _negative(splat) == _negative(element):
                 return other
         return None
 
@@ -126,8 +137,10 @@ def _constant_predicate(op: Op, find: Find) -> Rewrite:
 
 
 RULES: dict[OpDef, list[Callable[[Op, Find], Rewrite]]] = {
-    E.add: [_neutral(0, (0, 1))],  # x + 0 -> x, 0 + x -> x  (-0.0 + 0.0 is 0.0, as XLA has it)
-    E.sub: [_neutral(0, (1,))],  # x - 0 -> x
+    # x + -0.0 -> x, -0.0 + x -> x, x - 0.0 -> x; not x + 0.0 (-0.0 + 0.0 is 0.0) nor
+    # x - -0.0 (-0.0 - -0.0 is 0.0): those keep their op (backends/xla/elementwise.py)
+    E.add: [_neutral(-0.0, (0, 1))],
+    E.sub: [_neutral(0.0, (1,))],
     E.mul: [_neutral(1, (0, 1))],  # x * 1 -> x, 1 * x -> x
     E.div: [_neutral(1, (1,))],  # x / 1 -> x
     E.pow_: [_neutral(1, (1,))],  # x ** 1 -> x

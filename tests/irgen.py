@@ -133,7 +133,7 @@ def simplifiable_graphs(draw) -> Graph:
             ops = [E.add, E.sub, E.mul] + ([E.div, E.pow_] if dtype.kind in "fV" else [E.pow_])
             opdef = draw(st.sampled_from(ops))
             at = draw(st.sampled_from([(), shape, (2, *shape)]))  # a scalar, x's shape, bigger
-            c = constant(at, [0, 1, 2])
+            c = constant(at, [0, -0.0, 1, 2])  # (-0.0: the float zero that x + 0 drops)
             # pow's exponent stays on the right: integer powers of a negative exponent raise
             left = opdef is not E.pow_ and draw(st.booleans())
             add(opdef, [c, x] if left else [x, c])

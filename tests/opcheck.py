@@ -63,6 +63,9 @@ class OpCase:
     params: list = field(default_factory=list)
     # inputs for gradient checks when ``make``'s are not smooth points (ties of round, ...)
     grad_make: Callable | None = None
+    # ``make`` gives edge values (signed zeros, infinities, NaN, zero divisors, the integer
+    # range's ends): zero signs must match too, and no gradient is checked there
+    edges: bool = False
 
     def __post_init__(self) -> None:
         CASES.setdefault(self.opdef, []).append(self)
@@ -112,8 +115,15 @@ def run_xla(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def assert_matches(
-    got: np.ndarray, want: np.ndarray, dtype: np.dtype, scale: float, what: str
+    got: np.ndarray,
+    want: np.ndarray,
+    dtype: np.dtype,
+    scale: float,
+    what: str,
+    zero_signs: bool = False,
 ) -> None:
+    """``got`` equals ``want`` (integers and bools exactly, floats within the dtype's tolerance
+    times ``scale``, NaN where NaN); with ``zero_signs``, a zero's sign too."""
     want = np.asarray(want)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
@@ -128,6 +138,20 @@ def assert_matches(
             atol=tol,
             equal_nan=True,
             err_msg=what,
+        )
+        if zero_signs:
+            assert_zero_signs(got, want, what)
+
+
+def assert_zero_signs(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    """Where both are zero, both are +0.0 or both -0.0."""
+    g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    differ = (g == 0) & (w == 0) & (np.signbit(g) != np.signbit(w))
+    if differ.any():
+        at = tuple(int(i) for i in np.argwhere(differ)[0])
+        raise AssertionError(
+            f"{what}: {int(differ.sum())} zeros of the other sign; first at {at}: "
+            f"got {g[at]!r}, want {w[at]!r}"
         )
 
 
@@ -162,6 +186,7 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
                 case.tol_scale,
                 f"{case.name}[{dtype}] output {i} on {backend} "
                 f"(replay with check_case(case, dtype, seed={seed}))",
+                zero_signs=case.edges,
             )
 
 

@@ -286,3 +286,73 @@ def random_program(
 ) -> Program:
     """``programs()``'s kind of program, from a seed alone (for loops of many programs)."""
     return _build(_Random(np.random.default_rng([seed, 1])), seed, max_steps, variables, case)
+
+
+# -- edge programs: exact elementwise arithmetic on edge values -----------------------------
+# Ops whose every result is exactly rounded (or exact) on both backends, so that a program of
+# them gives the same bits on every path: a difference is a difference of meaning, never of
+# rounding. Their edge values are where meanings part: signed zeros, infinities and NaN,
+# zero divisors, the integer range's ends, negative and large exponents.
+EDGE_DTYPES = [np.dtype(d) for d in (np.float32, np.float64, np.int8, np.int32, np.int64)]
+EDGE_DTYPES += [np.dtype(d) for d in (np.uint8, np.uint32)]
+EDGE_BINARY = [E.add, E.sub, E.mul, E.floor_divide, E.remainder, E.max_, E.min_]
+EDGE_BINARY_FLOAT = [E.div]
+EDGE_BINARY_INT = [E.pow_]
+EDGE_UNARY = [E.abs_, E.sign]
+EDGE_UNARY_FLOAT = [E.neg, E.floor, E.ceil, E.round_, E.sqrt]
+EDGE_UNARY_SIGNED = [E.neg]
+EDGE_LEAVES = ("mixed", "arguments", "constants")
+
+
+def edge_values(dtype: np.dtype) -> list:
+    if dtype.kind == "f":
+        return [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, np.inf, -np.inf, np.nan]
+    info = np.iinfo(dtype)
+    small = [0, 1, 2, 3, 7, 64] + ([-1, -2, -3, -7, -64] if info.min < 0 else [])
+    return small + [int(info.min), int(info.max)]
+
+
+def edge_program(seed: int, leaves: str = "mixed", steps: int = 6) -> Program:
+    """A program of ``steps`` ops of one dtype from the EDGE_* lists (and selects on their
+    comparisons), on values of ``edge_values``, every op's result an output. Each leaf (a
+    vector or a scalar) is an argument or a constant: drawn at random (``leaves="mixed"``),
+    or all ``"arguments"``, or all ``"constants"`` (then constant folding computes it all).
+    The same seed gives the same computation whatever ``leaves`` is."""
+    assert leaves in EDGE_LEAVES
+    rng = np.random.default_rng([seed, 2])
+    dtype = EDGE_DTYPES[int(rng.integers(len(EDGE_DTYPES)))]
+    pool = np.array(edge_values(dtype)).astype(dtype)
+    binary = EDGE_BINARY + (EDGE_BINARY_FLOAT if dtype.kind == "f" else EDGE_BINARY_INT)
+    unary = EDGE_UNARY + {"f": EDGE_UNARY_FLOAT, "i": EDGE_UNARY_SIGNED}.get(dtype.kind, [])
+    graph = Graph("edges")
+    program = Program(graph)
+    values: list[Value] = []
+
+    def leaf() -> Value:
+        shape = () if rng.random() < 0.3 else (6,)
+        array = np.asarray(rng.choice(pool, size=shape), dtype)
+        as_argument = rng.random() < 0.5
+        if leaves != "mixed":
+            as_argument = leaves == "arguments"
+        if as_argument:
+            program.args.append(array)
+            return graph.add_input(TensorType(array.shape, dtype))
+        return graph.add(C.constant, [], {"value": array})[0]
+
+    def operand() -> Value:
+        return values[int(rng.integers(len(values)))] if values and rng.random() < 0.5 else leaf()
+
+    for _ in range(steps):
+        kind = rng.random()
+        if kind < 0.2:
+            out = graph.add(unary[int(rng.integers(len(unary)))], [operand()])
+        elif kind < 0.3:
+            a, b = operand(), operand()
+            compare = [E.lt, E.le, E.eq][int(rng.integers(3))]
+            (pred,) = graph.add(compare, [a, b])
+            out = graph.add(E.select, [pred, a, b])
+        else:
+            out = graph.add(binary[int(rng.integers(len(binary)))], [operand(), operand()])
+        values += out
+    graph.outputs = list(values)
+    return program

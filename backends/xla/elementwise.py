@@ -1,5 +1,8 @@
 """StableHLO lowerings of ir/ops/elementwise.py. Operands are broadcast to the output shape
-first; numpy semantics that StableHLO lacks (floor division, mod) are built from its ops."""
+first; the meanings StableHLO lacks (floor division, mod, integer power) or leaves to the
+implementation (integer division by zero or of INT_MIN by -1) are built from its ops, to
+give the reference kernels' results, which are jax.jit's (docs/ir-format.md, "Edge
+values")."""
 
 from __future__ import annotations
 
@@ -35,8 +38,6 @@ _UNARY = {
     E.isfinite: hlo.is_finite,
 }
 _BINARY = {
-    E.add: hlo.add,
-    E.sub: hlo.subtract,
     E.mul: hlo.multiply,
     E.div: hlo.divide,
     E.max_: hlo.maximum,
@@ -71,6 +72,81 @@ def _binary_lower(op: Op, *args: ir.Value) -> ir.Value:
     return _BINARY[op.opdef](*broadcast_operands(op, args))
 
 
+@lowers(E.add, E.sub)
+def _add_sub_lower(op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
+    """IEEE addition and subtraction: -0.0 + 0.0 is 0.0, and so is -0.0 - -0.0. XLA's
+    algebraic simplifier rewrites x + 0 -> x, 0 + x -> x and x - 0 -> x whatever the zero's
+    sign, which would keep that -0.0, so a float zero it can see at compile time goes to it
+    behind an optimization barrier (x + -0.0 and x - 0.0 are x: those zeros need none)."""
+    if is_float(op.outputs[0].type.dtype):
+        if op.opdef is E.add:
+            a, b = _hide_zeros(a, negative=False), _hide_zeros(b, negative=False)
+        else:
+            b = _hide_zeros(b, negative=True)
+    a, b = broadcast_operands(op, [a, b])
+    return (hlo.add if op.opdef is E.add else hlo.subtract)(a, b)
+
+
+# ops that only move or retype a constant's elements, which XLA sees through to the constant
+_SHAPE_ONLY = ("stablehlo.broadcast_in_dim", "stablehlo.reshape", "stablehlo.transpose")
+_SHAPE_ONLY += ("stablehlo.convert",)
+_LOOK_BACK = 16  # ops followed back from an operand to tell whether it is computed from constants
+
+
+def _hide_zeros(value: ir.Value, negative: bool) -> ir.Value:
+    """``value``, behind an optimization barrier if XLA may find at compile time that it is
+    all zeros with at least one whose sign bit is ``negative``: a literal constant (moved or
+    retyped) of such zeros, or any other value computed from constants alone (XLA folds it;
+    flowjit's own constant folding leaves such values only past its size limit or when
+    turned off)."""
+    constant = _constant_under(value)
+    if constant is None:
+        hide = _from_constants(value, [_LOOK_BACK])
+    else:
+        elements = _elements(constant)
+        hide = elements is None or bool(
+            np.all(elements == 0) and np.any(np.signbit(elements) == negative)
+        )
+    return hlo.optimization_barrier([value]) if hide else value
+
+
+def _constant_under(value: ir.Value) -> "ir.Operation | None":
+    """The stablehlo.constant ``value`` is, through ops in _SHAPE_ONLY (None if none)."""
+    while not isinstance(value, ir.BlockArgument):
+        if value.owner.name == "stablehlo.constant":
+            return value.owner
+        if value.owner.name not in _SHAPE_ONLY:
+            return None
+        value = value.owner.operands[0]
+    return None
+
+
+def _elements(constant: "ir.Operation") -> "np.ndarray | None":
+    """A constant's elements as float64 (None if numpy cannot read them: bfloat16 but for
+    a splat)."""
+    attr = ir.DenseElementsAttr(constant.attributes["value"])
+    try:
+        return np.asarray(attr).astype(np.float64)
+    except TypeError:
+        if attr.is_splat:
+            return np.array(ir.FloatAttr(attr.get_splat_value()).value)
+        return None
+
+
+def _from_constants(value: ir.Value, budget: list[int]) -> bool:
+    """Whether ``value`` is computed from constants alone, judged within ``budget[0]`` ops (a
+    value whose inputs reach further back counts as computed from arguments)."""
+    if isinstance(value, ir.BlockArgument) or budget[0] <= 0:
+        return False
+    budget[0] -= 1
+    owner = value.owner
+    if owner.name == "stablehlo.constant":
+        return True
+    if len(owner.regions):  # (a loop or branch: not one XLA folds)
+        return False
+    return all(_from_constants(v, budget) for v in owner.operands)
+
+
 def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Value:
     """stablehlo.compare with the comparison type numpy means for ``dtype``."""
     kind = "FLOAT" if is_float(dtype) else "UNSIGNED" if dtype.kind in "ub" else "SIGNED"
@@ -101,7 +177,7 @@ def _convert_lower(op: Op, x: ir.Value) -> ir.Value:
 
 
 def _rounds_toward_zero(t: TensorType, rem: ir.Value, b: ir.Value) -> ir.Value:
-    """Where stablehlo's truncating division differs from numpy's flooring one: the remainder
+    """Where stablehlo's truncating division differs from a flooring one: the remainder
     (which takes the dividend's sign) is nonzero and its sign differs from the divisor's."""
     zero = full(0, t)
     return hlo.and_(
@@ -110,31 +186,40 @@ def _rounds_toward_zero(t: TensorType, rem: ir.Value, b: ir.Value) -> ir.Value:
     )
 
 
+def _safe_divisor(t: TensorType, b: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value | None]:
+    """``b`` with 1 where XLA's integer division is implementation-defined (a zero divisor;
+    -1 in a signed type, for INT_MIN), with the masks of its zeros and (signed) -1s."""
+    zero = compare(b, full(0, t), "EQ", t.dtype)
+    if t.dtype.kind == "u":
+        return hlo.select(zero, full(1, t), b), zero, None
+    minus_one = compare(b, full(-1, t), "EQ", t.dtype)
+    return hlo.select(hlo.or_(zero, minus_one), full(1, t), b), zero, minus_one
+
+
 @lowers(E.remainder)
 def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
     a, b = broadcast_operands(op, args)
-    t, rem = op.outputs[0].type, hlo.remainder(a, b)
+    t = op.outputs[0].type
+    if not is_float(t.dtype):
+        b = _safe_divisor(t, b)[0]  # x % 0 and x % -1 are 0
+    rem = hlo.remainder(a, b)
     if t.dtype.kind == "u":
         return rem
-    # numpy.mod takes the divisor's sign: mod -> rem + b where they differ
+    # the divisor's sign: mod -> rem + b where they differ (a zero keeps the dividend's sign)
     return hlo.select(_rounds_toward_zero(t, rem, b), hlo.add(rem, b), rem)
 
 
 def _float_floor_divide(t: TensorType, a: ir.Value, b: ir.Value) -> ir.Value:
-    """numpy's float floor division (npy_divmod), not floor(a / b), which differs where b or
-    a is infinite (-5 // inf is -1, inf // 2 is NaN): the quotient of a minus its remainder,
-    one less where the remainder's sign differs from b's, snapped to the nearest integer;
-    a signed zero where that is 0; a / b where b is 0."""
-    zero, one = full(0, t), full(1, t)
-    rem, quotient = hlo.remainder(a, b), hlo.divide(a, b)
-    div = hlo.divide(hlo.subtract(a, rem), b)
-    div = hlo.select(_rounds_toward_zero(t, rem, b), hlo.subtract(div, one), div)
-    floor = hlo.floor(div)
-    up = compare(hlo.subtract(div, floor), full(0.5, t), "GT", t.dtype)
-    snapped = hlo.select(up, hlo.add(floor, one), floor)
-    signed_zero = hlo.multiply(zero, hlo.sign(quotient))
-    snapped = hlo.select(compare(div, zero, "EQ", t.dtype), signed_zero, snapped)
-    return hlo.select(compare(b, zero, "EQ", t.dtype), quotient, snapped)
+    """jax.numpy's float floor division, as the reference kernel spells it: (a - fmod(a, b))
+    / b (a / b where b is 0), one less where the remainder's sign differs from b's, rounded
+    half away from zero."""
+    zero = full(0, t)
+    mod = hlo.remainder(a, b)
+    dividend = hlo.select(compare(b, zero, "EQ", t.dtype), a, hlo.subtract(a, mod))
+    div = hlo.divide(dividend, b)
+    differ = compare(hlo.sign(b), hlo.sign(mod), "NE", t.dtype)  # (a NaN's sign differs)
+    fix = hlo.and_(compare(mod, zero, "NE", t.dtype), differ)
+    return hlo.round_nearest_afz(hlo.select(fix, hlo.subtract(div, full(1, t)), div))
 
 
 @lowers(E.floor_divide)
@@ -143,17 +228,36 @@ def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
     t = op.outputs[0].type
     if is_float(t.dtype):
         return _float_floor_divide(t, a, b)
-    quotient = hlo.divide(a, b)  # truncates toward zero
-    if t.dtype.kind == "u":
-        return quotient
+    safe, zero, minus_one = _safe_divisor(t, b)
+    quotient = hlo.divide(a, safe)  # truncates toward zero
+    if t.dtype.kind == "u":  # x // 0 is all ones
+        return hlo.select(zero, full(np.iinfo(t.dtype).max, t), quotient)
     # x // y -> trunc(x / y) - 1 where truncation rounded up
-    fix = _rounds_toward_zero(t, hlo.remainder(a, b), b)
-    return hlo.select(fix, hlo.subtract(quotient, full(1, t)), quotient)
+    fix = _rounds_toward_zero(t, hlo.remainder(a, safe), safe)
+    quotient = hlo.select(fix, hlo.subtract(quotient, full(1, t)), quotient)
+    quotient = hlo.select(minus_one, hlo.negate(a), quotient)  # (INT_MIN // -1 wraps)
+    # x // 0 is -1 for x == 0, else -2
+    dividend_zero = compare(a, full(0, t), "EQ", t.dtype)
+    by_zero = hlo.select(dividend_zero, full(-1, t), full(-2, t))
+    return hlo.select(zero, by_zero, quotient)
 
 
 @lowers(E.pow_)
 def _pow_lower(op: Op, *args: ir.Value) -> ir.Value:
-    return hlo.power(*broadcast_operands(op, args))
+    a, b = broadcast_operands(op, args)
+    t = op.outputs[0].type
+    if is_float(t.dtype):
+        return hlo.power(a, b)
+    # integers: binary exponentiation over the exponent's low 6 bits (jax.numpy.power's),
+    # starting from 0 where a is 0 and b is not
+    zero, one = full(0, t), full(1, t)
+    both = hlo.and_(compare(a, zero, "EQ", t.dtype), compare(b, zero, "NE", t.dtype))
+    out = hlo.select(both, zero, one)
+    for _ in range(6):
+        odd = compare(hlo.and_(b, one), one, "EQ", t.dtype)
+        out = hlo.select(odd, hlo.multiply(out, a), out)
+        a, b = hlo.multiply(a, a), hlo.shift_right_logical(b, one)
+    return out
 
 
 @lowers(E.stop_gradient)

@@ -51,22 +51,104 @@ def _logistic(x: np.ndarray) -> np.ndarray:
         return (1 / (1 + np.exp(-x))).astype(x.dtype)
 
 
+# -- edge values (docs/ir-format.md): what jax.jit gives for the same jax.numpy function,
+# which constant folding and eager mode (they run these kernels) then share with compiled
+# code; backends/xla/elementwise.py spells the same formulas out in StableHLO --------------
+
+
+def _safe_divisor(b: np.ndarray) -> np.ndarray:
+    """``b`` with 1 where integer division overflows: a zero divisor, and -1 in a signed
+    type (INT_MIN // -1), where every dividend's quotient is -a (INT_MIN wraps to itself)
+    and its remainder 0."""
+    unsafe = (b == 0) | (b == -1) if b.dtype.kind == "i" else b == 0
+    return np.where(unsafe, np.ones_like(b), b)
+
+
 def _floor_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.floor_divide(a, b)
+    """Integers: the floor of a / b; INT_MIN // -1 wraps to INT_MIN; x // 0 is all ones when
+    unsigned, and when signed -1 for x == 0 and -2 otherwise (XLA's division gives -1, and
+    jax's flooring takes one more off where x and 0 differ in sign).
+    Floats: as jax.numpy.floor_divide, see _float_floor_divide."""
+    if a.dtype.kind in "fV":
+        return _float_floor_divide(a, b)
+    quotient = np.floor_divide(a, _safe_divisor(b))
+    if a.dtype.kind == "u":
+        return np.where(b == 0, np.asarray(np.iinfo(a.dtype).max, a.dtype), quotient)
+    with np.errstate(over="ignore"):  # -INT_MIN wraps to INT_MIN, as XLA negates
+        quotient = np.where(b == -1, np.negative(a), quotient)
+    by_zero = np.where(a == 0, np.asarray(-1, a.dtype), np.asarray(-2, a.dtype))
+    return np.where(b == 0, by_zero, quotient)
+
+
+def _float_floor_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(a - fmod(a, b)) / b (a / b where b is 0), one less where the remainder and b differ in
+    sign, rounded half away from zero: CPython's float_divmod as jax.numpy has it, without
+    the step that gives a zero quotient the sign of a / b (so -0.0 // 3 is 0.0 and
+    -0.5 // -3 is -0.0, where numpy and Python give -0.0 and 0.0)."""
+    with np.errstate(all="ignore"):  # (inf and NaN are results like any other here)
+        mod = np.fmod(a, b)
+        div = np.where(b == 0, a, a - mod) / b
+        fix = (mod != 0) & (np.sign(b) != np.sign(mod))  # (NaN's sign is NaN: differs)
+        div = np.where(fix, div - 1, div)
+        whole = np.trunc(div)
+        return np.where(np.abs(div - whole) >= 0.5, whole + np.sign(div), whole).astype(a.dtype)
 
 
 def _remainder(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.mod(a, b)
+    """fmod(a, b), plus b where it is nonzero and its sign differs from b's (jax.numpy's
+    remainder): a zero takes a's sign (-3.0 % 3 is -0.0; numpy.mod gives 0.0), x % 0 is NaN
+    for floats and 0 for integers, INT_MIN % -1 is 0."""
+    if a.dtype.kind not in "fV":
+        b = _safe_divisor(b)
+    with np.errstate(all="ignore"):
+        rem = np.fmod(a, b)
+        fix = (rem != 0) & ((rem < 0) != (b < 0))
+        return np.where(fix, rem + b, rem).astype(a.dtype)
 
 
 def _power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        return np.power(a, b)
+    """Floats: numpy.power. Integers: jax.numpy.power's binary exponentiation over the low 6
+    bits of the exponent (as jax has it), in wrapping arithmetic: a ** (b mod 64), except
+    0 ** b is 0 for every b != 0. So exponents in [0, 63] give the wrapped power, and others
+    wrap: 2 ** -1 is 2 ** 63 (0 in 32 bits), 3 ** 64 is 1, (-1) ** -3 is -1."""
+    if a.dtype.kind in "fV":
+        with np.errstate(all="ignore"):
+            return np.power(a, b)
+    a, b = np.broadcast_arrays(a, b)
+    out = np.where((a == 0) & (b != 0), np.zeros_like(a), np.ones_like(a))
+    base, bits = a.copy(), np.bitwise_and(b, 63)
+    with np.errstate(over="ignore"):  # (products wrap, as XLA's do)
+        for _ in range(6):
+            out = np.where(np.bitwise_and(bits, 1) == 1, out * base, out)
+            base, bits = base * base, bits >> 1
+    return out
+
+
+def _extremum(pick, negative_wins: bool):
+    """numpy.maximum or numpy.minimum (``pick``), ordering -0.0 below 0.0 (IEEE 754-2019, as
+    XLA's): of two zeros, min takes -0.0 and max 0.0 if either is one (numpy: either)."""
+
+    def ref(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = pick(a, b)
+        if a.dtype.kind not in "fV":
+            return out
+        zeros = (a == 0) & (b == 0)
+        return np.where(zeros, np.where(np.signbit(a) == negative_wins, a, b), out)
+
+    return ref
+
+
+def _sign(x: np.ndarray) -> np.ndarray:
+    """numpy.sign, but sign(-0.0) is -0.0, as XLA's (numpy gives 0.0)."""
+    out = np.sign(x)
+    return np.where(x == 0, x, out) if x.dtype.kind in "fV" else out
 
 
 def _math(fn):
+    """``fn`` without numpy's warnings: an overflow, inf - inf or sin(inf) gives inf or NaN,
+    results like any other, on every path that runs the kernel (the reference interpreter,
+    constant folding, eager mode)."""
+
     def ref(*arrays):
         with np.errstate(all="ignore"):
             return fn(*arrays)
@@ -76,16 +158,16 @@ def _math(fn):
 
 neg = _unary("neg", NUMERIC, np.negative, doc="-x")
 abs_ = _unary("abs", NUMERIC, np.abs, doc="|x|")
-sign = _unary("sign", NUMERIC, np.sign, doc="-1, 0 or 1 (nan stays nan)")
+sign = _unary("sign", NUMERIC, _sign, doc="-1, 0 or 1; -0.0 and nan stay")
 exp = _unary("exp", FLOATS, _math(np.exp))
 expm1 = _unary("expm1", FLOATS, _math(np.expm1))
 log = _unary("log", FLOATS, _math(np.log))
 log1p = _unary("log1p", FLOATS, _math(np.log1p))
 sqrt = _unary("sqrt", FLOATS, _math(np.sqrt))
 rsqrt = _unary("rsqrt", FLOATS, _rsqrt, doc="1 / sqrt(x)")
-sin = _unary("sin", FLOATS, np.sin)
-cos = _unary("cos", FLOATS, np.cos)
-tan = _unary("tan", FLOATS, np.tan)
+sin = _unary("sin", FLOATS, _math(np.sin))
+cos = _unary("cos", FLOATS, _math(np.cos))
+tan = _unary("tan", FLOATS, _math(np.tan))
 tanh = _unary("tanh", FLOATS, np.tanh)
 logistic = _unary("logistic", FLOATS, _logistic, doc="1 / (1 + exp(-x))")
 erf = _unary("erf", FLOATS, _erf)
@@ -95,15 +177,19 @@ round_ = _unary("round", FLOATS, np.round, doc="round half to even, as numpy.rou
 not_ = _unary("not", INTS_AND_BOOL, np.invert, doc="logical not on bool, bitwise not on ints")
 isfinite = _unary("isfinite", FLOATS, np.isfinite, out_dtype=BOOL)
 
-add = _binary("add", NUMERIC, np.add)
-sub = _binary("sub", NUMERIC, np.subtract)
-mul = _binary("mul", NUMERIC, np.multiply)
+add = _binary("add", NUMERIC, _math(np.add))
+sub = _binary("sub", NUMERIC, _math(np.subtract))
+mul = _binary("mul", NUMERIC, _math(np.multiply))
 div = _binary("div", FLOATS, _math(np.true_divide), doc="true division of floats")
-floor_divide = _binary("floor_divide", NUMERIC, _floor_divide, doc="numpy.floor_divide")
-remainder = _binary("remainder", NUMERIC, _remainder, doc="numpy.mod: the sign of the divisor")
-pow_ = _binary("pow", NUMERIC, _power)
-max_ = _binary("max", NUMERIC, np.maximum, doc="numpy.maximum (nan propagates)")
-min_ = _binary("min", NUMERIC, np.minimum, doc="numpy.minimum (nan propagates)")
+floor_divide = _binary(
+    "floor_divide", NUMERIC, _floor_divide, doc="jax.numpy.floor_divide (x // 0: see docs)"
+)
+remainder = _binary(
+    "remainder", NUMERIC, _remainder, doc="jax.numpy.remainder: the sign of the divisor"
+)
+pow_ = _binary("pow", NUMERIC, _power, doc="jax.numpy.power (integers: exponent mod 64)")
+max_ = _binary("max", NUMERIC, _extremum(np.maximum, False), doc="nan propagates; -0.0 < 0.0")
+min_ = _binary("min", NUMERIC, _extremum(np.minimum, True), doc="nan propagates; -0.0 < 0.0")
 atan2 = _binary("atan2", FLOATS, np.arctan2)
 and_ = _binary("and", INTS_AND_BOOL, np.bitwise_and)
 or_ = _binary("or", INTS_AND_BOOL, np.bitwise_or)

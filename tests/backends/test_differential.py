@@ -24,7 +24,7 @@ import numpy as np
 import opcheck
 import pytest
 from hypothesis import HealthCheck, given, settings
-from progen import CASES, LEFT_OUT, Program, programs, random_program
+from progen import CASES, EDGE_LEAVES, LEFT_OUT, Program, edge_program, programs, random_program
 
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_p, register_cluster
@@ -160,6 +160,7 @@ def mismatch(op, inputs: list, got: np.ndarray, want: np.ndarray, k: int) -> str
     with np.errstate(invalid="ignore"):
         close = np.where(finite & ~np.isnan(g), np.abs(g - w) <= limit, True)
     bad = ~(same_nan & same_inf & close & (np.isfinite(g) | ~finite))
+    bad |= (g == 0) & (w == 0) & (np.signbit(g) != np.signbit(w))  # (docs/ir-format.md)
     if _padding_meets_infinity(op, inputs):
         bad &= ~(np.isnan(g) | np.isnan(w))  # (see docs/ir-format.md, "Semantics")
     if not bad.any():
@@ -212,6 +213,7 @@ def check_xla(items: list[tuple[Graph, Program, str]]) -> None:
                 COUNTS["op results checked on XLA"] += 1
                 why = mismatch(op, inputs, env[value], want[k], k)
                 if why:
+                    COUNTS[f"XLA mismatches in {op.opdef.name}"] += 1
                     problems.append(f"{op.opdef.name} result {k} ({op.loc}): {why}")
         if problems:
             COUNTS["XLA mismatches"] += 1
@@ -233,6 +235,22 @@ def assert_same(before: tuple, after: tuple, where: str) -> None:
     ):
         assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: result {i}"
         np.testing.assert_array_equal(_wide(a), _wide(b), err_msg=f"{where}: result {i}")
+        assert same_bits(a, b), f"{where}: result {i}: zeros of the other sign"
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same type and elements, a zero's sign included (any NaN equals any NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.dtype.kind not in "fV":
+        return bool(np.array_equal(a, b))
+    a, b = _wide(a), _wide(b)
+    nan = np.isnan(a)
+    if not np.array_equal(nan, np.isnan(b)):
+        return False
+    a, b = np.where(nan, 0, a), np.where(nan, 0, b)
+    return bool(np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b)))
 
 
 def pipeline(graph: Graph, disabled=()) -> Graph:
@@ -310,6 +328,47 @@ def test_each_pass_and_the_pipeline_keep_the_reference_results(program):
         variants[pass_name(p)] = run_pipeline(program.graph, [p], verify_each=True).graph
     for name, graph in variants.items():
         assert_same(want, run_reference(graph, program), f"{name}\n{program.describe()}")
+
+
+@pytest.mark.parametrize("first", range(0, EXAMPLES, BATCH))
+def test_edge_programs_give_the_same_bits_on_every_path(first):
+    """Programs of exactly rounded elementwise ops on edge values (tests/progen.py,
+    ``edge_program``): XLA gives the reference interpreter's bits, zero signs included, with
+    the edge values as arguments, as constants (constant folding computes the program with
+    the reference kernels, as eager mode does) and mixed, after the pipeline and without
+    each of its passes. Each differing variant counts once, by its first differing op."""
+    base = int(os.environ.get("FLOWJIT_FUZZ_SEED", "0"))
+    items, expected, failures = [], [], []
+    for seed in range(base + first, base + min(first + BATCH, EXAMPLES)):
+        reference = edge_program(seed)
+        COUNTS["edge programs"] += 1
+        try:
+            want, _ = run_reference(reference.graph, reference)
+        except Exception as err:  # (reported with the others, not one at a time)
+            COUNTS["edge programs the reference cannot run"] += 1
+            failures.append(f"{reference.describe()}\nthe reference raises {err!r}")
+            continue
+        names = {v: op.opdef.name for op in reference.graph.ops for v in op.outputs}
+        ops = [names[v] for v in reference.graph.outputs]
+        for leaves in EDGE_LEAVES:
+            program = edge_program(seed, leaves)
+            for graph, _, where in variants(program):
+                items.append((graph, program, f"{leaves} leaves, {where}"))
+                expected.append((want, ops))
+    env = run_xla_every_value([g for g, _, _ in items], [xla_inputs(g, p) for g, p, _ in items])
+    for (graph, program, where), (want, ops) in zip(items, expected):
+        got = [env[v] for v in graph.outputs]
+        bad = [i for i, (g, w) in enumerate(zip(got, want)) if not same_bits(g, w)]
+        if bad:
+            i = bad[0]
+            COUNTS[f"edge program mismatches in {ops[i]}"] += 1
+            args = [a.tolist() for a in program.args]
+            failures.append(
+                f"{where}\nargument values: {args}\n"
+                f"result {i} ({ops[i]}): xla {got[i]!r}, reference {want[i]!r}"
+            )
+    if failures:
+        pytest.fail(f"{len(failures)} failures, {len(items)} variants:\n\n" + "\n\n".join(failures))
 
 
 def test_programs_use_every_kind_of_step():

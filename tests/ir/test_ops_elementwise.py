@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from opcheck import OpCase, check_case, check_grad, params, rand
 
 from flowjit.ir.ops import elementwise as E
-from flowjit.ir.ops.rules import ANY, FLOATS, INTS_AND_BOOL, NUMERIC
+from flowjit.ir.ops.rules import ANY, FLOATS, INTS, INTS_AND_BOOL, NUMERIC
 
 SIGNED_AND_FLOATS = tuple(d for d in NUMERIC if d.kind != "u")
 
@@ -185,7 +188,103 @@ def _out_of_range(dtype) -> np.ndarray:
         return np.array(values).astype(dtype)
 
 
-@pytest.mark.parametrize("case, dtype", params(CASES))
+# -- edge values: what jax.jit gives is the meaning (docs/ir-format.md, "Edge values") -------
+def jitted(fn):
+    """``fn`` (a jax.numpy or lax function) under jax.jit, in the inputs' dtypes (64-bit ones
+    kept): the expected result of an edge case."""
+
+    def expected(*xs):
+        with jax.enable_x64(True):
+            return np.asarray(jax.jit(fn)(*xs))
+
+    return expected
+
+
+def _int_grid(dtype, signed: list[int], unsigned: list[int], extremes: bool) -> np.ndarray:
+    info = np.iinfo(dtype)
+    values = signed if info.min < 0 else unsigned
+    ends = [info.min, info.max, info.min + 1, info.max - 1] if extremes else []
+    return np.array(sorted({v for v in values if info.min <= v <= info.max} | set(ends)), dtype)
+
+
+def integer_division_edges(rng, dt):
+    """Every dividend against every divisor of: zero, +-1, small values and the range's ends
+    (INT_MIN // -1 overflows), in a random order."""
+    a = _int_grid(dt, [0, 1, -1, 7, -7, 6], [0, 1, 7, 6], extremes=True)
+    b = _int_grid(dt, [0, 1, -1, 3, -3, 2], [0, 1, 3, 2], extremes=True)
+    return [rng.permutation(a).reshape(-1, 1), rng.permutation(b)], {}
+
+
+def integer_power_edges(rng, dt):
+    """Bases around zero and the range's ends against exponents that are negative, zero,
+    small, and 64 or more (jnp.power uses the exponent's low 6 bits)."""
+    a = _int_grid(dt, [-3, -2, -1, 0, 1, 2, 3], [0, 1, 2, 3], extremes=True)
+    exponents = [-65, -64, -3, -2, -1, 0, 1, 2, 7, 63, 64, 65, 127]
+    b = _int_grid(dt, exponents, [0, 1, 7, 63, 64, 65, 127, 200], extremes=False)
+    return [rng.permutation(a).reshape(-1, 1), rng.permutation(b)], {}
+
+
+FLOAT_EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, np.inf, -np.inf, np.nan]
+
+
+def float_edges(rng, dt):
+    """Signed zeros, infinities and NaN against each other and a few finite values."""
+    values = np.array(FLOAT_EDGES).astype(dt)
+    return [rng.permutation(values).reshape(-1, 1), rng.permutation(values)], {}
+
+
+def float_edges_unary(rng, dt):
+    return [rng.permutation(np.array(FLOAT_EDGES + [-0.4, 0.4, 1.5]).astype(dt))], {}
+
+
+def edge_case(opdef, dtypes, make, fn) -> OpCase:
+    return OpCase(opdef, dtypes, make, jitted(fn), f"{opdef.name}_edges", tol_scale=4, edges=True)
+
+
+EDGE_CASES = [
+    edge_case(E.floor_divide, INTS, integer_division_edges, jnp.floor_divide),
+    edge_case(E.remainder, INTS, integer_division_edges, jnp.remainder),
+    edge_case(E.pow_, INTS, integer_power_edges, jnp.power),
+]
+EDGE_CASES += [
+    edge_case(opdef, FLOATS, float_edges, fn)
+    for opdef, fn in [
+        (E.add, jnp.add),
+        (E.sub, jnp.subtract),
+        (E.mul, jnp.multiply),
+        (E.div, jnp.divide),
+        (E.floor_divide, jnp.floor_divide),
+        (E.remainder, jnp.remainder),
+        (E.pow_, jnp.power),
+        (E.max_, jnp.maximum),
+        (E.min_, jnp.minimum),
+        (E.atan2, jnp.arctan2),
+    ]
+]
+EDGE_CASES += [
+    edge_case(opdef, FLOATS, float_edges_unary, fn)
+    for opdef, fn in [
+        (E.neg, jnp.negative),
+        (E.abs_, jnp.abs),
+        (E.sign, jnp.sign),
+        (E.floor, jnp.floor),
+        (E.ceil, jnp.ceil),
+        (E.round_, jnp.round),
+        (E.sqrt, jnp.sqrt),
+        (E.rsqrt, lax.rsqrt),
+        (E.exp, jnp.exp),
+        (E.expm1, jnp.expm1),
+        (E.log, jnp.log),
+        (E.log1p, jnp.log1p),
+        (E.sin, jnp.sin),
+        (E.tan, jnp.tan),
+        (E.tanh, jnp.tanh),
+        (E.erf, lax.erf),
+    ]
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(CASES + EDGE_CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
 

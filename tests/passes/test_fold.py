@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from flowjit.backends.reference import run_graph
-from flowjit.ir import parse, print_graph, verify
+from flowjit.ir import Graph, Location, OpDef, parse, print_graph, verify
+from flowjit.ir.ops import creation as Cr
+from flowjit.ir.ops import elementwise as E
+from flowjit.ir.ops.rules import NUMERIC, unary_rule
 from flowjit.passes import fold_constants
 from flowjit.passes.fold import FOLD_LIMIT
 
@@ -282,25 +285,76 @@ body=graph @b(%0: f32[]) {
     assert [r.tolist() for r in run_graph(parse(after), [])] == [3.0, 12.0, [3.0, 6.0]]
 
 
+def _refuse(x: np.ndarray) -> np.ndarray:
+    raise ValueError("this reference cannot compute its result")
+
+
 def test_an_op_whose_reference_raises_stays():
-    # numpy refuses integer powers with negative exponents: the op is left for run time
-    text = """graph @g() {
-  %0: i32[] = constant() {value=dense(i32[], [2])}
-  %1: i32[] = constant() {value=dense(i32[], [-1])}
-  %2: i32[] = pow(%0, %1) loc("p.py":3)
-  %3: i32[] = add(%0, %0)
-  return %2, %3
+    # a reference that refuses its constants (an op declared here, unregistered): the op is
+    # left for run time; the ops beside it fold
+    refuses = OpDef("refuses", unary_rule(NUMERIC), _refuse)
+    graph = Graph("g")
+    (c,) = graph.add(Cr.constant, [], {"value": np.array(2, np.int32)})
+    (kept,) = graph.add(refuses, [c], loc=Location("p.py", 3))
+    (doubled,) = graph.add(E.add, [c, c])
+    graph.outputs = [kept, doubled]
+    folded, changed = fold_constants(graph)
+    assert changed
+    assert [op.opdef.name for op in folded.ops] == ["constant", "refuses", "constant"]
+    assert folded.ops[1].inputs == (c,) and folded.ops[1].outputs == (kept,)
+    assert folded.ops[2].attrs["value"].tolist() == 4  # 2 + 2
+    assert fold_constants(folded) == (folded, False)
+
+
+def test_edge_values_fold_to_what_compiled_code_computes():
+    # integer x // 0, x % 0, INT_MIN // -1, negative integer powers and signed zeros fold to
+    # what jax.jit gives and XLA computes (docs/ir-format.md, "Edge values")
+    before = """graph @g() {
+  %0: i32[4] = constant() {value=dense(i32[4], [7, -7, 0, -2147483648])}
+  %1: i32[4] = constant() {value=dense(i32[4], [0, 0, 0, -1])}
+  %2: i32[4] = floor_divide(%0, %1)
+  %3: i32[4] = remainder(%0, %1)
+  %4: i32[4] = constant() {value=dense(i32[4], [2, -1, 1, 0])}
+  %5: i32[4] = constant() {value=dense(i32[4], [-1, -3, -5, -1])}
+  %6: i32[4] = pow(%4, %5)
+  %7: f32[4] = constant() {value=dense(f32[4], [-0.0, -3.0, -0.0, 0.0])}
+  %8: f32[4] = constant() {value=dense(f32[4], [3.0, 3.0, 0.0, -0.0])}
+  %9: f32[4] = floor_divide(%7, %8)
+  %10: f32[4] = remainder(%7, %8)
+  %11: f32[4] = max(%7, %8)
+  %12: f32[4] = min(%7, %8)
+  %13: f32[4] = sign(%7)
+  %14: f32[4] = add(%7, %8)
+  return %2, %3, %6, %9, %10, %11, %12, %13, %14
 }
 """
+    # 7 // 0 = -2, -7 // 0 = -2, 0 // 0 = -1 (XLA's -1, less one where the signs of x and 0
+    # differ), INT_MIN // -1 = INT_MIN (wraps); x % 0 = 0, INT_MIN % -1 = 0;
+    # 2 ** -1 = 2 ** 63 = 0 (wraps), (-1) ** -3 = (-1) ** 61 = -1, 1 ** -5 = 1, 0 ** -1 = 0;
+    # -0 // 3 = (-0 - -0) / 3 = 0, -3 // 3 = -1, -0 // 0 = -0 / 0 = nan, 0 // -0 = nan;
+    # -0 % 3 = -0 and -3 % 3 = -0 (the dividend's sign), x % 0 = nan;
+    # max(-0, 0) = max(0, -0) = 0, min(-0, 0) = min(0, -0) = -0; sign keeps -0;
+    # -0 + 0 = 0 + -0 = 0
     after = """graph @g() {
-  %0: i32[] = constant() {value=dense(i32[], [2])}
-  %1: i32[] = constant() {value=dense(i32[], [-1])}
-  %2: i32[] = pow(%0, %1) loc("p.py":3)
-  %3: i32[] = constant() {value=dense(i32[], [4])}
-  return %2, %3
+  %0: i32[4] = constant() {value=dense(i32[4], [7, -7, 0, -2147483648])}
+  %1: i32[4] = constant() {value=dense(i32[4], [0, 0, 0, -1])}
+  %2: i32[4] = constant() {value=dense(i32[4], [-2, -2, -1, -2147483648])}
+  %3: i32[4] = constant() {value=dense(i32[4], [0, 0, 0, 0])}
+  %4: i32[4] = constant() {value=dense(i32[4], [2, -1, 1, 0])}
+  %5: i32[4] = constant() {value=dense(i32[4], [-1, -3, -5, -1])}
+  %6: i32[4] = constant() {value=dense(i32[4], [0, -1, 1, 0])}
+  %7: f32[4] = constant() {value=dense(f32[4], [-0.0, -3.0, -0.0, 0.0])}
+  %8: f32[4] = constant() {value=dense(f32[4], [3.0, 3.0, 0.0, -0.0])}
+  %9: f32[4] = constant() {value=dense(f32[4], [0.0, -1.0, nan, nan])}
+  %10: f32[4] = constant() {value=dense(f32[4], [-0.0, -0.0, nan, nan])}
+  %11: f32[4] = constant() {value=dense(f32[4], [3.0, 3.0, 0.0, 0.0])}
+  %12: f32[4] = constant() {value=dense(f32[4], [-0.0, -3.0, -0.0, -0.0])}
+  %13: f32[4] = constant() {value=dense(f32[4], [-0.0, -1.0, -0.0, 0.0])}
+  %14: f32[4] = constant() {value=dense(f32[4], [3.0, 0.0, 0.0, 0.0])}
+  return %2, %3, %6, %9, %10, %11, %12, %13, %14
 }
 """
-    assert fold(text) == (after, True)
+    assert fold(before) == (after, True)
     assert fold(after) == (after, False)
 
 

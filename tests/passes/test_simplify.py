@@ -69,9 +69,8 @@ def _forwarded(constant: str, dtype: str = "f32") -> str:
 @pytest.mark.parametrize(
     "op, constant, left",
     [
-        ("add", "0.0", False),  # x + 0 -> x
-        ("add", "0.0", True),  # 0 + x -> x
         ("add", "-0.0", False),  # x + -0 -> x (exact for every x)
+        ("add", "-0.0", True),  # -0 + x -> x
         ("sub", "0.0", False),  # x - 0 -> x
         ("mul", "1.0", False),  # x * 1 -> x
         ("mul", "1.0", True),  # 1 * x -> x
@@ -105,6 +104,9 @@ def test_neutral_element_on_integers(op, constant):
     "op, constant, left",
     [
         ("sub", "0.0", True),  # 0 - x is -x, not x
+        ("add", "0.0", False),  # x + 0.0 is 0.0, not x, at x = -0.0
+        ("add", "0.0", True),
+        ("sub", "-0.0", False),  # x - -0.0 is 0.0 at x = -0.0
         ("div", "1.0", True),  # 1 / x
         ("pow", "1.0", True),  # 1 ** x
         ("add", "1.0", False),  # not the neutral element
@@ -487,7 +489,7 @@ def test_ops_with_effects_are_not_touched():
   %2: f32[2] = neg(%1)
   %3: f32[2] = neg(%2)
   assign_variable($w, %3) loc("e.py":2)
-  %4: f32[] = constant() {value=dense(f32[], [0.0])}
+  %4: f32[] = constant() {value=dense(f32[], [-0.0])}
   %5: f32[2] = add(%0, %4)
   assign_add_variable($w, %5) loc("e.py":3)
   %6: f32[2] = read_variable($w) loc("e.py":4)
@@ -499,7 +501,7 @@ def test_ops_with_effects_are_not_touched():
   %1: f32[2] = read_variable($w) loc("e.py":1)
   %2: f32[2] = neg(%1)
   assign_variable($w, %1) loc("e.py":2)
-  %3: f32[] = constant() {value=dense(f32[], [0.0])}
+  %3: f32[] = constant() {value=dense(f32[], [-0.0])}
   assign_add_variable($w, %0) loc("e.py":3)
   %4: f32[2] = read_variable($w) loc("e.py":4)
   return %4
