@@ -13,15 +13,16 @@ import numpy as np
 
 from .core import OPS, Graph, Location, StateSlot, Value
 from .errors import FlowjitError, ParseError
-from .types import DTYPE_NAMES, TensorType
+from .types import DTYPE_NAMES, MAX_RANK, MAX_SIZE, TensorType
 from .verify import STATE_EFFECTS
 
 # Lists and subgraphs nest at most this deep: far beyond any program, and well within
 # Python's recursion limit, so that a text nested deeper is a ParseError, not a RecursionError.
 MAX_NESTING = 64
-# A tensor's element count (and so each dimension) must fit in an int64, as numpy counts them.
-MAX_ELEMENTS = 2**63 - 1
 
+# Every alternative costs time linear in the text it matches and no memory beyond the match:
+# the string literal's repeats are possessive, so the regex engine keeps no backtracking state
+# per character (``(?:[^"\\]|\\.)*`` kept about 300 bytes per character).
 _TOKEN = re.compile(
     r"""
     (?P<skip>\s+|\#[^\n]*)
@@ -30,11 +31,20 @@ _TOKEN = re.compile(
   | (?P<symbol>@[A-Za-z0-9_.]+)
   | (?P<number>-?(?:(?:inf|nan)(?![A-Za-z0-9_])|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?))
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*")
+  | (?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")
   | (?P<punct>->|[()\[\]{},:=])
 """,
     re.VERBOSE,
 )
+# The longest excerpt of a token an error message quotes.
+_EXCERPT = 40
+
+
+def _excerpt(text: str) -> str:
+    """``text`` quoted for an error message, cut short: a token may be megabytes long."""
+    if len(text) <= _EXCERPT:
+        return repr(text)
+    return f"{text[:_EXCERPT]!r}... ({len(text)} characters)"
 
 
 class _Token:
@@ -44,33 +54,45 @@ class _Token:
         self.kind, self.text, self.line, self.column = kind, text, line, column
 
 
-def _tokenize(text: str) -> list[_Token]:
-    tokens, pos, line, line_start = [], 0, 1, 0
+def _tokenize(text: str) -> Iterator[_Token]:
+    """The tokens of ``text``, made as the parser asks for them, then "eof" forever: the
+    parser stops at the first error or limit without tokenizing the rest of the text."""
+    pos, line, line_start = 0, 1, 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise ParseError(f"unexpected character {text[pos]!r}", line, pos - line_start + 1)
+            column = pos - line_start + 1
+            if text[pos] == '"':
+                raise ParseError("the string literal does not end on its line", line, column)
+            raise ParseError(f"unexpected character {text[pos]!r}", line, column)
         if m.lastgroup != "skip":
-            tokens.append(_Token(m.lastgroup, m.group(), line, pos - line_start + 1))
-        for i, ch in enumerate(m.group()):
-            if ch == "\n":
-                line, line_start = line + 1, pos + i + 1
+            yield _Token(m.lastgroup, m.group(), line, pos - line_start + 1)
+        else:  # only whitespace and comments hold newlines
+            newlines = text.count("\n", pos, m.end())
+            if newlines:
+                line, line_start = line + newlines, text.rindex("\n", pos, m.end()) + 1
         pos = m.end()
-    tokens.append(_Token("eof", "", line, pos - line_start + 1))
-    return tokens
+    eof = _Token("eof", "", line, pos - line_start + 1)
+    while True:
+        yield eof
 
 
 class _Parser:
     def __init__(self, text: str):
         self.tokens = _tokenize(text)
-        self.pos = 0
+        self.token = next(self.tokens)  # the next token, not yet consumed
         self.values: dict[str, Value] = {}
         self.enclosing: list[dict[str, TensorType]] = []  # variables of the graphs we are in
         self.depth = 0  # lists and graphs we are in
 
     # -- token helpers -------------------------------------------------------------------
     def peek(self) -> _Token:
-        return self.tokens[self.pos]
+        return self.token
+
+    def advance(self) -> _Token:
+        """Consume the next token and return it."""
+        token, self.token = self.token, next(self.tokens)
+        return token
 
     def error(self, message: str, token: _Token | None = None) -> ParseError:
         token = token or self.peek()
@@ -80,15 +102,14 @@ class _Parser:
         token = self.peek()
         if token.kind != kind or (text is not None and token.text != text):
             want = repr(text) if text is not None else kind
-            got = repr(token.text) if token.kind != "eof" else "end of input"
+            got = _excerpt(token.text) if token.kind != "eof" else "end of input"
             raise self.error(f"expected {want}, got {got}")
-        self.pos += 1
-        return token
+        return self.advance()
 
     def accept(self, kind: str, text: str | None = None) -> bool:
         token = self.peek()
         if token.kind == kind and (text is None or token.text == text):
-            self.pos += 1
+            self.advance()
             return True
         return False
 
@@ -103,15 +124,19 @@ class _Parser:
         finally:
             self.depth -= 1
 
-    def comma_list(self, close: str, item) -> list:
-        items = []
+    def comma_items(self, close: str, item) -> Iterator:
+        """The items of a list ending at ``close``, each read as the caller asks for it: a
+        caller that stops at a limit reads no further."""
         if self.accept("punct", close):
-            return items
+            return
         while True:
-            items.append(item())
+            yield item()
             if self.accept("punct", close):
-                return items
+                return
             self.take("punct", ",")
+
+    def comma_list(self, close: str, item) -> list:
+        return list(self.comma_items(close, item))
 
     # -- grammar -------------------------------------------------------------------------
     def graph(self) -> Graph:
@@ -179,18 +204,31 @@ class _Parser:
         token = self.take("ident")
         if token.text not in DTYPE_NAMES:
             raise self.error(
-                f"unknown dtype {token.text!r}; known: {', '.join(DTYPE_NAMES)}", token
+                f"unknown dtype {_excerpt(token.text)}; known: {', '.join(DTYPE_NAMES)}", token
             )
+        return self.shape(token)
+
+    def shape(self, dtype: _Token) -> TensorType:
+        """The ``[2,3]`` of a tensor type whose dtype was ``dtype``. The rank limit is checked
+        at each dimension, so that a hostile text stops at the first one past it."""
         self.take("punct", "[")
-        dims = self.comma_list("]", self.nonnegative_int)
-        if max(dims, default=0) > MAX_ELEMENTS or math.prod(dims) > MAX_ELEMENTS:
-            raise self.error(f"the type {token.text}[...] has more than 2**63 - 1 elements", token)
-        return TensorType(tuple(dims), DTYPE_NAMES[token.text])
+        dims = []
+        for dim in self.comma_items("]", self.nonnegative_int):
+            if len(dims) == MAX_RANK:
+                raise self.error(
+                    f"the type {dtype.text}[...] has more than {MAX_RANK} dimensions, "
+                    "the most a tensor may have",
+                    dtype,
+                )
+            dims.append(dim)
+        if max(dims, default=0) > MAX_SIZE or math.prod(dims) > MAX_SIZE:
+            raise self.error(f"the type {dtype.text}[...] has more than 2**63 - 1 elements", dtype)
+        return TensorType(tuple(dims), DTYPE_NAMES[dtype.text])
 
     def nonnegative_int(self) -> int:
         token = self.take("number")
         if not token.text.isdigit():
-            raise self.error(f"expected a non-negative integer, got {token.text!r}", token)
+            raise self.error(f"expected a non-negative integer, got {_excerpt(token.text)}", token)
         return self.integer(token)
 
     def integer(self, token: _Token) -> int:
@@ -256,7 +294,7 @@ class _Parser:
         name = self.take("ident")
         opdef = OPS.get(name.text)
         if opdef is None:
-            raise self.error(f"unknown op {name.text!r}", name)
+            raise self.error(f"unknown op {_excerpt(name.text)}", name)
         self.take("punct", "(")
         inputs = []
         for i, token in enumerate(self.comma_list(")", self.operand)):
@@ -319,7 +357,7 @@ class _Parser:
         try:
             return json.loads(token.text)
         except ValueError:
-            raise self.error(f"bad string literal {token.text}", token) from None
+            raise self.error(f"bad string literal {_excerpt(token.text)}", token) from None
 
     def attr_entry(self) -> tuple[_Token, Any]:
         key = self.take("ident")
@@ -336,23 +374,22 @@ class _Parser:
             with self.nested(token):
                 return tuple(self.comma_list("]", self.attr_value))
         if token.kind == "ident":
-            self.pos += 1
             words = {"true": True, "false": False, "none": None}
+            if token.text == "graph":
+                return self.graph()
             if token.text in words:
+                self.advance()
                 return words[token.text]
             if token.text == "dense":
+                self.advance()
                 return self.dense()
-            if token.text == "graph":
-                self.pos -= 1
-                return self.graph()
             if token.text in DTYPE_NAMES:
+                self.advance()
                 if self.peek().kind == "punct" and self.peek().text == "[":  # a tensor type
-                    self.pos -= 1
-                    return self.type()
+                    return self.shape(token)
                 return DTYPE_NAMES[token.text]
-        raise self.error(
-            f"expected an attribute value, got {token.text or 'end of input'!r}", token
-        )
+        got = _excerpt(token.text) if token.kind != "eof" else "end of input"
+        raise self.error(f"expected an attribute value, got {got}", token)
 
     def number(self) -> int | float:
         token = self.take("number")
@@ -366,14 +403,18 @@ class _Parser:
         type_ = self.type()
         self.take("punct", ",")
         self.take("punct", "[")
-        elements = self.comma_list("]", self.attr_value)
+        elements = []
+        for element in self.comma_items("]", self.attr_value):  # stops at one too many
+            if not isinstance(element, (bool, int, float)):
+                raise self.error("dense elements must be numbers or booleans", start)
+            if len(elements) == type_.size:
+                raise self.error(f"dense {type_} needs {type_.size} elements, got more", start)
+            elements.append(element)
         self.take("punct", ")")
         if len(elements) != type_.size:
             raise self.error(
                 f"dense {type_} needs {type_.size} elements, got {len(elements)}", start
             )
-        if any(not isinstance(e, (bool, int, float)) for e in elements):
-            raise self.error("dense elements must be numbers or booleans", start)
         try:
             with np.errstate(all="ignore"):
                 return np.array(elements, dtype=type_.dtype).reshape(type_.shape)

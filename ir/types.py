@@ -51,7 +51,8 @@ def is_int(dtype: np.dtype) -> bool:
     return np.dtype(dtype) in INT_DTYPES
 
 
-_MAX_SIZE = 2**63 - 1  # the elements a tensor may have (sizes are int64 in numpy and XLA)
+MAX_SIZE = 2**63 - 1  # the elements a tensor may have (sizes are int64 in numpy and XLA)
+MAX_RANK = 64  # the dimensions a tensor may have: numpy's limit (NPY_MAXDIMS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class TensorType:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if len(self.shape) > MAX_RANK:  # (before the element count, whose cost grows with it)
+            raise ShapeError(
+                f"the shape has {len(self.shape)} dimensions; a tensor has at most {MAX_RANK}"
+            )
         try:
             object.__setattr__(self, "dtype", np.dtype(self.dtype))
         except TypeError:
@@ -73,7 +78,7 @@ class TensorType:
             )
         if any(d < 0 for d in self.shape):
             raise ShapeError(f"negative dimension in shape {self.shape}")
-        if any(d > _MAX_SIZE for d in self.shape) or math.prod(self.shape) > _MAX_SIZE:
+        if any(d > MAX_SIZE for d in self.shape) or math.prod(self.shape) > MAX_SIZE:
             raise ShapeError(f"shape {self.shape} is too large: at most 2**63 - 1 elements")
 
     @property

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir.errors import CheckpointError
-from flowjit.ir.types import DTYPE_NAMES, TensorType, bfloat16
+from flowjit.ir.errors import CheckpointError, ShapeError
+from flowjit.ir.types import DTYPE_NAMES, MAX_RANK, TensorType, bfloat16
 from flowjit.runtime.sharding import host_value
 from flowjit.runtime.variables import VariableCell, VariableLocks
 
@@ -170,7 +170,9 @@ class _Reader:
             )
         try:
             header = json.loads(buf[8 : 8 + size].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        # ValueError: bad UTF-8 or JSON, or an integer of more digits than Python converts;
+        # RecursionError: lists or objects nested too deep.
+        except (ValueError, RecursionError) as e:
             raise self.fail(f"the header is not valid JSON ({e}); the file is corrupt") from None
         if not isinstance(header, dict) or not isinstance(header.get(_METADATA), dict):
             raise self.fail("the header has no __metadata__; this is not a flowjit checkpoint")
@@ -182,24 +184,45 @@ class _Reader:
                 f"format version {metadata.get('version')!r} is not {VERSION!r}; it was written "
                 "by another flowjit version"
             )
+        # Before the checksum, which writes the header out again: a shape of millions of
+        # dimensions costs seconds to write, and no flowjit file, corrupt or not, has one.
+        for name, info in header.items():
+            shape = info.get("shape") if isinstance(info, dict) and name != _METADATA else None
+            if isinstance(shape, list) and len(shape) > MAX_RANK:
+                raise self.fail(
+                    f"its shape has {len(shape)} dimensions; a tensor has at most {MAX_RANK}; "
+                    "the file is corrupt",
+                    name,
+                )
         if metadata.get(_HEADER_SHA) != _header_digest(header):
             raise self.fail("the header fails its sha256 checksum; the file is corrupt")
         return header, 8 + size
 
     def _entries(self, header: dict[str, Any]) -> dict[str, tuple[np.dtype, list[int], int, int]]:
-        """name -> (dtype, shape, begin, end); a well-formed safetensors entry for each tensor."""
+        """name -> (dtype, shape, begin, end); a well-formed safetensors entry for each tensor.
+
+        The rank is already checked (``_header``), so the element count is cheap, and messages
+        quote a header's values cut short: a hostile header costs time linear in its size."""
         entries = {}
         for name, info in header.items():
             if name == _METADATA:
                 continue
             if not (isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}):
-                raise self.fail(f"malformed header entry {info!r}", name)
+                raise self.fail(f"malformed header entry {_excerpt(info)}", name)
             dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-            if dtype not in _DTYPES:
-                raise self.fail(f"unknown dtype {dtype!r}; flowjit reads {sorted(_DTYPES)}", name)
-            if not _is_int_list(shape) or not _is_int_list(offsets) or len(offsets) != 2:
-                raise self.fail(f"malformed shape {shape!r} or data_offsets {offsets!r}", name)
-            nbytes = int(np.prod(shape, dtype=object)) * _DTYPES[dtype].itemsize
+            if not isinstance(dtype, str) or dtype not in _DTYPES:
+                raise self.fail(
+                    f"unknown dtype {_excerpt(dtype)}; flowjit reads {sorted(_DTYPES)}", name
+                )
+            if not (_is_int_list(shape) and _is_int_list(offsets) and len(offsets) == 2):
+                raise self.fail(
+                    f"malformed shape {_excerpt(shape)} or data_offsets {_excerpt(offsets)}", name
+                )
+            try:
+                type_ = TensorType(tuple(shape), _DTYPES[dtype])
+            except ShapeError as e:
+                raise self.fail(f"{e.detail}; the file is corrupt", name) from None
+            nbytes = type_.size * type_.dtype.itemsize
             if offsets[1] - offsets[0] != nbytes:
                 raise self.fail(
                     f"data_offsets {offsets} span {offsets[1] - offsets[0]} bytes but "
@@ -212,6 +235,13 @@ class _Reader:
 
 def _is_int_list(x: Any) -> bool:
     return isinstance(x, list) and all(type(i) is int and i >= 0 for i in x)
+
+
+def _excerpt(value: Any, most: int = 80) -> str:
+    """``repr(value)`` cut to ``most`` characters for an error message (a header's values may be
+    megabytes long); a long list is cut before it is formatted."""
+    text = repr(value[:most] if isinstance(value, list) else value)
+    return text if len(text) <= most else f"{text[:most]}..."
 
 
 # -- atomic writes -----------------------------------------------------------------------------

@@ -482,6 +482,91 @@ def test_a_bare_file_name_saves_in_the_working_directory(tmp_path, monkeypatch):
     assert_holds(w, np.arange(3, dtype=np.int16))
 
 
+# -- hostile headers (issue 20, item 7) ---------------------------------------------------------
+# numpy's limit on the dimensions of an array, which flowjit's checkpoints follow.
+NUMPY_MAX_RANK = 64
+
+
+def forged(path: Path, entry: dict, data: bytes = b"\0" * 4, **metadata: str) -> Path:
+    """A checkpoint of one tensor "w" with header ``entry`` and bytes ``data``, its checksums
+    right, written from docs/checkpoints.md alone: whatever it holds, only its meaning can
+    be wrong."""
+    meta = {"format": "flowjit.checkpoint", "version": "1", **metadata}
+    meta["sha256:w"] = hashlib.sha256(data).hexdigest()
+    header = {"w": entry, "__metadata__": meta}
+    canonical = json.dumps(header, sort_keys=True, separators=(",", ":"))
+    meta["header_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+def f32_entry(shape: list, offsets: list | None = None, dtype: object = "F32") -> dict:
+    return {"dtype": dtype, "shape": shape, "data_offsets": offsets or [0, 4]}
+
+
+def test_a_forged_checkpoint_of_the_most_dimensions_restores(tmp_path):
+    """(So that the errors below come from the limits, not from the forging.)"""
+    shape = [1] * NUMPY_MAX_RANK
+    path = forged(tmp_path / "c", f32_entry(shape), np.float32(2.5).tobytes())
+    w = VariableCell(np.zeros(shape, np.float32), name="w")
+    fj.restore(path, [w])
+    assert_holds(w, np.full(shape, 2.5, np.float32))
+
+
+@pytest.mark.parametrize("rank, dim", [(NUMPY_MAX_RANK + 1, 1), (160_000, 1), (160_000, 2**62)])
+def test_a_shape_of_more_dimensions_is_an_error_naming_the_tensor(tmp_path, rank, dim):
+    """160,000 dimensions of 2**62 took 140 s (the element count's product) and then raised a
+    ValueError; of 1, numpy's ValueError."""
+    path = forged(tmp_path / "c", f32_entry([dim] * rank))
+    w = VariableCell(np.zeros(2, np.float32), name="w")
+    error = expect_restore_error(path, [w], ["w"])
+    assert f"its shape has {rank} dimensions; a tensor has at most 64" in str(error)
+
+
+@pytest.mark.parametrize("shape", [[2**63], [2**40, 2**40], [10**4000]])
+def test_a_shape_of_more_than_2_63_elements_is_an_error_naming_the_tensor(tmp_path, shape):
+    path = forged(tmp_path / "c", f32_entry(shape))
+    w = VariableCell(np.zeros(2, np.float32), name="w")
+    error = expect_restore_error(path, [w], ["w"])
+    assert "at most 2**63 - 1 elements" in str(error)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        f32_entry([1], dtype=["F32"] * 1_000_000),
+        f32_entry([1], dtype="F" * 1_000_000),
+        f32_entry([1], offsets=[0] * 1_000_000),
+        f32_entry([[1] * 1_000_000]),
+        {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": "y" * 1_000_000},
+    ],
+    ids=["dtype-list", "long-dtype", "long-offsets", "nested-shape", "extra-key"],
+)
+def test_a_malformed_entry_is_a_short_error_naming_the_tensor(tmp_path, entry):
+    """A dtype that is a list was a TypeError (unhashable); the others quoted the whole value."""
+    path = forged(tmp_path / "c", entry)
+    w = VariableCell(np.zeros(1, np.float32), name="w")
+    error = expect_restore_error(path, [w], ["w"])
+    assert len(str(error)) < 600, str(error)[:1000]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b'{"w": ' + b"9" * 5000 + b"}", b"[" * 100_000 + b"]" * 100_000],
+    ids=["5000-digit-integer", "lists-nested-100000-deep"],
+)
+def test_a_header_json_cannot_read_is_an_error(tmp_path, header):
+    """Were a ValueError (int() of too many digits) and a RecursionError."""
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "c"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    w = VariableCell(np.zeros(1, np.float32), name="w")
+    error = expect_restore_error(path, [w], ["w"])
+    assert "not valid JSON" in str(error)
+
+
 # -- crashes -------------------------------------------------------------------------------------
 def test_sigkill_during_save_always_leaves_the_previous_checkpoint(tmp_path):
     """A saver process killed with SIGKILL at random moments, 20 times: each time the latest
