@@ -90,18 +90,18 @@ def _add_sub_lower(op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
 # ops that only move or retype a constant's elements, which XLA sees through to the constant
 _SHAPE_ONLY = ("stablehlo.broadcast_in_dim", "stablehlo.reshape", "stablehlo.transpose")
 _SHAPE_ONLY += ("stablehlo.convert",)
-_LOOK_BACK = 16  # ops followed back from an operand to tell whether it is computed from constants
+_LOOK_BACK = 4  # ops in a row followed back to tell whether a value is computed from constants
 
 
 def _hide_zeros(value: ir.Value, negative: bool) -> ir.Value:
     """``value``, behind an optimization barrier if XLA may find at compile time that it is
     all zeros with at least one whose sign bit is ``negative``: a literal constant (moved or
-    retyped) of such zeros, or any other value computed from constants alone (XLA folds it;
-    flowjit's own constant folding leaves such values only past its size limit or when
-    turned off)."""
+    retyped) of such zeros, or any other value computed from constants alone within
+    _LOOK_BACK ops (XLA folds it; flowjit's own constant folding leaves such values only past
+    its size limit or when turned off)."""
     constant = _constant_under(value)
     if constant is None:
-        hide = _from_constants(value, [_LOOK_BACK])
+        hide = _from_constants(value)
     else:
         elements = _elements(constant)
         hide = elements is None or bool(
@@ -133,18 +133,17 @@ def _elements(constant: "ir.Operation") -> "np.ndarray | None":
         return None
 
 
-def _from_constants(value: ir.Value, budget: list[int]) -> bool:
-    """Whether ``value`` is computed from constants alone, judged within ``budget[0]`` ops (a
-    value whose inputs reach further back counts as computed from arguments)."""
-    if isinstance(value, ir.BlockArgument) or budget[0] <= 0:
+def _from_constants(value: ir.Value, depth: int = _LOOK_BACK) -> bool:
+    """Whether ``value`` is computed from constants alone by at most ``depth`` ops in a row
+    (a deeper computation counts as one from arguments: cheap to ask of every operand)."""
+    if isinstance(value, ir.BlockArgument):
         return False
-    budget[0] -= 1
     owner = value.owner
     if owner.name == "stablehlo.constant":
         return True
-    if len(owner.regions):  # (a loop or branch: not one XLA folds)
+    if depth == 0 or len(owner.regions):  # (a loop or branch: not one XLA folds)
         return False
-    return all(_from_constants(v, budget) for v in owner.operands)
+    return all(_from_constants(v, depth - 1) for v in owner.operands)
 
 
 def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Value:
