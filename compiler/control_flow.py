@@ -18,6 +18,7 @@ from flowjit.ir import DTypeError, Graph, ShapeError, TensorType, TypeMismatchEr
 from flowjit.ir.ops import control as C
 from flowjit.ir.types import BOOL
 
+from .dtypes import check_fits, data_dtype
 from .location import user_location
 from .trace import TraceContext, current, emit
 
@@ -282,12 +283,14 @@ def fori_loop(lower: Any, upper: Any, body_fn: Callable, init: Any) -> Any:
 
     if _is_static(lower) and _is_static(upper):
         lower, upper = int(lower), int(upper)
+        dtype = data_dtype([lower, upper])  # (int32; int64 under x64 where a bound needs it)
+        check_fits([lower, upper], dtype, "fj.fori_loop's bounds", loc=user_location())
 
         def step(carry, _):
             i, value = carry
             return (i + 1, body(i, value)), None
 
-        start = asarray(np.int32(lower))
+        start = asarray(np.asarray(lower, dtype))
         (_, out), _ = scan(step, (start, init), None, length=max(upper - lower, 0))
         return out
     lower, upper = _traced_bound(lower, "lower"), _traced_bound(upper, "upper")

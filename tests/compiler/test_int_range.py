@@ -115,6 +115,22 @@ def test_a_python_int_constant_alone(x64):
         assert "jax_enable_x64" in str(info.value)  # (says how to get int64)
 
 
+@BOTH_MODES
+def test_fori_loop_bounds_beyond_int32(x64):
+    def f(x):
+        return fj.fori_loop(BIG, BIG + 3, lambda i, c: c + i, x)  # LOOP
+
+    if x64:  # the loop's index is int64
+        assert int(fj.compile(f)(np.int64(0))) == 3 * BIG + 3
+    else:  # (before: numpy's OverflowError, naming nothing)
+        with pytest.raises(fj.IntegerOverflowError) as info:
+            fj.compile(f)(np.int32(0))
+        assert str(info.value).startswith(
+            f"{HERE}:{line_of(f, '# LOOP')}: fj.fori_loop's bounds: the integer {BIG + 3} does "
+            "not fit i32"
+        )
+
+
 def test_int64_numpy_constant_beyond_int32_with_x64_off():
     offsets = np.array([0, BIG])
 
