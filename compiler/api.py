@@ -55,7 +55,7 @@ from flowjit.runtime import (
 )
 from flowjit.runtime.interrupts import hold_interrupts, release_interrupts
 from flowjit.runtime.sharding import check_spec_axes, entered, is_spec, place, sharding_for
-from flowjit.runtime.variables import VariableLocks
+from flowjit.runtime.variables import VariableLocks, lose_donated
 
 from .dump import dump_compilation
 from .eager import EagerContext
@@ -420,6 +420,11 @@ class CompiledFunction:
                 )
                 for variable, value in zip(layout.written, new):
                     variable._rebind(value, self.name)  # the old array was donated to this step
+            except jax.errors.JaxRuntimeError as err:
+                # XLA failed the call after it took the donated buffers (out of memory found
+                # while the call is dispatched, as on GPUs): those variables' values are lost
+                lose_donated(layout.written, self.name, err)
+                raise
             finally:
                 layout.locks.release()
         finally:

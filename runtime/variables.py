@@ -290,6 +290,17 @@ def lost_in(variables: Iterable[VariableCell]) -> VariableError | None:
     return None
 
 
+def lose_donated(variables: Iterable[VariableCell], step: str, err: BaseException) -> None:
+    """After XLA failed a call of ``step`` that writes ``variables`` with ``err``: those whose
+    buffers it took (donated) are lost, and say so naming it (a call that failed before it
+    took them leaves them as they were)."""
+    for variable in variables:
+        value = variable._value
+        if type(value) is not _LostValue and value.is_deleted():
+            variable._writer = step
+            variable._lose(value, err)
+
+
 class VariableLocks:
     """The locks of some variables, taken (``acquire``) and released (``release``) together,
     all or none. Every holder of more than one variable's lock takes them through this class,

@@ -151,3 +151,36 @@ def test_a_failed_step_is_found_when_the_queue_of_steps_is_waited_for():
     finally:
         fj.config.update("max_steps_in_flight", limit)
     assert int(np.asarray(count)) >= 2  # (tick's own variable is fine)
+
+
+def test_a_call_that_xla_fails_after_taking_the_donated_buffers_loses_them_loudly():
+    """On a GPU, out of memory can be found while the call is dispatched, after XLA took the
+    donated buffers: the call raises, from XLA's error, the VariableError of the variables it
+    writes, which are lost. Here
+    XLA's part is played by an entry that deletes what it is given, then raises as XLA does."""
+    w = fj.Variable(X, name="w")
+    read = fj.Variable(X, name="read")
+
+    @fj.compile
+    def train(x):
+        w.assign_add(x * read)
+
+    train(X)
+
+    def failing_entry(written, read_only, *args):
+        for buffer in written:
+            buffer.delete()
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 1 TiB")
+
+    train._state_entry = failing_entry
+    with pytest.raises(fj.VariableError, match="RESOURCE_EXHAUSTED") as failed:
+        train(X)
+    assert isinstance(failed.value.__cause__, jax.errors.JaxRuntimeError)
+    with pytest.raises(fj.VariableError) as info:
+        np.asarray(w)
+    assert str(info.value) == str(failed.value)
+    assert str(info.value).startswith(
+        "variable 'w' has no value: the call of 'train' that wrote it failed while it ran on "
+        "the device, or used values of one that did (RESOURCE_EXHAUSTED: Out of memory"
+    )
+    np.testing.assert_array_equal(np.asarray(read), X)  # (read, not donated: as it was)
