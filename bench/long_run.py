@@ -133,7 +133,9 @@ def flowjit_trainer(folder: str) -> Trainer:
     slots = [s for p in params for s in optimizer.slots(p).values()]
     checkpoint = fj.Checkpoint(folder, params + slots, max_to_keep=KEEP)
     # the queue is not public API: read only to tell the arrays it holds from the others
-    return Trainer(train_step, accuracy, checkpoint.save, lambda: list(plan._in_flight))
+    return Trainer(
+        train_step, accuracy, checkpoint.save, lambda: [token for token, _ in plan._in_flight]
+    )
 
 
 def jax_trainer(folder: str) -> Trainer:
