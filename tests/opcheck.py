@@ -5,8 +5,10 @@ both with the case's own numpy expression (never with the code under test)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import pathlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +18,7 @@ import numpy as np
 from flowjit.backends.reference import run_graph
 from flowjit.backends.xla import cluster_p, register_cluster
 from flowjit.ir import Graph, OpDef, TensorType, parse, print_graph, verify
+from flowjit.ir.ops.creation import constant
 from flowjit.ir.types import bfloat16
 
 # Every OpCase declared by any test module; test_completeness checks that each op has one.
@@ -64,7 +67,8 @@ class OpCase:
     # inputs for gradient checks when ``make``'s are not smooth points (ties of round, ...)
     grad_make: Callable | None = None
     # ``make`` gives edge values (signed zeros, infinities, NaN, zero divisors, the integer
-    # range's ends): zero signs must match too, and no gradient is checked there
+    # range's ends): zero signs must match too, the reference must not warn, and no gradient
+    # is checked there
     edges: bool = False
 
     def __post_init__(self) -> None:
@@ -96,6 +100,18 @@ def rand(
         lo, hi = max(int(low), info.min), min(int(high), info.max)
         return rng.integers(lo, hi + 1, size=shape).astype(dtype)
     return rng.uniform(low, high, size=shape).astype(np.float64).astype(dtype)
+
+
+def jitted(fn: Callable) -> Callable:
+    """``fn`` (a jax.numpy or lax function of the inputs, the op's attributes as keywords)
+    under jax.jit, in the inputs' dtypes (64-bit ones kept): the expected result of an edge
+    case, whose meaning is what jax.jit gives (docs/ir-format.md, "Edge values")."""
+
+    def expected(*xs: np.ndarray, **attrs: Any) -> np.ndarray:
+        with jax.enable_x64(True):
+            return np.asarray(jax.jit(functools.partial(fn, **attrs))(*xs))
+
+    return expected
 
 
 def x64_for(graph: Graph) -> Any:
@@ -176,7 +192,14 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
         assert value.type.shape == np.shape(want), (
             f"shape rule gives {value.type} for {np.shape(want)}"
         )
-    for backend, outs in (("reference", run_graph(graph, inputs)), ("xla", run_xla(graph, inputs))):
+    with warnings.catch_warnings():
+        if case.edges:  # (the reference kernels compute edge values without numpy's warnings)
+            warnings.simplefilter("error", RuntimeWarning)
+        reference = run_graph(graph, inputs)
+    runs = [("reference", reference), ("xla", run_xla(graph, inputs))]
+    if case.edges:
+        runs.append(("xla, the inputs constants", run_xla(on_constants(graph, inputs), [])))
+    for backend, outs in runs:
         for i, (got, want) in enumerate(zip(outs, expected)):
             want = np.asarray(want).astype(graph.outputs[i].type.dtype)
             assert_matches(
@@ -188,6 +211,16 @@ def check_case(case: OpCase, dtype: np.dtype, seed: int | None = None) -> None:
                 f"(replay with check_case(case, dtype, seed={seed}))",
                 zero_signs=case.edges,
             )
+
+
+def on_constants(graph: Graph, inputs: list[np.ndarray]) -> Graph:
+    """``graph`` (of one op) with constants of ``inputs`` for its inputs: compiled without
+    flowjit's passes, XLA sees them at compile time, as where constant folding is off."""
+    (op,) = graph.ops
+    out = Graph(f"{graph.name}_on_constants")
+    values = [out.add(constant, [], {"value": x})[0] for x in inputs]
+    out.outputs = list(out.add(op.opdef, values, op.attrs))
+    return out
 
 
 def add_op(opdef: OpDef, types: list[tuple[tuple[int, ...], Any]], **attrs: Any) -> tuple:

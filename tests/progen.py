@@ -24,6 +24,7 @@ from flowjit.ir.ops import control as Ctl
 from flowjit.ir.ops import creation as C
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import host as H
+from flowjit.ir.ops import reduce as R
 from flowjit.ir.ops import sharding as Sh
 from flowjit.ir.ops import shape as S
 from flowjit.ir.ops import state as St
@@ -288,11 +289,12 @@ def random_program(
     return _build(_Random(np.random.default_rng([seed, 1])), seed, max_steps, variables, case)
 
 
-# -- edge programs: exact elementwise arithmetic on edge values -----------------------------
+# -- edge programs: exact arithmetic on edge values -----------------------------------------
 # Ops whose every result is exactly rounded (or exact) on both backends, so that a program of
 # them gives the same bits on every path: a difference is a difference of meaning, never of
 # rounding. Their edge values are where meanings part: signed zeros, infinities and NaN,
-# zero divisors, the integer range's ends, negative and large exponents.
+# zero divisors, the integer range's ends, negative and large exponents. Reductions take
+# fresh edge values only: sums and products of up to 6 of them are exact in any order.
 EDGE_DTYPES = [np.dtype(d) for d in (np.float32, np.float64, np.int8, np.int32, np.int64)]
 EDGE_DTYPES += [np.dtype(d) for d in (np.uint8, np.uint32)]
 EDGE_BINARY = [E.add, E.sub, E.mul, E.floor_divide, E.remainder, E.max_, E.min_]
@@ -301,6 +303,7 @@ EDGE_BINARY_INT = [E.pow_]
 EDGE_UNARY = [E.abs_, E.sign]
 EDGE_UNARY_FLOAT = [E.neg, E.floor, E.ceil, E.round_, E.sqrt]
 EDGE_UNARY_SIGNED = [E.neg]
+EDGE_REDUCTIONS = [R.reduce_sum, R.reduce_prod, R.reduce_max, R.reduce_min]
 EDGE_LEAVES = ("mixed", "arguments", "constants")
 
 
@@ -314,23 +317,25 @@ def edge_values(dtype: np.dtype) -> list:
 
 def edge_program(seed: int, leaves: str = "mixed", steps: int = 6) -> Program:
     """A program of ``steps`` ops of one dtype from the EDGE_* lists (and selects on their
-    comparisons), on values of ``edge_values``, every op's result an output. Each leaf (a
-    vector or a scalar) is an argument or a constant: drawn at random (``leaves="mixed"``),
-    or all ``"arguments"``, or all ``"constants"`` (then constant folding computes it all).
-    The same seed gives the same computation whatever ``leaves`` is."""
+    comparisons, and cumsums), on values of ``edge_values``, every op's result an output.
+    Each leaf (a vector, a vector of one element or a scalar) is an argument or a constant:
+    drawn at random (``leaves="mixed"``), or all ``"arguments"``, or all ``"constants"``
+    (then constant folding computes it all). The same seed gives the same computation
+    whatever ``leaves`` is."""
     assert leaves in EDGE_LEAVES
     rng = np.random.default_rng([seed, 2])
     dtype = EDGE_DTYPES[int(rng.integers(len(EDGE_DTYPES)))]
     pool = np.array(edge_values(dtype)).astype(dtype)
+    zero_heavy = np.concatenate([pool] + [pool[pool == 0]] * 4)  # (for reductions)
     binary = EDGE_BINARY + (EDGE_BINARY_FLOAT if dtype.kind == "f" else EDGE_BINARY_INT)
     unary = EDGE_UNARY + {"f": EDGE_UNARY_FLOAT, "i": EDGE_UNARY_SIGNED}.get(dtype.kind, [])
     graph = Graph("edges")
     program = Program(graph)
     values: list[Value] = []
 
-    def leaf() -> Value:
-        shape = () if rng.random() < 0.3 else (6,)
-        array = np.asarray(rng.choice(pool, size=shape), dtype)
+    def leaf(among: np.ndarray = pool) -> Value:
+        shape = [(), (1,), (6,)][int(rng.choice(3, p=[0.3, 0.1, 0.6]))]
+        array = np.asarray(rng.choice(among, size=shape), dtype)
         as_argument = rng.random() < 0.5
         if leaves != "mixed":
             as_argument = leaves == "arguments"
@@ -342,11 +347,23 @@ def edge_program(seed: int, leaves: str = "mixed", steps: int = 6) -> Program:
     def operand() -> Value:
         return values[int(rng.integers(len(values)))] if values and rng.random() < 0.5 else leaf()
 
+    def reduction() -> tuple[Value, ...]:
+        """A reduction of a fresh leaf drawn mostly from the zeros (of both signs, for
+        floats), over its axis or none (kept, to broadcast with the rest), or its cumsum."""
+        x = leaf(zero_heavy)
+        if x.type.ndim and rng.random() < 0.25:
+            return graph.add(R.cumsum, [x], {"axis": 0, "reverse": bool(rng.random() < 0.5)})
+        opdef = EDGE_REDUCTIONS[int(rng.integers(len(EDGE_REDUCTIONS)))]
+        axes = (0,) if x.type.ndim and rng.random() < 0.7 else ()
+        return graph.add(opdef, [x], {"axes": axes, "keepdims": True})
+
     for _ in range(steps):
         kind = rng.random()
-        if kind < 0.2:
-            out = graph.add(unary[int(rng.integers(len(unary)))], [operand()])
+        if kind < 0.15:
+            out = reduction()
         elif kind < 0.3:
+            out = graph.add(unary[int(rng.integers(len(unary)))], [operand()])
+        elif kind < 0.4:
             a, b = operand(), operand()
             compare = [E.lt, E.le, E.eq][int(rng.integers(3))]
             (pred,) = graph.add(compare, [a, b])

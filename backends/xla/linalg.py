@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-
 from flowjit.ir import Op
 from flowjit.ir.ops import linalg as L
 
 from .jaxshim import hlo, ir
 from .lowering import accumulation_type, ir_type, lowers, round_to
+from .reduce import keep_from_folding
 
 
 def highest_precision() -> ir.ArrayAttr:
@@ -25,6 +25,7 @@ def _dot_general_lower(op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
         lhs_contracting_dimensions=list(lc),
         rhs_contracting_dimensions=list(rc),
     )
+    a, b = keep_from_folding(a, b)
     out = op.outputs[0].type
     wide = accumulation_type(out)
     result = hlo.dot_general(ir_type(wide), a, b, numbers, precision_config=highest_precision())

@@ -1,6 +1,8 @@
 """StableHLO lowerings of ir/ops/reduce.py: stablehlo.reduce with a one-op region for the
 plain reductions, a variadic (value, index) reduce for argmax/argmin and reduce_window for
-cumsum."""
+cumsum. A reduction of one element per result is that element (a reshape), and none is left
+for XLA to compute at compile time, whose evaluator gives zeros other signs than its compiled
+code (docs/ir-format.md, "Edge values")."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from flowjit.ir.ops import reduce as R
 from flowjit.ir.ops.rules import extreme, normalize_axes, reduced_shape, single_axis
 from flowjit.ir.types import is_float
 
-from .elementwise import compare
+from .elementwise import _from_constants, compare
 from .jaxshim import hlo, ir
 from .lowering import constant, ir_type, lowers, region_body
 
@@ -30,11 +32,24 @@ def _reshape(value: ir.Value, src: TensorType, dst: TensorType) -> ir.Value:
     return value if src.shape == dst.shape else hlo.reshape(ir_type(dst), value)
 
 
+def keep_from_folding(*operands: ir.Value) -> list[ir.Value]:
+    """The operands of a sum (or extremum), the first behind an optimization barrier if all
+    are computed from constants alone (within a few ops): XLA would compute the op at compile
+    time, where a sum of -0.0s is -0.0 and the max of -0.0 and 0.0 whichever comes first
+    (its compiled code and the reference kernels: 0.0 both)."""
+    if all(_from_constants(v) for v in operands):
+        return [hlo.optimization_barrier([operands[0]]), *operands[1:]]
+    return list(operands)
+
+
 @lowers(*_REDUCERS)
 def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
     src, out = op.inputs[0].type, op.outputs[0].type
     combine, identity = _REDUCERS[op.opdef]
     axes = normalize_axes(op.attrs["axes"], src.ndim)
+    if all(src.shape[d] == 1 for d in axes):  # the element itself (0.0 + -0.0 is 0.0)
+        return _reshape(x, src, out)
+    (x,) = keep_from_folding(x)
     reduced = TensorType(reduced_shape(src.shape, axes, keepdims=False), src.dtype)
     reduce = hlo.ReduceOp([ir_type(reduced)], [x], [constant(identity(src.dtype))], list(axes))
     scalar = TensorType((), src.dtype)
@@ -78,10 +93,13 @@ def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
 @lowers(R.cumsum)
 def _cumsum_lower(op: Op, x: ir.Value) -> ir.Value:
     t = op.outputs[0].type
-    if t.size == 0:  # a window of size 0 is invalid; there is nothing to sum anyway
-        return x
     axis = single_axis(op.attrs["axis"], t.ndim)
     n = t.shape[axis]
+    # (a window of size 0 is invalid, and there is nothing to sum; a lone element XLA:CPU
+    # adds to 0.0 in bfloat16, which would make -0.0 0.0)
+    if t.size == 0 or n == 1:
+        return x
+    (x,) = keep_from_folding(x)
     # Output i sums the window of n elements ending at i (starting at i if reversed), padded
     # with n - 1 zeros before (after) the data.
     window = [n if d == axis else 1 for d in range(t.ndim)]

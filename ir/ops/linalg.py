@@ -75,6 +75,9 @@ def _dot_general_rule(types: tuple[TensorType, ...], **dims: tuple[int, ...]) ->
 
 
 def _dot_general_ref(a: np.ndarray, b: np.ndarray, **dims: tuple[int, ...]) -> np.ndarray:
+    """Each result sums its products from 0.0 (numpy's and XLA's kernels), so that a zero sum
+    of two or more is 0.0; but a result of one product is that product, -0.0 included, as in
+    XLA, which multiplies there (numpy adds it to 0.0)."""
     # Bring both operands to (batch, free, contracted) matrices and let matmul do the work.
     lc, rc, lb, rb = dot_dims(TensorType(a.shape, a.dtype), TensorType(b.shape, b.dtype), **dims)
     lf, rf = _free(a.ndim, lc, lb), _free(b.ndim, rc, rb)
@@ -84,7 +87,9 @@ def _dot_general_ref(a: np.ndarray, b: np.ndarray, **dims: tuple[int, ...]) -> n
     m, n, k = (int(np.prod(s, dtype=np.int64)) for s in (free_a, free_b, contracted))
     a2 = a.transpose([*lb, *lf, *lc]).reshape((*batch, m, k))
     b2 = b.transpose([*rb, *rc, *rf]).reshape((*batch, k, n))
-    return np.matmul(a2, b2).reshape((*batch, *free_a, *free_b))
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf and NaN: results like any other)
+        out = a2 * b2 if k == 1 else np.matmul(a2, b2)
+    return out.reshape((*batch, *free_a, *free_b))
 
 
 dot_general = register(

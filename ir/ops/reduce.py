@@ -47,9 +47,16 @@ def _reduce_rule(allowed: tuple[np.dtype, ...], has_identity: bool) -> Callable:
 
 
 def _reduce_ref(fn: Callable) -> Callable:
+    """``fn`` over ``axes``, but where each result reduces one element (no axes, or axes of
+    size 1), that element, as in XLA, which drops such a reduction: a sum of -0.0 alone is
+    -0.0 (numpy adds it to 0.0; sums of two or more start from 0.0 in both)."""
+
     def ref(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
         axes = normalize_axes(tuple(axes), x.ndim)
-        return np.asarray(fn(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
+        if all(x.shape[d] == 1 for d in axes):
+            return x.reshape(reduced_shape(x.shape, axes, keepdims))
+        with np.errstate(over="ignore", invalid="ignore"):  # (inf and NaN: results like any other)
+            return np.asarray(fn(x, axis=axes, keepdims=keepdims), dtype=x.dtype)
 
     return low_precision_ref(ref)
 
@@ -57,6 +64,22 @@ def _reduce_ref(fn: Callable) -> Callable:
 def _in_dtype(fn: Callable) -> Callable:
     """``fn`` accumulating in the input dtype: integers wrap as in XLA instead of widening."""
     return lambda x, **kwargs: fn(x, dtype=x.dtype, **kwargs)
+
+
+def _extremum(fn: Callable, negative_wins: bool) -> Callable:
+    """numpy.max or numpy.min (``fn``), ordering -0.0 below 0.0 (IEEE 754-2019, as XLA's
+    maximum and minimum): of zeros, max is 0.0 if one of them is and min -0.0 if one of them
+    is (numpy's: whichever it meets first)."""
+
+    def reduce(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        out = fn(x, axis=axis, keepdims=keepdims)
+        if x.dtype.kind not in "fV":
+            return out
+        wins = np.any((x == 0) & (np.signbit(x) == negative_wins), axis=axis, keepdims=keepdims)
+        winner = np.array(-0.0 if negative_wins else 0.0, x.dtype)
+        return np.where(out == 0, np.where(wins, winner, -winner), out)
+
+    return reduce
 
 
 def _reduce(
@@ -88,10 +111,18 @@ reduce_prod = _reduce(
     "numpy.prod over `axes` in the input dtype (integers wrap)",
 )
 reduce_max = _reduce(
-    "reduce_max", np.max, ANY, False, "numpy.max over `axes` (nan propagates); bool max is any"
+    "reduce_max",
+    _extremum(np.max, False),
+    ANY,
+    False,
+    "numpy.max over `axes` (nan propagates; -0.0 < 0.0); bool max is any",
 )
 reduce_min = _reduce(
-    "reduce_min", np.min, ANY, False, "numpy.min over `axes` (nan propagates); bool min is all"
+    "reduce_min",
+    _extremum(np.min, True),
+    ANY,
+    False,
+    "numpy.min over `axes` (nan propagates; -0.0 < 0.0); bool min is all",
 )
 reduce_and = _reduce("reduce_and", np.all, (BOOL,), True, "numpy.all over `axes` of a bool")
 reduce_or = _reduce("reduce_or", np.any, (BOOL,), True, "numpy.any over `axes` of a bool")
@@ -149,10 +180,18 @@ def _cumsum_rule(types: tuple[TensorType, ...], *, axis: int, reverse: bool) -> 
 
 
 def _cumsum_ref(x: np.ndarray, *, axis: int, reverse: bool) -> np.ndarray:
+    """numpy.cumsum, but as XLA's (a windowed reduction from 0.0, dropped for one element):
+    along an axis of one element, x; along a longer one, every sum starts from 0.0, so a
+    zero sum is 0.0 even of -0.0s (numpy starts from the first element: -0.0)."""
     axis = single_axis(axis, x.ndim)
-    if reverse:
-        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=x.dtype), axis)
-    return np.cumsum(x, axis=axis, dtype=x.dtype)
+    if x.shape[axis] == 1:
+        return x
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf and NaN: results like any other)
+        if reverse:
+            sums = np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=x.dtype), axis)
+        else:
+            sums = np.cumsum(x, axis=axis, dtype=x.dtype)
+    return sums + x.dtype.type(0)  # (-0.0 + 0.0 is 0.0; the rest stays)
 
 
 cumsum = register(

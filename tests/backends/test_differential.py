@@ -7,14 +7,15 @@ The XLA check is made op by op. The compiled program returns every value it comp
 each op's reference implementation runs on the very inputs XLA gave that op. So each op is
 held to its own rounding only, and a difference that an earlier op's rounding carries
 through a floor or a comparison is not taken for a bug. Passes are checked on the reference
-interpreter, where the same program gives bit-identical results. Elementwise ops are held to
-their zero signs too (docs/ir-format.md, "Edge values"), and their op cases include edge
-values (zero divisors, INT_MIN, negative exponents, signed zeros, infinities, NaN).
+interpreter, where the same program gives bit-identical results. Elementwise ops, the
+reductions, cumsum and dot_general are held to their zero signs too (docs/ir-format.md, "Edge
+values"), and their op cases include edge values (zero divisors, INT_MIN, negative exponents,
+signed zeros, sums of -0.0, infinities, NaN).
 
-Edge programs (tests/progen.py, ``edge_program``) chain exactly rounded elementwise ops on
-edge values, so that every path must give the same bits: XLA with the values as arguments,
-as constants (folded by the reference kernels, which eager mode runs too) or mixed, and the
-reference interpreter.
+Edge programs (tests/progen.py, ``edge_program``) chain exactly rounded elementwise ops and
+exact reductions on edge values, so that every path must give the same bits: XLA with the
+values as arguments, as constants (folded by the reference kernels, which eager mode runs
+too) or mixed, and the reference interpreter.
 
 ``FLOWJIT_FUZZ_EXAMPLES=N`` sets how many programs each test draws (CI: a few dozen) and
 ``FLOWJIT_FUZZ_SEED`` where the seeded programs start; twenty seeded programs share one
@@ -38,6 +39,8 @@ from flowjit.backends.xla import cluster_p, register_cluster
 from flowjit.backends.xla.cluster import CLUSTERS
 from flowjit.ir import Graph, OpDef, print_graph
 from flowjit.ir.ops import elementwise as E
+from flowjit.ir.ops import linalg as L
+from flowjit.ir.ops import reduce as R
 from flowjit.passes import default_pipeline, pass_name, run_pipeline, with_required
 
 EXAMPLES = int(os.environ.get("FLOWJIT_FUZZ_EXAMPLES", "40"))
@@ -54,9 +57,12 @@ OPTIONAL = [p for p in PASSES if p not in ("discharge_state", "partition")]
 # sums are compared against the sum of magnitudes)
 TOLERANCE_SCALE = 16
 COUNTS: Counter = Counter()
-# the ops whose zero signs docs/ir-format.md defines ("Edge values"), held to them here; other
-# families (sums of one element, cumsum, dot, reduce_max of zeros) may still differ
+# the ops whose zero signs docs/ir-format.md defines ("Edge values"), held to them here: the
+# elementwise ops, the reductions, cumsum and dot_general (whose op cases multiply no vector
+# by a matrix, where they are not defined); other families may still differ
 ZERO_SIGNS_DEFINED = {v for v in vars(E).values() if isinstance(v, OpDef)}
+ZERO_SIGNS_DEFINED |= {R.reduce_sum, R.reduce_prod, R.reduce_max, R.reduce_min, R.cumsum}
+ZERO_SIGNS_DEFINED |= {L.dot_general}
 EXACT_PRECISION = {"xla_allow_excess_precision": False}
 
 
@@ -344,11 +350,12 @@ def test_each_pass_and_the_pipeline_keep_the_reference_results(program):
 
 @pytest.mark.parametrize("first", range(0, EXAMPLES, BATCH))
 def test_edge_programs_give_the_same_bits_on_every_path(first):
-    """Programs of exactly rounded elementwise ops on edge values (tests/progen.py,
-    ``edge_program``): XLA gives the reference interpreter's bits, zero signs included, with
-    the edge values as arguments, as constants (constant folding computes the program with
-    the reference kernels, as eager mode does) and mixed, after the pipeline and without
-    each of its passes. Each differing variant counts once, by its first differing op."""
+    """Programs of exactly rounded elementwise ops and exact reductions on edge values
+    (tests/progen.py, ``edge_program``): XLA gives the reference interpreter's bits, zero
+    signs included, with the edge values as arguments, as constants (constant folding
+    computes the program with the reference kernels, as eager mode does) and mixed, after
+    the pipeline and without each of its passes. Each differing variant counts once, by its
+    first differing op."""
     base = int(os.environ.get("FLOWJIT_FUZZ_SEED", "0"))
     items, expected, failures = [], [], []
     for seed in range(base + first, base + min(first + BATCH, EXAMPLES)):

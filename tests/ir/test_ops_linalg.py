@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import OpCase, check_case, check_grad, params, rand
+from jax import lax
+from opcheck import OpCase, check_case, check_grad, jitted, params, rand
 
 from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
 from flowjit.ir.ops import linalg as L
-from flowjit.ir.ops.rules import NUMERIC
+from flowjit.ir.ops.rules import FLOATS, NUMERIC
 
 
 def dot(lhs_shape, rhs_shape, lc=(), rc=(), lb=(), rb=()):
@@ -66,7 +67,49 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, dtype", params(CASES))
+# -- edge values: what jax.jit gives is the meaning (docs/ir-format.md, "Edge values") -------
+def signed_zero_products(lhs_shape, rhs_shape, lc=(), rc=(), lb=(), rb=(), negative=False):
+    """Operands mostly zeros of either sign times +-1 and +-2 (now and then a zero, an
+    infinity or NaN), so that many results sum products that are all -0.0; with
+    ``negative``, -0.0s times 1s: every product is -0.0."""
+
+    def make(rng, dt):
+        lhs = rng.choice([-0.0, 0.0, 1.0, np.inf], size=lhs_shape, p=[0.5, 0.3, 0.1, 0.1])
+        rhs = rng.choice([1.0, -1.0, 2.0, 0.0, np.nan], size=rhs_shape, p=[0.4, 0.3, 0.1, 0.1, 0.1])
+        if negative:
+            lhs, rhs = np.full(lhs_shape, -0.0), np.ones(rhs_shape)
+        return [lhs.astype(dt), rhs.astype(dt)], dims(lc, rc, lb, rb)
+
+    return make
+
+
+def jax_dot_general(a, b, lhs_contracting, rhs_contracting, lhs_batch, rhs_batch):
+    dimension_numbers = ((lhs_contracting, rhs_contracting), (lhs_batch, rhs_batch))
+    return lax.dot_general(a, b, dimension_numbers, precision=lax.Precision.HIGHEST)
+
+
+def edge_case(name, *shapes_and_dims, negative=False) -> OpCase:
+    make = signed_zero_products(*shapes_and_dims, negative=negative)
+    return OpCase(L.dot_general, FLOATS, make, jitted(jax_dot_general), name, edges=True)
+
+
+# A sum of one product is that product (-0.0 stays); of more, a zero sum is 0.0. (Not
+# [1, K] x [K, N] with N <= 4, whose zero sign XLA:CPU leaves to the kernel it picks.)
+EDGE_CASES = [
+    edge_case("dot_edges_outer", (4,), (3,)),
+    edge_case("dot_edges_one_term", (4, 1), (1, 3), (1,), (0,)),
+    edge_case("dot_edges_one_term_batched", (2, 3, 1), (2, 1, 4), (2,), (1,), (0,), (0,)),
+    edge_case("dot_edges_vector_one_term", (1,), (1,), (0,), (0,)),
+    edge_case("dot_edges_many_terms", (4, 3), (3, 5), (1,), (0,)),
+    edge_case("dot_edges_vector", (5,), (5,), (0,), (0,)),
+    # (XLA computes some dots of such constants as -0.0 at compile time)
+    edge_case("dot_edges_vector_negative", (3,), (3,), (0,), (0,), negative=True),
+    edge_case("dot_edges_negative", (2, 3), (3, 2), (1,), (0,), negative=True),
+    edge_case("dot_edges_no_terms", (3, 0), (0, 2), (1,), (0,)),
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(CASES + EDGE_CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from opcheck import OpCase, add_op, check_case, check_grad, params, rand
+from jax import lax
+from opcheck import OpCase, add_op, check_case, check_grad, jitted, params, rand
 
 from flowjit.ir import DTypeError, ShapeError, TensorType
 from flowjit.ir.ops import reduce as R
@@ -243,7 +245,62 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case, dtype", params(CASES))
+
+# -- edge values: what jax.jit gives is the meaning (docs/ir-format.md, "Edge values") -------
+def signed_zeros(shape, negative: float, **attrs):
+    """Zeros of both signs, a ``negative`` share of them -0.0, now and then 1, -1 (sums that
+    cancel to a zero), an infinity or NaN: many reduced slices are all -0.0, others mix."""
+    values = np.array([-0.0, 0.0, 1.0, -1.0, np.inf, -np.inf, np.nan])
+    rest = (1 - negative) * 0.7
+    odds = [negative, rest] + [(1 - negative - rest) / 5] * 5
+
+    def make(rng, dt):
+        return [rng.choice(values, size=shape, p=odds).astype(dt)], attrs
+
+    return make
+
+
+def edge_case(opdef, shape, fn, name, negative=0.8, **attrs) -> OpCase:
+    make = signed_zeros(shape, negative, **attrs)
+    return OpCase(opdef, FLOATS, make, jitted(fn), f"{opdef.name}_edges_{name}", edges=True)
+
+
+def jnp_reduce(fn):
+    return lambda x, axes, keepdims: fn(x, axis=axes, keepdims=keepdims)
+
+
+def jax_cumsum(x, axis, reverse):
+    return lax.cumsum(x, axis=axis, reverse=reverse)
+
+
+EDGE_CASES = [
+    # a sum of one element is that element (-0.0 stays); of more, a zero sum is 0.0
+    edge_case(R.reduce_sum, (6, 3), jnp_reduce(jnp.sum), "many", axes=(1,), keepdims=False),
+    edge_case(R.reduce_sum, (4, 3), jnp_reduce(jnp.sum), "no_axes", axes=(), keepdims=False),
+    edge_case(R.reduce_sum, (6, 1, 3), jnp_reduce(jnp.sum), "one", axes=(1,), keepdims=True),
+    edge_case(R.reduce_sum, (1, 5, 1), jnp_reduce(jnp.sum), "ones", axes=(0, 2), keepdims=False),
+    edge_case(R.reduce_sum, (8, 5), jnp_reduce(jnp.sum), "all", axes=(0, 1), keepdims=True),
+    # (all -0.0: XLA computes such a constant's sums as -0.0 at compile time)
+    edge_case(R.reduce_sum, (2, 3), jnp_reduce(jnp.sum), "negative", 1, axes=(1,), keepdims=False),
+    edge_case(R.reduce_prod, (6, 3), jnp_reduce(jnp.prod), "many", axes=(1,), keepdims=False),
+    edge_case(R.cumsum, (6, 3), jax_cumsum, "many", axis=1, reverse=False),
+    edge_case(R.cumsum, (3, 6), jax_cumsum, "reverse", axis=0, reverse=True),
+    edge_case(R.cumsum, (6, 1), jax_cumsum, "one", axis=1, reverse=False),
+    edge_case(R.cumsum, (2, 3), jax_cumsum, "negative", 1, axis=1, reverse=False),
+]
+# max and min order -0.0 below 0.0: of zeros, max is 0.0 if one is, min -0.0 if one is
+EDGE_CASES += [
+    edge_case(opdef, shape, jnp_reduce(fn), name, 0.45, axes=axes, keepdims=keepdims)
+    for opdef, fn in ((R.reduce_max, jnp.max), (R.reduce_min, jnp.min))
+    for shape, axes, keepdims, name in [
+        ((6, 3), (1,), False, "many"),
+        ((3, 2, 4), (0, 2), True, "keepdims"),
+        ((6, 1), (1,), False, "one"),
+    ]
+]
+
+
+@pytest.mark.parametrize("case, dtype", params(CASES + EDGE_CASES))
 def test_op_against_numpy(case, dtype):
     check_case(case, dtype)
 
