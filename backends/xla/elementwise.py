@@ -101,7 +101,7 @@ def _hide_zeros(value: ir.Value, negative: bool) -> ir.Value:
     its size limit or when turned off)."""
     constant = _constant_under(value)
     if constant is None:
-        hide = _from_constants(value)
+        hide = from_constants(value)
     else:
         elements = _elements(constant)
         hide = elements is None or bool(
@@ -133,7 +133,7 @@ def _elements(constant: "ir.Operation") -> "np.ndarray | None":
         return None
 
 
-def _from_constants(value: ir.Value, depth: int = _LOOK_BACK) -> bool:
+def from_constants(value: ir.Value, depth: int = _LOOK_BACK) -> bool:
     """Whether ``value`` is computed from constants alone by at most ``depth`` ops in a row
     (a deeper computation counts as one from arguments: cheap to ask of every operand)."""
     if isinstance(value, ir.BlockArgument):
@@ -143,7 +143,7 @@ def _from_constants(value: ir.Value, depth: int = _LOOK_BACK) -> bool:
         return True
     if depth == 0 or len(owner.regions):  # (a loop or branch: not one XLA folds)
         return False
-    return all(_from_constants(v, depth - 1) for v in owner.operands)
+    return all(from_constants(v, depth - 1) for v in owner.operands)
 
 
 def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Value:

@@ -13,7 +13,7 @@ from flowjit.ir.ops import reduce as R
 from flowjit.ir.ops.rules import extreme, normalize_axes, reduced_shape, single_axis
 from flowjit.ir.types import is_float
 
-from .elementwise import _from_constants, compare
+from .elementwise import compare, from_constants
 from .jaxshim import hlo, ir
 from .lowering import constant, ir_type, lowers, region_body
 
@@ -37,7 +37,7 @@ def keep_from_folding(*operands: ir.Value) -> list[ir.Value]:
     are computed from constants alone (within a few ops): XLA would compute the op at compile
     time, where a sum of -0.0s is -0.0 and the max of -0.0 and 0.0 whichever comes first
     (its compiled code and the reference kernels: 0.0 both)."""
-    if all(_from_constants(v) for v in operands):
+    if all(from_constants(v) for v in operands):
         return [hlo.optimization_barrier([operands[0]]), *operands[1:]]
     return list(operands)
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from opcheck import OpCase, check_case, check_grad, params, rand
+from opcheck import OpCase, check_case, check_grad, jitted, params, rand
 
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops.rules import ANY, FLOATS, INTS, INTS_AND_BOOL, NUMERIC
@@ -189,17 +189,6 @@ def _out_of_range(dtype) -> np.ndarray:
 
 
 # -- edge values: what jax.jit gives is the meaning (docs/ir-format.md, "Edge values") -------
-def jitted(fn):
-    """``fn`` (a jax.numpy or lax function) under jax.jit, in the inputs' dtypes (64-bit ones
-    kept): the expected result of an edge case."""
-
-    def expected(*xs):
-        with jax.enable_x64(True):
-            return np.asarray(jax.jit(fn)(*xs))
-
-    return expected
-
-
 def _int_grid(dtype, signed: list[int], unsigned: list[int], extremes: bool) -> np.ndarray:
     info = np.iinfo(dtype)
     values = signed if info.min < 0 else unsigned
