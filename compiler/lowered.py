@@ -17,7 +17,8 @@ from flowjit.ir.ops import host as H
 from .signature import dynamic_part
 
 if TYPE_CHECKING:
-    from .api import CompiledFunction, TraceRecord
+    from .api import CompiledFunction
+    from .trace_cache import TraceRecord
 
 
 class Lowered:
