@@ -23,6 +23,7 @@ functions, see stepwise.call_steps)."""
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 from dataclasses import dataclass
@@ -38,15 +39,29 @@ from flowjit.runtime.variables import lose_donated
 
 from .boundary import BoundaryShardings
 from .debug_calls import call_checking_nans, call_eagerly
+from .function_args import FunctionArgs
 from .layout import LayoutCell
 from .location import check_argnums, positional_parameters, user_location
 from .lowered import Lowered
 from .restarts import Busy, HostCalls, OptionsChanged, StateChanged
 from .sharding import keep_sharding
-from .signature import dynamic_part, signature_of
 from .stepwise import call_steps, refuse_under_jax
 from .trace import tracing
 from .trace_cache import TraceCache, TraceRecord, wait_for_other_traces
+
+
+class Route(enum.Enum):
+    """The path a call of a compiled function takes (besides the debugging modes). It only
+    moves forward: PURE -> STATE when a trace uses variables, PURE or STATE -> STEPS when one
+    has host calls. Once on STEPS, a trace that uses variables still grows the state layout,
+    which lower() feeds to the stateful entry (calls run step by step without it)."""
+
+    PURE = "pure"  # the jitted pure entry, fed no variables
+    STATE = "state"  # the jitted stateful entry, fed the state layout's variables
+    STEPS = "steps"  # step by step, outside jax.jit (stepwise.py)
+
+
+_PURE, _STATE, _STEPS = Route.PURE, Route.STATE, Route.STEPS
 
 
 @dataclass(frozen=True)
@@ -102,33 +117,16 @@ class CompiledFunction:
             name for i, name in enumerate(params) if i in self.static_argnums and name not in named
         )
         donate_argnums = check_argnums(donate_argnums, "donate_argnums", self.name, counted)
-        self._boundary = BoundaryShardings(
-            fn,
-            self.name,
-            params,
-            self.static_argnums,
-            self.static_argnames,
-            mesh,
-            in_shardings,
-            out_shardings,
-        )
+        self._args = FunctionArgs(self.name, params, self.static_argnums, self.static_argnames)
+        self._boundary = BoundaryShardings(fn, self._args, mesh, in_shardings, out_shardings)
         self.mesh = self._boundary.mesh
-        self._traces = TraceCache(
-            fn,
-            self.name,
-            params,
-            self.static_argnums,
-            self.static_argnames,
-            self.passes,
-            self._boundary,
-        )
+        self._traces = TraceCache(fn, self._args, self.passes, self._boundary)
         # (+= on an int attribute is atomic under the GIL: no thread switch inside it)
         self._calls = 0
         self._layout = LayoutCell()  # the variables the traces use
-        self._stateful = False
-        self._split = False  # whether calls run step by step (the function has host calls)
-        # whether a call is just the jitted pure entry's (no variables, host calls or
-        # processes to handle first)
+        self._route = _PURE
+        # whether a call is just the jitted pure entry's: the route is PURE and there are no
+        # processes to handle first (kept with _route by _take: the hot path reads one flag)
         self._plain = not self._boundary.across_processes
         self._backend = backend
         self._make_entries = functools.partial(self._entries, backend, donate_argnums)
@@ -199,12 +197,13 @@ class CompiledFunction:
             )
         if self._boundary.across_processes:
             args = self._boundary.globalize(args)
-        if self._split:
+        route = self._route
+        if route is _STEPS:
             record, leaves = self._traces.prepare(args, kwargs)
             return call_steps(self.name, self.mesh, record, leaves)
-        if self._stateful:
+        if route is _STATE:
             state = self._nested_entries[1] if nested else self._state_entry
-            return self._call_with_state(state, args, kwargs)
+            return self.call_with_state(state, args, kwargs)
         return (self._nested_entries[0] if nested else self._pure_entry)(*args, **kwargs)
 
     def _call_nested(self, args: tuple, kwargs: dict) -> Any:
@@ -231,7 +230,7 @@ class CompiledFunction:
             wait_for_other_traces()
             return self(*args, **kwargs)
         if isinstance(err, HostCalls):
-            self._plain, self._split = False, True
+            self._take(_STEPS)
             return self(*args, **kwargs)
         if isinstance(err, OptionsChanged):
             self._use_options(err.options)
@@ -242,24 +241,24 @@ class CompiledFunction:
             layout = self._layout.current
             for variable in (*layout.written, *layout.read_only):
                 variable._checked()  # (VariableError if its value was lost)
-        if isinstance(err, RuntimeError) and "deleted" in str(err):
+        if isinstance(err, RuntimeError):  # (jax's error for a deleted or donated buffer)
             self._check_not_donated(args, kwargs)
         if isinstance(err, (TypeError, OverflowError)):
             # jax rejects a non-array argument (or an int too big for it) in its own words;
             # name the argument's path
-            signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+            self._args.signature(args, kwargs)
         if self._boundary.arg_shardings is not None and isinstance(err, ValueError):
             # jax checks argument shardings before tracing: name the argument instead
-            sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-            self._boundary.input_shardings(sig, args, kwargs)
+            self._boundary.input_shardings(self._args.signature(args, kwargs), args, kwargs)
         raise err
 
     def _check_not_donated(self, args: tuple, kwargs: dict) -> None:
-        """Raise DonationError naming an argument that was donated to an earlier call."""
-        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-        leaves = jax.tree_util.tree_leaves(
-            dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
-        )
+        """Raise DonationError naming an argument that was donated to an earlier call (its
+        buffer is deleted), if one was."""
+        leaves = self._args.dynamic_leaves(args, kwargs)
+        if not any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in leaves):
+            return
+        sig = self._args.signature(args, kwargs)
         for path, leaf in zip(sig.paths, leaves):
             if isinstance(leaf, jax.Array) and leaf.is_deleted():
                 raise DonationError(
@@ -268,7 +267,10 @@ class CompiledFunction:
                     "the call that donates it"
                 ) from None
 
-    def _call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
+    def call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
+        """Call ``entry`` (a stateful entry, or an executable compiled from one: Compiled) on
+        the state layout's values and ``args`` and ``kwargs`` (as ``entry`` takes them), and
+        rebind the variables it writes. Not part of the user-facing API."""
         # Ctrl-C is held from taking the variables' locks to rebinding the new values: the
         # step's variables end all old or all new, and no lock is left taken (one that comes
         # while a lock is waited for is raised at once: runtime/variables.py, interrupts.py)
@@ -301,7 +303,20 @@ class CompiledFunction:
         """Make the state layout feed the variables ``plan`` uses; calls then take the
         stateful entry."""
         self._layout.grow(plan, self.mesh, self.name)
-        self._stateful, self._plain = True, False
+        if self._route is _PURE:
+            self._take(_STATE)
+
+    def _take(self, route: Route) -> None:
+        """Calls take ``route`` from now on."""
+        self._route = route
+        self._plain = False
+
+    @property
+    def takes_variables(self) -> bool:
+        """Whether the stateful entry is the one to lower and compile (a trace has used
+        variables). Not part of the user-facing API (for Compiled)."""
+        layout = self._layout.current
+        return bool(layout.written or layout.read_only)
 
     # -- the jitted entries' bodies (run while jax traces) ----------------------------------
     def _pure_body(self, *args: Any, **kwargs: Any) -> Any:
@@ -346,9 +361,9 @@ class CompiledFunction:
 
     # -- introspection ---------------------------------------------------------------------
     def lower(self, *args: Any, **kwargs: Any) -> "Lowered":
-        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
+        sig = self._args.signature(args, kwargs)
         try:  # traces through the body if needed
-            if not self._stateful:
+            if not self.takes_variables:
                 jax_lowered = self._pure_entry.lower(*args, **kwargs)
             else:
                 layout = self._layout.locked()

@@ -14,6 +14,7 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import ShardingError
 from flowjit.runtime.sharding import check_spec_axes, is_spec, place, sharding_for
 
+from .function_args import FunctionArgs
 from .sharding import function_mesh, specs_per_leaf
 from .signature import Signature, argument_name, dynamic_part
 
@@ -25,19 +26,11 @@ class BoundaryShardings:
     ``out_shardings`` is None or a tree of them (a prefix of the result's structure)."""
 
     def __init__(
-        self,
-        fn: Callable,
-        name: str,
-        params: tuple[str, ...],
-        static_argnums: tuple[int, ...],
-        static_argnames: tuple[str, ...],
-        mesh: Any,
-        in_shardings: Any,
-        out_shardings: Any,
+        self, fn: Callable, spec: FunctionArgs, mesh: Any, in_shardings: Any, out_shardings: Any
     ):
-        self.name, self.params = name, params
-        self.static_argnums, self.static_argnames = static_argnums, static_argnames
-        self.mesh = function_mesh(mesh, in_shardings, out_shardings, name)
+        self.spec, self.name, self.params = spec, spec.name, spec.params
+        self.static_argnums = spec.static_argnums
+        self.mesh = function_mesh(mesh, in_shardings, out_shardings, spec.name)
         self.arg_shardings = self._per_argument(fn, in_shardings)
         self.out_shardings = self._to_named(out_shardings, "out_shardings")
         # a mesh spanning several processes takes global jax.Arrays only (see globalize)
@@ -102,7 +95,9 @@ class BoundaryShardings:
         """Each dynamic argument leaf's NamedSharding (or None), checked against its shape."""
         if self.arg_shardings is None:
             return [None] * len(sig.types)
-        dyn_args, dyn_kwargs = dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
+        dyn_args, dyn_kwargs = dynamic_part(
+            args, kwargs, self.static_argnums, self.spec.static_argnames
+        )
         if jax.tree_util.tree_leaves(dyn_kwargs):
             raise ShardingError(
                 f"{self.name} has in_shardings: pass its array arguments by position, not by "

@@ -13,16 +13,13 @@ from flowjit.runtime.sharding import entered
 
 from .eager import EagerContext
 from .nan_check import has_nan, nan_origin
-from .signature import dynamic_part, signature_of
 from .trace_cache import TraceCache, TraceRecord
 
 
 def call_eagerly(cache: TraceCache, args: tuple, kwargs: dict) -> Any:
     """Eager mode: run the function op by op on concrete values (compiler/eager.py)."""
-    sig = signature_of(args, kwargs, cache.static_argnums, cache.static_argnames)
-    leaves = jax.tree_util.tree_leaves(
-        dynamic_part(args, kwargs, cache.static_argnums, cache.static_argnames)
-    )
+    sig = cache.spec.signature(args, kwargs)
+    leaves = cache.spec.dynamic_leaves(args, kwargs)
     with entered(cache.mesh), EagerContext(cache.name) as ctx:
         tensors = [ctx.feed(np.asarray(x), t) for x, t in zip(leaves, sig.types, strict=True)]
         outputs, out_treedef = cache.call_fn(tensors, sig, args, kwargs)

@@ -77,14 +77,14 @@ class Compiled:
 
     def __init__(self, jax_compiled: Any, jax_lowered: Any, function: CompiledFunction):
         self._jax, self._lowered, self._function = jax_compiled, jax_lowered, function
-        self._stateful = function._stateful
+        self._stateful = function.takes_variables
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         f = self._function
         args = tuple(a for i, a in enumerate(args) if i not in f.static_argnums)
         kwargs = {k: v for k, v in kwargs.items() if k not in f.static_argnames}
         if self._stateful:
-            return f._call_with_state(self._jax, args, kwargs)
+            return f.call_with_state(self._jax, args, kwargs)
         return self._jax(*args, **kwargs)
 
     def hlo(self) -> str:

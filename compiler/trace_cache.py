@@ -19,11 +19,12 @@ from flowjit.runtime.sharding import entered
 
 from .boundary import BoundaryShardings
 from .dump import dump_compilation
+from .function_args import FunctionArgs
 from .location import user_location
 from .planning import make_plan
 from .restarts import Busy
 from .sharding import constrain
-from .signature import Signature, argument_name, dynamic_part, path_name, signature_of
+from .signature import Signature, argument_name, dynamic_part, path_name
 from .tensor import Tensor
 from .trace import TraceContext, current
 
@@ -70,15 +71,13 @@ class TraceCache:
     def __init__(
         self,
         fn: Callable,
-        name: str,
-        params: tuple[str, ...],
-        static_argnums: tuple[int, ...],
-        static_argnames: tuple[str, ...],
+        spec: FunctionArgs,
         passes: Sequence[Callable] | None,
         boundary: BoundaryShardings,
     ):
-        self.fn, self.name, self.params, self.passes = fn, name, params, passes
-        self.static_argnums, self.static_argnames = static_argnums, static_argnames
+        self.fn, self.spec, self.passes = fn, spec, passes
+        self.name, self.params = spec.name, spec.params
+        self.static_argnums, self.static_argnames = spec.static_argnums, spec.static_argnames
         self.boundary, self.mesh = boundary, boundary.mesh
         self.traces: dict[tuple, TraceRecord] = {}
         self._last: TraceRecord | None = None
@@ -88,12 +87,8 @@ class TraceCache:
 
     def prepare(self, args: tuple, kwargs: dict, wait: bool = True) -> tuple[TraceRecord, list]:
         """The trace of the call's signature (traced now if new) and its dynamic leaves."""
-        sig = signature_of(args, kwargs, self.static_argnums, self.static_argnames)
-        record = self.record(sig, args, kwargs, wait)
-        leaves = jax.tree_util.tree_leaves(
-            dynamic_part(args, kwargs, self.static_argnums, self.static_argnames)
-        )
-        return record, leaves
+        record = self.record(self.spec.signature(args, kwargs), args, kwargs, wait)
+        return record, self.spec.dynamic_leaves(args, kwargs)
 
     def record(self, sig: Signature, args: tuple, kwargs: dict, wait: bool) -> TraceRecord:
         """The trace of ``sig``, traced now if no thread has traced it. Without ``wait`` (in
