@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -43,7 +42,7 @@ from .function_args import FunctionArgs
 from .layout import LayoutCell
 from .location import check_argnums, positional_parameters, user_location
 from .lowered import Lowered
-from .restarts import Busy, HostCalls, OptionsChanged, StateChanged
+from .restarts import Busy, HostCalls, OptionsChanged, Restart, StateChanged
 from .sharding import keep_sharding
 from .stepwise import call_steps, refuse_under_jax
 from .trace import tracing
@@ -104,20 +103,12 @@ class CompiledFunction:
             self.passes = None if passes is None else resolve_passes(passes)
         except FlowjitError as err:
             raise err.with_context(loc=user_location()) from None
-        params = _parameter_names(fn)
         self.name = name or getattr(fn, "__name__", "fn")
-        as_tuple = lambda v, t: (v,) if isinstance(v, t) else tuple(v)  # noqa: E731
-        counted = positional_parameters(fn)
-        self.static_argnums = check_argnums(
-            static_argnums, "static_argnums", self.name, counted, by_name="static_argnames"
+        self._args = FunctionArgs.of(fn, self.name, static_argnums, static_argnames)
+        self.static_argnums, self.static_argnames = self._args.static
+        donate_argnums = check_argnums(
+            donate_argnums, "donate_argnums", self.name, positional_parameters(fn)
         )
-        # a static argument passed by keyword is static too (jax.jit infers the names alike)
-        named = as_tuple(static_argnames, str)
-        self.static_argnames = named + tuple(
-            name for i, name in enumerate(params) if i in self.static_argnums and name not in named
-        )
-        donate_argnums = check_argnums(donate_argnums, "donate_argnums", self.name, counted)
-        self._args = FunctionArgs(self.name, params, self.static_argnums, self.static_argnames)
         self._boundary = BoundaryShardings(fn, self._args, mesh, in_shardings, out_shardings)
         self.mesh = self._boundary.mesh
         self._traces = TraceCache(fn, self._args, self.passes, self._boundary)
@@ -223,17 +214,8 @@ class CompiledFunction:
         (StateChanged) or host calls (HostCalls), if another thread was tracing (Busy), or
         if jax refused the compile options of a jit called inside its trace of another; else
         raise it, naming the argument."""
-        if isinstance(err, StateChanged):
-            self._grow_layout(err.plan)
-            return self(*args, **kwargs)
-        if isinstance(err, Busy):
-            wait_for_other_traces()
-            return self(*args, **kwargs)
-        if isinstance(err, HostCalls):
-            self._take(_STEPS)
-            return self(*args, **kwargs)
-        if isinstance(err, OptionsChanged):
-            self._use_options(err.options)
+        if isinstance(err, Restart):
+            self._act_on(err)
             return self(*args, **kwargs)
         if self._options is not None and not nested and not trace_state_clean():
             return self._call_nested(args, kwargs)
@@ -298,6 +280,18 @@ class CompiledFunction:
                 release_interrupts()  # (a Ctrl-C that came meanwhile is raised here)
         bound_in_flight(out, token, layout.written)  # (it may wait: not holding the variables)
         return out
+
+    def _act_on(self, restart: Restart) -> None:
+        """Do what a decision made inside jax's trace asks (restarts.py); the caller then
+        calls again."""
+        if isinstance(restart, StateChanged):
+            self._grow_layout(restart.plan)
+        elif isinstance(restart, Busy):
+            wait_for_other_traces()
+        elif isinstance(restart, HostCalls):
+            self._take(_STEPS)
+        elif isinstance(restart, OptionsChanged):
+            self._use_options(restart.options)
 
     def _grow_layout(self, plan: Any) -> None:
         """Make the state layout feed the variables ``plan`` uses; calls then take the
@@ -375,16 +369,10 @@ class CompiledFunction:
                     jax_lowered = self._state_entry.lower(*states, *args, **kwargs)
                 finally:
                     layout.locks.release()
-        except StateChanged as changed:
-            self._grow_layout(changed.plan)
-            return self.lower(*args, **kwargs)
-        except Busy:
-            wait_for_other_traces()
-            return self.lower(*args, **kwargs)
-        except HostCalls:
+        except HostCalls:  # (calls take their route as before: lowering changes none)
             jax_lowered = None  # compiled cluster by cluster
-        except OptionsChanged as changed:
-            self._use_options(changed.options)
+        except Restart as restart:
+            self._act_on(restart)
             return self.lower(*args, **kwargs)
         return Lowered(self._traces.traces[sig.key], jax_lowered, self)
 
@@ -394,17 +382,6 @@ class CompiledFunction:
 
     def __repr__(self) -> str:
         return f"<flowjit compiled function {self.name}>"
-
-
-def _parameter_names(fn: Callable) -> tuple[str, ...]:
-    """The names of ``fn``'s positional parameters (for messages); () if it has none we can
-    read."""
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return ()
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return tuple(p.name for p in parameters if p.kind in kinds)
 
 
 def compile(
