@@ -77,6 +77,13 @@ class CompiledFunction:
     arguments: the values of the variables any trace writes (donated: updated in place) and of
     those only read. A function that uses no variable has an entry without them."""
 
+    # The attributes a call reads are slots: a slot reads as fast whatever the instance dict
+    # is like (update_wrapper makes the dict, and reads from it are slower)
+    __slots__ = (
+        "_calls", "_plain", "_pure_entry", "_state_entry", "_nested_entries", "_route",
+        "_layout", "_boundary", "__dict__", "__weakref__",
+    )  # fmt: skip
+
     def __init__(
         self,
         fn: Callable,
@@ -157,13 +164,13 @@ class CompiledFunction:
         return pure, state
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # (no lambda here: one would make args and kwargs closure cells, slowing every call)
         if tracing():  # called while another function is traced (in this thread)
             return self._traces.inline(args, kwargs)
         if config.eager or config.check_nans:  # (debugging modes, docs/debugging.md)
             if config.eager:
                 return call_eagerly(self._traces, args, kwargs)
-            record, leaves = self._traces.prepare(args, kwargs)  # (traces a new signature)
-            return call_checking_nans(self.name, record, leaves, lambda: self._call(args, kwargs))
+            return call_checking_nans(self._traces, self._call, args, kwargs)
         return self._call(args, kwargs)
 
     def _call(self, args: tuple, kwargs: dict) -> Any:

@@ -13,7 +13,7 @@ from flowjit.runtime.sharding import entered
 
 from .eager import EagerContext
 from .nan_check import has_nan, nan_origin
-from .trace_cache import TraceCache, TraceRecord
+from .trace_cache import TraceCache
 
 
 def call_eagerly(cache: TraceCache, args: tuple, kwargs: dict) -> Any:
@@ -28,16 +28,17 @@ def call_eagerly(cache: TraceCache, args: tuple, kwargs: dict) -> Any:
 
 
 def call_checking_nans(
-    name: str, record: TraceRecord, leaves: list, call: Callable[[], Any]
+    cache: TraceCache, call: Callable[[tuple, dict], Any], args: tuple, kwargs: dict
 ) -> Any:
-    """``call()``, the compiled call of ``record``'s signature with dynamic argument
-    ``leaves``, with ``check_nans`` on (docs/errors.md, E11): the arguments and every variable
-    the trace uses are copied to the host first; if a result or a new variable value holds NaN,
-    the variables the call wrote get their old values back and the traced graph runs again on
-    the reference interpreter to name the op that made it."""
+    """``call(args, kwargs)``, the compiled call, with ``check_nans`` on (docs/errors.md,
+    E11): the arguments and every variable the trace uses are copied to the host first; if a
+    result or a new variable value holds NaN, the variables the call wrote get their old
+    values back and the traced graph runs again on the reference interpreter to name the op
+    that made it."""
+    record, leaves = cache.prepare(args, kwargs)  # (traces a new signature first)
     inputs = [np.array(x) for x in leaves]  # (copies: the call may donate the arguments)
     before = {var: np.array(v.value) for var, v in record.variables.items()}
-    out = call()
+    out = call(args, kwargs)
     written = {id(v) for v in record.plan.state_outputs}
     where = [f"result {i}" for i, x in enumerate(jax.tree_util.tree_leaves(out)) if has_nan(x)]
     where += [
@@ -49,5 +50,5 @@ def call_checking_nans(
         for var, v in record.variables.items():
             if id(v) in written:
                 v.set_value(before[var])
-        raise nan_origin(name, record.traced, inputs, before, where[0])
+        raise nan_origin(cache.name, record.traced, inputs, before, where[0])
     return out
