@@ -8,8 +8,9 @@ function is traced again.
 
 ``CompiledFunction`` coordinates; its parts live beside it: the traces per signature
 (trace_cache.py), the variables its stateful entry takes (layout.py), the shardings at its
-jax.jit boundary (boundary.py), calls run step by step (stepwise.py), the debugging modes'
-calls (debug_calls.py) and the decisions its jitted body makes inside jax's trace
+jax.jit boundary (boundary.py), its arguments (function_args.py), calls run step by step
+(stepwise.py), the debugging modes' calls (debug_calls.py), the errors that name what a failed
+call did wrong (call_errors.py) and the decisions its jitted body makes inside jax's trace
 (restarts.py).
 
 Threads may call compiled functions at once. A pure call takes no lock of ours (jax's dispatch
@@ -30,13 +31,14 @@ from typing import Any, Callable, Sequence
 
 from flowjit.backends.xla import compiler_options
 from flowjit.backends.xla.jaxshim import jax, trace_state_clean
-from flowjit.ir import ArgumentError, DonationError, FlowjitError
+from flowjit.ir import ArgumentError, FlowjitError
 from flowjit.passes import resolve_passes
 from flowjit.runtime import bound_in_flight, config, make_entry, run_plan, step_token
 from flowjit.runtime.interrupts import hold_interrupts, release_interrupts
 from flowjit.runtime.variables import lose_donated
 
 from .boundary import BoundaryShardings
+from .call_errors import name_failure
 from .debug_calls import call_checking_nans, call_eagerly
 from .function_args import FunctionArgs
 from .layout import LayoutCell
@@ -226,35 +228,8 @@ class CompiledFunction:
             return self(*args, **kwargs)
         if self._options is not None and not nested and not trace_state_clean():
             return self._call_nested(args, kwargs)
-        if isinstance(err, (RuntimeError, TypeError)):  # (jax's words for a deleted buffer)
-            layout = self._layout.current
-            for variable in (*layout.written, *layout.read_only):
-                variable._checked()  # (VariableError if its value was lost)
-        if isinstance(err, RuntimeError):  # (jax's error for a deleted or donated buffer)
-            self._check_not_donated(args, kwargs)
-        if isinstance(err, (TypeError, OverflowError)):
-            # jax rejects a non-array argument (or an int too big for it) in its own words;
-            # name the argument's path
-            self._args.signature(args, kwargs)
-        if self._boundary.arg_shardings is not None and isinstance(err, ValueError):
-            # jax checks argument shardings before tracing: name the argument instead
-            self._boundary.input_shardings(self._args.signature(args, kwargs), args, kwargs)
+        name_failure(err, args, kwargs, self._args, self._boundary, self._layout.current)
         raise err
-
-    def _check_not_donated(self, args: tuple, kwargs: dict) -> None:
-        """Raise DonationError naming an argument that was donated to an earlier call (its
-        buffer is deleted), if one was."""
-        leaves = self._args.dynamic_leaves(args, kwargs)
-        if not any(isinstance(leaf, jax.Array) and leaf.is_deleted() for leaf in leaves):
-            return
-        sig = self._args.signature(args, kwargs)
-        for path, leaf in zip(sig.paths, leaves):
-            if isinstance(leaf, jax.Array) and leaf.is_deleted():
-                raise DonationError(
-                    f"{self.name}: {path} was donated to an earlier call (donate_argnums) and "
-                    "its buffer is gone; pass a new array, or keep a copy (jnp.copy(x)) before "
-                    "the call that donates it"
-                ) from None
 
     def call_with_state(self, entry: Callable, args: tuple, kwargs: dict) -> Any:
         """Call ``entry`` (a stateful entry, or an executable compiled from one: Compiled) on
