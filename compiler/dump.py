@@ -23,7 +23,7 @@ import os
 import re
 from typing import Any
 
-from flowjit.backends.xla import cluster_p, cluster_stablehlo, compiler_options, register_cluster
+from flowjit.backends.xla import Cluster, cluster_stablehlo
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import Graph, print_graph
 from flowjit.ir.dot import to_dot
@@ -125,10 +125,9 @@ def _write(root: str, name: str, signature: Any, traced: Graph, pipeline: Any) -
 def _optimized_hlo(body: Graph) -> str:
     """The cluster compiled by XLA on its own, with the compile options a step gets: the HLO
     after XLA's passes, naming this program's lines (``optimized_hlo``)."""
-    key = register_cluster(body)
+    cluster = Cluster(body)
     avals = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in body.inputs]
-    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
-    return optimized_hlo(jitted.lower(*avals), compiler_options(body))
+    return optimized_hlo(cluster.jitted(None, False).lower(*avals), cluster.options(None))
 
 
 def _or_reason(make) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowjit.backends.xla import register_cluster
+from flowjit.backends.xla import Cluster
 from flowjit.ir import Graph, Value
 from flowjit.ir.ops import host as H
 from flowjit.runtime import ClusterStep, HostStep, Plan, TransferStep
@@ -25,7 +25,7 @@ def make_plan(graph: Graph, sig: Signature, variables: dict, mesh: Any) -> Plan:
     split = any(op.opdef in (H.cluster, H.transfer, H.host_call) for op in graph.ops)
     steps, results = _steps(graph, mesh) if split else ((), ())
     return Plan(
-        None if split else register_cluster(graph),
+        None if split else Cluster(graph),
         tuple(t.dtype for t in sig.types),
         state_inputs=tuple(v for _, v in reads),
         state_outputs=tuple(v for _, v in writes),
@@ -45,13 +45,13 @@ def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
         outputs = tuple(range(len(slot), len(slot) + len(op.outputs)))
         slot.update(zip(op.outputs, outputs))
         if op.opdef is H.cluster:
-            key = register_cluster(op.attrs["body"])
+            cluster = Cluster(op.attrs["body"], calls_host=H.HOST in op.effects)
             device, on_mesh = op.device, None
             if device is not None and device.startswith("mesh("):
                 # over the function's mesh; without one (constraints from a sharded variable or
                 # an entered mesh) the cluster follows its inputs' shardings
                 device, on_mesh = (None, None) if mesh is None else (device, mesh.jax)
-            steps.append(ClusterStep(key, inputs, outputs, device, H.HOST in op.effects, on_mesh))
+            steps.append(ClusterStep(cluster, inputs, outputs, device, on_mesh))
         elif op.opdef is H.transfer:
             steps.append(TransferStep(op.attrs["device"], inputs, outputs))
         else:

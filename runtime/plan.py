@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import call_cluster
+from flowjit.backends.xla import Cluster, call_cluster
 from flowjit.backends.xla.jaxshim import jax
 
 from .config import config
@@ -26,11 +26,11 @@ from .variables import VariableLocks, lost_in
 
 @dataclass(frozen=True)
 class Plan:
-    """One cluster run under the caller's ``jax.jit`` (``cluster_key``); or, for a graph
+    """One cluster run under the caller's ``jax.jit`` (``cluster``); or, for a graph
     split around host calls, ``steps`` run one by one (runtime/steps.py), with ``results``
     the slots of the outputs."""
 
-    cluster_key: int | None
+    cluster: Cluster | None
     input_dtypes: tuple[np.dtype, ...]
     state_inputs: tuple[Any, ...] = ()  # variables whose values follow the argument leaves
     state_outputs: tuple[Any, ...] = ()  # variables whose new values follow the results
@@ -66,7 +66,7 @@ def run_plan(
     if plan.split:
         outs = run_steps(plan.steps, inputs, plan.results)
     else:
-        outs = call_cluster(plan.cluster_key, *inputs)
+        outs = call_cluster(plan.cluster, *inputs)
     n = len(outs) - len(plan.state_outputs)
     return outs[:n], dict(zip(plan.state_outputs, outs[n:]))
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import CLUSTERS, call_cluster, compiler_options
+from flowjit.backends.xla import Cluster
 from flowjit.backends.xla.host import take_failure
 from flowjit.backends.xla.jaxshim import jax, trace_state_clean
 from flowjit.ir import FlowjitError, HostCallError
@@ -22,11 +22,10 @@ from flowjit.ir import FlowjitError, HostCallError
 
 @dataclass(frozen=True)
 class ClusterStep:
-    key: int  # the cluster's key (backends/xla/cluster.py)
+    cluster: Cluster  # what runs (backends/xla/cluster.py)
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     device: str | None = None  # a device name; None: the default device
-    calls_host: bool = False  # whether a host callback runs inside it (in a loop body)
     mesh: Any = None  # for a cluster marked SPMD (device "mesh(...)"): the jax Mesh
 
 
@@ -70,18 +69,9 @@ def find_device(name: str) -> Any:
     return found[0]
 
 
-_JITTED: dict[tuple, Callable] = {}
-
-
-def _compiled(key: int, platform: str | None) -> Callable:
+def _compiled(cluster: Cluster, platform: str | None) -> Callable:
     # (jax takes compile options only on a jit it is not tracing inside another)
-    top_level = trace_state_clean()
-    jitted = _JITTED.get((key, top_level))
-    if jitted is None:  # (threads racing here all get the one that setdefault kept)
-        options = compiler_options(CLUSTERS[key], platform) if top_level else None
-        jitted = jax.jit(lambda *xs: tuple(call_cluster(key, *xs)), compiler_options=options)
-        jitted = _JITTED.setdefault((key, top_level), jitted)
-    return jitted
+    return cluster.jitted(platform, top_level=trace_state_clean())
 
 
 def _run_cluster(step: ClusterStep, args: list) -> Any:
@@ -89,7 +79,7 @@ def _run_cluster(step: ClusterStep, args: list) -> Any:
     constants go there too). A cluster calling the host is waited for, so that a callback
     that raised is reported as itself, here, in the thread that ran the step (the failure
     travels in XLA's error: backends/xla/host.py)."""
-    wait = jax.block_until_ready if step.calls_host else (lambda outs: outs)
+    wait = jax.block_until_ready if step.cluster.calls_host else (lambda outs: outs)
     if step.mesh is not None:  # SPMD: values from elsewhere (host calls) join the mesh
         devices = set(step.mesh.devices.flat)
         replicated = jax.sharding.NamedSharding(step.mesh, jax.sharding.PartitionSpec())
@@ -99,12 +89,12 @@ def _run_cluster(step: ClusterStep, args: list) -> Any:
     try:
         if step.mesh is not None:
             platform = step.mesh.devices.flat[0].platform
-            return wait(_compiled(step.key, platform)(*args))
+            return wait(_compiled(step.cluster, platform)(*args))
         if step.device is None:
-            return wait(_compiled(step.key, None)(*args))
+            return wait(_compiled(step.cluster, None)(*args))
         device = find_device(step.device)
         with jax.default_device(device):
-            return wait(_compiled(step.key, device.platform)(*args))
+            return wait(_compiled(step.cluster, device.platform)(*args))
     except Exception as err:
         failure = take_failure(err)
         if failure is not None:  # (a HostCallError naming the user's line, a Ctrl-C, ...)

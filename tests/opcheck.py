@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from flowjit.backends.reference import run_graph
-from flowjit.backends.xla import cluster_p, register_cluster
+from flowjit.backends.xla import Cluster, cluster_p
 from flowjit.ir import Graph, OpDef, TensorType, parse, print_graph, verify
 from flowjit.ir.ops.creation import constant
 from flowjit.ir.types import bfloat16
@@ -124,9 +124,9 @@ def x64_for(graph: Graph) -> Any:
 
 
 def run_xla(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    key = register_cluster(graph)
+    cluster = Cluster(graph)
     with x64_for(graph):
-        outs = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))(*inputs)
+        outs = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, cluster=cluster)))(*inputs)
         return [np.asarray(o) for o in outs]
 
 

@@ -9,7 +9,7 @@ from flowjit.ir.ops import bits as B
 
 from .elementwise import broadcast_operands
 from .jaxshim import hlo, ir
-from .lowering import ir_type, lowers
+from .lowering import LoweringContext, ir_type, lowers
 
 _SHIFTS = {
     B.shift_left: hlo.shift_left,
@@ -19,10 +19,10 @@ _SHIFTS = {
 
 
 @lowers(*_SHIFTS)
-def _shift_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _shift_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     return _SHIFTS[op.opdef](*broadcast_operands(op, args))
 
 
 @lowers(B.bitcast_convert)
-def _bitcast_convert_lower(op: Op, x: ir.Value) -> ir.Value:
+def _bitcast_convert_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     return hlo.bitcast_convert(ir_type(op.outputs[0].type), x)

@@ -1,19 +1,20 @@
 """A cluster (a pure graph) as a jax primitive whose lowering emits our StableHLO.
 
-``cluster_p.bind(*args, key=k)`` stands for graph ``CLUSTERS[k]``; under ``jax.jit`` its
-lowering rule emits the graph's ops into jax's module (docs/xla-notes.md, path B1). Keys are
-never reused, since jax caches lowerings by parameters.
+A ``Cluster`` is a value: the graph, whether it calls the host, and what running it needs
+(its XLA compile options per platform, its jitted form, its gradient). ``cluster_p.bind(*args,
+cluster=c)`` carries it as the primitive's parameter, as jax's ``jit_p`` carries its jaxpr: no
+side table. Parameters are compared by identity (jax caches lowerings by parameters, so a new
+trace's cluster is never confused with an old one), and what jax caches is what keeps a
+cluster alive; a dropped compiled function's clusters go with its traces.
 
-``call_cluster(key, *args)`` binds it so that jax can differentiate it (jax.grad, jax.vjp of
-a compiled function): the backward pass is flowjit's own gradient graph of the cluster
+``call_cluster(cluster, *args)`` binds it so that jax can differentiate it (jax.grad, jax.vjp
+of a compiled function): the backward pass is flowjit's own gradient graph of the cluster
 (``ir.grad.linearize``), compiled as another cluster. ``jax.vmap`` of a cluster is an error
 until flowjit has a batching transform.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 from typing import Any, Callable, Sequence
 
 from flowjit.ir import Graph, TracingError
@@ -30,34 +31,67 @@ from .jaxshim import (
     register_batching,
     register_lowering,
 )
-from .lowering import emit_graph, in_lowering_context, ir_type
+from .lowering import LoweringContext, emit_graph, ir_type
+from .options import compiler_options
 
-CLUSTERS: dict[int, Graph] = {}
-_keys = itertools.count()
+
+class Cluster:
+    """An immutable pure graph compiled as one unit, compared and hashed by identity.
+    ``calls_host``: a host callback runs inside it (in a loop body). What is derived from it
+    (compile options, jitted form, gradient cluster) is made once, when first asked for."""
+
+    __slots__ = ("graph", "calls_host", "_made")
+
+    def __init__(self, graph: Graph, calls_host: bool = False):
+        self.graph, self.calls_host = graph, calls_host
+        self._made: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Cluster({self.graph.name!r})"
+
+    def _once(self, key: Any, make: Callable[[], Any]) -> Any:
+        made = self._made.get(key)
+        if made is None:  # (threads racing here all get the one stored first)
+            made = self._made.setdefault(key, make())
+        return made
+
+    def options(self, platform: str | None) -> dict[str, str] | None:
+        """The XLA compile options of this cluster on ``platform`` (None: jax's default)."""
+        return self._once(("options", platform), lambda: compiler_options(self.graph, platform))
+
+    def jitted(self, platform: str | None, top_level: bool) -> Callable[..., tuple]:
+        """The cluster alone under ``jax.jit``: with its compile options for ``platform`` when
+        called at top level (jax takes compile options only on a jit it is not tracing inside
+        another)."""
+
+        def make() -> Callable[..., tuple]:
+            options = self.options(platform) if top_level else None
+            return jax.jit(lambda *xs: tuple(call_cluster(self, *xs)), compiler_options=options)
+
+        return self._once(("jitted", platform, top_level), make)
+
+    def vjp(self) -> "Cluster":
+        """The gradient cluster: (inputs, a cotangent per differentiable output) -> a cotangent
+        per differentiable input. Made when jax first asks for it, so a cluster that cannot be
+        differentiated (a while loop) raises its GradientError then."""
+        return self._once("vjp", lambda: Cluster(linearize(self.graph).joint))
+
 
 cluster_p = Primitive("flowjit_cluster")
 cluster_p.multiple_results = True
 
 
-def register_cluster(graph: Graph) -> int:
-    """Store an immutable cluster graph; returns the key to bind it with."""
-    key = next(_keys)
-    CLUSTERS[key] = graph
-    return key
+def _abstract_eval(*avals: ShapedArray, cluster: Cluster) -> tuple[ShapedArray, ...]:
+    return tuple(ShapedArray(v.type.shape, v.type.dtype) for v in cluster.graph.outputs)
 
 
-def _abstract_eval(*avals: ShapedArray, key: int) -> tuple[ShapedArray, ...]:
-    return tuple(ShapedArray(v.type.shape, v.type.dtype) for v in CLUSTERS[key].outputs)
+def _lower(ctx, *args: ir.Value, cluster: Cluster) -> Sequence[ir.Value]:
+    return emit_graph(LoweringContext.under_jit(ctx), cluster.graph, args)
 
 
-def _lower(ctx, *args: ir.Value, key: int) -> Sequence[ir.Value]:
-    with in_lowering_context(ctx):
-        return emit_graph(CLUSTERS[key], args)
-
-
-def _batch(args: Sequence[Any], dims: Sequence[Any], *, key: int) -> Any:
+def _batch(args: Sequence[Any], dims: Sequence[Any], *, cluster: Cluster) -> Any:
     raise TracingError(
-        f"jax.vmap of the flowjit function {CLUSTERS[key].name!r}: flowjit has no batching "
+        f"jax.vmap of the flowjit function {cluster.graph.name!r}: flowjit has no batching "
         "transform yet. Call it on the whole batch (its ops broadcast like numpy's), loop "
         "over the examples with fj.scan inside a compiled function, or write the per-example "
         "function with jax and call jax.vmap on that"
@@ -65,25 +99,26 @@ def _batch(args: Sequence[Any], dims: Sequence[Any], *, key: int) -> Any:
 
 
 cluster_p.def_abstract_eval(_abstract_eval)
-cluster_p.def_impl(lambda *args, key: jax.jit(lambda *a: cluster_p.bind(*a, key=key))(*args))
+cluster_p.def_impl(lambda *args, cluster: cluster.jitted(None, False)(*args))
 register_lowering(cluster_p, _lower)
 register_batching(cluster_p, _batch)
 
 
-def call_cluster(key: int, *args: Any) -> list[Any]:
-    """The results of cluster ``key`` on ``args``, bound so that jax can differentiate it."""
-    return list(_differentiable(key)(*args))
+def call_cluster(cluster: Cluster, *args: Any) -> list[Any]:
+    """The results of ``cluster`` on ``args``, bound so that jax can differentiate it."""
+    return list(cluster._once("differentiable", lambda: _differentiable(cluster))(*args))
 
 
-@functools.cache  # (one per cluster: jax caches traces by the function object)
-def _differentiable(key: int) -> Callable[..., tuple]:
-    graph = CLUSTERS[key]
+def _differentiable(cluster: Cluster) -> Callable[..., tuple]:
+    """``cluster`` as a jax.custom_vjp function (one per cluster: jax caches traces by the
+    function object)."""
+    graph = cluster.graph
     diff_in = [differentiable(v.type) for v in graph.inputs]
     diff_out = [differentiable(v.type) for v in graph.outputs]
 
     @jax.custom_vjp
     def run(*args: Any) -> tuple:
-        return tuple(cluster_p.bind(*args, key=key))
+        return tuple(cluster_p.bind(*args, cluster=cluster))
 
     def forward(*args: Any) -> tuple:
         return run(*args), args
@@ -91,19 +126,11 @@ def _differentiable(key: int) -> Callable[..., tuple]:
     def backward(args: tuple, cts: tuple) -> tuple:
         # (the joint graph recomputes the forward values it needs: nothing else is saved)
         cts = [ct for ct, d in zip(cts, diff_out) if d]
-        grads = iter(call_cluster(_vjp_key(key), *args, *cts))
+        grads = iter(call_cluster(cluster.vjp(), *args, *cts))
         return tuple(next(grads) if d else None for d in diff_in)
 
     run.defvjp(forward, backward)
     return run
-
-
-@functools.cache
-def _vjp_key(key: int) -> int:
-    """The key of cluster ``key``'s gradient graph: (inputs, a cotangent per differentiable
-    output) -> a cotangent per differentiable input. Made when jax first asks for it, so a
-    cluster that cannot be differentiated (a while loop) raises its GradientError then."""
-    return register_cluster(linearize(CLUSTERS[key]).joint)
 
 
 def cluster_stablehlo(graph: Graph) -> str:
@@ -119,9 +146,10 @@ def cluster_stablehlo(graph: Graph) -> str:
             fn.attributes["sym_visibility"] = ir.StringAttr.get("public")
             block = fn.add_entry_block()
             with ir.InsertionPoint(block):
-                func.ReturnOp(emit_graph(graph, list(block.arguments)))
+                context = LoweringContext.standalone()
+                func.ReturnOp(emit_graph(context, graph, list(block.arguments)))
         module.operation.verify()
         return module.operation.get_asm(enable_debug_info=True)
 
 
-__all__ = ["call_cluster", "cluster_p", "register_cluster", "cluster_stablehlo", "hlo"]
+__all__ = ["Cluster", "call_cluster", "cluster_p", "cluster_stablehlo", "hlo"]

@@ -13,23 +13,27 @@ from flowjit.ir import Graph, Op, TensorType
 from flowjit.ir.ops import control as C
 
 from .jaxshim import hlo, ir
-from .lowering import constant, emit_graph, full, ir_type, lowers
+from .lowering import LoweringContext, constant, emit_graph, full, ir_type, lowers
 
 I32 = TensorType((), np.int32)
 
 
-def _branch(region: ir.Region, graph: Graph, operands: Sequence[ir.Value]) -> None:
+def _branch(
+    ctx: LoweringContext, region: ir.Region, graph: Graph, operands: Sequence[ir.Value]
+) -> None:
     block = region.blocks.append()
     with ir.InsertionPoint(block):
-        hlo.return_(emit_graph(graph, operands))
+        hlo.return_(emit_graph(ctx, graph, operands))
 
 
 @lowers(C.cond)
-def _cond_lower(op: Op, pred: ir.Value, *operands: ir.Value) -> Sequence[ir.Value]:
+def _cond_lower(
+    ctx: LoweringContext, op: Op, pred: ir.Value, *operands: ir.Value
+) -> Sequence[ir.Value]:
     index = hlo.convert(ir_type(I32), pred)  # case 0 is false, case 1 is true
     case = hlo.CaseOp([ir_type(v.type) for v in op.outputs], index, 2)
-    _branch(case.regions[0], op.attrs["false_branch"], operands)
-    _branch(case.regions[1], op.attrs["true_branch"], operands)
+    _branch(ctx, case.regions[0], op.attrs["false_branch"], operands)
+    _branch(ctx, case.regions[1], op.attrs["true_branch"], operands)
     return case.results
 
 
@@ -49,19 +53,19 @@ def _while(
 
 
 @lowers(C.while_loop)
-def _while_lower(op: Op, *operands: ir.Value) -> Sequence[ir.Value]:
+def _while_lower(ctx: LoweringContext, op: Op, *operands: ir.Value) -> Sequence[ir.Value]:
     k = op.attrs["consts"]
     results = _while(
         [v.type for v in op.inputs],
         operands,
-        lambda *args: emit_graph(op.attrs["cond"], args)[0],
-        lambda *args: [*args[:k], *emit_graph(op.attrs["body"], args)],
+        lambda *args: emit_graph(ctx, op.attrs["cond"], args)[0],
+        lambda *args: [*args[:k], *emit_graph(ctx, op.attrs["body"], args)],
     )
     return results[k:]
 
 
 @lowers(C.scan)
-def _scan_lower(op: Op, *operands: ir.Value) -> Sequence[ir.Value]:
+def _scan_lower(ctx: LoweringContext, op: Op, *operands: ir.Value) -> Sequence[ir.Value]:
     k, c, length = op.attrs["consts"], op.attrs["carries"], op.attrs["length"]
     body: Graph = op.attrs["body"]
     n = len(operands)
@@ -79,7 +83,7 @@ def _scan_lower(op: Op, *operands: ir.Value) -> Sequence[ir.Value]:
             sizes = [1, *value.type.shape]
             piece = hlo.dynamic_slice(x, [at] + [zero] * len(value.type.shape), sizes)
             slices.append(hlo.reshape(ir_type(value.type), piece))
-        out = emit_graph(body, [*fixed, *carry, *slices])
+        out = emit_graph(ctx, body, [*fixed, *carry, *slices])
         updated = []
         for stack, y, t in zip(stacks, out[c:], ys):
             row = hlo.reshape(ir_type(TensorType((1, *t.shape[1:]), t.dtype)), y)

@@ -13,7 +13,7 @@ from flowjit.ir.ops import elementwise as E
 from flowjit.ir.types import BOOL, is_float
 
 from .jaxshim import chlo, hlo, ir
-from .lowering import broadcast, full, ir_type, lowers
+from .lowering import LoweringContext, broadcast, full, ir_type, lowers
 
 _UNARY = {
     E.neg: hlo.negate,
@@ -57,7 +57,7 @@ def broadcast_operands(op: Op, args) -> list[ir.Value]:
 
 
 @lowers(*_UNARY)
-def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
+def _unary_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     t = op.inputs[0].type
     if t.dtype.kind == "u" and op.opdef in (E.abs_, E.sign):  # stablehlo's take signed only
         # |x| -> x; sign(x) -> x != 0 (as 0 or 1)
@@ -68,12 +68,12 @@ def _unary_lower(op: Op, x: ir.Value) -> ir.Value:
 
 
 @lowers(*_BINARY)
-def _binary_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _binary_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     return _BINARY[op.opdef](*broadcast_operands(op, args))
 
 
 @lowers(E.add, E.sub)
-def _add_sub_lower(op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
+def _add_sub_lower(ctx: LoweringContext, op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
     """IEEE addition and subtraction: -0.0 + 0.0 is 0.0, and so is -0.0 - -0.0. XLA's
     algebraic simplifier rewrites x + 0 -> x, 0 + x -> x and x - 0 -> x whatever the zero's
     sign, which would keep that -0.0, so a float zero it can see at compile time goes to it
@@ -158,17 +158,17 @@ def compare(a: ir.Value, b: ir.Value, direction: str, dtype: np.dtype) -> ir.Val
 
 
 @lowers(*_COMPARE)
-def _compare_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _compare_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     return compare(*broadcast_operands(op, args), _COMPARE[op.opdef], op.inputs[0].type.dtype)
 
 
 @lowers(E.select)
-def _select_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _select_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     return hlo.select(*broadcast_operands(op, args))
 
 
 @lowers(E.convert)
-def _convert_lower(op: Op, x: ir.Value) -> ir.Value:
+def _convert_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     src, dst = op.inputs[0].type, op.outputs[0].type
     if dst.dtype == BOOL and src.dtype != BOOL:  # numpy: nonzero -> True (convert would truncate)
         return compare(x, full(0, src), "NE", src.dtype)
@@ -196,7 +196,7 @@ def _safe_divisor(t: TensorType, b: ir.Value) -> tuple[ir.Value, ir.Value, ir.Va
 
 
 @lowers(E.remainder)
-def _remainder_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _remainder_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     a, b = broadcast_operands(op, args)
     t = op.outputs[0].type
     if not is_float(t.dtype):
@@ -222,7 +222,7 @@ def _float_floor_divide(t: TensorType, a: ir.Value, b: ir.Value) -> ir.Value:
 
 
 @lowers(E.floor_divide)
-def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _floor_divide_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     a, b = broadcast_operands(op, args)
     t = op.outputs[0].type
     if is_float(t.dtype):
@@ -242,7 +242,7 @@ def _floor_divide_lower(op: Op, *args: ir.Value) -> ir.Value:
 
 
 @lowers(E.pow_)
-def _pow_lower(op: Op, *args: ir.Value) -> ir.Value:
+def _pow_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     a, b = broadcast_operands(op, args)
     t = op.outputs[0].type
     if is_float(t.dtype):
@@ -260,5 +260,5 @@ def _pow_lower(op: Op, *args: ir.Value) -> ir.Value:
 
 
 @lowers(E.stop_gradient)
-def _stop_gradient_lower(op: Op, x: ir.Value) -> ir.Value:
+def _stop_gradient_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     return x  # only autodiff treats it specially

@@ -31,7 +31,7 @@ from flowjit.ir import FlowjitError, HostCallError, Op
 from flowjit.ir.ops import host as H
 
 from .jaxshim import ShapedArray, emit_python_callback, hlo, ir
-from .lowering import emit_graph, lowering_context, lowers, ordering_token
+from .lowering import LoweringContext, emit_graph, lowers
 
 _FAILURES: dict[int, BaseException] = {}  # number -> what the step that failed raises
 _KEPT_FAILURES = 256
@@ -69,17 +69,17 @@ def take_failure(error: BaseException) -> BaseException | None:
 
 
 @lowers(H.cluster)
-def _cluster_lower(op: Op, *args: ir.Value) -> Sequence[ir.Value]:
-    return emit_graph(op.attrs["body"], args)
+def _cluster_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> Sequence[ir.Value]:
+    return emit_graph(ctx, op.attrs["body"], args)
 
 
 @lowers(H.transfer)
-def _transfer_lower(op: Op, x: ir.Value) -> ir.Value:
+def _transfer_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     return x  # within one compiled program a value is where the program runs
 
 
 @lowers(H.host_call)
-def _host_call_lower(op: Op, *args: ir.Value) -> Sequence[ir.Value]:
+def _host_call_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> Sequence[ir.Value]:
     fn = H.CALLBACKS[op.attrs["callback"]]
     name, out_types = op.attrs["name"], op.attrs["result_types"]
 
@@ -102,11 +102,10 @@ def _host_call_lower(op: Op, *args: ir.Value) -> Sequence[ir.Value]:
     avals_in = [ShapedArray(v.type.shape, v.type.dtype) for v in op.inputs]
     avals_out = [ShapedArray(t.shape, t.dtype) for t in out_types]
     # jax's context, describing this call's operands and results (the custom call reads them)
-    ctx = dataclasses.replace(lowering_context(), avals_in=avals_in, avals_out=avals_out)
-    token = ordering_token()
-    if token[0] is None:
-        token[0] = hlo.create_token()
-    results, token[0], _ = emit_python_callback(
-        ctx, callback, token[0], list(args), avals_in, avals_out, has_side_effect=True
+    jax_ctx = dataclasses.replace(ctx.jax_rule_context(), avals_in=avals_in, avals_out=avals_out)
+    if ctx.token is None:
+        ctx.token = hlo.create_token()
+    results, ctx.token, _ = emit_python_callback(
+        jax_ctx, callback, ctx.token, list(args), avals_in, avals_out, has_side_effect=True
     )
     return list(results)

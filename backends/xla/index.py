@@ -13,6 +13,7 @@ from flowjit.ir.ops.rules import single_axis
 from .elementwise import compare
 from .jaxshim import hlo, ir
 from .lowering import (
+    LoweringContext,
     accumulation_type,
     broadcast,
     constant,
@@ -46,7 +47,7 @@ def _empty(t: TensorType) -> ir.Value:
 
 
 @lowers(I.take)
-def _take_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
+def _take_lower(ctx: LoweringContext, op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
     (xt, it), out = (v.type for v in op.inputs), op.outputs[0].type
     if out.size == 0:
         return _empty(out)
@@ -69,7 +70,9 @@ def _take_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
 
 
 @lowers(I.take_along_axis)
-def _take_along_axis_lower(op: Op, x: ir.Value, indices: ir.Value) -> ir.Value:
+def _take_along_axis_lower(
+    ctx: LoweringContext, op: Op, x: ir.Value, indices: ir.Value
+) -> ir.Value:
     (xt, it), out = (v.type for v in op.inputs), op.outputs[0].type
     if out.size == 0:
         return _empty(out)
@@ -101,20 +104,22 @@ def _starts(op: Op, starts: tuple[ir.Value, ...], sizes: tuple[int, ...]) -> lis
 
 
 @lowers(I.dynamic_slice)
-def _dynamic_slice_lower(op: Op, x: ir.Value, *starts: ir.Value) -> ir.Value:
+def _dynamic_slice_lower(ctx: LoweringContext, op: Op, x: ir.Value, *starts: ir.Value) -> ir.Value:
     sizes = op.attrs["sizes"]
     return hlo.dynamic_slice(x, _starts(op, starts, sizes), list(sizes))
 
 
 @lowers(I.dynamic_update_slice)
 def _dynamic_update_slice_lower(
-    op: Op, x: ir.Value, update: ir.Value, *starts: ir.Value
+    ctx: LoweringContext, op: Op, x: ir.Value, update: ir.Value, *starts: ir.Value
 ) -> ir.Value:
     return hlo.dynamic_update_slice(x, update, _starts(op, starts, op.inputs[1].type.shape))
 
 
 @lowers(I.scatter_add)
-def _scatter_add_lower(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value) -> ir.Value:
+def _scatter_add_lower(
+    ctx: LoweringContext, op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value
+) -> ir.Value:
     # take's gather turned around: each index names a slice of x, whole but along `axis`, and
     # the updates hold those slices with the indices' dims in the middle.
     def numbers(axis: int, it: TensorType, ut: TensorType):
@@ -127,12 +132,12 @@ def _scatter_add_lower(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value
             index_vector_dim=it.ndim,
         )
 
-    return _scatter_lower(op, x, indices, updates, numbers)
+    return _scatter(op, x, indices, updates, numbers)
 
 
 @lowers(I.scatter_add_along_axis)
 def _scatter_add_along_axis_lower(
-    op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value
+    ctx: LoweringContext, op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value
 ) -> ir.Value:
     # take_along_axis's gather turned around: every other axis is a batch axis of both x and
     # the indices (as jax's own transpose), so each update lands in its own row
@@ -147,10 +152,10 @@ def _scatter_add_along_axis_lower(
             index_vector_dim=it.ndim,
         )
 
-    return _scatter_lower(op, x, indices, updates, numbers)
+    return _scatter(op, x, indices, updates, numbers)
 
 
-def _scatter_lower(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value, numbers) -> ir.Value:
+def _scatter(op: Op, x: ir.Value, indices: ir.Value, updates: ir.Value, numbers) -> ir.Value:
     """A scatter op adding ``updates`` into ``x``, with dimension numbers
     ``numbers(axis, indices type, updates type)``; float16/bfloat16 add up in float32 and
     round once, like the reference."""

@@ -6,7 +6,7 @@ from flowjit.ir import Op
 from flowjit.ir.ops import linalg as L
 
 from .jaxshim import hlo, ir
-from .lowering import accumulation_type, ir_type, lowers, round_to
+from .lowering import LoweringContext, accumulation_type, ir_type, lowers, round_to
 from .reduce import keep_from_folding
 
 
@@ -17,7 +17,7 @@ def highest_precision() -> ir.ArrayAttr:
 
 
 @lowers(L.dot_general)
-def _dot_general_lower(op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
+def _dot_general_lower(ctx: LoweringContext, op: Op, a: ir.Value, b: ir.Value) -> ir.Value:
     lc, rc, lb, rb = L.dot_dims(op.inputs[0].type, op.inputs[1].type, **op.attrs)
     numbers = hlo.DotDimensionNumbers.get(
         lhs_batching_dimensions=list(lb),

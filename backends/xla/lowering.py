@@ -1,14 +1,17 @@
 """Emitting a flowjit graph as StableHLO with jaxlib's MLIR builders.
 
-``LOWERINGS`` maps each OpDef object to its rule ``rule(op, *args) -> ir.Value | list``; rules
-live in one file per op family, mirroring ``ir/ops/``. ``emit_graph`` walks a graph in order,
-wrapping each op's emission in the user's source location so XLA's HLO metadata names it.
+``LOWERINGS`` maps each OpDef object to its rule ``rule(ctx, op, *args) -> ir.Value | list``;
+rules live in one file per op family, mirroring ``ir/ops/``. ``emit_graph`` walks a graph in
+order, wrapping each op's emission in the user's source location so XLA's HLO metadata names
+it. Every rule gets the ``LoweringContext`` of the graph being emitted as its first argument:
+the platform, jax's rule context (under jax.jit) and the graph's host-call token. No lowering
+state lives in this module (jax hands its rules a LoweringRuleContext the same way).
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator, Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,38 +36,41 @@ def lowers(*opdefs: OpDef) -> Callable[[LoweringRule], LoweringRule]:
     return register
 
 
-_CONTEXTS: list[Any] = []  # jax's lowering-rule contexts of the clusters being emitted
+@dataclasses.dataclass(eq=False)
+class LoweringContext:
+    """What the rules emitting one graph share. ``platform``: the platform emitted for ("cpu",
+    "cuda", "rocm", "tpu"). ``jax_context``: jax's lowering-rule context when the graph is
+    emitted under jax.jit (host callbacks need it), None for a standalone module (dumps).
+    ``token``: the token of the graph's last host call: host calls in one graph (a loop body, a
+    cluster) chain a token through it so they run in program order; a token never leaves its
+    graph (a region of the StableHLO), so each graph emitted gets its own context
+    (``emit_graph``)."""
 
+    platform: str
+    jax_context: Any = None
+    token: Any = None
 
-@contextlib.contextmanager
-def in_lowering_context(ctx: Any) -> Iterator[None]:
-    """While a cluster is emitted under jax.jit: rules that need jax's context (host
-    callbacks) find it with ``lowering_context()``. (XLA compiles it next: flowjit's
-    persistent cache folder, if still pending, is given to jax first.)"""
-    prepare_compile()
-    _CONTEXTS.append(ctx)
-    try:
-        yield
-    finally:
-        _CONTEXTS.pop()
+    @classmethod
+    def under_jit(cls, jax_context: Any) -> "LoweringContext":
+        """For a cluster emitted under jax.jit. (XLA compiles it next: flowjit's persistent
+        cache folder, if still pending, is given to jax first.)"""
+        prepare_compile()
+        return cls(jax_context.module_context.platforms[0], jax_context)
 
+    @classmethod
+    def standalone(cls) -> "LoweringContext":
+        """For a standalone module (dumps, golden tests): jax's default platform."""
+        return cls(jax.default_backend())
 
-def lowering_context() -> Any:
-    if not _CONTEXTS:
-        raise LoweringError(
-            "a host_call inside a loop is compiled only as part of a step (under jax.jit), "
-            "not as a standalone module",
-            op="host_call",
-        )
-    return _CONTEXTS[-1]
-
-
-def platform() -> str:
-    """The platform the graph is emitted for ("cpu", "cuda", "rocm", "tpu"): jax's lowering
-    context's under jax.jit, jax's default backend otherwise (standalone modules, dumps)."""
-    if _CONTEXTS:
-        return _CONTEXTS[-1].module_context.platforms[0]
-    return jax.default_backend()
+    def jax_rule_context(self) -> Any:
+        """jax's lowering-rule context (host callbacks are emitted through jax's helper)."""
+        if self.jax_context is None:
+            raise LoweringError(
+                "a host_call inside a loop is compiled only as part of a step (under jax.jit), "
+                "not as a standalone module",
+                op="host_call",
+            )
+        return self.jax_context
 
 
 def ir_type(t: TensorType) -> ir.RankedTensorType:
@@ -120,26 +126,13 @@ def round_to(value: ir.Value, wide: TensorType, out: TensorType) -> ir.Value:
     return value if wide == out else hlo.convert(ir_type(out), value)
 
 
-_TOKENS: list[list[Any]] = []  # per graph being emitted: the token of its last host call
+def emit_graph(ctx: LoweringContext, graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
+    """Emit ``graph``'s ops at the current insertion point, in a context of its own (its own
+    host-call token) under ``ctx``; returns the output values."""
+    return _emit_ops(LoweringContext(ctx.platform, ctx.jax_context), graph, args)
 
 
-def ordering_token() -> list[Any]:
-    """The token holder of the graph being emitted: host calls in one graph (a loop body, a
-    cluster) chain a token through it so they run in program order. A token never leaves
-    its graph (a region of the StableHLO)."""
-    return _TOKENS[-1]
-
-
-def emit_graph(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
-    """Emit ``graph``'s ops at the current insertion point; returns the output values."""
-    _TOKENS.append([None])
-    try:
-        return _emit_ops(graph, args)
-    finally:
-        _TOKENS.pop()
-
-
-def _emit_ops(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
+def _emit_ops(ctx: LoweringContext, graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
     env = dict(zip(graph.inputs, args, strict=True))
     for op in graph.ops:
         rule = LOWERINGS.get(op.opdef)
@@ -154,7 +147,7 @@ def _emit_ops(graph: Graph, args: Sequence[ir.Value]) -> list[ir.Value]:
         # A named file location: XLA turns it into an HLO stack frame naming the user's line.
         location = _location(op)
         with location:
-            results = rule(op, *(env[v] for v in op.inputs))
+            results = rule(ctx, op, *(env[v] for v in op.inputs))
         results = [results] if isinstance(results, ir.Value) else list(results)
         env.update(zip(op.outputs, results, strict=True))
     return [env[v] for v in graph.outputs]

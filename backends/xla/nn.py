@@ -13,12 +13,12 @@ from .elementwise import compare
 from .jaxshim import hlo, ir
 from .linalg import highest_precision
 from .lowering import (
+    LoweringContext,
     accumulation_type,
     constant,
     full,
     ir_type,
     lowers,
-    platform,
     region_body,
     round_to,
 )
@@ -43,7 +43,7 @@ def _pairs(padding: tuple[int, ...]) -> ir.DenseIntElementsAttr:
 
 
 @lowers(N.conv2d)
-def _conv2d_lower(op: Op, x: ir.Value, w: ir.Value) -> ir.Value:
+def _conv2d_lower(ctx: LoweringContext, op: Op, x: ir.Value, w: ir.Value) -> ir.Value:
     attrs, out = op.attrs, op.outputs[0].type
     wide = accumulation_type(out)
     result = hlo.convolution(
@@ -74,8 +74,8 @@ _COMBINE = {N.reduce_window_max: ("max", hlo.maximum), N.reduce_window_sum: ("su
 FOLDED_POOLING_PLATFORMS = {"cpu"}
 
 
-def _tiled(op: Op) -> bool:
-    return op.attrs["strides"] == op.attrs["window"] and platform() in FOLDED_POOLING_PLATFORMS
+def _tiled(ctx: LoweringContext, op: Op) -> bool:
+    return op.attrs["strides"] == op.attrs["window"] and ctx.platform in FOLDED_POOLING_PLATFORMS
 
 
 def _window_counts(op: Op) -> tuple[int, ...]:
@@ -112,7 +112,7 @@ def _untile(op: Op, tiles: ir.Value, dtype: np.dtype) -> ir.Value:
 
 
 @lowers(*_COMBINE)
-def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
+def _reduce_window_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     reduction, combine = _COMBINE[op.opdef]
     src, out = op.inputs[0].type, op.outputs[0].type
     # Sum float16/bfloat16 in float32, rounding once, like the reference (max is exact anyway).
@@ -120,7 +120,7 @@ def _reduce_window_lower(op: Op, x: ir.Value) -> ir.Value:
     if wide != out:
         x = hlo.convert(ir_type(TensorType(src.shape, wide.dtype)), x)
     init = N.reduce_window_init(wide.dtype, reduction)
-    if _tiled(op):  # (a reduce: a fold of the window's elements, sliced, ran 1.2x slower)
+    if _tiled(ctx, op):  # (a reduce: a fold of the window's elements, sliced, ran 1.2x slower)
         tiles = _tiles(op, x, wide.dtype, init)
         axes = list(range(1, 2 * src.ndim, 2))
         window = hlo.ReduceOp([ir_type(wide)], [tiles], [constant(init)], axes)
@@ -151,10 +151,12 @@ def _window_elements(op: Op, tiles: ir.Value, dtype: np.dtype) -> list[ir.Value]
 
 
 @lowers(N.select_and_scatter_add)
-def _select_and_scatter_add_lower(op: Op, source: ir.Value, operand: ir.Value) -> ir.Value:
-    if _tiled(op):
+def _select_and_scatter_add_lower(
+    ctx: LoweringContext, op: Op, source: ir.Value, operand: ir.Value
+) -> ir.Value:
+    if _tiled(ctx, op):
         return _scatter_to_tiles(op, source, operand)
-    if platform() in FOLDED_POOLING_PLATFORMS:
+    if ctx.platform in FOLDED_POOLING_PLATFORMS:
         return _scatter_by_offsets(op, source, operand)
     out = op.outputs[0].type
     # Add float16/bfloat16 in float32, rounding once, like the reference (selection is exact).

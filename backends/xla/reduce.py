@@ -15,7 +15,7 @@ from flowjit.ir.types import is_float
 
 from .elementwise import compare, from_constants
 from .jaxshim import hlo, ir
-from .lowering import constant, ir_type, lowers, region_body
+from .lowering import LoweringContext, constant, ir_type, lowers, region_body
 
 # op -> (combiner, identity of the combiner for a dtype)
 _REDUCERS = {
@@ -43,7 +43,7 @@ def keep_from_folding(*operands: ir.Value) -> list[ir.Value]:
 
 
 @lowers(*_REDUCERS)
-def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
+def _reduce_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     src, out = op.inputs[0].type, op.outputs[0].type
     combine, identity = _REDUCERS[op.opdef]
     axes = normalize_axes(op.attrs["axes"], src.ndim)
@@ -58,7 +58,7 @@ def _reduce_lower(op: Op, x: ir.Value) -> ir.Value:
 
 
 @lowers(R.argmax, R.argmin)
-def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
+def _arg_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     src, out = op.inputs[0].type, op.outputs[0].type
     axis = single_axis(op.attrs["axis"], src.ndim)
     largest = op.opdef is R.argmax
@@ -91,7 +91,7 @@ def _arg_lower(op: Op, x: ir.Value) -> ir.Value:
 
 
 @lowers(R.cumsum)
-def _cumsum_lower(op: Op, x: ir.Value) -> ir.Value:
+def _cumsum_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     t = op.outputs[0].type
     axis = single_axis(op.attrs["axis"], t.ndim)
     n = t.shape[axis]

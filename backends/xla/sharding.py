@@ -8,7 +8,7 @@ from flowjit.ir import Op
 from flowjit.ir.ops import sharding as S
 
 from .jaxshim import ir, sdy
-from .lowering import lowers
+from .lowering import LoweringContext, lowers
 
 
 def sdy_sharding(mesh: str, spec: str) -> str:
@@ -19,6 +19,6 @@ def sdy_sharding(mesh: str, spec: str) -> str:
 
 
 @lowers(S.with_sharding)
-def _with_sharding_lower(op: Op, x: ir.Value) -> ir.Value:
+def _with_sharding_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     attr = ir.Attribute.parse(sdy_sharding(op.attrs["mesh"], op.attrs["spec"]))
     return sdy.sharding_constraint(x, attr)

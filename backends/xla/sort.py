@@ -10,7 +10,7 @@ from flowjit.ir.types import is_float
 
 from .elementwise import compare
 from .jaxshim import hlo, ir
-from .lowering import ir_type, lowers, region_body
+from .lowering import LoweringContext, ir_type, lowers, region_body
 
 
 def sorted_with_indices(
@@ -44,7 +44,7 @@ def sorted_with_indices(
 
 
 @lowers(S.sort, S.argsort)
-def _sort_lower(op: Op, x: ir.Value) -> ir.Value:
+def _sort_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     t = op.inputs[0].type
     axis = single_axis(op.attrs["axis"], t.ndim)
     values, indices = sorted_with_indices(x, t, axis, op.attrs["descending"])
@@ -52,7 +52,7 @@ def _sort_lower(op: Op, x: ir.Value) -> ir.Value:
 
 
 @lowers(S.top_k)
-def _top_k_lower(op: Op, x: ir.Value) -> list[ir.Value]:
+def _top_k_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> list[ir.Value]:
     t = op.inputs[0].type
     values, indices = sorted_with_indices(x, t, t.ndim - 1, descending=True)
     limit = op.outputs[0].type.shape

@@ -35,8 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from progen import CASES, EDGE_LEAVES, LEFT_OUT, Program, edge_program, programs, random_program
 
 from flowjit.backends.reference import run_graph
-from flowjit.backends.xla import cluster_p, register_cluster
-from flowjit.backends.xla.cluster import CLUSTERS
+from flowjit.backends.xla import Cluster, cluster_p
 from flowjit.ir import Graph, OpDef, print_graph
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import linalg as L
@@ -110,18 +109,14 @@ def run_xla_every_value(graphs: list[Graph], inputs: list[list]) -> dict:
     union.ops = [op for g in graphs for op in g.ops]
     values = [v for op in union.ops for v in op.outputs]
     union.outputs = values
-    key = register_cluster(union)
+    cluster = Cluster(union)
     flat = [np.asarray(x) for xs in inputs for x in xs]
-    try:
-        # XLA may carry f16/bf16 values at a higher precision between fused ops (as jax lets
-        # it by default); the reference rounds every op's result: compare without that
-        jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, key=key)))
-        with opcheck.x64_for(union):  # (programs of 64-bit values run with jax's x64 on)
-            compiled = jitted.lower(*flat).compile(compiler_options=EXACT_PRECISION)
-            outs = compiled(*flat)
-            outs = [np.asarray(o) for o in outs]
-    finally:
-        del CLUSTERS[key]
+    # XLA may carry f16/bf16 values at a higher precision between fused ops (as jax lets it by
+    # default); the reference rounds every op's result: compare without that
+    jitted = jax.jit(lambda *xs: tuple(cluster_p.bind(*xs, cluster=cluster)))
+    with opcheck.x64_for(union):  # (programs of 64-bit values run with jax's x64 on)
+        compiled = jitted.lower(*flat).compile(compiler_options=EXACT_PRECISION)
+        outs = [np.asarray(o) for o in compiled(*flat)]
     env = dict(zip(union.inputs, flat))
     env.update(zip(values, outs))
     return env
