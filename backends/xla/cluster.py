@@ -35,6 +35,9 @@ from .lowering import LoweringContext, emit_graph, ir_type
 from .options import compiler_options
 
 
+_NOT_MADE = object()
+
+
 class Cluster:
     """An immutable pure graph compiled as one unit, compared and hashed by identity.
     ``calls_host``: a host callback runs inside it (in a loop body). What is derived from it
@@ -50,8 +53,8 @@ class Cluster:
         return f"Cluster({self.graph.name!r})"
 
     def _once(self, key: Any, make: Callable[[], Any]) -> Any:
-        made = self._made.get(key)
-        if made is None:  # (threads racing here all get the one stored first)
+        made = self._made.get(key, _NOT_MADE)  # (None is a value: no compile options)
+        if made is _NOT_MADE:  # (threads racing here all get the one stored first)
             made = self._made.setdefault(key, make())
         return made
 
