@@ -85,6 +85,8 @@ class OpDef:
     op with subgraphs also gets ``run(graph, arrays) -> arrays`` from the interpreter);
     ``vjp`` is the gradient rule (filled in by the autodiff issue) or ``no_vjp`` says why there
     is none; ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
+    ``broadcasts``: its operands broadcast numpy-style (binary elementwise ops, select), so a
+    size-1 operand need not be broadcast first.
     """
 
     name: str
@@ -95,6 +97,7 @@ class OpDef:
     vjp: Callable[..., Any] | None = None
     no_vjp: str | None = None
     doc: str = ""
+    broadcasts: bool = False
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"

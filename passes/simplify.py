@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from flowjit.ir import Graph, Op, OpDef, Value
-from flowjit.ir.core import check_attrs
+from flowjit.ir.core import OPS, check_attrs
 from flowjit.ir.ops import creation as Cr
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import shape as S
@@ -152,8 +152,9 @@ RULES: dict[OpDef, list[Callable[[Op, Find], Rewrite]]] = {
     S.reshape: [_same_type, _chain(S.reshape)],
     S.broadcast_to: [_same_type, _chain(S.broadcast_to), _broadcast_of_reshaped_scalar],
 }
-for _opdef in E.BROADCASTING:
-    RULES.setdefault(_opdef, []).append(_operand_broadcast)
+for _opdef in OPS.values():
+    if _opdef.broadcasts:
+        RULES.setdefault(_opdef, []).append(_operand_broadcast)
 
 
 def _infers(opdef: OpDef, inputs: list[Value], attrs: dict, want) -> bool:

@@ -26,15 +26,9 @@ def _unary(name: str, allowed, ref, out_dtype=None, doc: str = "") -> OpDef:
     return register(OpDef(name, unary_rule(allowed, out_dtype), low_precision_ref(ref), doc=doc))
 
 
-# The ops whose operands broadcast numpy-style (binary ops and select): a size-1 operand
-# need not be broadcast first (passes/simplify.py uses this).
-BROADCASTING: list[OpDef] = []
-
-
 def _binary(name: str, allowed, ref, out_dtype=None, doc: str = "") -> OpDef:
-    opdef = OpDef(name, nary_rule(2, allowed, out_dtype), low_precision_ref(ref), doc=doc)
-    BROADCASTING.append(opdef)
-    return register(opdef)
+    rule, ref = nary_rule(2, allowed, out_dtype), low_precision_ref(ref)
+    return register(OpDef(name, rule, ref, doc=doc, broadcasts=True))
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -216,9 +210,9 @@ select = register(
         _select_rule,
         lambda p, a, b: np.where(p, a, b),
         doc="where(pred, on_true, on_false), broadcasting all three",
+        broadcasts=True,
     )
 )
-BROADCASTING.append(select)
 
 
 def _convert_rule(types: tuple[TensorType, ...], *, dtype: np.dtype) -> TensorType:
