@@ -5,7 +5,6 @@ processes, the arguments made global jax.Arrays."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -15,6 +14,7 @@ from flowjit.ir import ShardingError
 from flowjit.runtime.sharding import check_spec_axes, is_spec, place, sharding_for
 
 from .function_args import FunctionArgs
+from .location import positional_parameters
 from .sharding import function_mesh, specs_per_leaf
 from .signature import Signature, argument_name, dynamic_part
 
@@ -58,7 +58,7 @@ class BoundaryShardings:
         if in_shardings is None:
             return None
         if is_spec(in_shardings):
-            if not self.params or _has_var_positional(fn):
+            if not self.params or positional_parameters(fn) is None:  # (*args, unreadable)
                 raise ShardingError(
                     f"{self.name}: give in_shardings as a tuple, one per positional argument "
                     "(the function's arguments cannot be counted)"
@@ -141,11 +141,3 @@ class BoundaryShardings:
             )
             for s, v, path in zip(specs, outputs, paths, strict=True)
         ]
-
-
-def _has_var_positional(fn: Callable) -> bool:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
