@@ -8,7 +8,7 @@ compiled function they simply run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -31,23 +31,34 @@ class ShapeDtype:
     dtype: Any
 
 
+@dataclass(frozen=True, eq=False)
+class HostFunction:
+    """What a ``host_call`` op holds: the user's function, called on the operands' numpy
+    values in the pytree structure they were given, its results checked against the declared
+    types. The graph that traced it owns it (it lives as long as that graph does)."""
+
+    fn: Callable
+    args_tree: Any
+    results_tree: Any
+    types: tuple[TensorType, ...]
+    where: Any  # the user's line of the fj.host_call
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        result = self.fn(*jax.tree_util.tree_unflatten(self.args_tree, arrays))
+        return _checked(result, self.results_tree, self.types, self.where)
+
+
 def host_call(fn: Callable, *args: Any, result_shape_dtypes: Any) -> Any:
     """``fn(*args)`` on the host, on numpy values; its results must have the structure,
     shapes and dtypes of ``result_shape_dtypes`` (a pytree of ``fj.ShapeDtype``)."""
     types, results_tree = _result_types(result_shape_dtypes)
     if not tracing():
-        arrays = _checked(fn, results_tree, types, user_location())(*args)
+        arrays = _checked(fn(*args), results_tree, types, user_location())
         return jax.tree_util.tree_unflatten(results_tree, arrays)
     tensors, args_tree, _ = tensor_leaves(args, "args")
-    call = _checked(
-        lambda *arrays: fn(*jax.tree_util.tree_unflatten(args_tree, arrays)),
-        results_tree,
-        types,
-        user_location(),
-    )
-    key = H.register_callback(call)
+    function = HostFunction(fn, args_tree, results_tree, tuple(types), user_location())
     name = getattr(fn, "__name__", type(fn).__name__)
-    results = emit(H.host_call, tensors, callback=key, name=name, result_types=tuple(types))
+    results = emit(H.host_call, tensors, callback=function, name=name, result_types=tuple(types))
     results = results if isinstance(results, tuple) else (results,)
     return jax.tree_util.tree_unflatten(results_tree, list(results))
 
@@ -91,43 +102,38 @@ def _dtype_named(leaf: Any) -> np.dtype | None:
     return None if dtype is None or dtype.kind == "O" else dtype
 
 
-def _checked(fn: Callable, tree: Any, types: list[TensorType], where: Any) -> Callable:
-    """``fn`` returning a flat list of numpy arrays of ``types``, or a TypeMismatchError
-    naming the call's line."""
-
-    def call(*args: Any) -> Any:
-        result = fn(*args)
-        flat, got_tree = jax.tree_util.tree_flatten(result)
-        if got_tree != tree:
+def _checked(result: Any, tree: Any, types: Sequence[TensorType], where: Any) -> list:
+    """``result``, a function's result, as a flat list of numpy arrays of ``types``, or a
+    TypeMismatchError naming the call's line."""
+    flat, got_tree = jax.tree_util.tree_flatten(result)
+    if got_tree != tree:
+        raise TypeMismatchError(
+            f"the function returned {got_tree}, but result_shape_dtypes is {tree}",
+            op="host_call",
+            loc=where,
+        )
+    arrays = []
+    for i, (value, t) in enumerate(zip(flat, types)):
+        array = np.asarray(value)
+        if array.shape != t.shape:
             raise TypeMismatchError(
-                f"the function returned {got_tree}, but result_shape_dtypes is {tree}",
+                f"result {i} of the function has shape {array.shape}, but "
+                f"result_shape_dtypes says {t}",
                 op="host_call",
                 loc=where,
             )
-        arrays = []
-        for i, (value, t) in enumerate(zip(flat, types)):
-            array = np.asarray(value)
-            if array.shape != t.shape:
-                raise TypeMismatchError(
-                    f"result {i} of the function has shape {array.shape}, but "
-                    f"result_shape_dtypes says {t}",
-                    op="host_call",
-                    loc=where,
-                )
-            # (an int64 result that int32 cannot hold would wrap around)
-            check_fits(array, t.dtype, f"result {i} of the function", op="host_call", loc=where)
-            if not np.can_cast(array.dtype, t.dtype, casting="same_kind"):
-                raise TypeMismatchError(
-                    f"result {i} of the function has dtype {array.dtype}, but "
-                    f"result_shape_dtypes says {t} (a cast of the same kind, such as float64 "
-                    "to float32, is made; convert other results yourself)",
-                    op="host_call",
-                    loc=where,
-                )
-            arrays.append(array.astype(t.dtype, copy=False))
-        return arrays
-
-    return call
+        # (an int64 result that int32 cannot hold would wrap around)
+        check_fits(array, t.dtype, f"result {i} of the function", op="host_call", loc=where)
+        if not np.can_cast(array.dtype, t.dtype, casting="same_kind"):
+            raise TypeMismatchError(
+                f"result {i} of the function has dtype {array.dtype}, but "
+                f"result_shape_dtypes says {t} (a cast of the same kind, such as float64 "
+                "to float32, is made; convert other results yourself)",
+                op="host_call",
+                loc=where,
+            )
+        arrays.append(array.astype(t.dtype, copy=False))
+    return arrays
 
 
 def print_(fmt: str, *tensors: Any) -> None:

@@ -55,6 +55,6 @@ def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
         elif op.opdef is H.transfer:
             steps.append(TransferStep(op.attrs["device"], inputs, outputs))
         else:
-            fn = H.CALLBACKS[op.attrs["callback"]]
-            steps.append(HostStep(fn, op.attrs["name"], op.loc, inputs, outputs))
+            function, name = op.attrs["callback"], op.attrs["name"]
+            steps.append(HostStep(function, name, op.loc, inputs, outputs))
     return tuple(steps), tuple(slot[v] for v in graph.outputs)

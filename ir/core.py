@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import FlowjitError, VerifyError
+from .errors import FlowjitError, HostCallError, VerifyError
 from .types import TensorType
 
 
@@ -60,6 +60,9 @@ class Value:
 # Attribute kinds an OpDef may declare; the verifier, printer and parser share them.
 # A "graph" attribute holds a closed subgraph (a branch or loop body): it sees only its own
 # inputs, and names the enclosing graph's variables by their names in its own ``state(...)``.
+# A "function" attribute holds a Python callable (a host call's function): the graph owns it,
+# and it lives as long as the graph. The text form numbers a graph's functions by first
+# appearance (``functions_of``); ``parse(text, functions=...)`` gives them back.
 ATTR_KINDS = (
     "int",
     "float",
@@ -72,6 +75,7 @@ ATTR_KINDS = (
     "scalar",
     "types",
     "graph",
+    "function",
     "any",
 )
 
@@ -214,6 +218,10 @@ def _canonical_attr(kind: str, value: Any) -> Any:
         if not isinstance(value, Graph):
             raise TypeError("expected a Graph")
         return value
+    if kind == "function":
+        if not callable(value) or isinstance(value, type):
+            raise TypeError("expected a Python function")
+        return value
     return value
 
 
@@ -256,6 +264,24 @@ class Op:
 
     def __repr__(self) -> str:
         return f"Op({self.opdef.name}, loc={self.loc})"
+
+
+class MissingFunction:
+    """A host call's function in a graph parsed from text without it (text cannot hold Python
+    functions): calling it is an error that says how to give it back."""
+
+    def __init__(self, number: int):
+        self.number = number
+
+    def __call__(self, *arrays: Any) -> Any:
+        raise HostCallError(
+            f"this graph was parsed from text, which holds no Python functions: function "
+            f"{self.number} is missing. Parse it with parse(text, functions=[...]), the "
+            "functions in the order graph.functions() lists them"
+        )
+
+    def __repr__(self) -> str:
+        return f"MissingFunction({self.number})"
 
 
 class StateHandle(Value):
@@ -331,6 +357,23 @@ class Graph:
         op = Op(opdef, tuple(inputs), attrs, tuple(Value(t) for t in out_types), loc, device)
         self.ops.append(op)
         return op.outputs
+
+    def functions(self) -> list[Callable]:
+        """The Python functions this graph's ops hold ("function" attributes), in subgraphs
+        too, once each, in order of first appearance: the numbers the text form gives them."""
+        found: dict[int, Callable] = {}
+        for op in self.ops:
+            for name, value in op.attrs.items():
+                kind = op.opdef.attrs.get(name)
+                if kind == "graph":
+                    held = value.functions()
+                elif kind == "function":
+                    held = [value]
+                else:
+                    continue
+                for function in held:
+                    found.setdefault(id(function), function)
+        return list(found.values())
 
     def __str__(self) -> str:
         from .printer import print_graph

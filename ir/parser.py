@@ -7,11 +7,11 @@ import json
 import math
 import re
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .core import OPS, Graph, Location, StateSlot, Value
+from .core import OPS, Graph, Location, MissingFunction, StateSlot, Value
 from .errors import FlowjitError, ParseError
 from .types import DTYPE_NAMES, MAX_RANK, MAX_SIZE, TensorType
 from .verify import STATE_EFFECTS
@@ -78,7 +78,9 @@ def _tokenize(text: str) -> Iterator[_Token]:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, functions: Sequence[Callable]):
+        self.functions = functions
+        self.missing: dict[int, MissingFunction] = {}  # numbers not in functions
         self.tokens = _tokenize(text)
         self.token = next(self.tokens)  # the next token, not yet consumed
         self.values: dict[str, Value] = {}
@@ -312,6 +314,8 @@ class _Parser:
             for key, value in self.comma_list("}", self.attr_entry):
                 if key.text in attrs:
                     raise self.error(f"attribute {key.text} given twice", key)
+                if opdef.attrs.get(key.text) == "function":
+                    value = self.function(key, value)
                 attrs[key.text] = value
         device = None
         if self.accept("ident", "device"):
@@ -336,6 +340,14 @@ class _Parser:
                     f"{token.text} is declared {declared} but {name.text} gives {value.type}", token
                 )
             self.define(token, declared, value)
+
+    def function(self, key: _Token, number: Any) -> Callable:
+        """The Python function numbered ``number`` (a MissingFunction if none was given)."""
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise self.error(f"{key.text} must be a function's number, got {number!r}", key)
+        if number < len(self.functions):
+            return self.functions[number]
+        return self.missing.setdefault(number, MissingFunction(number))
 
     def loc(self) -> Location:
         """``loc("f.py":3)``, or ``loc("f.py":3, "f.py":7)`` for an op standing for several."""
@@ -422,12 +434,16 @@ class _Parser:
             raise self.error(f"dense elements do not fit {type_}: {err}", start) from None
 
 
-def parse(text: str) -> Graph:
+def parse(text: str, functions: Sequence[Callable] = ()) -> Graph:
     """Parse one graph from its text form. Raises ParseError (with line and column) for any
-    text that is not a valid graph: what parses, verifies."""
+    text that is not a valid graph: what parses, verifies.
+
+    Text cannot hold the Python functions of host calls: it numbers them (``callback=0``),
+    and ``functions[n]`` is function n (``graph.functions()`` lists a graph's in that order).
+    One not given is a MissingFunction, an error when the host call runs."""
     if not isinstance(text, str):
         raise TypeError(f"parse expects a str, got {type(text).__name__}")
-    parser = _Parser(text)
+    parser = _Parser(text, tuple(functions))
     graph = parser.graph()
     parser.take("eof")
     return graph

@@ -11,7 +11,11 @@
 Variables appear as handles ``$name`` declared by ``state(...)``; after discharge_state the
 header says where each went instead: ``state_map($w: in=2 out=0)``.
 
-``parse(print_graph(g))`` prints back to the same text (a tested invariant).
+A host call's Python function prints as its number among the graph's functions
+(``graph.functions()``): ``callback=0``.
+
+``parse(print_graph(g))`` prints back to the same text (a tested invariant), and
+``parse(print_graph(g), functions=g.functions())`` is ``g`` again, its functions included.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from .types import TensorType, dtype_name
 
 
 def print_graph(graph: Graph, *, locs: bool = True) -> str:
-    return _print(graph, locs, "") + "\n"
+    numbers = {id(f): i for i, f in enumerate(graph.functions())}
+    return _print(graph, locs, "", numbers) + "\n"
 
 
-def _print(graph: Graph, locs: bool, indent: str) -> str:
+def _print(graph: Graph, locs: bool, indent: str, functions: dict[int, int]) -> str:
     """The graph's text, without the final newline; its lines are indented by ``indent``
-    (a subgraph is printed inside its op's attributes, its values numbered from %0)."""
+    (a subgraph is printed inside its op's attributes, its values numbered from %0).
+    ``functions`` numbers the Python functions of the whole printed graph, by id."""
     names: dict[Value, str] = {h: f"${h.name}" for h in graph.states}
 
     def name(v: Value) -> str:
@@ -60,10 +66,15 @@ def _print(graph: Graph, locs: bool, indent: str) -> str:
             else f"{indent}  {op.opdef.name}({ins})"
         )
         if op.attrs:
-            attrs = (
-                _print(v, locs, indent + "    ") if isinstance(v, Graph) else format_attr(v)
-                for v in op.attrs.values()
-            )
+            attrs = []
+            for key, value in op.attrs.items():
+                kind = op.opdef.attrs.get(key)
+                if kind == "graph":
+                    attrs.append(_print(value, locs, indent + "    ", functions))
+                elif kind == "function":
+                    attrs.append(str(functions[id(value)]))
+                else:
+                    attrs.append(format_attr(value))
             text += " {" + ", ".join(f"{k}={a}" for k, a in zip(op.attrs, attrs)) + "}"
         if op.device is not None:
             text += f" device({json.dumps(op.device)})"

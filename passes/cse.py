@@ -14,8 +14,8 @@ from .subgraphs import in_subgraphs
 
 
 def _attr_key(value: Any) -> Any:
-    if isinstance(value, Graph):  # subgraphs are closed: equal text, equal meaning
-        return ("graph", print_graph(value, locs=False))
+    if isinstance(value, Graph):  # subgraphs are closed: equal text and functions, equal meaning
+        return ("graph", print_graph(value, locs=False), tuple(map(id, value.functions())))
     if isinstance(value, np.ndarray):
         return ("array", value.dtype.str, value.shape, value.tobytes())
     if isinstance(value, float) and value != value:

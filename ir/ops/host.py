@@ -11,8 +11,9 @@ loop body stays in its loop, compiled as a callback.
     %4: f32[4] = transfer(%3) {device="cpu:1"}
     %5, %6 = cluster(%0, %4) {body=graph @cluster_1(...) { ... }} device("cpu:1")
 
-The Python functions live in ``CALLBACKS`` (the IR names them by key), kept for the life of
-the process."""
+A host call's ``callback`` attribute is the Python function itself: the graph that traced it
+owns it (no process-wide table), and it lives as long as the graphs, clusters and compiled
+programs that hold it. The text form prints it as its number among the graph's functions."""
 
 from __future__ import annotations
 
@@ -24,24 +25,14 @@ from ..grad import differentiable
 from .control import check_types
 
 HOST = "host"
-CALLBACKS: dict[int, Callable] = {}
 
 
-def register_callback(fn: Callable) -> int:
-    key = len(CALLBACKS)
-    CALLBACKS[key] = fn
-    return key
-
-
-def _host_call_rule(types, callback: int, name: str, result_types):
+def _host_call_rule(types, callback: Callable, name: str, result_types):
     return tuple(result_types)
 
 
-def _host_call_ref(*arrays, callback: int, name: str, result_types):
-    fn = CALLBACKS.get(callback)
-    if fn is None:
-        raise ShapeError(f"host_call {name!r}: no callback {callback} in this process")
-    return tuple(fn(*arrays))
+def _host_call_ref(*arrays, callback: Callable, name: str, result_types):
+    return tuple(callback(*arrays))
 
 
 host_call = register(
@@ -49,9 +40,9 @@ host_call = register(
         "host_call",
         _host_call_rule,
         _host_call_ref,
-        attrs={"callback": "int", "name": "str", "result_types": "types"},
+        attrs={"callback": "function", "name": "str", "result_types": "types"},
         effects=frozenset({HOST}),
-        doc="the results of the Python function CALLBACKS[callback] on the operands' values",
+        doc="the results of the Python function callback on the operands' values",
     )
 )
 
@@ -110,4 +101,4 @@ transfer = register(
     )
 )
 
-__all__ = ["CALLBACKS", "HOST", "cluster", "host_call", "register_callback", "transfer"]
+__all__ = ["HOST", "cluster", "host_call", "transfer"]

@@ -242,7 +242,7 @@ def _placed_graph() -> Graph:
     (clustered,) = main.add(H.cluster, main.inputs[:1], {"body": body}, device=f"mesh({mesh})")
     (moved,) = main.add(H.transfer, [clustered], {"device": "cpu:1"})
     result_types = (t, TensorType((0,), np.uint8))
-    attrs = {"callback": 0, "name": "log\tit", "result_types": result_types}
+    attrs = {"callback": print, "name": "log\tit", "result_types": result_types}
     main.outputs = list(main.add(H.host_call, [moved, main.inputs[1]], attrs))
     spec = "[{data, model}, {}]"
     main.outputs += main.add(Sh.with_sharding, [moved], {"mesh": mesh, "spec": spec})

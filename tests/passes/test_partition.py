@@ -6,6 +6,8 @@ only the results but the order in which (and the values on which) the host work 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -34,17 +36,30 @@ def logged(tag: str, transform=None):
     return call
 
 
-IDENTITY = H.register_callback(logged("identity", lambda a: a))
-NEGATE = H.register_callback(logged("negate", np.negative))
-SINK = H.register_callback(logged("sink"))
+# the test callbacks, as IR text names them (CB_ID, CB_NEG, CB_SINK) before ir() numbers them
+CALLBACKS = {
+    "CB_ID": logged("identity", lambda a: a),
+    "CB_NEG": logged("negate", np.negative),
+    "CB_SINK": logged("sink"),
+}
 
 
 def ir(text: str) -> str:
-    """IR text with the test callbacks' keys filled in (CB_ID, CB_NEG, CB_SINK)."""
-    keys = {"CB_ID": IDENTITY, "CB_NEG": NEGATE, "CB_SINK": SINK}
-    for name, key in keys.items():
-        text = text.replace(name, str(key))
+    """IR text with the test callbacks' names replaced by their numbers, as the text form
+    numbers a graph's functions: in order of first appearance."""
+    for number, name in enumerate(_named(text)):
+        text = text.replace(name, str(number))
     return text
+
+
+def parse_ir(text: str) -> Graph:
+    """The graph of IR text naming the test callbacks, each host call holding its function."""
+    return parse(ir(text), functions=[CALLBACKS[name] for name in _named(text)])
+
+
+def _named(text: str) -> list[str]:
+    """The test callbacks ``text`` names, in order of first appearance."""
+    return list(dict.fromkeys(re.findall("|".join(CALLBACKS), text)))
 
 
 def run_logged(graph: Graph, args: list[np.ndarray]) -> tuple[list[np.ndarray], list]:
@@ -75,7 +90,7 @@ def check_clustered(text: str, want: str, args: list[np.ndarray]) -> Graph:
     """Cluster the graph of ``text``: its text must be ``want``; it verifies, round-trips,
     and gives the original graph's results and host calls (operands, order) on the reference
     interpreter, and its results on XLA."""
-    graph = parse(ir(text))
+    graph = parse_ir(text)
     out, changed = partition(graph)
     assert changed
     assert print_graph(out) == ir(want)
@@ -116,7 +131,7 @@ def test_one_host_call_in_the_middle_makes_two_clusters():
 }
 """
     check_clustered(text, want, [X])
-    np.testing.assert_allclose(run_graph(parse(ir(text)), [X])[0], -np.exp(X) * np.exp(X))
+    np.testing.assert_allclose(run_graph(parse_ir(text), [X])[0], -np.exp(X) * np.exp(X))
 
 
 def test_independent_work_after_a_host_call_lands_in_cluster_0():
@@ -280,7 +295,7 @@ body=graph @body(%0: f32[2]) {
 def test_host_call_inside_a_scan_body_stays_inside():
     # the scan becomes a cluster of its own (so the runtime runs the function step by step),
     # with its host call still inside its body
-    graph = parse(ir(SCAN_WITH_HOST_CALL))
+    graph = parse_ir(SCAN_WITH_HOST_CALL)
     out, changed = partition(graph)
     assert changed and [op.opdef for op in out.ops] == [H.cluster]
     (scan,) = [op for op in out.ops[0].attrs["body"].ops if op.opdef is Ctl.scan]
@@ -314,20 +329,20 @@ HOST_CALLS_ALONE = """graph @g(%0: f32[2]) {
 
 
 def test_host_calls_alone_make_no_cluster():
-    out, _ = partition(parse(ir(HOST_CALLS_ALONE)))
+    out, _ = partition(parse_ir(HOST_CALLS_ALONE))
     assert print_graph(out) == ir(HOST_CALLS_ALONE)
     assert_same(run_graph(out, [X]), [-X, X], "result")
 
 
 def test_changed_flag_is_false_when_the_graph_stays_the_same():
-    _, changed = partition(parse(ir(HOST_CALLS_ALONE)))
+    _, changed = partition(parse_ir(HOST_CALLS_ALONE))
     assert not changed
 
 
 def test_second_run_on_clustered_graph_changes_nothing():
     # partition' output is what lowering takes: running it again must not wrap its
     # clusters in clusters
-    once, _ = partition(parse(ir(chain(2)[0])))
+    once, _ = partition(parse_ir(chain(2)[0]))
     twice, changed = partition(once)
     assert print_graph(twice) == print_graph(once)
     assert not changed
@@ -347,7 +362,7 @@ body=graph @body(%0: f32[2]) {
   return %1
 }
 """
-    graph = parse(ir(text))
+    graph = parse_ir(text)
     out, _ = partition(graph)
     verify(out)
     before, log_before = run_logged(graph, [X])
@@ -373,9 +388,8 @@ def host_graphs(draw, loops: bool = False) -> Graph:
         nonlocal count
         tag, count = f"h{count}", count + 1
         transform = {"identity": lambda a: a, "negate": np.negative, "sink": None}[kind]
-        key = H.register_callback(logged(tag, transform))
         types = () if kind == "sink" else tuple(v.type for v in operands)
-        attrs = {"callback": key, "name": tag, "result_types": types}
+        attrs = {"callback": logged(tag, transform), "name": tag, "result_types": types}
         return target.add(H.host_call, operands, attrs)
 
     def insert() -> None:
@@ -599,4 +613,4 @@ def test_sharding_constraints_over_two_meshes_are_a_pass_error():
 }
 """
     with pytest.raises(PassError, match="different meshes"):
-        partition(parse(ir(text)))
+        partition(parse_ir(text))

@@ -1,6 +1,6 @@
 """Run by test_no_growth.py in a fresh process: create, call and drop N compiled functions
 (each with a variable, a host call inside an fj.scan and one between clusters); print the live
-Cluster and Graph objects (after gc.collect(), and after jax.clear_caches(): what jax caches by
+Cluster, Graph and host-function objects (after gc.collect(), and after jax.clear_caches(): what jax caches by
 a cluster is what keeps it alive) before and after, as one JSON line."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import flowjit as fj
 import flowjit.numpy as fnp
 from flowjit.backends.xla import Cluster
+from flowjit.compiler.host import HostFunction
 from flowjit.ir import Graph
 
 
@@ -24,6 +25,7 @@ def live() -> dict:
     return {
         "clusters": sum(isinstance(o, Cluster) for o in objects),
         "graphs": sum(isinstance(o, Graph) for o in objects),
+        "host_functions": sum(isinstance(o, HostFunction) for o in objects),
     }
 
 

@@ -148,3 +148,49 @@ def test_ctrl_c_while_a_loop_body_callback_runs_is_a_keyboard_interrupt():
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"outcomes": ["KeyboardInterrupt"] * 3, "v": [0.0, 0.0]}
+
+
+ROUNDS = 200
+
+
+def test_two_threads_tracing_and_running_host_calls_in_loops_get_their_own_outcomes():
+    """Issue 21: two threads each trace, lower and run a new compiled function ROUNDS times,
+    with a host call in a scan body; one thread's host function raises, the other's returns
+    the round number. Each call gives its own thread's result or error: the host function
+    belongs to the function that traced it, and a failure travels with the step that ran it."""
+    barrier = threading.Barrier(2)
+    outcomes: dict[int, list[str]] = {0: [], 1: []}
+
+    def run(number: int) -> None:
+        barrier.wait(60)
+        for round_ in range(ROUNDS):
+
+            def host_fn(c, round_=round_):
+                if number == 1:
+                    raise ThreadError(round_)
+                return c + round_
+
+            def body(c, _):
+                shape = fj.ShapeDtype((2,), F32)
+                return fj.host_call(host_fn, c, result_shape_dtypes=shape), None
+
+            step = fj.compile(lambda x: fj.scan(body, x, None, length=2)[0])
+            try:
+                got = np.asarray(step(np.zeros(2, F32))).tolist()
+                outcomes[number].append("own" if got == [2 * round_] * 2 else f"result {got}")
+            except fj.HostCallError as err:
+                own = isinstance(err.__cause__, ThreadError) and err.__cause__.number == round_
+                outcomes[number].append("own" if own and number == 1 else f"error: {err}")
+            except Exception as err:
+                outcomes[number].append(f"{type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    assert not any(thread.is_alive() for thread in threads)
+    for number in (0, 1):
+        wrong = [outcome for outcome in outcomes[number] if outcome != "own"]
+        assert len(outcomes[number]) == ROUNDS
+        assert wrong == [], f"thread {number}: {len(wrong)} of {ROUNDS}: {wrong[:3]}"
