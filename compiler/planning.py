@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowjit.backends.xla import Cluster
-from flowjit.ir import Graph, Value
+from flowjit.ir import Graph, MeshAxes, Value
 from flowjit.ir.ops import host as H
 from flowjit.runtime import ClusterStep, HostStep, Plan, TransferStep
 
@@ -47,10 +47,10 @@ def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
         if op.opdef is H.cluster:
             cluster = Cluster(op.attrs["body"], calls_host=H.HOST in op.effects)
             device, on_mesh = op.device, None
-            if device is not None and device.startswith("mesh("):
+            if isinstance(device, MeshAxes):
                 # over the function's mesh; without one (constraints from a sharded variable or
                 # an entered mesh) the cluster follows its inputs' shardings
-                device, on_mesh = (None, None) if mesh is None else (device, mesh.jax)
+                device, on_mesh = None, None if mesh is None else mesh.jax
             steps.append(ClusterStep(cluster, inputs, outputs, device, on_mesh))
         elif op.opdef is H.transfer:
             steps.append(TransferStep(op.attrs["device"], inputs, outputs))

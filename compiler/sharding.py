@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowjit.backends.xla.jaxshim import jax, jnp
-from flowjit.ir import ShardingError
+from flowjit.ir import MeshAxes, ShardingError
 from flowjit.ir.ops import sharding as S
 from flowjit.runtime.sharding import (
     NamedSharding,
@@ -31,7 +31,7 @@ def constrain(tensor: Any, sharding: NamedSharding, always: bool = False) -> Any
     spec = spec_of(sharding, tensor.ndim)
     if not always and not any(spec):
         return tensor
-    mesh = S.mesh_text(tuple(sharding.mesh.shape.items()))
+    mesh = MeshAxes(tuple(sharding.mesh.shape.items()))
     return emit(S.with_sharding, [tensor], mesh=mesh, spec=S.spec_text(spec))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import FlowjitError, HostCallError, VerifyError
-from .types import TensorType
+from .types import MeshAxes, TensorType
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ ATTR_KINDS = (
     "types",
     "graph",
     "function",
+    "mesh",
     "any",
 )
 
@@ -222,12 +223,19 @@ def _canonical_attr(kind: str, value: Any) -> Any:
         if not callable(value) or isinstance(value, type):
             raise TypeError("expected a Python function")
         return value
+    if kind == "mesh":
+        if isinstance(value, str):  # (its text, "data=4, model=2", names one too)
+            return MeshAxes.parse(value)
+        if not isinstance(value, MeshAxes):
+            raise TypeError("expected a MeshAxes or its text")
+        return value
     return value
 
 
 class Op:
     """One node: ``outputs = opdef(inputs, **attrs)`` at ``loc``, on ``device`` (a name such
-    as ``"cpu:1"`` from a ``fj.device`` scope; None: wherever the function runs).
+    as ``"cpu:1"`` from a ``fj.device`` scope; a MeshAxes for a cluster that runs SPMD over
+    the function's mesh; None: wherever the function runs).
 
     ``effects`` are the op definition's, plus those of the ops in its subgraphs: a loop whose
     body writes a variable writes it."""
@@ -241,7 +249,7 @@ class Op:
         attrs: dict[str, Any],
         outputs: tuple[Value, ...],
         loc: Location | None = None,
-        device: str | None = None,
+        device: str | MeshAxes | None = None,
     ):
         self.opdef, self.inputs, self.attrs = opdef, tuple(inputs), dict(attrs)
         self.outputs, self.loc, self.device = tuple(outputs), loc, device
@@ -346,7 +354,7 @@ class Graph:
         inputs: tuple[Value, ...] | list[Value],
         attrs: dict[str, Any] | None = None,
         loc: Location | None = None,
-        device: str | None = None,
+        device: str | MeshAxes | None = None,
     ) -> tuple[Value, ...]:
         """Append an op, inferring its output types; errors carry the op name and ``loc``."""
         attrs = check_attrs(opdef, attrs or {}, loc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from .core import Graph, Op, Value
+from .printer import device_text
 
 
 def to_dot(graph: Graph) -> str:
@@ -20,7 +21,7 @@ def to_dot(graph: Graph) -> str:
 def _label(op: Op) -> str:
     types = ", ".join(str(v.type) for v in op.outputs)
     where = f"\n{op.loc}" if op.loc else ""
-    device = f"\non {op.device}" if op.device else ""
+    device = f"\non {device_text(op.device)}" if op.device else ""
     return f"{op.opdef.name}{': ' + types if types else ''}{device}{where}"
 
 

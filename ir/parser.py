@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .core import OPS, Graph, Location, MissingFunction, StateSlot, Value
-from .errors import FlowjitError, ParseError
-from .types import DTYPE_NAMES, MAX_RANK, MAX_SIZE, TensorType
+from .errors import FlowjitError, ParseError, ShapeError
+from .types import DTYPE_NAMES, MAX_RANK, MAX_SIZE, MeshAxes, TensorType
 from .verify import STATE_EFFECTS
 
 # Lists and subgraphs nest at most this deep: far beyond any program, and well within
@@ -320,7 +320,7 @@ class _Parser:
         device = None
         if self.accept("ident", "device"):
             self.take("punct", "(")
-            device = self.string()
+            device = self.device()
             self.take("punct", ")")
         loc = self.loc() if self.peek().kind == "ident" and self.peek().text == "loc" else None
         try:
@@ -340,6 +340,17 @@ class _Parser:
                     f"{token.text} is declared {declared} but {name.text} gives {value.type}", token
                 )
             self.define(token, declared, value)
+
+    def device(self) -> str | MeshAxes:
+        """A device name, or ``mesh(<axes>)``: the mesh of a cluster that runs SPMD."""
+        token = self.peek()
+        name = self.string()
+        if not (name.startswith("mesh(") and name.endswith(")")):
+            return name
+        try:
+            return MeshAxes.parse(name[len("mesh(") : -1])
+        except ShapeError as err:
+            raise self.error(err.detail, token) from None
 
     def function(self, key: _Token, number: Any) -> Callable:
         """The Python function numbered ``number`` (a MissingFunction if none was given)."""

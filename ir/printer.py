@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .core import Graph, Value
-from .types import TensorType, dtype_name
+from .types import MeshAxes, TensorType, dtype_name
 
 
 def print_graph(graph: Graph, *, locs: bool = True) -> str:
@@ -77,7 +77,7 @@ def _print(graph: Graph, locs: bool, indent: str, functions: dict[int, int]) -> 
                     attrs.append(format_attr(value))
             text += " {" + ", ".join(f"{k}={a}" for k, a in zip(op.attrs, attrs)) + "}"
         if op.device is not None:
-            text += f" device({json.dumps(op.device)})"
+            text += f" device({json.dumps(device_text(op.device))})"
         if locs and op.loc is not None:
             where = ", ".join(f"{json.dumps(o.file)}:{o.line}" for o in op.loc.origins)
             text += f" loc({where})"
@@ -86,6 +86,11 @@ def _print(graph: Graph, locs: bool, indent: str, functions: dict[int, int]) -> 
     lines.append(f"{indent}  return {rets}".rstrip())
     lines.append(f"{indent}}}")
     return "\n".join(lines)
+
+
+def device_text(device: str | MeshAxes) -> str:
+    """How an op's device prints: its name, or ``mesh(data=4, model=2)`` for a mesh."""
+    return f"mesh({device})" if isinstance(device, MeshAxes) else device
 
 
 def format_attr(value: Any) -> str:
@@ -103,6 +108,8 @@ def format_attr(value: Any) -> str:
         return dtype_name(value)
     if isinstance(value, TensorType):
         return str(value)
+    if isinstance(value, MeshAxes):
+        return json.dumps(str(value))
     if isinstance(value, tuple):
         return "[" + ", ".join(format_attr(v) for v in value) + "]"
     if isinstance(value, np.ndarray):

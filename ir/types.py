@@ -1,8 +1,10 @@
-"""Tensor types: a static shape and a numpy dtype, printed as ``f32[3,4]``."""
+"""Tensor types: a static shape and a numpy dtype, printed as ``f32[3,4]``; and the axes of a
+device mesh, printed as ``data=4, model=2``."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -91,3 +93,41 @@ class TensorType:
 
     def __str__(self) -> str:
         return f"{dtype_name(self.dtype)}[{','.join(map(str, self.shape))}]"
+
+
+_AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class MeshAxes:
+    """A device mesh as the IR knows it: its axes' names and sizes, in order (which devices
+    form it is the runtime's business). A ``with_sharding`` op's ``mesh`` attribute, and the
+    placement (``Op.device``) of a cluster that runs SPMD over the mesh."""
+
+    axes: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "MeshAxes":
+        """The mesh ``text`` names (``data=4, model=2``); a ShapeError if it is malformed."""
+        axes = []
+        for part in text.split(","):
+            name, eq, size = part.strip().partition("=")
+            # (short digit strings only: int() refuses thousands of digits with a ValueError)
+            if not (
+                eq
+                and _AXIS_NAME.fullmatch(name)
+                and size.isascii()
+                and size.isdigit()
+                and len(size) <= 9
+                and int(size)
+            ):
+                raise ShapeError(f'malformed mesh {text!r}; expected "name=size, ..."')
+            axes.append((name, int(size)))
+        return cls(tuple(axes))
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return dict(self.axes)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name}={size}" for name, size in self.axes)

@@ -19,14 +19,15 @@ into each cluster that uses them. A host call inside a loop body stays in its lo
 as a callback); a graph with no host call and no device scope is left as it is.
 
 A graph with ``with_sharding`` ops runs SPMD over their device mesh: its clusters on the
-default device are marked as such, ``device("mesh(data=4, model=2)")``, so the runtime runs
-them over the mesh's devices (a graph left whole runs over the mesh as it is)."""
+default device are placed on the mesh (``Op.device`` is the constraints' ``MeshAxes``,
+printed ``device("mesh(data=4, model=2)")``), so the runtime runs them over the mesh's devices
+(a graph left whole runs over the mesh as it is)."""
 
 from __future__ import annotations
 
 import itertools
 
-from flowjit.ir import Graph, Op, PassError, Value
+from flowjit.ir import Graph, MeshAxes, Op, PassError, Value
 from flowjit.ir.ops import host as H
 from flowjit.ir.ops import sharding as S
 
@@ -123,12 +124,13 @@ def _apply(graph: Graph, placed: list[tuple[int, str]]) -> Graph:
     return out
 
 
-def spmd_device(graph: Graph) -> str | None:
-    """``mesh(<axes>)`` when ``graph`` has sharding constraints (all on one mesh), else None."""
+def spmd_device(graph: Graph) -> MeshAxes | None:
+    """The mesh of ``graph``'s sharding constraints (all on one mesh), else None."""
     meshes = {op.attrs["mesh"] for op in _all_ops(graph) if op.opdef is S.with_sharding}
     if len(meshes) > 1:
-        raise PassError(f"sharding constraints over different meshes: {sorted(meshes)}")
-    return f"mesh({meshes.pop()})" if meshes else None
+        names = sorted(f"mesh({m})" for m in meshes)
+        raise PassError(f"sharding constraints over different meshes: {names}")
+    return meshes.pop() if meshes else None
 
 
 def _all_ops(graph: Graph):

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import ShardingError
-from flowjit.ir.ops.sharding import Axes, Spec
+from flowjit.ir import MeshAxes, ShardingError
+from flowjit.ir.ops.sharding import Spec
 
 P = jax.sharding.PartitionSpec
 NamedSharding = jax.sharding.NamedSharding
@@ -69,8 +69,8 @@ class Mesh:
         return dict(self.jax.shape)
 
     @property
-    def axes(self) -> Axes:
-        return tuple(self.jax.shape.items())
+    def axes(self) -> MeshAxes:
+        return MeshAxes(tuple(self.jax.shape.items()))
 
     @property
     def devices(self) -> np.ndarray:
@@ -94,7 +94,7 @@ class Mesh:
         return hash(self.jax)
 
     def __repr__(self) -> str:
-        return "Mesh(" + ", ".join(f"{n}={s}" for n, s in self.axes) + ")"
+        return f"Mesh({self.axes})"
 
 
 def as_mesh(mesh: Any) -> Mesh:

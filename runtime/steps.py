@@ -25,8 +25,8 @@ class ClusterStep:
     cluster: Cluster  # what runs (backends/xla/cluster.py)
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
-    device: str | None = None  # a device name; None: the default device
-    mesh: Any = None  # for a cluster marked SPMD (device "mesh(...)"): the jax Mesh
+    device: str | None = None  # a device name; None: the default device (or the mesh's)
+    mesh: Any = None  # for a cluster that runs SPMD: the function's jax Mesh
 
 
 @dataclass(frozen=True)

@@ -115,12 +115,19 @@ def jitted(fn: Callable) -> Callable:
 
 
 def x64_for(graph: Graph) -> Any:
-    """A scope with jax_enable_x64 on if ``graph`` has a 64-bit value (jax narrows 64-bit
-    arguments at the jit boundary with x64 off, tests/conftest.py), else no change."""
-    values = [*graph.inputs, *(v for op in graph.ops for v in op.outputs)]
-    if any(v.type.dtype.itemsize == 8 for v in values):
+    """A scope with jax_enable_x64 on if ``graph`` has a 64-bit value, in subgraphs too (jax
+    narrows 64-bit arguments at the jit boundary with x64 off, tests/conftest.py, and a host
+    callback's 64-bit results), else no change."""
+    if _has_64_bit_value(graph):
         return jax.enable_x64(True)
     return contextlib.nullcontext()
+
+
+def _has_64_bit_value(graph: Graph) -> bool:
+    values = [*graph.inputs, *(v for op in graph.ops for v in op.outputs)]
+    return any(v.type.dtype.itemsize == 8 for v in values) or any(
+        _has_64_bit_value(sub) for op in graph.ops for sub in op.subgraphs
+    )
 
 
 def run_xla(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -4,16 +4,16 @@
 
 from __future__ import annotations
 
-from flowjit.ir import Op
+from flowjit.ir import MeshAxes, Op
 from flowjit.ir.ops import sharding as S
 
 from .jaxshim import ir, sdy
 from .lowering import LoweringContext, lowers
 
 
-def sdy_sharding(mesh: str, spec: str) -> str:
+def sdy_sharding(mesh: MeshAxes, spec: str) -> str:
     """The text of a ``#sdy.sharding`` attribute (dimensions closed, as jax emits them)."""
-    axes = ", ".join(f'"{name}"={size}' for name, size in S.parse_mesh(mesh))
+    axes = ", ".join(f'"{name}"={size}' for name, size in mesh.axes)
     dims = ", ".join("{" + ", ".join(f'"{a}"' for a in dim) + "}" for dim in S.parse_spec(spec))
     return f"#sdy.sharding<mesh<[{axes}]>, [{dims}]>"
 

@@ -1,8 +1,9 @@
 """Sharding: ``with_sharding`` says how a value is laid out over a device mesh when the
 program runs SPMD (``fj.compile(mesh=...)``); its value is its operand's.
 
-Both attributes are text, in Shardy's notation without quotes: ``mesh`` lists the mesh's axes
-and sizes, ``spec`` gives each dimension the mesh axes it is split over (``{}``: not split).
+``mesh`` is the mesh's axes and sizes (an ``ir.MeshAxes``); ``spec`` is text, in Shardy's
+notation without quotes, giving each dimension the mesh axes it is split over (``{}``: not
+split). Both print as text:
 
     %3: f32[128,512] = with_sharding(%2) {mesh="data=4, model=2", spec="[{data}, {}]"}
 
@@ -17,37 +18,13 @@ from typing import Sequence
 
 from ..core import OpDef, register
 from ..errors import ShapeError
+from ..types import MeshAxes
 
-Axes = tuple[tuple[str, int], ...]  # a mesh: (axis name, size) in order
 Spec = tuple[tuple[str, ...], ...]  # per dimension, the mesh axes it is split over
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def mesh_text(axes: Axes) -> str:
-    return ", ".join(f"{name}={size}" for name, size in axes)
 
 
 def spec_text(spec: Spec) -> str:
     return "[" + ", ".join("{" + ", ".join(dim) + "}" for dim in spec) + "]"
-
-
-def parse_mesh(text: str) -> Axes:
-    axes = []
-    for part in text.split(","):
-        name, eq, size = part.strip().partition("=")
-        # (short digit strings only: int() refuses thousands of digits with a ValueError)
-        if not (
-            eq
-            and _NAME.fullmatch(name)
-            and size.isascii()
-            and size.isdigit()
-            and len(size) <= 9
-            and int(size)
-        ):
-            raise ShapeError(f'malformed mesh {text!r}; expected "name=size, ..."')
-        axes.append((name, int(size)))
-    return tuple(axes)
 
 
 def parse_spec(text: str) -> Spec:
@@ -61,10 +38,10 @@ def parse_spec(text: str) -> Spec:
     return tuple(tuple(a.strip() for a in d.split(",") if a.strip()) for d in dims)
 
 
-def check_spec(shape: Sequence[int], axes: Axes, spec: Spec) -> None:
+def check_spec(shape: Sequence[int], mesh: MeshAxes, spec: Spec) -> None:
     """ShapeError unless ``spec`` fits a value of ``shape`` on the mesh ``axes``: one entry per
     dimension, axes of the mesh each used once, each dimension divisible by its axes' sizes."""
-    sizes = dict(axes)
+    sizes = mesh.sizes
     if len(spec) != len(shape):
         raise ShapeError(
             f"the spec {spec_text(spec)} has {len(spec)} entries for rank {len(shape)}"
@@ -72,7 +49,7 @@ def check_spec(shape: Sequence[int], axes: Axes, spec: Spec) -> None:
     used = [a for dim in spec for a in dim]
     for axis in used:
         if axis not in sizes:
-            raise ShapeError(f"axis {axis!r} is not in the mesh ({mesh_text(axes)})")
+            raise ShapeError(f"axis {axis!r} is not in the mesh ({mesh})")
     if len(set(used)) != len(used):
         raise ShapeError(f"the spec {spec_text(spec)} uses a mesh axis twice")
     for d, (size, dim) in enumerate(zip(shape, spec)):
@@ -84,10 +61,10 @@ def check_spec(shape: Sequence[int], axes: Axes, spec: Spec) -> None:
             )
 
 
-def _with_sharding_rule(types, mesh: str, spec: str):
+def _with_sharding_rule(types, mesh: MeshAxes, spec: str):
     if len(types) != 1:
         raise ShapeError(f"with_sharding takes one value, got {len(types)}")
-    check_spec(types[0].shape, parse_mesh(mesh), parse_spec(spec))
+    check_spec(types[0].shape, mesh, parse_spec(spec))
     return types[0]
 
 
@@ -96,7 +73,7 @@ with_sharding = register(
         "with_sharding",
         _with_sharding_rule,
         lambda x, mesh, spec: x,
-        attrs={"mesh": "str", "spec": "str"},
+        attrs={"mesh": "mesh", "spec": "str"},
         doc="x, laid out over the device mesh as spec says",
     )
 )
@@ -107,4 +84,4 @@ def _with_sharding_vjp(emit, op, g):  # the cotangent is laid out as the value
     return [emit(with_sharding, g, **op.attrs)]
 
 
-__all__ = ["check_spec", "mesh_text", "parse_mesh", "parse_spec", "spec_text", "with_sharding"]
+__all__ = ["check_spec", "parse_spec", "spec_text", "with_sharding"]

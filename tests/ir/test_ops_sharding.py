@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from opcheck import OpCase, check_case, params, rand
 
-from flowjit.ir import ParseError, ShapeError, parse, print_graph
+from flowjit.ir import MeshAxes, ParseError, ShapeError, parse, print_graph
 from flowjit.ir.ops import sharding as S
 
 FLOATS = (np.float32, np.float64)
@@ -34,11 +34,11 @@ def test_op_against_numpy(case, dtype):
 
 
 def test_mesh_and_spec_text_round_trip():
-    axes = (("data", 4), ("model", 2))
+    mesh = MeshAxes((("data", 4), ("model", 2)))
     spec = (("data", "model"), ())
-    assert S.mesh_text(axes) == "data=4, model=2"
+    assert str(mesh) == "data=4, model=2"
     assert S.spec_text(spec) == "[{data, model}, {}]"
-    assert S.parse_mesh(S.mesh_text(axes)) == axes
+    assert MeshAxes.parse(str(mesh)) == mesh
     assert S.parse_spec(S.spec_text(spec)) == spec
 
 
@@ -47,7 +47,7 @@ def test_mesh_and_spec_text_round_trip():
 )
 def test_malformed_mesh_text_is_a_shape_error(text):
     with pytest.raises(ShapeError, match="malformed mesh"):
-        S.parse_mesh(text)
+        MeshAxes.parse(text)
 
 
 @pytest.mark.parametrize("text", ["{data}", "[{data}, data]", "[{data}"])
@@ -84,3 +84,23 @@ def test_with_sharding_prints_and_parses_back():
         "  return %1\n}\n"
     )
     assert print_graph(parse(text)) == text
+
+
+def test_a_cluster_on_a_mesh_holds_the_mesh_and_prints_it_as_before():
+    text = (
+        "graph @g(%0: f32[4]) {\n"
+        "  %1: f32[4] = cluster(%0) {body=graph @cluster_0(%0: f32[4]) {\n"
+        '      %1: f32[4] = with_sharding(%0) {mesh="data=2", spec="[{data}]"}\n'
+        "      return %1\n"
+        '    }} device("mesh(data=2)")\n'
+        "  return %1\n"
+        "}\n"
+    )
+    graph = parse(text)
+    (cluster,) = graph.ops
+    assert cluster.device == MeshAxes((("data", 2),))
+    assert cluster.attrs["body"].ops[0].attrs["mesh"] is not None
+    assert cluster.attrs["body"].ops[0].attrs["mesh"] == cluster.device
+    assert print_graph(graph) == text
+    with pytest.raises(ParseError, match="malformed mesh"):
+        parse(text.replace('device("mesh(data=2)")', 'device("mesh(data=)")'))

@@ -38,6 +38,7 @@ from flowjit.ir import (
     OPS,
     Graph,
     Location,
+    MeshAxes,
     ParseError,
     TensorType,
     Value,
@@ -239,7 +240,8 @@ def _placed_graph() -> Graph:
     (sharded,) = body.add(Sh.with_sharding, body.inputs, {"mesh": mesh, "spec": "[{data}, {}]"})
     body.outputs = list(body.add(E.tanh, [sharded]))
     main = Graph("main", [Value(t), Value(TensorType((), np.int64))])
-    (clustered,) = main.add(H.cluster, main.inputs[:1], {"body": body}, device=f"mesh({mesh})")
+    placed = MeshAxes.parse(mesh)  # (a cluster running SPMD over the mesh)
+    (clustered,) = main.add(H.cluster, main.inputs[:1], {"body": body}, device=placed)
     (moved,) = main.add(H.transfer, [clustered], {"device": "cpu:1"})
     result_types = (t, TensorType((0,), np.uint8))
     attrs = {"callback": print, "name": "log\tit", "result_types": result_types}
