@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from flowjit.backends.reference import run_graph
-from flowjit.ir import FlowjitError, Graph, OpDef, TensorType, Value
+from flowjit.ir import Effect, FlowjitError, Graph, OpDef, TensorType, Value
 from flowjit.ir.core import Op, StateHandle
 from flowjit.ir.ops import state as S
 from flowjit.passes import lift_state
@@ -58,7 +58,7 @@ class EagerGraph(Graph):
                 out = op.opdef.ref(*args, **op.attrs, **extra)
         except FlowjitError as err:
             raise err.with_context(op=op.opdef.name, loc=op.loc) from None
-        if S.WRITE in op.opdef.effects:
+        if Effect.WRITE in op.opdef.effects:
             handle = op.inputs[0]
             self.env[handle] = np.asarray(out, handle.type.dtype)
             cell = self.cells[handle]

@@ -8,6 +8,7 @@ Values compare by identity. Subgraphs, where an op needs them, are attributes ho
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 from dataclasses import dataclass, field
@@ -57,6 +58,20 @@ class Value:
         return f"Value({self.type})"
 
 
+class Effect(enum.Enum):
+    """What an op does besides computing its results. No pass drops, merges or reorders an op
+    with an effect, and an op has the effects of the ops in its subgraphs too.
+
+    ``READ``: the op reads a variable's current value (its state operand names the variable);
+    ``WRITE``: it gives the variable a new value; discharge_state turns both into dataflow.
+    ``HOST``: it runs Python on the host, in program order; partitioning cuts the graph there
+    and a compiled loop calls back to the host for it."""
+
+    READ = "read"
+    WRITE = "write"
+    HOST = "host"
+
+
 # Attribute kinds an OpDef may declare; the verifier, printer and parser share them.
 # A "graph" attribute holds a closed subgraph (a branch or loop body): it sees only its own
 # inputs, and names the enclosing graph's variables by their names in its own ``state(...)``.
@@ -93,7 +108,7 @@ class OpDef:
     shape_rule: Callable[..., Any]
     ref: Callable[..., Any]
     attrs: dict[str, str] = field(default_factory=dict)
-    effects: frozenset[str] = frozenset()
+    effects: frozenset[Effect] = frozenset()
     vjp: Callable[..., Any] | None = None
     no_vjp: str | None = None
     doc: str = ""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .core import OPS, Graph, Value, check_attrs
+from .core import OPS, Effect, Graph, Value, check_attrs
 from .errors import FlowjitError, VerifyError
-from .ops.state import READ, WRITE
 
-STATE_EFFECTS = frozenset({READ, WRITE})
+STATE_EFFECTS = frozenset({Effect.READ, Effect.WRITE})
 
 
 def verify(graph: Graph, enclosing: Graph | None = None) -> None:

@@ -12,7 +12,7 @@ both.
 
 from __future__ import annotations
 
-from flowjit.ir import Graph, Op, Value
+from flowjit.ir import Effect, Graph, Op, Value
 from flowjit.ir.core import StateHandle, StateSlot
 from flowjit.ir.ops import control as C
 from flowjit.ir.ops import elementwise as E
@@ -77,8 +77,8 @@ def lift_state(graph: Graph) -> tuple[Graph, bool]:
             out.ops.append(op)
             continue
         # (a subgraph may declare a variable it does not use: _open drops the declaration)
-        reads = [h for h in graph.states if _accesses(op, h.name, {S.READ, S.WRITE})]
-        writes = [h for h in reads if _accesses(op, h.name, {S.WRITE})]
+        reads = [h for h in graph.states if _accesses(op, h.name, {Effect.READ, Effect.WRITE})]
+        writes = [h for h in reads if _accesses(op, h.name, {Effect.WRITE})]
         values = [out.add(S.read_variable, [h], None, op.loc, op.device)[0] for h in reads]
         lifted, new_results = _LIFT[op.opdef](op, reads, writes, values)
         out.ops.append(lifted)
@@ -93,7 +93,7 @@ def _uses_state(op: Op) -> bool:
     return any(sub.states for sub in op.subgraphs)
 
 
-def _accesses(op: Op, name: str, effects: set[str]) -> bool:
+def _accesses(op: Op, name: str, effects: set[Effect]) -> bool:
     """Whether a state op with one of ``effects`` on the variable ``name`` is in ``op``'s
     subgraphs (at any depth)."""
     for inner in (o for sub in op.subgraphs for o in sub.ops):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import opcheck
 
 from flowjit.backends.xla import LOWERINGS
-from flowjit.ir import OPS, parse
+from flowjit.ir import OPS, Effect, parse
 from flowjit.ir.ops.state import STATE_OPS
 from flowjit.passes import discharge_state
 
@@ -29,7 +29,7 @@ def test_every_op_has_rules_reference_and_lowering():
 def test_discharge_removes_every_state_op():
     graph = parse(
         "graph @g(%0: f32[2]) state($w: f32[2]) {\n"
-        + "".join(f"  {op.name}($w, %0)\n" for op in STATE_OPS if op.effects == {"write"})
+        + "".join(f"  {op.name}($w, %0)\n" for op in STATE_OPS if op.effects == {Effect.WRITE})
         + "  %1: f32[2] = read_variable($w)\n  return %1\n}\n"
     )
     assert {op.opdef for op in graph.ops} == set(STATE_OPS)

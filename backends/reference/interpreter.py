@@ -6,8 +6,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from flowjit.ir import Graph, Op
-from flowjit.ir.ops.state import WRITE
+from flowjit.ir import Effect, Graph, Op
 
 
 Observer = Callable[[Op, list, list], None]
@@ -48,7 +47,7 @@ def run_graph(
         extra = {"run": run} if op.opdef.graph_attrs else {}
         inputs = [env[v] for v in op.inputs]
         out = op.opdef.ref(*inputs, **op.attrs, **extra)
-        if WRITE in op.opdef.effects:
+        if Effect.WRITE in op.opdef.effects:
             env[op.inputs[0]] = np.asarray(out, op.inputs[0].type.dtype)
             if observe is not None:
                 observe(op, inputs, [env[op.inputs[0]]])

@@ -19,12 +19,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core import Graph, OpDef, Value, register
+from ..core import Effect, Graph, OpDef, Value, register
 from ..errors import DTypeError, GradientError, ShapeError, TypeMismatchError
 from ..grad import active_values, differentiable, linearize
 from ..types import BOOL, TensorType
 from . import elementwise as E
-from .state import WRITE
 
 Run = Callable[[Graph, Sequence[np.ndarray]], list[np.ndarray]]
 
@@ -74,7 +73,7 @@ def _while_rule(types, consts: int, cond: Graph, body: Graph):
     if not 0 <= consts <= len(types):
         raise ShapeError(f"consts={consts} but the op has {len(types)} inputs")
     check_types("cond input", _types(cond.inputs), types, "operand")
-    if any(WRITE in op.effects for op in cond.ops):
+    if any(Effect.WRITE in op.effects for op in cond.ops):
         raise ShapeError("the cond of a while loop must not write variables; write them in body")
     if _types(cond.outputs) != (TensorType((), BOOL),):
         raise DTypeError(f"cond must return one bool[], got {list(map(str, _types(cond.outputs)))}")

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import OpDef, register
+from ..core import Effect, OpDef, register
 from ..errors import DTypeError, ShapeError
 from ..types import TensorType
 from .rules import NUMERIC, check_arity, check_dtype
-
-READ, WRITE = "read", "write"
-
 
 def _read_rule(types: tuple[TensorType, ...]) -> TensorType:
     check_arity(types, 1)
@@ -46,7 +43,7 @@ read_variable = register(
         "read_variable",
         _read_rule,
         lambda current: current.copy(),
-        effects=frozenset({READ}),
+        effects=frozenset({Effect.READ}),
         no_vjp="the gradient with respect to a variable is taken at its read (issue 4)",
         doc="the variable's current value",
     )
@@ -60,7 +57,7 @@ def _write_op(name: str, ref, numeric: bool, doc: str) -> OpDef:
             name,
             _write_rule(numeric),
             ref,
-            effects=frozenset({WRITE}),
+            effects=frozenset({Effect.WRITE}),
             no_vjp="has no outputs",
             doc=doc,
         )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from opcheck import OpCase, check_case, params, rand
 
-from flowjit.ir import Graph, TensorType, TypeMismatchError, parse
+from flowjit.ir import Effect, Graph, TensorType, TypeMismatchError, parse
 from flowjit.ir.ops import host as H
 from flowjit.ir.types import dtype_name
 
@@ -65,7 +65,7 @@ def test_host_call_results_are_what_result_types_declare():
         TensorType((3,), np.float32),
         TensorType((), np.float32),
     ]
-    assert graph.ops[0].effects == {H.HOST}
+    assert graph.ops[0].effects == {Effect.HOST}
 
 
 def test_cluster_operands_must_match_its_body():
