@@ -59,7 +59,7 @@ class EagerGraph(Graph):
         except FlowjitError as err:
             raise err.with_context(op=op.opdef.name, loc=op.loc) from None
         if Effect.WRITE in op.opdef.effects:
-            handle = op.inputs[0]
+            handle = op.state_handle
             self.env[handle] = np.asarray(out, handle.type.dtype)
             cell = self.cells[handle]
             self.before.setdefault(id(cell), (cell, cell._value))

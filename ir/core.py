@@ -101,7 +101,10 @@ class OpDef:
     ``vjp`` is the gradient rule (filled in by the autodiff issue) or ``no_vjp`` says why there
     is none; ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
     ``broadcasts``: its operands broadcast numpy-style (binary elementwise ops, select), so a
-    size-1 operand need not be broadcast first.
+    size-1 operand need not be broadcast first. ``state_operand``: for a state op (one that
+    reads or writes a variable), the index of the operand that is the variable's handle; None
+    for every other op. The verifier, the parser, discharge_state and the interpreters find
+    the variable there, and nowhere else may an op take a handle.
     """
 
     name: str
@@ -113,6 +116,7 @@ class OpDef:
     no_vjp: str | None = None
     doc: str = ""
     broadcasts: bool = False
+    state_operand: int | None = None
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
@@ -263,6 +267,13 @@ class Op:
         fields.update(outputs=self.outputs, loc=self.loc, device=self.device)
         fields.update(changes)
         return Op(**fields)
+
+    @property
+    def state_handle(self) -> "StateHandle | None":
+        """The handle of the variable a state op reads or writes: its operand
+        ``opdef.state_operand`` (the verifier checks that it is a handle). None for other ops."""
+        index = self.opdef.state_operand
+        return None if index is None else self.inputs[index]
 
     @property
     def subgraphs(self) -> tuple["Graph", ...]:

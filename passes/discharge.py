@@ -97,8 +97,9 @@ def _accesses(op: Op, name: str, effects: set[Effect]) -> bool:
     """Whether a state op with one of ``effects`` on the variable ``name`` is in ``op``'s
     subgraphs (at any depth)."""
     for inner in (o for sub in op.subgraphs for o in sub.ops):
-        if inner.opdef in S.STATE_OPS:
-            if inner.opdef.effects & effects and inner.inputs[0].name == name:
+        handle = inner.state_handle
+        if handle is not None:
+            if inner.opdef.effects & effects and handle.name == name:
                 return True
         elif _accesses(inner, name, effects):
             return True

@@ -1,5 +1,6 @@
 """Every registered op has a shape rule, a reference implementation, an XLA lowering, a
-gradient rule (or says why it has none) and an op-vs-numpy test case."""
+gradient rule (or says why it has none) and an op-vs-numpy test case; every state op says
+which operand is its variable."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import opcheck
 
 from flowjit.backends.xla import LOWERINGS
 from flowjit.ir import OPS, Effect, parse
-from flowjit.ir.ops.state import STATE_OPS
 from flowjit.passes import discharge_state
+
+# the ops that read or write a variable: those that say which operand is its handle
+STATE_OPS = [opdef for opdef in OPS.values() if opdef.state_operand is not None]
 
 
 def test_every_op_has_rules_reference_and_lowering():
@@ -26,10 +29,17 @@ def test_every_op_has_rules_reference_and_lowering():
         assert opdef in LOWERINGS, f"{name} has no XLA lowering"
 
 
+def test_every_op_with_a_state_effect_says_which_operand_is_its_variable():
+    state_effects = {Effect.READ, Effect.WRITE}
+    with_effect = {opdef for opdef in OPS.values() if opdef.effects & state_effects}
+    assert len(with_effect) >= 4
+    assert with_effect == set(STATE_OPS), "declare state_operand on the OpDef"
+
+
 def test_discharge_removes_every_state_op():
     graph = parse(
         "graph @g(%0: f32[2]) state($w: f32[2]) {\n"
-        + "".join(f"  {op.name}($w, %0)\n" for op in STATE_OPS if op.effects == {Effect.WRITE})
+        + "".join(f"  {op.name}($w, %0)\n" for op in STATE_OPS if Effect.WRITE in op.effects)
         + "  %1: f32[2] = read_variable($w)\n  return %1\n}\n"
     )
     assert {op.opdef for op in graph.ops} == set(STATE_OPS)

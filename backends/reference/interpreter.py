@@ -48,9 +48,10 @@ def run_graph(
         inputs = [env[v] for v in op.inputs]
         out = op.opdef.ref(*inputs, **op.attrs, **extra)
         if Effect.WRITE in op.opdef.effects:
-            env[op.inputs[0]] = np.asarray(out, op.inputs[0].type.dtype)
+            handle = op.state_handle
+            env[handle] = np.asarray(out, handle.type.dtype)
             if observe is not None:
-                observe(op, inputs, [env[op.inputs[0]]])
+                observe(op, inputs, [env[handle]])
             continue
         outs = out if isinstance(out, tuple) else (out,)
         for value, result in zip(op.outputs, outs, strict=True):

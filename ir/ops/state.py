@@ -44,6 +44,7 @@ read_variable = register(
         _read_rule,
         lambda current: current.copy(),
         effects=frozenset({Effect.READ}),
+        state_operand=0,
         no_vjp="the gradient with respect to a variable is taken at its read (issue 4)",
         doc="the variable's current value",
     )
@@ -58,6 +59,7 @@ def _write_op(name: str, ref, numeric: bool, doc: str) -> OpDef:
             _write_rule(numeric),
             ref,
             effects=frozenset({Effect.WRITE}),
+            state_operand=0,
             no_vjp="has no outputs",
             doc=doc,
         )
@@ -71,5 +73,3 @@ assign_add_variable = _write_op("assign_add_variable", np.add, True, "variable <
 assign_sub_variable = _write_op(
     "assign_sub_variable", np.subtract, True, "variable <- variable - value"
 )
-
-STATE_OPS = (read_variable, assign_variable, assign_add_variable, assign_sub_variable)
