@@ -104,7 +104,8 @@ class OpDef:
     size-1 operand need not be broadcast first. ``state_operand``: for a state op (one that
     reads or writes a variable), the index of the operand that is the variable's handle; None
     for every other op. The verifier, the parser, discharge_state and the interpreters find
-    the variable there, and nowhere else may an op take a handle.
+    the variable there, and nowhere else may an op take a handle. ``discharge`` is a state
+    op's rule for discharge_state (see ``defdischarge``).
     """
 
     name: str
@@ -117,6 +118,7 @@ class OpDef:
     doc: str = ""
     broadcasts: bool = False
     state_operand: int | None = None
+    discharge: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
@@ -135,6 +137,18 @@ class OpDef:
         if self.vjp is not None or self.no_vjp is not None:
             raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
         object.__setattr__(self, "no_vjp", reason)
+
+    def defdischarge(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach a state op's discharge rule (a decorator, written below the op's declaration):
+        ``rule(emit, op, current, *operands) -> (results, new value)`` builds with ``emit``
+        (ir/grad.py) the plain dataflow that stands for ``op``. ``current`` is the variable's
+        value before the op (None unless the op has the READ effect), ``operands`` are the
+        op's other inputs; ``results`` replace the op's results, and ``new value`` is the
+        variable's value after it (None unless the op has the WRITE effect)."""
+        if self.state_operand is None or self.discharge is not None:
+            raise ValueError(f"{self.name} is not a state op, or already has a discharge rule")
+        object.__setattr__(self, "discharge", rule)
+        return rule
 
     @functools.cached_property  # (read for every op by every pass; attrs never change)
     def graph_attrs(self) -> tuple[str, ...]:

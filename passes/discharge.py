@@ -4,21 +4,20 @@ function ``(args, state values) -> (results, new state values)``.
 First ``lift_state`` makes control-flow ops pure: a branch or loop body that uses variables is
 discharged itself, and the variables' values are threaded through the op (as operands, loop
 carries and results) between a ``read_variable`` before it and an ``assign_variable`` after
-it. Then reads take the variable's current value (its graph input on first use, else the value
-last written); writes set it; add/sub writes become ``add``/``sub`` ops. Only variables the
-graph reads get an input and only variables it writes get an output; ``state_map`` records
-both.
+it. Then each state op becomes dataflow by its discharge rule (``OpDef.defdischarge``, beside
+the op in ir/ops/state.py): an op that reads a variable gets its current value (its graph input
+on first use, else the value last written), and one that writes it gives its new value. Only
+variables the graph reads get an input and only variables it writes get an output;
+``state_map`` records both.
 """
 
 from __future__ import annotations
 
 from flowjit.ir import Effect, Graph, Op, Value
 from flowjit.ir.core import StateHandle, StateSlot
+from flowjit.ir.grad import Emit
 from flowjit.ir.ops import control as C
-from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops import state as S
-
-_UPDATE = {S.assign_add_variable: E.add, S.assign_sub_variable: E.sub}
 
 
 def discharge_state(graph: Graph) -> tuple[Graph, bool]:
@@ -39,19 +38,17 @@ def discharge_state(graph: Graph) -> tuple[Graph, bool]:
 
     for op in graph.ops:
         inputs = tuple(replace.get(v, v) for v in op.inputs)
-        if op.opdef is S.read_variable:
-            replace[op.outputs[0]] = value_of(inputs[0])
-        elif op.opdef is S.assign_variable:
-            current[inputs[0]] = inputs[1]
-            written.add(inputs[0])
-        elif op.opdef in _UPDATE:
-            handle = inputs[0]
-            (current[handle],) = out.add(
-                _UPDATE[op.opdef], [value_of(handle), inputs[1]], None, op.loc, op.device
-            )
-            written.add(handle)
-        else:
+        handle, i = op.state_handle, op.opdef.state_operand
+        if handle is None:
             out.ops.append(op if inputs == op.inputs else op.replace(inputs=inputs))
+            continue
+        before = value_of(handle) if Effect.READ in op.opdef.effects else None
+        emit = Emit(out, op.loc, op.device)
+        results, after = op.opdef.discharge(emit, op, before, *inputs[:i], *inputs[i + 1 :])
+        replace.update(zip(op.outputs, results, strict=True))
+        if after is not None:
+            current[handle] = after
+            written.add(handle)
     out.outputs = [replace.get(v, v) for v in graph.outputs]
     slots = []
     for handle in graph.states:

@@ -1,6 +1,6 @@
 """Every registered op has a shape rule, a reference implementation, an XLA lowering, a
 gradient rule (or says why it has none) and an op-vs-numpy test case; every state op says
-which operand is its variable."""
+which operand is its variable and has a discharge rule."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def test_every_op_with_a_state_effect_says_which_operand_is_its_variable():
     with_effect = {opdef for opdef in OPS.values() if opdef.effects & state_effects}
     assert len(with_effect) >= 4
     assert with_effect == set(STATE_OPS), "declare state_operand on the OpDef"
+
+
+def test_every_state_op_has_a_discharge_rule():
+    for opdef in STATE_OPS:
+        assert callable(opdef.discharge), f"{opdef.name} needs a discharge rule (defdischarge)"
 
 
 def test_discharge_removes_every_state_op():
