@@ -105,7 +105,8 @@ class OpDef:
     reads or writes a variable), the index of the operand that is the variable's handle; None
     for every other op. The verifier, the parser, discharge_state and the interpreters find
     the variable there, and nowhere else may an op take a handle. ``discharge`` is a state
-    op's rule for discharge_state (see ``defdischarge``).
+    op's rule for discharge_state (see ``defdischarge``), ``lift`` a control-flow op's rule
+    for lift_state (see ``deflift``).
     """
 
     name: str
@@ -119,6 +120,7 @@ class OpDef:
     broadcasts: bool = False
     state_operand: int | None = None
     discharge: Callable[..., Any] | None = None
+    lift: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
@@ -148,6 +150,19 @@ class OpDef:
         if self.state_operand is None or self.discharge is not None:
             raise ValueError(f"{self.name} is not a state op, or already has a discharge rule")
         object.__setattr__(self, "discharge", rule)
+        return rule
+
+    def deflift(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach a control-flow op's rule for lift_state, which makes an op whose subgraphs use
+        variables pure: ``rule(op, reads, writes, values, discharge) -> (new op, new values)``.
+        ``reads`` are the handles of the variables the subgraphs use, ``writes`` those of them
+        they write, ``values`` the reads' values before the op; ``discharge(subgraph, handles,
+        written)`` gives the subgraph discharged, taking the values of ``handles`` after its
+        inputs and giving the new values of ``written`` after its results. The new op keeps
+        ``op``'s results and gives the written variables' new values (``new values``) too."""
+        if not self.graph_attrs or self.lift is not None:
+            raise ValueError(f"{self.name} has no subgraphs, or already has a lift rule")
+        object.__setattr__(self, "lift", rule)
         return rule
 
     @functools.cached_property  # (read for every op by every pass; attrs never change)

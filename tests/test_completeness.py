@@ -1,6 +1,7 @@
 """Every registered op has a shape rule, a reference implementation, an XLA lowering, a
 gradient rule (or says why it has none) and an op-vs-numpy test case; every state op says
-which operand is its variable and has a discharge rule."""
+which operand is its variable and has a discharge rule, and every control-flow op has a lift
+rule."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import opcheck
 
 from flowjit.backends.xla import LOWERINGS
 from flowjit.ir import OPS, Effect, parse
+from flowjit.ir.ops import host as H
 from flowjit.passes import discharge_state
 
 # the ops that read or write a variable: those that say which operand is its handle
@@ -39,6 +41,14 @@ def test_every_op_with_a_state_effect_says_which_operand_is_its_variable():
 def test_every_state_op_has_a_discharge_rule():
     for opdef in STATE_OPS:
         assert callable(opdef.discharge), f"{opdef.name} needs a discharge rule (defdischarge)"
+
+
+def test_every_op_with_subgraphs_has_a_lift_rule():
+    with_subgraphs = {opdef for opdef in OPS.values() if opdef.graph_attrs}
+    lifted = {opdef for opdef in OPS.values() if opdef.lift is not None}
+    # (a cluster's body is pure: partition makes clusters after discharge_state)
+    assert with_subgraphs - {H.cluster} == lifted, "declare a lift rule (deflift)"
+    assert len(lifted) >= 3
 
 
 def test_discharge_removes_every_state_op():
