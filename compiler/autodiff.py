@@ -74,7 +74,7 @@ def _wrt_values(ctx: Any, ops: Sequence[Any], x: Any) -> list[Value]:
 
     if isinstance(x, Variable):
         handle = ctx.variables.get(x)
-        reads = (op for op in ops if op.opdef is S.read_variable and op.inputs[0] is handle)
+        reads = (op for op in ops if op.opdef is S.read_variable and op.state_handle is handle)
         return [op.outputs[0] for op in reads]
     found = ctx.find(x)
     return [] if found is None else [found]

@@ -1,6 +1,7 @@
 """Eager mode (``fj.config.update("eager", True)``, API.md section 10): a compiled function
-runs op by op on concrete values with the reference kernels, so ``print``, ``pdb`` and a
-Python ``if`` on a Tensor work while debugging; results equal compiled mode.
+runs op by op on concrete values, each op by the reference interpreter's ``run_op``, so
+``print``, ``pdb`` and a Python ``if`` on a Tensor work while debugging; results equal
+compiled mode.
 
 The function is still traced (so gradients, control flow and variables work the same), but
 into an ``EagerGraph``, which runs each op as it is added: every Tensor has a value. Writes
@@ -15,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from flowjit.backends.reference import run_graph
-from flowjit.ir import FlowjitError, Graph, OpDef, TensorType, Value
+from flowjit.backends.reference import run_graph, run_op
+from flowjit.ir import Effect, FlowjitError, Graph, OpDef, TensorType, Value
 from flowjit.ir.core import Op, StateHandle
-from flowjit.ir.ops import state as S
 from flowjit.passes import lift_state
 
 from .trace import TraceContext, outside_traces
@@ -51,23 +51,16 @@ class EagerGraph(Graph):
     def _run(self, op: Op) -> None:
         if any(v not in self.env for v in op.inputs):
             self._catch_up()
-        args = [self.env[v] for v in op.inputs]
-        extra = {"run": lambda sub, values: run_graph(sub, values)} if op.opdef.graph_attrs else {}
         try:
             with np.errstate(all="ignore"), outside_traces():
-                out = op.opdef.ref(*args, **op.attrs, **extra)
+                run_op(op, self.env, run_graph)  # (add made its subgraphs pure: no variables)
         except FlowjitError as err:
             raise err.with_context(op=op.opdef.name, loc=op.loc) from None
-        if S.WRITE in op.opdef.effects:
-            handle = op.inputs[0]
-            self.env[handle] = np.asarray(out, handle.type.dtype)
+        if Effect.WRITE in op.opdef.effects:
+            handle = op.state_handle
             cell = self.cells[handle]
             self.before.setdefault(id(cell), (cell, cell._value))
             cell.set_value(self.env[handle])  # the write happens now
-            return
-        outs = out if isinstance(out, tuple) else (out,)
-        for value, result in zip(op.outputs, outs, strict=True):
-            self.env[value] = np.asarray(result, value.type.dtype).reshape(value.type.shape)
 
     def _catch_up(self) -> None:
         """Compute the results of ops changed after they ran: a gradient rule may extend a

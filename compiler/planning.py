@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowjit.backends.xla import Cluster
-from flowjit.ir import Graph, MeshAxes, Value
+from flowjit.ir import Effect, Graph, MeshAxes, Value
 from flowjit.ir.ops import host as H
 from flowjit.runtime import ClusterStep, HostStep, Plan, TransferStep
 
@@ -45,7 +45,7 @@ def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
         outputs = tuple(range(len(slot), len(slot) + len(op.outputs)))
         slot.update(zip(op.outputs, outputs))
         if op.opdef is H.cluster:
-            cluster = Cluster(op.attrs["body"], calls_host=H.HOST in op.effects)
+            cluster = Cluster(op.attrs["body"], calls_host=Effect.HOST in op.effects)
             device, on_mesh = op.device, None
             if isinstance(device, MeshAxes):
                 # over the function's mesh; without one (constraints from a sharded variable or

@@ -1,7 +1,7 @@
 """flowjit's IR: typed values, ops declared once in ``ir/ops``, graphs, verifier, text form."""
 
 from . import ops  # noqa: F401  (registers every op)
-from .core import OPS, Graph, Location, Op, OpDef, Value
+from .core import OPS, Effect, Graph, Location, Op, OpDef, Value
 from .errors import (
     ArgumentError,
     CheckpointError,
@@ -31,6 +31,7 @@ __all__ = [
     "ArgumentError",
     "CheckpointError",
     "OPS",
+    "Effect",
     "Graph",
     "Location",
     "Op",

@@ -8,6 +8,7 @@ Values compare by identity. Subgraphs, where an op needs them, are attributes ho
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 from dataclasses import dataclass, field
@@ -57,12 +58,26 @@ class Value:
         return f"Value({self.type})"
 
 
+class Effect(enum.Enum):
+    """What an op does besides computing its results. No pass drops, merges or reorders an op
+    with an effect, and an op has the effects of the ops in its subgraphs too.
+
+    ``READ``: the op reads a variable's current value (its state operand names the variable);
+    ``WRITE``: it gives the variable a new value; discharge_state turns both into dataflow.
+    ``HOST``: it runs Python on the host, in program order; partitioning cuts the graph there
+    and a compiled loop calls back to the host for it."""
+
+    READ = "read"
+    WRITE = "write"
+    HOST = "host"
+
+
 # Attribute kinds an OpDef may declare; the verifier, printer and parser share them.
 # A "graph" attribute holds a closed subgraph (a branch or loop body): it sees only its own
 # inputs, and names the enclosing graph's variables by their names in its own ``state(...)``.
 # A "function" attribute holds a Python callable (a host call's function): the graph owns it,
 # and it lives as long as the graph. The text form numbers a graph's functions by first
-# appearance (``functions_of``); ``parse(text, functions=...)`` gives them back.
+# appearance (``Graph.functions``); ``parse(text, functions=...)`` gives them back.
 ATTR_KINDS = (
     "int",
     "float",
@@ -91,18 +106,26 @@ class OpDef:
     ``vjp`` is the gradient rule (filled in by the autodiff issue) or ``no_vjp`` says why there
     is none; ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
     ``broadcasts``: its operands broadcast numpy-style (binary elementwise ops, select), so a
-    size-1 operand need not be broadcast first.
+    size-1 operand need not be broadcast first. ``state_operand``: for a state op (one that
+    reads or writes a variable), the index of the operand that is the variable's handle; None
+    for every other op. The verifier, the parser, discharge_state and the interpreters find
+    the variable there, and nowhere else may an op take a handle. ``discharge`` is a state
+    op's rule for discharge_state (see ``defdischarge``), ``lift`` a control-flow op's rule
+    for lift_state (see ``deflift``).
     """
 
     name: str
     shape_rule: Callable[..., Any]
     ref: Callable[..., Any]
     attrs: dict[str, str] = field(default_factory=dict)
-    effects: frozenset[str] = frozenset()
+    effects: frozenset[Effect] = frozenset()
     vjp: Callable[..., Any] | None = None
     no_vjp: str | None = None
     doc: str = ""
     broadcasts: bool = False
+    state_operand: int | None = None
+    discharge: Callable[..., Any] | None = None
+    lift: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
@@ -121,6 +144,31 @@ class OpDef:
         if self.vjp is not None or self.no_vjp is not None:
             raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
         object.__setattr__(self, "no_vjp", reason)
+
+    def defdischarge(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach a state op's discharge rule (a decorator, written below the op's declaration):
+        ``rule(emit, op, current, *operands) -> (results, new value)`` builds with ``emit``
+        (ir/grad.py) the plain dataflow that stands for ``op``. ``current`` is the variable's
+        value before the op (None unless the op has the READ effect), ``operands`` are the
+        op's other inputs; ``results`` replace the op's results, and ``new value`` is the
+        variable's value after it (None unless the op has the WRITE effect)."""
+        if self.state_operand is None or self.discharge is not None:
+            raise ValueError(f"{self.name} is not a state op, or already has a discharge rule")
+        object.__setattr__(self, "discharge", rule)
+        return rule
+
+    def deflift(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach a control-flow op's rule for lift_state, which makes an op whose subgraphs use
+        variables pure: ``rule(op, reads, writes, values, discharge) -> (new op, new values)``.
+        ``reads`` are the handles of the variables the subgraphs use, ``writes`` those of them
+        they write, ``values`` the reads' values before the op; ``discharge(subgraph, handles,
+        written)`` gives the subgraph discharged, taking the values of ``handles`` after its
+        inputs and giving the new values of ``written`` after its results. The new op keeps
+        ``op``'s results and gives the written variables' new values (``new values``) too."""
+        if not self.graph_attrs or self.lift is not None:
+            raise ValueError(f"{self.name} has no subgraphs, or already has a lift rule")
+        object.__setattr__(self, "lift", rule)
+        return rule
 
     @functools.cached_property  # (read for every op by every pass; attrs never change)
     def graph_attrs(self) -> tuple[str, ...]:
@@ -264,6 +312,13 @@ class Op:
         fields.update(outputs=self.outputs, loc=self.loc, device=self.device)
         fields.update(changes)
         return Op(**fields)
+
+    @property
+    def state_handle(self) -> "StateHandle | None":
+        """The handle of the variable a state op reads or writes: its operand
+        ``opdef.state_operand`` (the verifier checks that it is a handle). None for other ops."""
+        index = self.opdef.state_operand
+        return None if index is None else self.inputs[index]
 
     @property
     def subgraphs(self) -> tuple["Graph", ...]:

@@ -1,5 +1,6 @@
 """What gradient rules build with: an emitter that appends ops to the graph being
-differentiated, plus the helpers rules share (zeros, constants, undoing a broadcast).
+differentiated, plus the helpers rules share (zeros, constants, undoing a broadcast). The
+discharge rules of state ops (``OpDef.defdischarge``) build with the same emitter.
 
 A rule is ``rule(emit, op, *cts) -> sequence of input cotangents`` where ``cts`` are the
 cotangents of the op's outputs (None means zero) and each returned entry is a Value of the
@@ -23,7 +24,8 @@ from .types import TensorType, is_float
 
 
 class Emit:
-    """Appends ops to ``graph`` at ``loc`` (the op being differentiated keeps its user line)."""
+    """Appends ops to ``graph`` at ``loc`` (the op being differentiated or discharged keeps its
+    user line)."""
 
     def __init__(
         self,

@@ -14,7 +14,6 @@ import numpy as np
 from .core import OPS, Graph, Location, MissingFunction, StateSlot, Value
 from .errors import FlowjitError, ParseError, ShapeError
 from .types import DTYPE_NAMES, MAX_RANK, MAX_SIZE, MeshAxes, TensorType
-from .verify import STATE_EFFECTS
 
 # Lists and subgraphs nest at most this deep: far beyond any program, and well within
 # Python's recursion limit, so that a text nested deeper is a ParseError, not a RecursionError.
@@ -300,9 +299,9 @@ class _Parser:
         self.take("punct", "(")
         inputs = []
         for i, token in enumerate(self.comma_list(")", self.operand)):
-            if i > 0 or not opdef.effects & STATE_EFFECTS:
+            if i != opdef.state_operand:
                 inputs.append(self.use(token))
-            elif token.kind == "state":  # a state op's first input
+            elif token.kind == "state":  # a state op's handle
                 inputs.append(self.lookup(token))
             else:
                 raise self.error(

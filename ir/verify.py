@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from .core import OPS, Graph, Value, check_attrs
 from .errors import FlowjitError, VerifyError
-from .ops.state import READ, WRITE
-
-STATE_EFFECTS = frozenset({READ, WRITE})
 
 
 def verify(graph: Graph, enclosing: Graph | None = None) -> None:
@@ -54,7 +51,7 @@ def verify(graph: Graph, enclosing: Graph | None = None) -> None:
         if OPS.get(name) is not op.opdef:
             raise VerifyError(f"op #{index} uses an unregistered op definition", op=name, loc=loc)
         for i, value in enumerate(op.inputs):
-            is_state_input = bool(op.opdef.effects & STATE_EFFECTS) and i == 0
+            is_state_input = i == op.opdef.state_operand
             if is_state_input != (value in handles):
                 what = (
                     "must be a declared variable handle"

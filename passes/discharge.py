@@ -1,24 +1,23 @@
 """discharge_state, the last pass before lowering: a graph with variables becomes a pure
 function ``(args, state values) -> (results, new state values)``.
 
-First ``lift_state`` makes control-flow ops pure: a branch or loop body that uses variables is
-discharged itself, and the variables' values are threaded through the op (as operands, loop
+First ``lift_state`` makes control-flow ops pure, by each op's lift rule (``OpDef.deflift``,
+beside the op in ir/ops/control.py): a branch or loop body that uses variables is discharged
+itself, and the variables' values are threaded through the op (as operands, loop
 carries and results) between a ``read_variable`` before it and an ``assign_variable`` after
-it. Then reads take the variable's current value (its graph input on first use, else the value
-last written); writes set it; add/sub writes become ``add``/``sub`` ops. Only variables the
-graph reads get an input and only variables it writes get an output; ``state_map`` records
-both.
+it. Then each state op becomes dataflow by its discharge rule (``OpDef.defdischarge``, beside
+the op in ir/ops/state.py): an op that reads a variable gets its current value (its graph input
+on first use, else the value last written), and one that writes it gives its new value. Only
+variables the graph reads get an input and only variables it writes get an output;
+``state_map`` records both.
 """
 
 from __future__ import annotations
 
-from flowjit.ir import Graph, Op, Value
+from flowjit.ir import Effect, Graph, Op, Value
 from flowjit.ir.core import StateHandle, StateSlot
-from flowjit.ir.ops import control as C
-from flowjit.ir.ops import elementwise as E
+from flowjit.ir.grad import Emit
 from flowjit.ir.ops import state as S
-
-_UPDATE = {S.assign_add_variable: E.add, S.assign_sub_variable: E.sub}
 
 
 def discharge_state(graph: Graph) -> tuple[Graph, bool]:
@@ -39,19 +38,17 @@ def discharge_state(graph: Graph) -> tuple[Graph, bool]:
 
     for op in graph.ops:
         inputs = tuple(replace.get(v, v) for v in op.inputs)
-        if op.opdef is S.read_variable:
-            replace[op.outputs[0]] = value_of(inputs[0])
-        elif op.opdef is S.assign_variable:
-            current[inputs[0]] = inputs[1]
-            written.add(inputs[0])
-        elif op.opdef in _UPDATE:
-            handle = inputs[0]
-            (current[handle],) = out.add(
-                _UPDATE[op.opdef], [value_of(handle), inputs[1]], None, op.loc, op.device
-            )
-            written.add(handle)
-        else:
+        handle, i = op.state_handle, op.opdef.state_operand
+        if handle is None:
             out.ops.append(op if inputs == op.inputs else op.replace(inputs=inputs))
+            continue
+        before = value_of(handle) if Effect.READ in op.opdef.effects else None
+        emit = Emit(out, op.loc, op.device)
+        results, after = op.opdef.discharge(emit, op, before, *inputs[:i], *inputs[i + 1 :])
+        replace.update(zip(op.outputs, results, strict=True))
+        if after is not None:
+            current[handle] = after
+            written.add(handle)
     out.outputs = [replace.get(v, v) for v in graph.outputs]
     slots = []
     for handle in graph.states:
@@ -77,10 +74,10 @@ def lift_state(graph: Graph) -> tuple[Graph, bool]:
             out.ops.append(op)
             continue
         # (a subgraph may declare a variable it does not use: _open drops the declaration)
-        reads = [h for h in graph.states if _accesses(op, h.name, {S.READ, S.WRITE})]
-        writes = [h for h in reads if _accesses(op, h.name, {S.WRITE})]
+        reads = [h for h in graph.states if _accesses(op, h.name, {Effect.READ, Effect.WRITE})]
+        writes = [h for h in reads if _accesses(op, h.name, {Effect.WRITE})]
         values = [out.add(S.read_variable, [h], None, op.loc, op.device)[0] for h in reads]
-        lifted, new_results = _LIFT[op.opdef](op, reads, writes, values)
+        lifted, new_results = op.opdef.lift(op, reads, writes, values, _open)
         out.ops.append(lifted)
         for handle, value in zip(writes, new_results):
             out.add(S.assign_variable, [handle, value], None, op.loc, op.device)
@@ -93,12 +90,13 @@ def _uses_state(op: Op) -> bool:
     return any(sub.states for sub in op.subgraphs)
 
 
-def _accesses(op: Op, name: str, effects: set[str]) -> bool:
+def _accesses(op: Op, name: str, effects: set[Effect]) -> bool:
     """Whether a state op with one of ``effects`` on the variable ``name`` is in ``op``'s
     subgraphs (at any depth)."""
     for inner in (o for sub in op.subgraphs for o in sub.ops):
-        if inner.opdef in S.STATE_OPS:
-            if inner.opdef.effects & effects and inner.inputs[0].name == name:
+        handle = inner.state_handle
+        if handle is not None:
+            if inner.opdef.effects & effects and handle.name == name:
                 return True
         elif _accesses(inner, name, effects):
             return True
@@ -124,58 +122,3 @@ def _open(sub: Graph, reads: list[StateHandle], writes: list[StateHandle]) -> Gr
         written = slot is not None and slot.output is not None
         out.outputs.append(pure.outputs[slot.output] if written else read_values[handle.name])
     return out
-
-
-def _rebuild(op: Op, inputs: list[Value], attrs: dict, results: list[Value | None]) -> Op:
-    """``op`` with new inputs and attributes; ``results`` reuses op's result values where
-    given and makes fresh ones (for the threaded variables) where None."""
-    types = op.opdef.infer(tuple(v.type for v in inputs), attrs)
-    outputs = tuple(Value(t) if r is None else r for r, t in zip(results, types, strict=True))
-    return op.replace(inputs=tuple(inputs), attrs=attrs, outputs=outputs)
-
-
-def _lift_cond(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:
-    attrs = {k: _open(op.attrs[k], reads, writes) for k in ("true_branch", "false_branch")}
-    new = _rebuild(op, [*op.inputs, *values], attrs, [*op.outputs, *[None] * len(writes)])
-    return new, new.outputs[len(op.outputs) :]
-
-
-def _lift_while(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:
-    k, n = op.attrs["consts"], len(op.inputs)
-    read_only = [h for h in reads if h not in writes]
-    r = len(read_only)
-    order = read_only + writes
-    attrs = dict(op.attrs, consts=k + r)
-    for key in ("cond", "body"):
-        g = _open(op.attrs[key], order, writes if key == "body" else [])
-        ins = g.inputs
-        g.inputs = ins[:k] + ins[n : n + r] + ins[k:n] + ins[n + r :]
-        attrs[key] = g
-    by_handle = dict(zip(reads, values))
-    inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k:]]
-    inputs += [by_handle[h] for h in writes]
-    new = _rebuild(op, inputs, attrs, [*op.outputs, *[None] * len(writes)])
-    return new, new.outputs[len(op.outputs) :]
-
-
-def _lift_scan(op: Op, reads, writes, values) -> tuple[Op, tuple[Value, ...]]:
-    k, c, n = op.attrs["consts"], op.attrs["carries"], len(op.inputs)
-    read_only = [h for h in reads if h not in writes]
-    r, w = len(read_only), len(writes)
-    g = _open(op.attrs["body"], read_only + writes, writes)
-    ins, outs = g.inputs, g.outputs
-    # [consts, carry, xs, read-only, written] -> [consts, read-only, carry, written, xs]
-    g.inputs = ins[:k] + ins[n : n + r] + ins[k : k + c] + ins[n + r :] + ins[k + c : n]
-    # [carry, ys, written] -> [carry, written, ys]
-    m = len(outs) - w
-    g.outputs = outs[:c] + outs[m:] + outs[c:m]
-    by_handle = dict(zip(reads, values))
-    inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k : k + c]]
-    inputs += [*(by_handle[h] for h in writes), *op.inputs[k + c :]]
-    attrs = dict(op.attrs, consts=k + r, carries=c + w, body=g)
-    results = [*op.outputs[:c], *[None] * w, *op.outputs[c:]]
-    new = _rebuild(op, inputs, attrs, results)
-    return new, new.outputs[c : c + w]
-
-
-_LIFT = {C.cond: _lift_cond, C.while_loop: _lift_while, C.scan: _lift_scan}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 
-from flowjit.ir import Graph, MeshAxes, Op, PassError, Value
+from flowjit.ir import Effect, Graph, MeshAxes, Op, PassError, Value
 from flowjit.ir.ops import host as H
 from flowjit.ir.ops import sharding as S
 
@@ -40,7 +40,7 @@ PARTITIONED = (H.cluster, H.transfer, H.host_call)  # the ops of a partitioned g
 
 def partition(graph: Graph) -> tuple[Graph, bool]:
     if all(op.opdef in PARTITIONED for op in graph.ops) or not any(
-        H.HOST in op.effects or op.device is not None for op in graph.ops
+        Effect.HOST in op.effects or op.device is not None for op in graph.ops
     ):
         return graph, False
     return _apply(graph, propose(graph)), True
@@ -59,7 +59,8 @@ def propose(graph: Graph) -> list[tuple[int, str]]:
         else:
             device = op.device or DEFAULT
             p = max((phase[v] + (home[v] != device) for v in op.inputs), default=0)
-            if H.HOST in op.effects:  # a loop calling the host keeps its place among host calls
+            # a loop calling the host keeps its place among host calls
+            if Effect.HOST in op.effects:
                 p = last_host = max(p, after_host)
                 after_host = p + 1  # (and runs in a cluster of its own among such loops)
             out_phase = p

@@ -227,7 +227,7 @@ def _stateful_ops(draw, graph: Graph, values: list[Value], nested: bool) -> None
             sub.add_state(handle.name, handle.type)
         inner = list(sub.inputs)
         _stateful_ops(draw, sub, inner, nested=True)
-        used = {op.inputs[0] for op in sub.ops if op.opdef in St.STATE_OPS}
+        used = {op.state_handle for op in sub.ops}
         sub.states = [h for h in sub.states if h in used]  # as the tracer declares them
         return sub, inner
 

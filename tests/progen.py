@@ -19,7 +19,7 @@ import numpy as np
 import opcheck
 from hypothesis import strategies as st
 
-from flowjit.ir import Graph, TensorType, Value
+from flowjit.ir import OPS, Graph, TensorType, Value
 from flowjit.ir.ops import control as Ctl
 from flowjit.ir.ops import creation as C
 from flowjit.ir.ops import elementwise as E
@@ -32,7 +32,8 @@ from flowjit.ir.ops import state as St
 # ops a random program leaves out: host ops need the partition pass's step-by-step runtime
 # (tests/compiler/test_host.py), with_sharding a mesh (tests/runtime/test_sharding.py), and
 # the state ops come from the program's own variables
-LEFT_OUT = {H.host_call, H.cluster, H.transfer, Sh.with_sharding, *St.STATE_OPS}
+LEFT_OUT = {H.host_call, H.cluster, H.transfer, Sh.with_sharding}
+LEFT_OUT |= {opdef for opdef in OPS.values() if opdef.state_operand is not None}
 STATE_TYPES = [TensorType((3,), np.float32), TensorType((2, 2), np.float32)]
 BOOL = np.dtype(np.bool_)
 INT32 = np.dtype(np.int32)
@@ -152,7 +153,7 @@ class _Builder:
         inner = _Builder(self.c, self.rng, graph, self.program, self.depth + 1)
         for _ in range(self.c.integer(0, 3)):
             inner.step()
-        used = {op.inputs[0].name for op in graph.ops if op.opdef in St.STATE_OPS}
+        used = {op.state_handle.name for op in graph.ops if op.state_handle is not None}
         used |= {h.name for op in graph.ops for sub in op.subgraphs for h in sub.states}
         graph.states = [h for h in graph.states if h.name in used]  # as the tracer declares
         return inner

@@ -1,14 +1,19 @@
 """Every registered op has a shape rule, a reference implementation, an XLA lowering, a
-gradient rule (or says why it has none) and an op-vs-numpy test case."""
+gradient rule (or says why it has none) and an op-vs-numpy test case; every state op says
+which operand is its variable and has a discharge rule, and every control-flow op has a lift
+rule."""
 
 from __future__ import annotations
 
 import opcheck
 
 from flowjit.backends.xla import LOWERINGS
-from flowjit.ir import OPS, parse
-from flowjit.ir.ops.state import STATE_OPS
+from flowjit.ir import OPS, Effect, parse
+from flowjit.ir.ops import host as H
 from flowjit.passes import discharge_state
+
+# the ops that read or write a variable: those that say which operand is its handle
+STATE_OPS = [opdef for opdef in OPS.values() if opdef.state_operand is not None]
 
 
 def test_every_op_has_rules_reference_and_lowering():
@@ -26,10 +31,30 @@ def test_every_op_has_rules_reference_and_lowering():
         assert opdef in LOWERINGS, f"{name} has no XLA lowering"
 
 
+def test_every_op_with_a_state_effect_says_which_operand_is_its_variable():
+    state_effects = {Effect.READ, Effect.WRITE}
+    with_effect = {opdef for opdef in OPS.values() if opdef.effects & state_effects}
+    assert len(with_effect) >= 4
+    assert with_effect == set(STATE_OPS), "declare state_operand on the OpDef"
+
+
+def test_every_state_op_has_a_discharge_rule():
+    for opdef in STATE_OPS:
+        assert callable(opdef.discharge), f"{opdef.name} needs a discharge rule (defdischarge)"
+
+
+def test_every_op_with_subgraphs_has_a_lift_rule():
+    with_subgraphs = {opdef for opdef in OPS.values() if opdef.graph_attrs}
+    lifted = {opdef for opdef in OPS.values() if opdef.lift is not None}
+    # (a cluster's body is pure: partition makes clusters after discharge_state)
+    assert with_subgraphs - {H.cluster} == lifted, "declare a lift rule (deflift)"
+    assert len(lifted) >= 3
+
+
 def test_discharge_removes_every_state_op():
     graph = parse(
         "graph @g(%0: f32[2]) state($w: f32[2]) {\n"
-        + "".join(f"  {op.name}($w, %0)\n" for op in STATE_OPS if op.effects == {"write"})
+        + "".join(f"  {op.name}($w, %0)\n" for op in STATE_OPS if Effect.WRITE in op.effects)
         + "  %1: f32[2] = read_variable($w)\n  return %1\n}\n"
     )
     assert {op.opdef for op in graph.ops} == set(STATE_OPS)

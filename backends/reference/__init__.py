@@ -1,5 +1,5 @@
 """The reference backend: a numpy interpreter of the IR. It defines what a graph means."""
 
-from .interpreter import run_graph
+from .interpreter import run_graph, run_op
 
-__all__ = ["run_graph"]
+__all__ = ["run_graph", "run_op"]

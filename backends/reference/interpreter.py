@@ -1,4 +1,6 @@
-"""Runs a graph op by op with each op's numpy reference implementation."""
+"""Runs a graph op by op with each op's numpy reference implementation. ``run_op`` is the one
+place that executes an op on numpy values: ``run_graph`` and eager mode (compiler/eager.py)
+both call it."""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from flowjit.ir import Graph, Op
-from flowjit.ir.ops.state import WRITE
+from flowjit.ir import Effect, Graph, Op, Value
+from flowjit.ir.ops.control import Run
 
 
 Observer = Callable[[Op, list, list], None]
@@ -45,19 +47,27 @@ def run_graph(
         return outs
 
     for op in graph.ops:
-        extra = {"run": run} if op.opdef.graph_attrs else {}
         inputs = [env[v] for v in op.inputs]
-        out = op.opdef.ref(*inputs, **op.attrs, **extra)
-        if WRITE in op.opdef.effects:
-            env[op.inputs[0]] = np.asarray(out, op.inputs[0].type.dtype)
-            if observe is not None:
-                observe(op, inputs, [env[op.inputs[0]]])
-            continue
-        outs = out if isinstance(out, tuple) else (out,)
-        for value, result in zip(op.outputs, outs, strict=True):
-            env[value] = np.asarray(result, dtype=value.type.dtype).reshape(value.type.shape)
+        results = run_op(op, env, run)
         if observe is not None:
-            observe(op, inputs, [env[v] for v in op.outputs])
+            observe(op, inputs, results)
     for handle in graph.states:
         state[handle.name] = env[handle]
     return [env[v] for v in graph.outputs]
+
+
+def run_op(op: Op, env: dict[Value, np.ndarray], run: Run) -> list[np.ndarray]:
+    """Run ``op`` on the values of its inputs in ``env`` with its reference implementation (an
+    op with subgraphs runs them with ``run``) and store its results in ``env``, each of its
+    output's type; a write op stores the variable's new value under the variable's handle
+    instead. Returns what it stored."""
+    extra = {"run": run} if op.opdef.graph_attrs else {}
+    out = op.opdef.ref(*(env[v] for v in op.inputs), **op.attrs, **extra)
+    if Effect.WRITE in op.opdef.effects:
+        handle = op.state_handle
+        env[handle] = np.asarray(out, handle.type.dtype)
+        return [env[handle]]
+    outs = out if isinstance(out, tuple) else (out,)
+    for value, result in zip(op.outputs, outs, strict=True):
+        env[value] = np.asarray(result, dtype=value.type.dtype).reshape(value.type.shape)
+    return [env[v] for v in op.outputs]

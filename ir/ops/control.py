@@ -11,7 +11,8 @@ variables (its ``state(...)`` names them); the op then has those effects, and
         body(*consts, *carry, *x[i]) -> (*carry, *y[i]); results (*carry, *ys)
 
 The reference implementations get ``run(graph, args) -> results``, which evaluates a subgraph
-with the interpreter's variables."""
+with the interpreter's variables. The lift rules (``OpDef.deflift``), for ``lift_state``, get
+``discharge(graph, handles, written) -> graph``, which discharges a subgraph's variables."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core import Graph, OpDef, Value, register
+from ..core import Effect, Graph, Op, OpDef, Value, register
 from ..errors import DTypeError, GradientError, ShapeError, TypeMismatchError
 from ..grad import active_values, differentiable, linearize
 from ..types import BOOL, TensorType
 from . import elementwise as E
-from .state import WRITE
 
 Run = Callable[[Graph, Sequence[np.ndarray]], list[np.ndarray]]
+Discharge = Callable[[Graph, list[Value], list[Value]], Graph]
 
 
 def _types(values) -> tuple[TensorType, ...]:
@@ -74,7 +75,7 @@ def _while_rule(types, consts: int, cond: Graph, body: Graph):
     if not 0 <= consts <= len(types):
         raise ShapeError(f"consts={consts} but the op has {len(types)} inputs")
     check_types("cond input", _types(cond.inputs), types, "operand")
-    if any(WRITE in op.effects for op in cond.ops):
+    if any(Effect.WRITE in op.effects for op in cond.ops):
         raise ShapeError("the cond of a while loop must not write variables; write them in body")
     if _types(cond.outputs) != (TensorType((), BOOL),):
         raise DTypeError(f"cond must return one bool[], got {list(map(str, _types(cond.outputs)))}")
@@ -246,6 +247,65 @@ def _while_vjp(emit, op, *cts):
         op="while",
         loc=op.loc,
     )
+
+
+# -- lifting state (lift_state) -------------------------------------------------------------
+# Each lift rule threads the variables through the op: their values come in as operands (a
+# loop's read-only ones as consts, the written ones as carries) and the written ones' new
+# values go out as results.
+@cond.deflift
+def _cond_lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op, tuple]:
+    attrs = {k: discharge(op.attrs[k], reads, writes) for k in ("true_branch", "false_branch")}
+    new = _rebuild(op, [*op.inputs, *values], attrs, [*op.outputs, *[None] * len(writes)])
+    return new, new.outputs[len(op.outputs) :]
+
+
+@while_loop.deflift
+def _while_lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op, tuple]:
+    k, n = op.attrs["consts"], len(op.inputs)
+    read_only = [h for h in reads if h not in writes]
+    r = len(read_only)
+    order = read_only + writes
+    attrs = dict(op.attrs, consts=k + r)
+    for key in ("cond", "body"):
+        g = discharge(op.attrs[key], order, writes if key == "body" else [])
+        ins = g.inputs
+        g.inputs = ins[:k] + ins[n : n + r] + ins[k:n] + ins[n + r :]
+        attrs[key] = g
+    by_handle = dict(zip(reads, values))
+    inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k:]]
+    inputs += [by_handle[h] for h in writes]
+    new = _rebuild(op, inputs, attrs, [*op.outputs, *[None] * len(writes)])
+    return new, new.outputs[len(op.outputs) :]
+
+
+@scan.deflift
+def _scan_lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op, tuple]:
+    k, c, n = op.attrs["consts"], op.attrs["carries"], len(op.inputs)
+    read_only = [h for h in reads if h not in writes]
+    r, w = len(read_only), len(writes)
+    g = discharge(op.attrs["body"], read_only + writes, writes)
+    ins, outs = g.inputs, g.outputs
+    # [consts, carry, xs, read-only, written] -> [consts, read-only, carry, written, xs]
+    g.inputs = ins[:k] + ins[n : n + r] + ins[k : k + c] + ins[n + r :] + ins[k + c : n]
+    # [carry, ys, written] -> [carry, written, ys]
+    m = len(outs) - w
+    g.outputs = outs[:c] + outs[m:] + outs[c:m]
+    by_handle = dict(zip(reads, values))
+    inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k : k + c]]
+    inputs += [*(by_handle[h] for h in writes), *op.inputs[k + c :]]
+    attrs = dict(op.attrs, consts=k + r, carries=c + w, body=g)
+    results = [*op.outputs[:c], *[None] * w, *op.outputs[c:]]
+    new = _rebuild(op, inputs, attrs, results)
+    return new, new.outputs[c : c + w]
+
+
+def _rebuild(op: Op, inputs: list[Value], attrs: dict, results: list[Value | None]) -> Op:
+    """``op`` with new inputs and attributes; ``results`` reuses op's result values where
+    given and makes fresh ones (for the threaded variables) where None."""
+    types = op.opdef.infer(tuple(v.type for v in inputs), attrs)
+    outputs = tuple(Value(t) if r is None else r for r, t in zip(results, types, strict=True))
+    return op.replace(inputs=tuple(inputs), attrs=attrs, outputs=outputs)
 
 
 def _active_inputs(emit, op, consts: int, carries: int) -> list[bool]:

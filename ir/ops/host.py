@@ -1,6 +1,6 @@
 """Host work and placement: ``host_call`` runs a Python function on concrete numpy values,
-in program order (it has the ``host`` effect); ``cluster`` holds a pure subgraph compiled as
-one unit on one device; ``transfer`` copies a value to a device.
+in program order (it has the effect ``Effect.HOST``); ``cluster`` holds a pure subgraph
+compiled as one unit on one device; ``transfer`` copies a value to a device.
 
 The partition pass groups compilable ops into ``cluster`` ops per device, between the host
 calls, with a ``transfer`` wherever a value crosses devices; the runtime then runs each
@@ -19,12 +19,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core import Graph, OpDef, register
+from ..core import Effect, Graph, OpDef, register
 from ..errors import GradientError, ShapeError
 from ..grad import differentiable
 from .control import check_types
-
-HOST = "host"
 
 
 def _host_call_rule(types, callback: Callable, name: str, result_types):
@@ -41,7 +39,7 @@ host_call = register(
         _host_call_rule,
         _host_call_ref,
         attrs={"callback": "function", "name": "str", "result_types": "types"},
-        effects=frozenset({HOST}),
+        effects=frozenset({Effect.HOST}),
         doc="the results of the Python function callback on the operands' values",
     )
 )
@@ -101,4 +99,4 @@ transfer = register(
     )
 )
 
-__all__ = ["HOST", "cluster", "host_call", "transfer"]
+__all__ = ["cluster", "host_call", "transfer"]

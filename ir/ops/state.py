@@ -1,19 +1,20 @@
-"""State ops: reading and writing variables through their handles (``$w``).
+"""State ops: reading and writing variables through their handles (``$w``), which each takes
+as its operand ``state_operand``.
 
 They have effects, so no pass drops, merges or reorders them; ``discharge_state`` turns them
-into plain dataflow before lowering. A write op's ``ref`` returns the variable's new value
-(the reference interpreter stores it); a read returns the current value."""
+into plain dataflow before lowering, by each op's discharge rule, declared below it. A write
+op's ``ref`` returns the variable's new value (the reference interpreter stores it); a read
+returns the current value. An add/sub write reads the variable too, so it has both effects."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..core import OpDef, register
+from ..core import Effect, OpDef, register
 from ..errors import DTypeError, ShapeError
 from ..types import TensorType
+from . import elementwise as E
 from .rules import NUMERIC, check_arity, check_dtype
-
-READ, WRITE = "read", "write"
 
 
 def _read_rule(types: tuple[TensorType, ...]) -> TensorType:
@@ -46,21 +47,26 @@ read_variable = register(
         "read_variable",
         _read_rule,
         lambda current: current.copy(),
-        effects=frozenset({READ}),
+        effects=frozenset({Effect.READ}),
+        state_operand=0,
         no_vjp="the gradient with respect to a variable is taken at its read (issue 4)",
         doc="the variable's current value",
     )
 )
 
 
-def _write_op(name: str, ref, numeric: bool, doc: str) -> OpDef:
-    """A write op: no outputs; its ``ref`` gives the variable's new value."""
+def _write_op(name: str, ref, update: bool, doc: str) -> OpDef:
+    """A write op: no outputs; its ``ref`` gives the variable's new value. An ``update`` (add,
+    sub) combines the variable's value with the operand: it reads the variable too, and needs
+    a numeric one."""
+    effects = {Effect.READ, Effect.WRITE} if update else {Effect.WRITE}
     return register(
         OpDef(
             name,
-            _write_rule(numeric),
+            _write_rule(update),
             ref,
-            effects=frozenset({WRITE}),
+            effects=frozenset(effects),
+            state_operand=0,
             no_vjp="has no outputs",
             doc=doc,
         )
@@ -75,4 +81,23 @@ assign_sub_variable = _write_op(
     "assign_sub_variable", np.subtract, True, "variable <- variable - value"
 )
 
-STATE_OPS = (read_variable, assign_variable, assign_add_variable, assign_sub_variable)
+
+# -- discharge rules -----------------------------------------------------------------------
+@read_variable.defdischarge
+def _read_discharge(emit, op, current):
+    return (current,), None  # the result is the variable's current value
+
+
+@assign_variable.defdischarge
+def _assign_discharge(emit, op, current, value):
+    return (), value  # the variable's new value is the operand
+
+
+@assign_add_variable.defdischarge
+def _assign_add_discharge(emit, op, current, value):
+    return (), emit(E.add, current, value)  # variable <- variable + value
+
+
+@assign_sub_variable.defdischarge
+def _assign_sub_discharge(emit, op, current, value):
+    return (), emit(E.sub, current, value)  # variable <- variable - value

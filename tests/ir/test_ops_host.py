@@ -9,6 +9,7 @@ from opcheck import OpCase, check_case, params, rand
 
 from flowjit.backends.reference import run_graph
 from flowjit.ir import (
+    Effect,
     Graph,
     HostCallError,
     ParseError,
@@ -74,7 +75,7 @@ def test_host_call_results_are_what_result_types_declare():
         TensorType((3,), np.float32),
         TensorType((), np.float32),
     ]
-    assert graph.ops[0].effects == {H.HOST}
+    assert graph.ops[0].effects == {Effect.HOST}
 
 
 def test_cluster_operands_must_match_its_body():

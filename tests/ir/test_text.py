@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 
 from irgen import graphs, nested_graphs, parse_error_at
 
-from flowjit.ir import Graph, Location, ParseError, TensorType, Value, parse, print_graph, verify
+from flowjit.ir import (
+    Effect,
+    Graph,
+    Location,
+    ParseError,
+    TensorType,
+    Value,
+    parse,
+    print_graph,
+    verify,
+)
 from flowjit.ir.ops import control as C
 from flowjit.ir.ops import creation as Cr
 from flowjit.ir.ops import elementwise as E
@@ -235,7 +245,7 @@ def test_nested_golden_print_and_round_trip():
     assert loop.opdef is C.while_loop and loop.loc == Location("nested.py", 3)
     assert loop.attrs["body"].ops[1].loc == Location("nested.py", 4)
     # the write deep inside makes every enclosing op write
-    assert all("write" in op.effects for op in (again.ops[0], body.ops[1], loop))
+    assert all(Effect.WRITE in op.effects for op in (again.ops[0], body.ops[1], loop))
 
 
 def test_nested_value_names_are_local():

@@ -7,7 +7,7 @@ import pytest
 from opcheck import run_xla
 
 from flowjit.backends.reference import run_graph
-from flowjit.ir import Graph, Op, Value, parse, print_graph, verify
+from flowjit.ir import Effect, Graph, Op, Value, parse, print_graph, verify
 from flowjit.passes import default_pipeline, cse, dce, discharge_state, run_pipeline
 from flowjit.passes.discharge import lift_state
 
@@ -313,7 +313,7 @@ def test_dce_and_cse_keep_control_ops_that_write(text):
     op = graph.ops[0]
     graph.ops.insert(0, Op(op.opdef, op.inputs, op.attrs, tuple(Value(v.type) for v in op.outputs)))
     graph.outputs = []
-    assert "write" in op.effects
+    assert Effect.WRITE in op.effects
     for p in (cse, dce):
         out, changed = p(graph)
         assert not changed and print_graph(out) == print_graph(graph), p.__name__

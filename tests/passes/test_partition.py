@@ -16,7 +16,7 @@ from irgen import graphs
 from opcheck import TOLERANCE, run_xla
 
 from flowjit.backends.reference import run_graph
-from flowjit.ir import Graph, Op, PassError, Value, parse, print_graph, verify
+from flowjit.ir import Effect, Graph, Op, PassError, Value, parse, print_graph, verify
 from flowjit.ir.ops import control as Ctl
 from flowjit.ir.ops import host as H
 from flowjit.passes import partition
@@ -478,7 +478,7 @@ def test_clusters_never_form_a_cycle(graph):
     out, changed = partition(graph)
     verify(out)
     partitioned = all(op.opdef in (H.cluster, H.transfer, H.host_call) for op in graph.ops)
-    if any(H.HOST in op.effects for op in graph.ops) and not partitioned:
+    if any(Effect.HOST in op.effects for op in graph.ops) and not partitioned:
         assert changed
         steps_of(out)
     else:  # nothing to split, or split already (host calls alone)
