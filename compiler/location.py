@@ -39,6 +39,17 @@ def user_location() -> Location | None:
     return Location(os.path.basename(frame.f_code.co_filename), frame.f_lineno)
 
 
+def location_in(traceback: Any) -> Location | None:
+    """The file:line of the innermost user code in ``traceback`` (an exception's)."""
+    found = None
+    while traceback is not None:
+        if not _is_own(traceback.tb_frame):
+            code = traceback.tb_frame.f_code
+            found = Location(os.path.basename(code.co_filename), traceback.tb_lineno)
+        traceback = traceback.tb_next
+    return found
+
+
 def with_user_location(fn):
     """Decorate a front-end function so a FlowjitError raised below it without a location
     gets the user's line (and the function's name as the op, if none is set)."""

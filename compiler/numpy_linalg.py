@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from flowjit.backends.xla.jaxshim import jnp
+
 from flowjit.ir.errors import DTypeError, ShapeError
 from flowjit.ir.ops import index as I
 from flowjit.ir.ops import linalg as L
@@ -119,25 +121,29 @@ def tensordot(a, b, axes=2):
     )
 
 
-def einsum(subscripts: str, a, b):
-    """Two-operand einsum ("ij,jk->ik"; implicit output as numpy when "->" is absent)."""
-    a, b = _common(a, b)
+def _repeats(terms: list[str]) -> bool:
+    return any(len(set(term)) != len(term) for term in terms)
+
+
+def einsum(subscripts: str, *operands, **options):
+    """einsum: of two operands with distinct labels and no ellipsis ("ij,jk->ik"; implicit
+    output as numpy when "->" is absent) as one dot_general; any other, jax.numpy's."""
     spec = subscripts.replace(" ", "")
     inputs, _, out = spec.partition("->")
     terms = inputs.split(",")
-    if len(terms) != 2 or "." in spec:
-        raise ValueError(
-            f"einsum {subscripts!r}: flowjit's einsum takes exactly two operands and no ellipsis"
-        )
+    if len(terms) != 2 or len(operands) != 2 or "." in spec or options or _repeats(terms):
+        from .from_jax import from_jax  # (the bridge imports this module's namespace)
+
+        return from_jax(jnp.einsum, name="flowjit.numpy.einsum")(subscripts, *operands, **options)
+    a, b = _common(*operands)
     la, lb = terms
     if "->" not in spec:
         counts = {c: (la + lb).count(c) for c in la + lb}
         out = "".join(sorted(c for c, n in counts.items() if n == 1))
     for term, x in ((la, a), (lb, b)):
-        if len(term) != x.ndim or len(set(term)) != len(term):
+        if len(term) != x.ndim:
             raise ShapeError(
-                f"einsum {subscripts!r}: term {term!r} does not fit shape {x.shape} "
-                "(repeated labels are not supported)",
+                f"einsum {subscripts!r}: term {term!r} does not fit shape {x.shape}",
                 op="einsum",
                 loc=user_location(),
             )

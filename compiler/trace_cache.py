@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from flowjit.backends.xla.jaxshim import jax
-from flowjit.ir import Graph, ShardingError
+from flowjit.ir import Graph, ShardingError, TracingError
 from flowjit.passes import PipelineResult, default_pipeline, run_pipeline, with_required
 from flowjit.runtime import Plan, config
 from flowjit.runtime.sharding import entered
@@ -20,13 +20,16 @@ from flowjit.runtime.sharding import entered
 from .boundary import BoundaryShardings
 from .dump import dump_compilation
 from .function_args import FunctionArgs
-from .location import user_location
+from .location import location_in, user_location
 from .planning import make_plan
 from .restarts import Busy
 from .sharding import constrain
 from .signature import Signature, argument_name, dynamic_part, path_name
 from .tensor import Tensor
 from .trace import TraceContext, current
+
+# What jax says when a jax function is given a Tensor (tests/compiler/test_from_jax.py checks it)
+_JAX_GOT_A_TENSOR = "of type <class 'flowjit.compiler.tensor.Tensor'> is not a valid JAX type"
 
 logger = logging.getLogger("flowjit")
 RETRACE_WARNING_AFTER = 5
@@ -128,7 +131,21 @@ class TraceCache:
         dyn_args, dyn_kwargs = jax.tree_util.tree_unflatten(treedef, tensors)
         call_args = [args[i] if i in self.static_argnums else a for i, a in enumerate(dyn_args)]
         call_kwargs = {**dyn_kwargs, **{k: kwargs[k] for k in self.static_argnames if k in kwargs}}
-        return self.fn(*call_args, **call_kwargs)
+        # (jax code that builds constants, jnp.tril(jnp.ones((4, 4))), computes them now: the
+        # trace runs under jax.jit's, which would make them jax tracers a Tensor cannot use)
+        try:
+            with jax.ensure_compile_time_eval():
+                return self.fn(*call_args, **call_kwargs)
+        except TypeError as err:
+            if _JAX_GOT_A_TENSOR in str(err):  # (jnp.tanh(t): jax cannot trace a Tensor)
+                raise TracingError(
+                    "a jax function was called on a Tensor inside a compiled function, and jax "
+                    "cannot trace a Tensor. Use the flowjit.numpy or fj.nn function of the same "
+                    "name (flowjit.numpy has all of jax.numpy), or wrap the jax code in "
+                    "fj.from_jax(fn) and call that on Tensors",
+                    loc=location_in(err.__traceback__),
+                ) from err
+            raise
 
     def inline(self, args: tuple, kwargs: dict) -> Any:
         """A call while another function is traced: the function is traced into the caller's

@@ -1,6 +1,11 @@
-"""``flowjit.numpy``: numpy's names over traced Tensors (API.md, section 2)."""
+"""``flowjit.numpy``: numpy's names over traced Tensors (API.md, section 2). Every jax.numpy
+name this module does not define comes from jax.numpy through ``fj.from_jax`` (same
+signature, same result): ``fnp.tril``, ``fnp.linalg.inv``, ``fnp.pi``."""
 
+import jax.numpy as _jnp
 import numpy as _np
+
+from flowjit.compiler.from_jax import bridged as _bridged
 
 from flowjit.compiler.numpy_api import (
     abs,
@@ -111,3 +116,7 @@ float16 = _np.dtype(_np.float16)
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
 globals()["bool"] = bool_  # fnp.bool, as in numpy 2
+
+
+def __getattr__(name: str):
+    return _bridged(_jnp, "flowjit.numpy", name, globals())

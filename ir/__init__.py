@@ -24,7 +24,7 @@ from .errors import (
 )
 from .parser import parse
 from .printer import print_graph
-from .types import DTYPE_NAMES, MeshAxes, TensorType, dtype_name
+from .types import DTYPE_NAMES, JaxModule, MeshAxes, TensorType, dtype_name
 from .verify import verify
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "parse",
     "print_graph",
     "DTYPE_NAMES",
+    "JaxModule",
     "MeshAxes",
     "TensorType",
     "dtype_name",

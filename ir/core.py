@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import FlowjitError, HostCallError, VerifyError
-from .types import MeshAxes, TensorType
+from .types import JaxModule, MeshAxes, TensorType
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class Effect(enum.Enum):
 # A "function" attribute holds a Python callable (a host call's function): the graph owns it,
 # and it lives as long as the graph. The text form numbers a graph's functions by first
 # appearance (``Graph.functions``); ``parse(text, functions=...)`` gives them back.
+# A "module" attribute holds a jax computation (ir.types.JaxModule), printed as base64.
 ATTR_KINDS = (
     "int",
     "float",
@@ -92,6 +93,7 @@ ATTR_KINDS = (
     "graph",
     "function",
     "mesh",
+    "module",
     "any",
 )
 
@@ -270,6 +272,12 @@ def _canonical_attr(kind: str, value: Any) -> Any:
     if kind == "function":
         if not callable(value) or isinstance(value, type):
             raise TypeError("expected a Python function")
+        return value
+    if kind == "module":
+        if isinstance(value, str):  # (its text, base64, names one too)
+            return JaxModule.parse(value)
+        if not isinstance(value, JaxModule):
+            raise TypeError("expected a JaxModule or its base64 text")
         return value
     if kind == "mesh":
         if isinstance(value, str):  # (its text, "data=4, model=2", names one too)

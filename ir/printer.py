@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .core import Graph, Value
-from .types import MeshAxes, TensorType, dtype_name
+from .types import JaxModule, MeshAxes, TensorType, dtype_name
 
 
 def print_graph(graph: Graph, *, locs: bool = True) -> str:
@@ -108,7 +108,7 @@ def format_attr(value: Any) -> str:
         return dtype_name(value)
     if isinstance(value, TensorType):
         return str(value)
-    if isinstance(value, MeshAxes):
+    if isinstance(value, (MeshAxes, JaxModule)):
         return json.dumps(str(value))
     if isinstance(value, tuple):
         return "[" + ", ".join(format_attr(v) for v in value) + "]"

@@ -3,9 +3,11 @@ device mesh, printed as ``data=4, model=2``."""
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import ml_dtypes
 import numpy as np
@@ -131,3 +133,40 @@ class MeshAxes:
 
     def __str__(self) -> str:
         return ", ".join(f"{name}={size}" for name, size in self.axes)
+
+
+class JaxModule:
+    """A jax computation a ``jax_call`` op holds: a jax function exported by ``jax.export``
+    (StableHLO for every platform, with its VJPs up to ``MAX_DERIVATIVE``), as bytes. The IR
+    never looks inside; the text form prints it as base64, and the backends load it through
+    jax. Compared by identity: the bytes may be made only when first asked for.
+
+    ``data`` is the bytes, or a function that makes them; ``loaded`` is for the backend that
+    runs it (the loaded jax object, kept so that it is loaded once)."""
+
+    MAX_DERIVATIVE = 2  # VJPs of VJPs the bytes hold: second-order gradients
+
+    def __init__(self, data: bytes | Callable[[], bytes], loaded: Any = None):
+        self._data, self.loaded = data, loaded
+
+    @property
+    def data(self) -> bytes:
+        if callable(self._data):
+            self._data = self._data()
+        return self._data
+
+    @classmethod
+    def parse(cls, text: str) -> "JaxModule":
+        """The module ``text`` (base64, as ``str`` gives it) holds; a ValueError if it is not
+        base64."""
+        try:
+            return cls(base64.b64decode(text.encode("ascii"), validate=True))
+        except (ValueError, UnicodeEncodeError) as err:
+            raise ValueError(f"a jax module is base64 text: {err}") from None
+
+    def __str__(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def __repr__(self) -> str:
+        made = "not made yet" if callable(self._data) else f"{len(self._data)} bytes"
+        return f"JaxModule({made})"

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from flowjit.ir import Effect, Graph, Op, Value
+from flowjit.backends.xla.jax_call import call_module
 from flowjit.ir.ops.control import Run
 
 
@@ -62,6 +63,8 @@ def run_op(op: Op, env: dict[Value, np.ndarray], run: Run) -> list[np.ndarray]:
     output's type; a write op stores the variable's new value under the variable's handle
     instead. Returns what it stored."""
     extra = {"run": run} if op.opdef.graph_attrs else {}
+    if "module" in op.opdef.attrs.values():  # (a jax computation: run with jax)
+        extra["call_module"] = call_module
     out = op.opdef.ref(*(env[v] for v in op.inputs), **op.attrs, **extra)
     if Effect.WRITE in op.opdef.effects:
         handle = op.state_handle

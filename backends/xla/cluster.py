@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from flowjit.ir import Graph, TracingError
+from flowjit.ir import Effect, Graph, TracingError
 from flowjit.ir.grad import differentiable, linearize
+from flowjit.ir.ops.jax_call import jax_call
 
 from .jaxshim import (
     Primitive,
@@ -137,7 +138,14 @@ def _differentiable(cluster: Cluster) -> Callable[..., tuple]:
 
 
 def cluster_stablehlo(graph: Graph) -> str:
-    """The graph as a standalone StableHLO module (dumps, golden tests, Lowered.stablehlo)."""
+    """The graph as a standalone StableHLO module (dumps, golden tests, Lowered.stablehlo). A
+    graph with ops that are emitted through jax's helpers (a host callback, a jax computation)
+    is lowered by jax, as its cluster under jax.jit: the module jax gives."""
+    if _emitted_by_jax(graph):
+        cluster = Cluster(graph)
+        specs = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in graph.inputs]
+        lowered = jax.jit(lambda *xs: call_cluster(cluster, *xs)).lower(*specs)
+        return lowered.as_text(debug_info=True)
     with make_ir_context(), ir.Location.unknown():
         module = ir.Module.create()
         module.operation.attributes["sym_name"] = ir.StringAttr.get(f"flowjit_{graph.name}")
@@ -153,6 +161,13 @@ def cluster_stablehlo(graph: Graph) -> str:
                 func.ReturnOp(emit_graph(context, graph, list(block.arguments)))
         module.operation.verify()
         return module.operation.get_asm(enable_debug_info=True)
+
+
+def _emitted_by_jax(graph: Graph) -> bool:
+    return any(
+        Effect.HOST in op.effects or op.opdef is jax_call or any(map(_emitted_by_jax, op.subgraphs))
+        for op in graph.ops
+    )
 
 
 __all__ = ["Cluster", "call_cluster", "cluster_p", "cluster_stablehlo", "hlo"]

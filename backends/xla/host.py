@@ -102,7 +102,7 @@ def _host_call_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> Sequence[
     avals_in = [ShapedArray(v.type.shape, v.type.dtype) for v in op.inputs]
     avals_out = [ShapedArray(t.shape, t.dtype) for t in out_types]
     # jax's context, describing this call's operands and results (the custom call reads them)
-    jax_ctx = dataclasses.replace(ctx.jax_rule_context(), avals_in=avals_in, avals_out=avals_out)
+    jax_ctx = dataclasses.replace(ctx.jax_rule_context(op), avals_in=avals_in, avals_out=avals_out)
     if ctx.token is None:
         ctx.token = hlo.create_token()
     results, ctx.token, _ = emit_python_callback(

@@ -12,6 +12,7 @@ import threading
 
 import jax
 import jax.numpy as jnp
+from jax import export as jax_export
 from jax._src.config import (  # (no public name: a thread-local switch of the cache key)
     compilation_cache_include_metadata_in_key,
 )
@@ -30,6 +31,8 @@ make_ir_context = jax_mlir.make_ir_context
 register_lowering = jax_mlir.register_lowering
 dtype_to_ir_type = jax_mlir.dtype_to_ir_type
 emit_python_callback = jax_mlir.emit_python_callback
+lower_fun = jax_mlir.lower_fun  # emits a jax function into the module a rule is building
+float0 = jax.dtypes.float0  # the dtype of an integer value's cotangent
 
 
 def register_batching(primitive: Primitive, rule) -> None:
@@ -94,6 +97,9 @@ __all__ = [
     "register_batching",
     "dtype_to_ir_type",
     "emit_python_callback",
+    "float0",
+    "jax_export",
+    "lower_fun",
     "trace_state_clean",
     "use_compilation_cache",
     "use_compilation_cache_at_first_compile",

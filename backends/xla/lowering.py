@@ -62,13 +62,15 @@ class LoweringContext:
         """For a standalone module (dumps, golden tests): jax's default platform."""
         return cls(jax.default_backend())
 
-    def jax_rule_context(self) -> Any:
-        """jax's lowering-rule context (host callbacks are emitted through jax's helper)."""
+    def jax_rule_context(self, op: Op) -> Any:
+        """jax's lowering-rule context, for ``op``, which is emitted through jax's helpers (a
+        host callback, a jax computation)."""
         if self.jax_context is None:
             raise LoweringError(
-                "a host_call inside a loop is compiled only as part of a step (under jax.jit), "
-                "not as a standalone module",
-                op="host_call",
+                f"{op.opdef.name} is compiled only as part of a step (under jax.jit), not as a "
+                "standalone module",
+                op=op.opdef.name,
+                loc=op.loc,
             )
         return self.jax_context
 

@@ -7,6 +7,7 @@ from . import (
     elementwise,
     host,
     index,
+    jax_call,
     linalg,
     nn,
     reduce,
