@@ -34,6 +34,7 @@ from flowjit.ir.ops import reduce as R
 from flowjit.ir.ops import shape as S
 from flowjit.ir.ops import sort as O
 
+from . import control_flow as CF
 from .trace import constant, emit, tracing
 
 # The platforms an imported computation is exported for: a graph that holds one prints,
@@ -482,6 +483,52 @@ def _transposed(x, perm: tuple[int, ...]):
     return x if perm == tuple(range(len(perm))) else emit(S.transpose, [x], perm=perm)
 
 
+def _imported(closed: Any, name: str) -> Callable:
+    """A function of Tensors computing the closed jaxpr ``closed``, brought in as the rest is
+    (called where a flowjit subgraph is being traced)."""
+    return lambda *args: _Importer(name).run(closed, args)
+
+
+def _cond(eqn, index, *operands):
+    """jax's cond (lax.cond and lax.switch): fj.cond on index == 0, 1, ... in turn, as XLA's
+    case picks a branch, so an index out of range runs the last one."""
+    branches = [_imported(b, "cond") for b in eqn.params["branches"]]
+
+    def case(k: int, *args: Any) -> list:
+        if k == len(branches) - 1:
+            return branches[k](*args)
+        hit = emit(E.eq, [index, _constant(np.asarray(k, index.dtype))])
+        return CF.cond(hit, branches[k], functools.partial(case, k + 1), *args)
+
+    return case(0, *operands)
+
+
+def _while(eqn, *args):
+    p = eqn.params
+    tests, bodies = p["cond_nconsts"], p["body_nconsts"]
+    test_consts, body_consts = args[:tests], args[tests : tests + bodies]
+    test, body = _imported(p["cond_jaxpr"], "while"), _imported(p["body_jaxpr"], "while")
+    return CF.while_loop(
+        lambda carry: test(*test_consts, *carry)[0],
+        lambda carry: body(*body_consts, *carry),
+        list(args[tests + bodies :]),
+    )
+
+
+def _scan(eqn, *args):
+    """jax's scan: fj.scan of the body on (consts, carry, xs), giving the carry and the ys."""
+    p = eqn.params
+    consts, carry, xs = map(list, p["ft_in"].update(args).unpack())
+    body = _imported(p["jaxpr"], "scan")
+
+    def step(c: list, x: list) -> tuple:
+        out = body(*consts, *c, *x)
+        return out[: len(carry)], out[len(carry) :]
+
+    final, ys = CF.scan(step, carry, xs, length=p["length"], reverse=bool(p["reverse"]))
+    return [*final, *ys]
+
+
 def _select_n(eqn, which, *cases):
     """cases[which]: a bool picks between two cases; an integer as jax lowers it, by halving
     the cases with which < mid, so an index below range picks the first case and one above it
@@ -639,6 +686,9 @@ _NATIVE: dict[str, Callable] = {
     "cumsum": _when(_numbers, _cumsum),
     "sort": _sort,
     "select_n": _select_n,
+    "cond": _cond,
+    "while": _while,
+    "scan": _scan,
     "iota": lambda eqn: emit(
         Cr.iota,
         [],

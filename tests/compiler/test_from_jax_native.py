@@ -341,6 +341,45 @@ CASES = [
         {"conv2d", "transpose"},
         (floats((2, 3, 7, 8), edges=False), floats((4, 3, 3, 2), edges=False)),
     ),
+    (
+        "cond",
+        lambda x: jax.lax.cond(x.sum() > 0, lambda v: jnp.sin(v) * v, lambda v: v**3, x),
+        (SMOOTH,),
+        {"cond"},
+        (SMOOTH,),
+    ),
+    (
+        "switch",  # (lax.switch clamps the index; the cond it makes runs the last branch past it)
+        lambda x, i: jax.lax.switch(i, [lambda v: v, jnp.sin, lambda v: v * v], x),
+        (X, I32(7)),
+        {"cond"},
+        (SMOOTH, I32(-5)),
+    ),
+    (
+        "fori_loop",
+        lambda x: jax.lax.fori_loop(0, 3, lambda i, c: jnp.sin(c * x) + i, x),
+        (X,),
+        {"scan"},
+        (SMOOTH,),
+    ),
+    (
+        "scan_reverse_with_consts_and_ys",
+        lambda x, w: jax.lax.scan(
+            lambda c, row: (jnp.tanh(c * w + row), (c.sum(), row * c)), x[0], x, reverse=True
+        ),
+        (X, Y[0]),
+        {"scan"},
+        (SMOOTH, SMOOTH[1]),
+    ),
+    (
+        "while_loop",
+        lambda x: jax.lax.while_loop(
+            lambda c: c[1].sum() < 100, lambda c: (c[0] + 1, c[1] * 2 + 1), (0, x)
+        ),
+        (np.abs(SMOOTH),),
+        {"while"},
+        None,
+    ),
 ]
 
 
