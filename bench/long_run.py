@@ -129,8 +129,8 @@ def flowjit_trainer(folder: str) -> Trainer:
 
     train_step, accuracy = compiled_steps(logits, params, optimizer)
 
-    # (the slots are the ones train_step's first trace uses: optimizer.slots creates them once)
-    slots = [s for p in params for s in optimizer.slots(p).values()]
+    # (the optimizer's state for params, as train_step's apply gets them: made once, here)
+    slots = jax.tree_util.tree_leaves(optimizer.state(params))
     checkpoint = fj.Checkpoint(folder, params + slots, max_to_keep=KEEP)
     # the queue is not public API: read only to tell the arrays it holds from the others
     return Trainer(

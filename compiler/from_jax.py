@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax, jax_export
-from flowjit.ir import JaxModule, TensorType
+from flowjit.ir import JaxModule, TensorType, TracingError
 from flowjit.ir.ops import bits as B
 from flowjit.ir.ops import creation as Cr
 from flowjit.ir.ops import elementwise as E
@@ -35,10 +35,12 @@ from flowjit.ir.ops import shape as S
 from flowjit.ir.ops import sort as O
 
 from . import control_flow as CF
+from .location import user_location
 from .trace import constant, emit, tracing
 
 # The platforms an imported computation is exported for: a graph that holds one prints,
-# parses and runs on any of them.
+# parses and runs on any of them (one that some platform cannot compile, jnp.linalg.eig on TPU,
+# is exported for the platform at hand only).
 PLATFORMS = ("cpu", "cuda", "tpu")
 
 
@@ -122,13 +124,21 @@ class _Importer:
     def jaxpr(self, jaxpr: Any, env: dict) -> list:
         """The values of ``jaxpr``'s outputs, its inputs' values in ``env``."""
         pending: list = []  # equations to hold in one jax_call, in order
-        for eqn in jaxpr.eqns:
+        # later[i]: the variables equations i, i+1, ... and the outputs use
+        later = [{v for v in jaxpr.outvars if not isinstance(v, jax.extend.core.Literal)}]
+        for eqn in reversed(jaxpr.eqns):
+            used = (v for v in eqn.invars if not isinstance(v, jax.extend.core.Literal))
+            later.insert(0, later[0] | set(used))
+        for i, eqn in enumerate(jaxpr.eqns):
             native = _NATIVE.get(eqn.primitive.name)
             body = _inlined_body(eqn)
-            if native is None and body is None:
+            # (a value of a jax-only type, a PRNG key, never leaves a jax_call: an equation
+            # using one is held, and so is any equation while one held is still needed)
+            keeps_open = any(_jax_only(v) and v in later[i] for e in pending for v in e.outvars)
+            if (native is None and body is None) or _jax_only_in(eqn) or keeps_open:
                 pending.append(eqn)
                 continue
-            self.flush(pending, env)
+            self.flush(pending, env, later[i])
             pending = []
             args = [self.read(v, env) for v in eqn.invars]
             if body is not None:
@@ -139,7 +149,7 @@ class _Importer:
                 outs = native(eqn, *args)
                 outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
             env.update(zip(eqn.outvars, outs))
-        self.flush(pending, env)
+        self.flush(pending, env, later[-1])
         return [self.read(v, env) for v in jaxpr.outvars]
 
     def read(self, var: Any, env: dict) -> Any:
@@ -147,20 +157,31 @@ class _Importer:
             return _constant(np.asarray(var.val, var.aval.dtype))
         return env[var]
 
-    def flush(self, eqns: list, env: dict) -> None:
-        """One ``jax_call`` computing ``eqns`` (their results into ``env``)."""
+    def flush(self, eqns: list, env: dict, needed: set) -> None:
+        """One ``jax_call`` computing ``eqns``: their results in ``needed`` go into ``env``."""
         if not eqns:
             return
         defined = {v for eqn in eqns for v in eqn.outvars}
         used = [v for eqn in eqns for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)]
         inputs = list(dict.fromkeys(v for v in used if v not in defined))
-        outputs = [v for eqn in eqns for v in eqn.outvars if type(v).__name__ != "DropVar"]
+        outputs = [v for eqn in eqns for v in eqn.outvars if v in needed]
+        for v in outputs:
+            if _jax_only(v):
+                raise TracingError(
+                    f"{self.label} gives a value of jax's type {v.aval.dtype}, which flowjit "
+                    "cannot hold; return its data instead (jax.random.key_data(key))",
+                    loc=user_location(),
+                )
 
         def computation(*values: Any) -> list:
             return _evaluate(eqns, dict(zip(inputs, values)), outputs)
 
         specs = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in inputs]
-        exported = jax_export.export(jax.jit(computation), platforms=PLATFORMS)(*specs)
+        try:
+            exported = jax_export.export(jax.jit(computation), platforms=PLATFORMS)(*specs)
+        except NotImplementedError:  # (a primitive some platform cannot lower: eig on TPU)
+            here = (jax.default_backend(),)
+            exported = jax_export.export(jax.jit(computation), platforms=here)(*specs)
         module = JaxModule(
             lambda: exported.serialize(vjp_order=JaxModule.MAX_DERIVATIVE), loaded=exported
         )
@@ -175,6 +196,15 @@ class _Importer:
             module=module,
         )
         env.update(zip(outputs, results if isinstance(results, tuple) else (results,)))
+
+
+def _jax_only(var: Any) -> bool:
+    """Whether ``var`` has a type only jax has (a typed PRNG key)."""
+    return jax.dtypes.issubdtype(var.aval.dtype, jax.dtypes.extended)
+
+
+def _jax_only_in(eqn: Any) -> bool:
+    return any(_jax_only(v) for v in (*eqn.invars, *eqn.outvars))
 
 
 def _evaluate(eqns: list, env: dict, outputs: list) -> list:
@@ -426,6 +456,11 @@ def _broadcast_in_dim(eqn, x):
 
 
 def _reshape(eqn, x):
+    """The result's shape, in row-major order: of ``squeeze``, ``expand_dims``, and of
+    ``reshape``, whose ``dimensions`` (an order to read the operand in) transposes first."""
+    order = eqn.params.get("dimensions") if eqn.primitive.name == "reshape" else None
+    if order is not None and tuple(order) != tuple(range(len(x.shape))):
+        x = emit(S.transpose, [x], perm=tuple(order))
     return emit(S.reshape, [x], shape=tuple(eqn.outvars[0].aval.shape))
 
 
@@ -590,7 +625,7 @@ def _held(eqn, *args):
     inputs = [v for v in eqn.invars if not isinstance(v, jax.extend.core.Literal)]
     values = [a for v, a in zip(eqn.invars, args) if not isinstance(v, jax.extend.core.Literal)]
     env.update(zip(inputs, values))
-    importer.flush([eqn], env)
+    importer.flush([eqn], env, set(eqn.outvars))
     outs = [env[v] for v in eqn.outvars]
     return outs if eqn.primitive.multiple_results else outs[0]
 

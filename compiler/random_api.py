@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import DTypeError, ShapeError
 from flowjit.ir.ops import bits as B
 from flowjit.ir.ops.rules import broadcast_shapes
@@ -381,6 +382,26 @@ class Generator:
             )
         return self._draw(integers, shape, low, high)
 
+    def key(self):
+        """A fresh ``jax.random`` key (raw, uint32[2], as ``jax.random.PRNGKey`` gives) from the
+        generator's stream, for jax code: ``fj.from_jax(f)(g.key(), x)``. Each call takes the
+        next block of the stream, so stateful draws and key-based jax code mix."""
+        return self._draw(_key)
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other ``jax.random`` distribution, drawn with a fresh key: ``g.categorical(
+        logits)`` is ``jax.random.categorical(g.key(), logits)``, through ``fj.from_jax``."""
+        found = getattr(jax.random, name, None)
+        if name.startswith("_") or not callable(found) or name in _NOT_DISTRIBUTIONS:
+            raise AttributeError(
+                f"Generator has no attribute {name!r}"
+                + ("" if found is None else "; jax.random's is not a distribution")
+            )
+        from .from_jax import from_jax
+
+        draw = from_jax(found, name=f"jax.random.{name}")
+        return functools.wraps(found)(lambda *args, **kwargs: draw(self.key(), *args, **kwargs))
+
     # -- running a draw ----------------------------------------------------------------------
     def _draw(self, sampler: Callable, *statics: Any, operands: tuple = ()) -> Any:
         """Run ``sampler(state, *statics, *operands)``: in the current trace, or outside one as
@@ -401,6 +422,35 @@ class Generator:
         values, new_state = sampler(self.state.read(), *statics, *operands)
         self.state.assign(new_state)
         return values
+
+
+# jax.random's names that take no key first, or are not draws
+_NOT_DISTRIBUTIONS = frozenset(
+    {
+        "key",
+        "PRNGKey",
+        "split",
+        "fold_in",
+        "key_data",
+        "wrap_key_data",
+        "key_impl",
+        "clone",
+        "Key",
+        "key_dtype",
+        "random_gamma_p",
+        "default_prng_impl",
+        "threefry_2x32",
+        "threefry2x32_key",
+        "rbg_key",
+        "unsafe_rbg_key",
+    }
+)
+
+
+def _key(state):
+    """A raw jax.random key: the two words of the stream's next block."""
+    y0, y1, new_state = _blocks(state, 1)
+    return fnp.concatenate([y0, y1]), new_state
 
 
 def _bernoulli_array(state, shape: tuple[int, ...], p: Any):

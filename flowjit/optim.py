@@ -7,6 +7,13 @@ def step(x, y):
     return opt.minimize(lambda: loss(x, y), params)
 """
 
-from flowjit.compiler.optim import SGD, Adam, AdamW, Optimizer, clip_by_global_norm
+from flowjit.compiler.optim import (
+    SGD,
+    Adam,
+    AdamW,
+    Optimizer,
+    clip_by_global_norm,
+    from_optax,
+)
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_by_global_norm"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_by_global_norm", "from_optax"]

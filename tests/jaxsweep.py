@@ -273,6 +273,37 @@ EXCLUDED: dict[str, str] = {
 }
 
 
+# Functions jax.jit takes that flowjit refuses, with a clear error (test_jax_namespace_sweep.py
+# checks that these, and only these, fail, and that each fails with an fj error naming dtypes).
+NO_COMPLEX = "complex results or intermediates: flowjit has no complex dtype"
+UNSUPPORTED: dict[str, str] = {
+    "sort_complex": NO_COMPLEX,
+    "roots": NO_COMPLEX + " (eigenvalues)",
+    "linalg.eig": NO_COMPLEX,
+    "linalg.eigvals": NO_COMPLEX,
+    **{
+        f"fft.{name}": NO_COMPLEX
+        for name in (
+            "fft",
+            "fft2",
+            "fftn",
+            "hfft",
+            "ifft",
+            "ifft2",
+            "ifftn",
+            "ihfft",
+            "irfft",
+            "irfft2",
+            "irfftn",
+            "rfft",
+            "rfft2",
+            "rfftn",
+        )
+    },
+    "nn.scaled_matmul": "float8 operands: flowjit has no float8 dtypes",
+}
+
+
 def public_functions(module: Any) -> list[str]:
     """The public functions of ``module``: callables that are not classes or modules."""
     names = []

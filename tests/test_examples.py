@@ -19,6 +19,7 @@ SMALL_ARGS = {
     "char_lstm.py": (["--quick"], "sample: "),
     "data_parallel.py": (["--epochs", "8"], "data-parallel training matches one device"),
     "tensor_parallel.py": (["--epochs", "8"], "tensor-parallel training matches one device"),
+    "flax_port.py": (["--quick"], "the flax port matches jax.jit"),
 }
 MIN_SMALL_RUN_ACCURACY = 0.85  # the full runs' accuracies are in the issue's closing note
 
@@ -67,5 +68,9 @@ def test_example_runs(name):
         assert perplexities[0] > 80 and perplexities[-1] < bigram, result.stdout
         sample = result.stdout.split("sample: ", 1)[1]
         assert len(sample.strip()) > 50, result.stdout
+    elif name == "flax_port.py":
+        # the losses are printed side by side; training brings them down
+        rows = [line.split() for line in result.stdout.splitlines() if line[:4].strip().isdigit()]
+        assert float(rows[-1][2]) < float(rows[0][2]), rows
     elif not name.startswith("digits"):
         assert "matches numpy" in result.stdout

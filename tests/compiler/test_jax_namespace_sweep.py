@@ -9,7 +9,7 @@ from __future__ import annotations
 import jaxsweep
 import numpy as np
 import pytest
-from jaxsweep import CALLS, EXCLUDED, NAMESPACES, Call, Case
+from jaxsweep import CALLS, EXCLUDED, NAMESPACES, UNSUPPORTED, Call, Case
 
 LABELS = list(NAMESPACES)
 
@@ -32,17 +32,25 @@ def test_every_named_call_names_a_public_function():
         for ns in NAMESPACES.values()
         for name in jaxsweep.public_functions(ns.jax_module)
     }
-    stale = (set(CALLS) | set(EXCLUDED)) - public
+    stale = (set(CALLS) | set(EXCLUDED) | set(UNSUPPORTED)) - public
     assert not stale, f"not public functions of jax's namespaces: {sorted(stale)}"
 
 
 @pytest.mark.parametrize("label", LABELS)
 def test_flowjit_equals_jax_on_every_function(label):
+    """Every function gives jax's result, but those UNSUPPORTED, which fail with flowjit's
+    error about the dtype it lacks (never a wrong result)."""
     failures = jaxsweep.sweep(label)
-    assert not failures, (
-        f"{len(failures)} functions of {label} fail through flowjit:\n"
-        + "\n".join(failures.values())
+    prefix = jaxsweep.NAMESPACES[label].prefix
+    unsupported = {k for k in UNSUPPORTED if k.startswith(prefix) and "." not in k[len(prefix) :]}
+    wrong = {name: why for name, why in failures.items() if prefix + name not in unsupported}
+    assert not wrong, f"{len(wrong)} functions of {label} fail through flowjit:\n" + "\n".join(
+        wrong.values()
     )
+    for name in unsupported:
+        message = failures.get(name[len(prefix) :], "")
+        clear = "does not support" in message and "dtype" in message
+        assert clear, f"{name}: {message or 'no error'}"
 
 
 def test_a_result_that_differs_from_jax_is_a_failure():
