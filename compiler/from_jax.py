@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla.jaxshim import jax, jax_export
+from flowjit.backends.xla.jaxshim import eager_constant_folding, jax, jax_export
 from flowjit.ir import JaxModule, TensorType, TracingError
 from flowjit.ir.ops import bits as B
 from flowjit.ir.ops import creation as Cr
@@ -69,7 +69,10 @@ def from_jax(fn: Callable, *, name: str | None = None) -> Callable:
 
         inputs = [leaves[i] for i in traced]
         specs = [jax.ShapeDtypeStruct(t.shape, t.dtype) for t in inputs]
-        closed, shapes = jax.make_jaxpr(flat, return_shape=True)(*specs)
+        # (staged as under jax.jit: the compiled function's own jax code runs eagerly, with
+        # ensure_compile_time_eval, but here that would compile each constant op on its own)
+        with eager_constant_folding(False):
+            closed, shapes = jax.make_jaxpr(flat, return_shape=True)(*specs)
         outs = _Importer(label).run(closed, inputs)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
 
@@ -176,15 +179,12 @@ class _Importer:
         def computation(*values: Any) -> list:
             return _evaluate(eqns, dict(zip(inputs, values)), outputs)
 
-        specs = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in inputs]
-        try:
-            exported = jax_export.export(jax.jit(computation), platforms=PLATFORMS)(*specs)
-        except NotImplementedError:  # (a primitive some platform cannot lower: eig on TPU)
-            here = (jax.default_backend(),)
-            exported = jax_export.export(jax.jit(computation), platforms=here)(*specs)
-        module = JaxModule(
-            lambda: exported.serialize(vjp_order=JaxModule.MAX_DERIVATIVE), loaded=exported
+        computation = HeldComputation(
+            computation,
+            tuple(v.aval for v in inputs),
+            tuple(v.aval for v in outputs),
         )
+        module = JaxModule(computation.serialize, loaded=computation)
         primitives = list(dict.fromkeys(eqn.primitive.name for eqn in eqns))
         held = ", ".join(primitives[:3]) + (", ..." if len(primitives) > 3 else "")
         results = emit(
@@ -196,6 +196,57 @@ class _Importer:
             module=module,
         )
         env.update(zip(outputs, results if isinstance(results, tuple) else (results,)))
+
+
+class HeldComputation:
+    """What a ``jax_call`` made by the import holds until its bytes are asked for: the jax
+    function itself, which the backends call and differentiate as they would the Exported the
+    bytes load into (``call``, ``vjp``, ``in_avals``, ``out_avals``). So a trace exports
+    nothing: jax.export runs only when the graph is printed or saved (``serialize``)."""
+
+    def __init__(self, fun: Callable, in_avals: tuple, out_avals: tuple):
+        self.fun, self.in_avals, self.out_avals = fun, in_avals, out_avals
+
+    def call(self, *args: Any) -> list:
+        return list(self.fun(*args))
+
+    def vjp(self) -> "HeldComputation":
+        """The VJP function, as jax.export's ``Exported.vjp`` gives it: operands and the
+        results' cotangents in, the operands' cotangents out (float0 for integers)."""
+        n = len(self.in_avals)
+
+        def pullback(*args: Any) -> list:
+            _, vjp = jax.vjp(self.call, *args[:n])
+            return list(vjp(list(args[n:])))
+
+        cotangent = [_cotangent_aval(a) for a in self.out_avals]
+        return HeldComputation(
+            pullback, (*self.in_avals, *cotangent), tuple(map(_cotangent_aval, self.in_avals))
+        )
+
+    def serialize(self) -> bytes:
+        """jax.export's bytes, for every platform of PLATFORMS that can compile it (else the
+        one at hand), with as many VJPs as jax gives, up to JaxModule.MAX_DERIVATIVE."""
+        specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in self.in_avals]
+        try:
+            exported = jax_export.export(jax.jit(self.call), platforms=PLATFORMS)(*specs)
+        except NotImplementedError:  # (a primitive some platform cannot lower: eig on TPU)
+            here = (jax.default_backend(),)
+            exported = jax_export.export(jax.jit(self.call), platforms=here)(*specs)
+        for order in range(JaxModule.MAX_DERIVATIVE, -1, -1):
+            try:
+                return exported.serialize(vjp_order=order)
+            except Exception:  # noqa: BLE001 (jax has no VJP of it: a while loop)
+                if order == 0:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _cotangent_aval(aval: Any) -> Any:
+    """The aval of a cotangent of a value of ``aval``: float0 for integers and booleans."""
+    if jax.dtypes.issubdtype(aval.dtype, np.inexact):
+        return aval
+    return jax.core.ShapedArray(aval.shape, jax.dtypes.float0)
 
 
 def _jax_only(var: Any) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import optax
 
-from flowjit.backends.xla.jaxshim import jax
+from flowjit.backends.xla.jaxshim import eager_constant_folding, jax
 from flowjit.ir import ArgumentError, ShapeError
 
 from .autodiff import gradients
@@ -42,7 +42,11 @@ class _State:
     def __init__(self, tx: Any, variables: Sequence[Variable], tree: Any):
         self.variables = tuple(variables)
         values = jax.tree_util.tree_unflatten(tree, [v.value for v in variables])
-        initial = tx.init(values)
+        # one program, run now (the compiled function's trace runs jax code eagerly, which
+        # would compile each constant op of tx.init on its own)
+        with eager_constant_folding(False):
+            init = jax.jit(tx.init).lower(values).compile()
+        initial = init(values)
         params_tree = jax.tree_util.tree_structure(values)
         owner: dict[int, tuple[Variable, str]] = {}  # id(leaf value) -> its variable, its name
         for path, sub in jax.tree_util.tree_flatten_with_path(

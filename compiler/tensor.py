@@ -202,3 +202,88 @@ for _name, _fn in _BINARY_OPERATORS.items():
     setattr(Tensor, f"__r{_name}__", _operator(_fn, reflected=True))
 for _name, _fn in _COMPARISONS.items():
     setattr(Tensor, f"__{_name}__", _operator(_fn))
+
+
+# -- jax.Array's other methods, through fj.from_jax (issue 22) ------------------------------
+# Each is jax.Array's method of the same name on the Tensor's value: same arguments, same
+# result. (flowjit's own methods above stay: they make readable IR without the bridge.)
+_ARRAY_METHODS = (
+    "argpartition",
+    "argsort",
+    "choose",
+    "clip",
+    "compress",
+    "conj",
+    "conjugate",
+    "copy",
+    "cumprod",
+    "cumsum",
+    "diagonal",
+    "dot",
+    "nonzero",
+    "ptp",
+    "ravel",
+    "repeat",
+    "round",
+    "searchsorted",
+    "sort",
+    "swapaxes",
+    "take",
+    "trace",
+)
+
+
+def _array_method(name: str):
+    def method(self, *args, **kwargs):
+        from .from_jax import from_jax
+
+        call = from_jax(lambda a, *rest, **options: getattr(a, name)(*rest, **options))
+        return call(self, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"jax.Array.{name} of the Tensor (its arguments and result)."
+    return method
+
+
+for _name in _ARRAY_METHODS:
+    setattr(Tensor, _name, _array_method(_name))
+
+
+class _IndexUpdate:
+    """``t.at[index]``: jax's functional updates, ``.set(v)``, ``.add(v)``, ``.multiply(v)``,
+    ``.divide(v)``, ``.power(v)``, ``.min(v)``, ``.max(v)`` and ``.get()``, each a new Tensor
+    (the index may hold Tensors)."""
+
+    def __init__(self, tensor: "Tensor", index: Any = None):
+        self._tensor, self._index = tensor, index
+
+    def __getitem__(self, index: Any) -> "_IndexUpdate":
+        return _IndexUpdate(self._tensor, index)
+
+    def __getattr__(self, name: str):
+        if name not in ("set", "add", "multiply", "mul", "divide", "power", "min", "max", "get"):
+            raise AttributeError(f"t.at[...] has no method {name!r}")
+        from .from_jax import from_jax
+
+        def update(*args, **kwargs):
+            def fn(a, index, *rest, **options):
+                return getattr(a.at[index], name)(*rest, **options)
+
+            call = from_jax(fn, name=f"Tensor.at[].{name}")
+            return call(self._tensor, self._index, *args, **kwargs)
+
+        return update
+
+
+Tensor.at = property(lambda self: _IndexUpdate(self), doc="jax's functional index updates")
+Tensor.mT = property(lambda self: self.swapaxes(-1, -2), doc="the last two axes swapped")
+Tensor.itemsize = property(lambda self: self.dtype.itemsize)
+Tensor.nbytes = property(lambda self: self.size * self.dtype.itemsize)
+
+
+def _item(self, *args):
+    """The value as a Python scalar (eager mode only: in a compiled function it is not known)."""
+    return self._concrete("item()").item(*args)
+
+
+Tensor.item = _item

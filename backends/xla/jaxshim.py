@@ -16,6 +16,9 @@ from jax import export as jax_export
 from jax._src.config import (  # (no public name: a thread-local switch of the cache key)
     compilation_cache_include_metadata_in_key,
 )
+from jax._src.config import (  # (no public name: the switch ensure_compile_time_eval turns on)
+    eager_constant_folding,
+)
 from jax._src.core import trace_state_clean  # (no public name: whether jax is tracing)
 from jax.core import ShapedArray
 from jax.experimental.compilation_cache import compilation_cache
@@ -83,6 +86,7 @@ def _set_cache(folder: str | os.PathLike | None, min_compile_seconds: float) -> 
 
 __all__ = [
     "compilation_cache_include_metadata_in_key",
+    "eager_constant_folding",
     "jax",
     "jnp",
     "ShapedArray",
