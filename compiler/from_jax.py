@@ -81,16 +81,44 @@ def from_jax(fn: Callable, *, name: str | None = None) -> Callable:
 
 class JaxNamespace:
     """A jax namespace seen through the bridge (``fnp.linalg``, ``fnp.fft``): each function is
-    ``from_jax`` of jax's; constants, dtypes and classes are jax's own."""
+    ``from_jax`` of jax's; constants, dtypes and classes are jax's own.
 
-    def __init__(self, module: Any, prefix: str):
-        self._module, self._prefix = module, prefix
+    With ``factories`` (``fj.nn.initializers``), a function called on no Tensor is jax's own
+    (``normal(0.02)`` makes an initializer), and a function it returns is ``from_jax`` of it
+    (the initializer, called on a key from ``g.key()`` and a shape)."""
+
+    def __init__(self, module: Any, prefix: str, factories: bool = False):
+        self._module, self._prefix, self._factories = module, prefix, factories
 
     def __getattr__(self, name: str) -> Any:
-        return bridged(self._module, self._prefix, name, vars(self))
+        found = bridged(self._module, self._prefix, name, vars(self))
+        if self._factories and callable(found) and not isinstance(found, type):
+            found = vars(self)[name] = _factory(found)
+        return found
 
     def __dir__(self) -> list[str]:
         return dir(self._module)
+
+
+def _factory(bridged_fn: Callable) -> Callable:
+    """``bridged_fn`` (from_jax of a jax function) as a factory: called on Tensors it is
+    itself; called on anything else, jax's function, whose function result is bridged."""
+    jax_fn = bridged_fn.__wrapped__
+
+    @functools.wraps(jax_fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from .tensor import Tensor
+        from .variable import Variable
+
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        if any(isinstance(leaf, (Tensor, Variable)) for leaf in leaves):
+            return bridged_fn(*args, **kwargs)
+        made = jax_fn(*args, **kwargs)
+        if callable(made):
+            return from_jax(made, name=f"{bridged_fn.__name__}(...)")
+        return made
+
+    return call
 
 
 def bridged(module: Any, prefix: str, name: str, cache: dict) -> Any:

@@ -89,7 +89,8 @@ def as_variables(params):
     """The Variables recipe: each parameter in an fj.Variable named by its path (and back
     with ``jax.tree.map(lambda v: v.value, variables)``)."""
     def variable(path, value):
-        return fj.Variable(np.asarray(value), name="/".join(str(k.key) for k in path))
+        name = jax.tree_util.keystr(path, simple=True, separator="/")  # Block_0/Dense_0/kernel
+        return fj.Variable(np.asarray(value), name=name)
 
     return jax.tree_util.tree_map_with_path(variable, params)
 

@@ -3,6 +3,7 @@ jax.nn name this module does not define comes from jax.nn through ``fj.from_jax`
 
 import jax.nn as _jnn
 
+from flowjit.compiler.from_jax import JaxNamespace as _JaxNamespace
 from flowjit.compiler.from_jax import bridged as _bridged
 
 from flowjit.compiler.nn_api import (
@@ -42,6 +43,10 @@ __all__ = [
     "softplus",
     "swish",
 ]
+
+# jax.nn.initializers: ``initializers.normal(0.02)`` is jax's initializer, callable on a key
+# from an fj.random.Generator (``g.key()``) and a shape inside a compiled function
+initializers = _JaxNamespace(_jnn.initializers, "fj.nn.initializers", factories=True)
 
 
 def __getattr__(name: str):

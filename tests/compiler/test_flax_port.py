@@ -41,3 +41,36 @@ def test_flax_and_optax_train_as_under_jax_jit_and_resume_from_a_checkpoint(tmp_
     trained = jax.tree.map(lambda v: v.value, variables)
     x, y = data[-1]
     assert abs(float(port.loss_fn(model, trained, x, y)) - float(step(x, y))) < 1e-5 * 10
+
+
+def test_an_nnx_module_runs_split_with_its_state_in_variables():
+    """flax.nnx: ``nnx.split`` gives the module's graph and its state (a pytree), held in
+    Variables; ``nnx.merge`` inside the imported function puts them together again."""
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(4, 8, rngs=rngs)
+            self.out = nnx.Linear(8, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(nnx.relu(self.hidden(x)))
+
+    model = MLP(nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+    variables = port.as_variables(state)
+    apply = fj.from_jax(lambda state, x: nnx.merge(graphdef, state)(x))
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+
+    @fj.compile
+    def step(x):
+        out = apply(variables, x)
+        leaves = jax.tree_util.tree_leaves(variables)
+        return out, fj.gradients((out**2).sum(), leaves)
+
+    out, grads = step(x)
+    np.testing.assert_allclose(out, model(x), rtol=1e-6)
+    loss = lambda s: (nnx.merge(graphdef, s)(x) ** 2).sum()  # noqa: E731
+    want = jax.tree_util.tree_leaves(jax.grad(loss)(state))
+    for got, expected in zip(grads, want, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
