@@ -70,7 +70,9 @@ def test_an_nnx_module_runs_split_with_its_state_in_variables():
 
     out, grads = step(x)
     np.testing.assert_allclose(out, model(x), rtol=1e-6)
-    loss = lambda s: (nnx.merge(graphdef, s)(x) ** 2).sum()  # noqa: E731
+    def loss(s):
+        return (nnx.merge(graphdef, s)(x) ** 2).sum()
+
     want = jax.tree_util.tree_leaves(jax.grad(loss)(state))
     for got, expected in zip(grads, want, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
