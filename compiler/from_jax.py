@@ -388,8 +388,11 @@ def _split(eqn, x):
     return parts
 
 
-def _cumsum(eqn, x):
-    return emit(R.cumsum, [x], axis=eqn.params["axis"], reverse=bool(eqn.params["reverse"]))
+def _cumulative(opdef):
+    """cumsum, cumprod, cummax, cummin or cumlogsumexp (``opdef``) along the same axis."""
+    return lambda eqn, x: emit(
+        opdef, [x], axis=eqn.params["axis"], reverse=bool(eqn.params["reverse"])
+    )
 
 
 def _arg_extremum(opdef):
@@ -797,7 +800,11 @@ _NATIVE: dict[str, Callable] = {
     "reduce_or": _when(_bools, _reduce(R.reduce_or)),
     "argmax": _when(_numbers, _arg_extremum(R.argmax)),
     "argmin": _when(_numbers, _arg_extremum(R.argmin)),
-    "cumsum": _when(_numbers, _cumsum),
+    "cumsum": _when(_numbers, _cumulative(R.cumsum)),
+    "cumprod": _when(_numbers, _cumulative(R.cumprod)),
+    "cummax": _when(_numbers, _cumulative(R.cummax)),
+    "cummin": _when(_numbers, _cumulative(R.cummin)),
+    "cumlogsumexp": _when(_floats, _cumulative(R.cumlogsumexp)),
     "sort": _sort,
     "select_n": _select_n,
     "cond": _cond,

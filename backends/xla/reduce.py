@@ -1,8 +1,8 @@
 """StableHLO lowerings of ir/ops/reduce.py: stablehlo.reduce with a one-op region for the
 plain reductions, a variadic (value, index) reduce for argmax/argmin and reduce_window for
-cumsum. A reduction of one element per result is that element (a reshape), and none is left
-for XLA to compute at compile time, whose evaluator gives zeros other signs than its compiled
-code (docs/ir-format.md, "Edge values")."""
+the cumulative ops. A reduction of one element per result is that element (a reshape), and
+none is left for XLA to compute at compile time, whose evaluator gives zeros other signs than
+its compiled code (docs/ir-format.md, "Edge values")."""
 
 from __future__ import annotations
 
@@ -90,28 +90,49 @@ def _arg_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     return _reshape(reduce.results[1], TensorType(reduced, i32), out)
 
 
-@lowers(R.cumsum)
-def _cumsum_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
+def _logaddexp(a: ir.Value, b: ir.Value) -> ir.Value:
+    """jax's logaddexp: max(a, b) + log1p(exp(-|a - b|)), or a + b where a - b is NaN."""
+    delta = hlo.subtract(a, b)
+    spread = hlo.log_plus_one(hlo.exponential(hlo.negate(hlo.abs(delta))))
+    nan = compare(delta, delta, "NE", np.dtype(np.float32))  # (any float: a FLOAT comparison)
+    return hlo.select(nan, hlo.add(a, b), hlo.add(hlo.maximum(a, b), spread))
+
+
+# cumulative op -> (combiner, identity of the combiner for a dtype)
+_CUMULATIVE = {
+    R.cumsum: _REDUCERS[R.reduce_sum],
+    R.cumprod: _REDUCERS[R.reduce_prod],
+    R.cummax: _REDUCERS[R.reduce_max],
+    R.cummin: _REDUCERS[R.reduce_min],
+    R.cumlogsumexp: (_logaddexp, lambda dt: np.array(-np.inf, dt)),
+}
+
+
+@lowers(*_CUMULATIVE)
+def _cumulative_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
+    """A windowed reduction, as jax lowers these ops: output i combines the window of n
+    elements ending at i (starting at i if reversed), the data padded with n - 1 identities
+    before (after) it."""
     t = op.outputs[0].type
     axis = single_axis(op.attrs["axis"], t.ndim)
     n = t.shape[axis]
-    # (a window of size 0 is invalid, and there is nothing to sum; a lone element XLA:CPU
-    # adds to 0.0 in bfloat16, which would make -0.0 0.0)
-    if t.size == 0 or n == 1:
+    # (a window of size 0 is invalid, and there is nothing to combine; a lone element XLA:CPU
+    # adds to 0.0 in bfloat16, which would make -0.0 0.0, while jax's logaddexp with -inf
+    # makes it 0.0 in every dtype)
+    if t.size == 0 or (n == 1 and op.opdef is not R.cumlogsumexp):
         return x
     (x,) = keep_from_folding(x)
-    # Output i sums the window of n elements ending at i (starting at i if reversed), padded
-    # with n - 1 zeros before (after) the data.
+    combine, identity = _CUMULATIVE[op.opdef]
     window = [n if d == axis else 1 for d in range(t.ndim)]
     pad = [[0, 0] for _ in range(t.ndim)]
     pad[axis][1 if op.attrs["reverse"] else 0] = n - 1
     scalar = TensorType((), t.dtype)
-    sums = hlo.ReduceWindowOp(
+    out = hlo.ReduceWindowOp(
         [ir_type(t)],
         [x],
-        [constant(np.zeros((), t.dtype))],
+        [constant(identity(t.dtype))],
         window,
         padding=ir.DenseIntElementsAttr.get(np.array(pad, np.int64)),
     )
-    region_body(sums.regions[0], [scalar, scalar], lambda a, b: [hlo.add(a, b)])
-    return sums.result
+    region_body(out.regions[0], [scalar, scalar], lambda a, b: [combine(a, b)])
+    return out.result

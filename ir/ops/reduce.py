@@ -1,6 +1,7 @@
 """Reductions over axes (sum, prod, max, min, and, or), arg-reductions (argmax, argmin) and
-the scan cumsum. ``axes`` are normalized by the tracer (sorted, non-negative, unique); the
-shape rules accept anything ``rules.normalize_axes`` accepts and reject the rest."""
+the cumulative reductions (cumsum, cumprod, cummax, cummin, cumlogsumexp). ``axes`` are
+normalized by the tracer (sorted, non-negative, unique); the shape rules accept anything
+``rules.normalize_axes`` accepts and reject the rest."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import numpy as np
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import BOOL, TensorType
+from .elementwise import max_, min_
 from .rules import (
     ANY,
+    FLOATS,
     NUMERIC,
     check_arity,
     check_dtype,
@@ -171,12 +174,15 @@ argmin = register(
 )
 
 
-def _cumsum_rule(types: tuple[TensorType, ...], *, axis: int, reverse: bool) -> TensorType:
-    check_arity(types, 1)
-    (x,) = types
-    check_dtype(x, NUMERIC)
-    single_axis(axis, x.ndim)
-    return x
+def _cumulative_rule(allowed: tuple[np.dtype, ...]) -> Callable:
+    def rule(types: tuple[TensorType, ...], *, axis: int, reverse: bool) -> TensorType:
+        check_arity(types, 1)
+        (x,) = types
+        check_dtype(x, allowed)
+        single_axis(axis, x.ndim)
+        return x
+
+    return rule
 
 
 def _cumsum_ref(x: np.ndarray, *, axis: int, reverse: bool) -> np.ndarray:
@@ -194,15 +200,71 @@ def _cumsum_ref(x: np.ndarray, *, axis: int, reverse: bool) -> np.ndarray:
     return sums + x.dtype.type(0)  # (-0.0 + 0.0 is 0.0; the rest stays)
 
 
-cumsum = register(
-    OpDef(
-        "cumsum",
-        _cumsum_rule,
-        low_precision_ref(_cumsum_ref),
-        attrs={"axis": "int", "reverse": "bool"},
-        doc="numpy.cumsum along `axis` in the input dtype; reverse=True gives "
-        "the suffix sums (each element plus all after it)",
-    )
+def _scan_ref(combine: Callable, identity: float | None = None) -> Callable:
+    """The running ``combine(carry, element)`` along ``axis`` (from the end if ``reverse``):
+    each result combines an element with all before it (after it), the first element with
+    ``identity`` if given (where combining with it may change a zero's sign, as in XLA)."""
+
+    def ref(x: np.ndarray, *, axis: int, reverse: bool) -> np.ndarray:
+        axis = single_axis(axis, x.ndim)
+        out = np.moveaxis(np.array(x), axis, 0)  # (a copy, its steps along the first axis)
+        steps = range(len(out) - 2, -1, -1) if reverse else range(1, len(out))
+        with np.errstate(all="ignore"):  # (inf and NaN: results like any other)
+            if identity is not None and len(out):
+                first = -1 if reverse else 0
+                out[first] = combine(np.asarray(identity, out.dtype), out[first])
+            for i in steps:
+                out[i] = combine(out[i + 1 if reverse else i - 1], out[i])
+        return np.moveaxis(out, 0, axis)
+
+    return low_precision_ref(ref)
+
+
+def _logaddexp(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(exp(a) + exp(b)) as jax computes it: max(a, b) + log1p(exp(-|a - b|)), and a + b
+    where a - b is NaN (a NaN, or infinities of one sign)."""
+    delta = a - b
+    return np.where(np.isnan(delta), a + b, np.maximum(a, b) + np.log1p(np.exp(-np.abs(delta))))
+
+
+def _cumulative(name: str, ref: Callable, allowed: tuple[np.dtype, ...], doc: str) -> OpDef:
+    attrs = {"axis": "int", "reverse": "bool"}
+    return register(OpDef(name, _cumulative_rule(allowed), ref, attrs=attrs, doc=doc))
+
+
+_REVERSE_DOC = "; reverse=True runs from the end (each element with all after it)"
+cumsum = _cumulative(
+    "cumsum",
+    low_precision_ref(_cumsum_ref),
+    NUMERIC,
+    "numpy.cumsum along `axis` in the input dtype" + _REVERSE_DOC,
+)
+cumprod = _cumulative(
+    "cumprod",
+    _scan_ref(np.multiply),
+    NUMERIC,
+    "numpy.cumprod along `axis` in the input dtype (integers wrap)" + _REVERSE_DOC,
+)
+cummax = _cumulative(
+    "cummax",
+    _scan_ref(max_.ref),
+    NUMERIC,
+    "the running maximum along `axis` (jax.lax.cummax): a NaN propagates to every later "
+    "result; -0.0 < 0.0" + _REVERSE_DOC,
+)
+cummin = _cumulative(
+    "cummin",
+    _scan_ref(min_.ref),
+    NUMERIC,
+    "the running minimum along `axis` (jax.lax.cummin): a NaN propagates to every later "
+    "result; -0.0 < 0.0" + _REVERSE_DOC,
+)
+cumlogsumexp = _cumulative(
+    "cumlogsumexp",
+    _scan_ref(_logaddexp, -np.inf),
+    FLOATS,
+    "the running log(sum(exp(x))) along `axis` (jax.lax.cumlogsumexp), each step "
+    "jax's logaddexp: max(a, b) + log1p(exp(-|a - b|)), or a + b where a - b is NaN" + _REVERSE_DOC,
 )
 
 
@@ -268,6 +330,79 @@ reduce_min.defvjp(_extremum_vjp)
 @cumsum.defvjp
 def _cumsum_vjp(e, op, g):  # each x_i is in the sums after it (before it if reversed)
     return [e(cumsum, g, axis=op.attrs["axis"], reverse=not op.attrs["reverse"])]
+
+
+def _pairs(e, op):
+    """For the gradients of the cumulative ops, which pair each element i along the op's axis
+    with each result j, on a new axis after it: ``rows(v)`` (v_j at [i, j], for the results
+    and their cotangents), ``columns(v)`` (v_i at [i, j], for the elements), the mask of the
+    pairs where result j takes in element i (j >= i; j <= i when reversed) and that of the
+    diagonal (i == j). They broadcast together to the pairs' shape; the rules are O(n^2)
+    along the axis, as XLA's windowed reductions that compute the ops are."""
+    from .creation import iota
+    from .elementwise import eq, ge, le
+    from .shape import reshape
+
+    shape = op.inputs[0].type.shape
+    axis = single_axis(op.attrs["axis"], len(shape))
+    square = (shape[axis], shape[axis])
+    i, j = (e(iota, shape=square, dimension=d, dtype=np.dtype(np.int32)) for d in (0, 1))
+
+    def around(mask):
+        return e(reshape, mask, shape=(1,) * axis + square + (1,) * (len(shape) - axis - 1))
+
+    def rows(v):
+        return e(reshape, v, shape=shape[:axis] + (1,) + shape[axis:])
+
+    def columns(v):
+        return e(reshape, v, shape=shape[: axis + 1] + (1,) + shape[axis + 1 :])
+
+    mask = around(e(le if op.attrs["reverse"] else ge, j, i))
+    return axis, rows, columns, mask, around(e(eq, i, j))
+
+
+@cumprod.defvjp
+def _cumprod_vjp(e, op, g):
+    # d y_j / d x_i = the product of the x_k that y_j takes in but x_i: the cumulative
+    # product of the rows with x_i set to 1. With no division, zeros are exact, as in jax's
+    # rule (the derivative of its associative scan).
+    from .elementwise import mul, select
+
+    x = op.inputs[0]
+    axis, rows, _, mask, diagonal = _pairs(e, op)
+    zero, one = e.constant(0, x.type.dtype), e.constant(1, x.type.dtype)
+    without = e(select, diagonal, one, rows(x))
+    others = e(cumprod, without, axis=axis + 1, reverse=op.attrs["reverse"])
+    terms = e(select, mask, e(mul, others, rows(g)), zero)
+    return [e(reduce_sum, terms, axes=(axis + 1,), keepdims=False)]
+
+
+def _cumulative_extremum_vjp(e, op, g):
+    # As jax's for distinct values: g_j goes to the element y_j equals. Ties split g_j evenly
+    # among the elements it takes in that equal it (jax's split follows its scan's tree).
+    from .elementwise import and_, convert, div, eq, mul
+
+    x, y = op.inputs[0], op.outputs[0]
+    axis, rows, columns, mask, _ = _pairs(e, op)
+    hit = e(convert, e(and_, mask, e(eq, columns(x), rows(y))), dtype=x.type.dtype)
+    count = e(reduce_sum, hit, axes=(axis,), keepdims=True)
+    share = e(div, rows(g), e(max_, count, e.constant(1, x.type.dtype)))
+    return [e(reduce_sum, e(mul, hit, share), axes=(axis + 1,), keepdims=False)]
+
+
+cummax.defvjp(_cumulative_extremum_vjp)
+cummin.defvjp(_cumulative_extremum_vjp)
+
+
+@cumlogsumexp.defvjp
+def _cumlogsumexp_vjp(e, op, g):  # d y_j / d x_i = exp(x_i - y_j) where y_j takes in x_i
+    from .elementwise import exp, mul, select, sub
+
+    x, y = op.inputs[0], op.outputs[0]
+    axis, rows, columns, mask, _ = _pairs(e, op)
+    exponent = e(select, mask, e(sub, columns(x), rows(y)), e.constant(-np.inf, x.type.dtype))
+    terms = e(mul, e(exp, exponent), rows(g))
+    return [e(reduce_sum, terms, axes=(axis + 1,), keepdims=False)]
 
 
 for _opdef in (argmax, argmin):

@@ -155,6 +155,41 @@ CASES = [
         None,
     ),
     (
+        "cumprod",  # (gradients where a row has one zero and two zeros)
+        lambda x: (jnp.cumprod(x, axis=1), jax.lax.cumprod(x, axis=0, reverse=True)),
+        (X,),
+        {"cumprod"},
+        (np.where(np.isin(np.arange(24).reshape(4, 6), [3, 7, 10]), F32(0), SMOOTH),),
+    ),
+    (
+        "cumprod_ints",
+        lambda x: jnp.cumprod(x, axis=0),
+        (ints((5, 3), -(2**31), 2**31 - 1),),
+        {"cumprod"},
+        None,
+    ),
+    (
+        "cummax_cummin",  # (nans of both signs, signed zeros, infinities, ties)
+        lambda x: (jax.lax.cummax(x, axis=1), jax.lax.cummin(x, axis=0, reverse=True)),
+        (X,),
+        {"cummax", "cummin"},
+        (SMOOTH,),
+    ),
+    (
+        "cummax_ints",
+        lambda x: jax.lax.cummax(x, axis=1, reverse=True),
+        (ints((4, 6), -9, 9),),
+        {"cummax"},
+        None,
+    ),
+    (
+        "cumlogsumexp",
+        lambda x: (jax.lax.cumlogsumexp(x, axis=1), jax.lax.cumlogsumexp(x, reverse=True)),
+        (X,),
+        {"cumlogsumexp"},
+        (SMOOTH * 10,),
+    ),
+    (
         "argmax_argmin",  # (nans of both signs first, ties and signed zeros)
         lambda x: (jnp.argmax(x, axis=1), jnp.argmin(x, axis=0)),
         (X,),
@@ -428,8 +463,6 @@ HELD = [
     ("sort_two_keys", lambda a, b: jax.lax.sort((a, b), num_keys=2), (X, Y)),
     ("pad_interior", lambda x: jax.lax.pad(x, F32(0), ((0, 0, 1), (1, 0, 2))), (X,)),
     ("gather_two_axes", lambda x, i, j: x[i, j], (X, INDEX, INDEX)),
-    ("cumprod", lambda x: jnp.cumprod(x, axis=1), (SMOOTH,)),
-    ("cummax", lambda x: jax.lax.cummax(x, axis=1), (SMOOTH,)),
     ("scatter_set", lambda x, i: x.at[i].set(7.0), (X, INDEX[0])),
     (
         "scatter_add_bfloat16",  # (flowjit's scatter_add sums float16 and bfloat16 in float32)

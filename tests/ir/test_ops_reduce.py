@@ -1,4 +1,4 @@
-"""Every reduction, arg-reduction and cumsum, every dtype it claims, against numpy."""
+"""Every reduction, arg-reduction and cumulative op, every dtype it claims, against numpy."""
 
 from __future__ import annotations
 
@@ -80,6 +80,35 @@ def np_cumsum(x, axis, reverse):
         return np.cumsum(x, axis=axis)
     # suffix sum: the total minus the prefix before each element
     return np.sum(x, axis=axis, keepdims=True) - np.cumsum(x, axis=axis) + x
+
+
+def np_scan(ufunc):
+    """The running ``ufunc`` along ``axis`` (numpy's accumulate), from the end if reversed."""
+
+    def scan(x, axis, reverse):
+        if not reverse:
+            return ufunc.accumulate(x, axis=axis)
+        return np.flip(ufunc.accumulate(np.flip(x, axis), axis=axis), axis)
+
+    return scan
+
+
+def distinct_along(shape, **attrs):
+    """Inputs without ties (0.5 apart), where the running max and min are differentiable."""
+
+    def make(rng, dt):
+        size = int(np.prod(shape))
+        x = (rng.permutation(size).reshape(shape) - size / 2) / 2
+        return [x.astype(dt)], attrs
+
+    return make
+
+
+def cumprod_with_zeros(rng, dt):
+    """Rows with no zero, one zero and two zeros: each case of cumprod's gradient."""
+    x = rand(rng, (3, 5), dt, 0.5, 2) * np.where(rng.random((3, 5)) < 0.5, 1, -1).astype(dt)
+    x[1, 2] = x[2, 0] = x[2, 3] = 0
+    return [x], {"axis": 1, "reverse": False}
 
 
 CASES = [
@@ -242,6 +271,68 @@ CASES = [
         R.cumsum, INTS, along((2, 9), 0, 100, axis=-1, reverse=True), np_cumsum, name="cumsum_wraps"
     ),
     OpCase(R.cumsum, NUMERIC, along((0, 3), axis=0, reverse=False), np_cumsum, name="cumsum_empty"),
+    OpCase(R.cumprod, NUMERIC, along((3, 5), -2, 2, axis=1, reverse=False), np_scan(np.multiply)),
+    OpCase(
+        R.cumprod,
+        NUMERIC,
+        along((4, 2, 3), -2, 2, axis=0, reverse=True),
+        np_scan(np.multiply),
+        name="cumprod_reverse",
+    ),
+    OpCase(
+        R.cumprod,
+        INTS,
+        along((2, 9), 0, 100, axis=-1, reverse=False),
+        np_scan(np.multiply),
+        name="cumprod_wraps",
+    ),
+    OpCase(R.cumprod, FLOATS, cumprod_with_zeros, np_scan(np.multiply), name="cumprod_zeros"),
+    OpCase(
+        R.cumprod,
+        NUMERIC,
+        along((0, 3), axis=0, reverse=False),
+        np_scan(np.multiply),
+        name="cumprod_empty",
+    ),
+]
+CASES += [
+    case
+    for opdef, ufunc in ((R.cummax, np.maximum), (R.cummin, np.minimum))
+    for case in (
+        OpCase(
+            opdef,
+            NUMERIC,
+            along((3, 7), axis=1, reverse=False),
+            np_scan(ufunc),
+            grad_make=distinct_along((3, 7), axis=1, reverse=False),
+        ),
+        OpCase(
+            opdef,
+            NUMERIC,
+            along((4, 3, 2), axis=-3, reverse=True),
+            np_scan(ufunc),
+            name=f"{opdef.name}_reverse",
+            grad_make=distinct_along((4, 3, 2), axis=-3, reverse=True),
+        ),
+        OpCase(
+            opdef,
+            FLOATS,
+            along((3, 5), nans=True, axis=1, reverse=False),
+            np_scan(ufunc),
+            name=f"{opdef.name}_nan",
+            grad_make=distinct_along((3, 5), axis=1, reverse=False),
+        ),
+    )
+]
+CASES += [
+    OpCase(R.cumlogsumexp, FLOATS, along((3, 6), axis=1, reverse=False), np_scan(np.logaddexp)),
+    OpCase(
+        R.cumlogsumexp,
+        FLOATS,
+        along((5, 2, 3), -30, 30, axis=0, reverse=True),
+        np_scan(np.logaddexp),
+        name="cumlogsumexp_reverse",
+    ),
 ]
 
 
@@ -269,8 +360,11 @@ def jnp_reduce(fn):
     return lambda x, axes, keepdims: fn(x, axis=axes, keepdims=keepdims)
 
 
-def jax_cumsum(x, axis, reverse):
-    return lax.cumsum(x, axis=axis, reverse=reverse)
+def jax_cumulative(fn):
+    return lambda x, axis, reverse: fn(x, axis=axis, reverse=reverse)
+
+
+jax_cumsum = jax_cumulative(lax.cumsum)
 
 
 EDGE_CASES = [
@@ -287,6 +381,21 @@ EDGE_CASES = [
     edge_case(R.cumsum, (3, 6), jax_cumsum, "reverse", axis=0, reverse=True),
     edge_case(R.cumsum, (6, 1), jax_cumsum, "one", axis=1, reverse=False),
     edge_case(R.cumsum, (2, 3), jax_cumsum, "negative", 1, axis=1, reverse=False),
+]
+# the other cumulative ops: nans propagate, -0.0 < 0.0, inf - inf and inf * 0 as jax.jit has them
+EDGE_CASES += [
+    edge_case(opdef, shape, jax_cumulative(fn), name, 0.45, axis=axis, reverse=reverse)
+    for opdef, fn in (
+        (R.cumprod, lax.cumprod),
+        (R.cummax, lax.cummax),
+        (R.cummin, lax.cummin),
+        (R.cumlogsumexp, lax.cumlogsumexp),
+    )
+    for shape, axis, reverse, name in [
+        ((6, 4), 1, False, "many"),
+        ((5, 3), 0, True, "reverse"),
+        ((6, 1), 1, False, "one"),
+    ]
 ]
 # max and min order -0.0 below 0.0: of zeros, max is 0.0 if one is, min -0.0 if one is
 EDGE_CASES += [
