@@ -139,6 +139,34 @@ def bridged(module: Any, prefix: str, name: str, cache: dict) -> Any:
     return found
 
 
+def with_jax_signatures(namespace: dict, module: Any, prefix: str) -> None:
+    """Give each function of ``namespace`` (a flowjit module's globals) that ``module`` (jax's
+    namespace) also has jax's whole signature: a call its own signature does not take
+    (``fnp.clip(x, min=0)``, ``fnp.sum(x, where=mask)``) is jax's function's, through the
+    bridge."""
+    for name, native in list(namespace.items()):
+        jax_fn = getattr(module, name, None)
+        if name.startswith("_") or not inspect.isfunction(native) or not callable(jax_fn):
+            continue
+        try:
+            signature = inspect.signature(native)
+        except (TypeError, ValueError):  # (no signature to check calls against)
+            continue
+        namespace[name] = _either(native, signature, from_jax(jax_fn, name=f"{prefix}.{name}"))
+
+
+def _either(native: Callable, signature: inspect.Signature, bridged_fn: Callable) -> Callable:
+    @functools.wraps(native)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError:
+            return bridged_fn(*args, **kwargs)
+        return native(*args, **kwargs)
+
+    return call
+
+
 class _Importer:
     """Brings one jaxpr into the trace being built."""
 

@@ -5,6 +5,7 @@ import jax.nn as _jnn
 
 from flowjit.compiler.from_jax import JaxNamespace as _JaxNamespace
 from flowjit.compiler.from_jax import bridged as _bridged
+from flowjit.compiler.from_jax import with_jax_signatures as _with_jax_signatures
 
 from flowjit.compiler.nn_api import (
     avg_pool2d,
@@ -47,6 +48,9 @@ __all__ = [
 # jax.nn.initializers: ``initializers.normal(0.02)`` is jax's initializer, callable on a key
 # from an fj.random.Generator (``g.key()``) and a shape inside a compiled function
 initializers = _JaxNamespace(_jnn.initializers, "fj.nn.initializers", factories=True)
+
+# a call flowjit's own function does not take (a keyword only jax's has) is jax's
+_with_jax_signatures(globals(), _jnn, "flowjit.nn")
 
 
 def __getattr__(name: str):

@@ -6,6 +6,7 @@ import jax.numpy as _jnp
 import numpy as _np
 
 from flowjit.compiler.from_jax import bridged as _bridged
+from flowjit.compiler.from_jax import with_jax_signatures as _with_jax_signatures
 
 from flowjit.compiler.numpy_api import (
     abs,
@@ -116,6 +117,9 @@ float16 = _np.dtype(_np.float16)
 float32 = _np.dtype(_np.float32)
 float64 = _np.dtype(_np.float64)
 globals()["bool"] = bool_  # fnp.bool, as in numpy 2
+
+# a call flowjit's own function does not take (a keyword only jax's has) is jax's
+_with_jax_signatures(globals(), _jnp, "flowjit.numpy")
 
 
 def __getattr__(name: str):
