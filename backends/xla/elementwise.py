@@ -31,6 +31,9 @@ _UNARY = {
     E.tanh: hlo.tanh,
     E.logistic: hlo.logistic,
     E.erf: chlo.erf,
+    E.erfc: chlo.erfc,
+    E.erf_inv: chlo.erf_inv,
+    E.lgamma: chlo.lgamma,
     E.floor: hlo.floor,
     E.ceil: hlo.ceil,
     E.round_: hlo.round_nearest_even,
@@ -65,6 +68,14 @@ def _unary_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
             return x
         return hlo.convert(ir_type(t), compare(x, full(0, t), "NE", t.dtype))
     return _UNARY[op.opdef](x)
+
+
+@lowers(E.digamma)
+def _digamma_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
+    """chlo.digamma, but -1 / x at a zero, as jax's (chlo gives -inf at -0.0 too)."""
+    t = op.inputs[0].type
+    at_zero = compare(x, full(0, t), "EQ", t.dtype)
+    return hlo.select(at_zero, hlo.divide(full(-1, t), x), chlo.digamma(x))
 
 
 @lowers(*_BINARY)

@@ -35,6 +35,61 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
 
 
+def _erfc(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erfc, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    """log |gamma(x)|: inf at the poles (0, -1, -2, ...) and at +-inf, NaN at NaN."""
+    poles = (x <= 0) & (x == np.floor(x))  # (-inf among them)
+    safe = np.where(poles | ~np.isfinite(x), np.ones_like(x), x)
+    out = np.vectorize(math.lgamma, otypes=[x.dtype])(safe) if x.size else x.copy()
+    return np.where(np.isnan(x), x, np.where(poles | np.isinf(x), np.inf, out)).astype(x.dtype)
+
+
+def _digamma(x: np.ndarray) -> np.ndarray:
+    """The derivative of lgamma, as XLA's: -1 / x at a zero (-inf at 0.0, inf at -0.0), NaN at
+    the negative integers and -inf, inf at inf. Negative x reflect (psi(x) = psi(1 - x) -
+    pi / tan(pi x)); positive x rise by the recurrence psi(x) = psi(x + 1) - 1 / x to 10 or
+    more, where the asymptotic series (to x^-14) is exact in float64."""
+    with np.errstate(all="ignore"):
+        negative = x < 0
+        z = np.where(negative, 1 - x, x)
+        total = np.zeros_like(z)
+        for _ in range(10):
+            small = z < 10
+            total = np.where(small, total - 1 / z, total)
+            z = np.where(small, z + 1, z)
+        r2, series = 1 / (z * z), np.zeros_like(z)
+        for c in (1 / 12, -691 / 32760, 1 / 132, -1 / 240, 1 / 252, -1 / 120, 1 / 12):
+            series = c + r2 * series  # (B_2k / 2k, from the last term)
+        out = total + np.log(z) - 0.5 / z - r2 * series
+        out = np.where(negative, out - np.pi / np.tan(np.pi * x), out)
+        out = np.where(negative & (x == np.floor(x)), np.nan, out)  # (-inf too)
+        out = np.where(x == 0, -1 / x, out)
+        return np.where(x == np.inf, x, out).astype(x.dtype)
+
+
+def _erf_inv(x: np.ndarray) -> np.ndarray:
+    """The inverse of erf on [-1, 1]: +-inf at +-1, NaN beyond; signed zeros stay. Winitzki's
+    approximation, then Newton's steps on erfc(y) = 1 - |x| (exact in float64 where y is
+    large, there 1 - |x| has no rounding), in float64."""
+    with np.errstate(all="ignore"):
+        ax = np.abs(x.astype(np.float64))
+        log = np.log1p(-ax * ax)
+        a = 0.147
+        b = 2 / (np.pi * a) + log / 2
+        y = np.sqrt(np.sqrt(b * b - log / a) - b)
+        erfc = np.vectorize(math.erfc, otypes=[np.float64])
+        inside = ax < 1
+        for _ in range(4):
+            safe = np.where(inside, y, 0.0)
+            step = (erfc(safe) - (1 - ax)) / (2 / math.sqrt(math.pi) * np.exp(-safe * safe))
+            y = np.where(inside, safe + step, y)
+        y = np.where(ax == 1, np.inf, np.where(ax > 1, np.nan, y))
+        return np.where(np.isnan(x), x, np.copysign(y, x)).astype(x.dtype)
+
+
 def _rsqrt(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return (1 / np.sqrt(x)).astype(x.dtype)
@@ -165,6 +220,12 @@ tan = _unary("tan", FLOATS, _math(np.tan))
 tanh = _unary("tanh", FLOATS, np.tanh)
 logistic = _unary("logistic", FLOATS, _logistic, doc="1 / (1 + exp(-x))")
 erf = _unary("erf", FLOATS, _erf)
+erfc = _unary("erfc", FLOATS, _erfc, doc="1 - erf(x), accurate where erf(x) is near 1")
+erf_inv = _unary("erf_inv", FLOATS, _erf_inv, doc="erf^-1(x): +-inf at +-1, nan beyond")
+lgamma = _unary("lgamma", FLOATS, _lgamma, doc="log|gamma(x)|: inf at 0, -1, -2, ... and +-inf")
+digamma = _unary(
+    "digamma", FLOATS, _digamma, doc="d lgamma(x) / dx: -1/x at +-0.0; nan at -1, -2, ... and -inf"
+)
 floor = _unary("floor", FLOATS, np.floor)
 ceil = _unary("ceil", FLOATS, np.ceil)
 round_ = _unary("round", FLOATS, np.round, doc="round half to even, as numpy.round")
@@ -362,6 +423,54 @@ def _erf_vjp(e, op, g):  # d erf x = g 2/sqrt(pi) e^(-x^2)
     x = op.inputs[0]
     bell = e(exp, e(neg, e(mul, x, x)))
     return [e(mul, g, e(mul, bell, _scalar(e, 2 / math.sqrt(math.pi), x)))]
+
+
+@_vjp(erfc)
+def _erfc_vjp(e, op, g):  # d erfc x = -g 2/sqrt(pi) e^(-x^2)
+    x = op.inputs[0]
+    bell = e(exp, e(neg, e(mul, x, x)))
+    return [e(mul, g, e(mul, bell, _scalar(e, -2 / math.sqrt(math.pi), x)))]
+
+
+@_vjp(erf_inv)
+def _erf_inv_vjp(e, op, g):  # d erf^-1 x = g sqrt(pi)/2 e^(y^2)
+    y = op.outputs[0]
+    return [e(mul, g, e(mul, e(exp, e(mul, y, y)), _scalar(e, math.sqrt(math.pi) / 2, y)))]
+
+
+@_vjp(lgamma)
+def _lgamma_vjp(e, op, g):  # d lgamma x = g digamma(x)
+    return [e(mul, g, e(digamma, op.inputs[0]))]
+
+
+@_vjp(digamma)
+def _digamma_vjp(e, op, g):  # d digamma x = g trigamma(x)
+    return [e(mul, g, _trigamma(e, op.inputs[0]))]
+
+
+def _trigamma(e, x):
+    """polygamma(1, x) (jax's derivative of digamma) from flowjit's ops: below 0.5 by the
+    reflection pi^2 / sin^2(pi x) - trigamma(1 - x); above, eight steps of the recurrence
+    trigamma(z) = 1 / z^2 + trigamma(z + 1) and the asymptotic series at z + 8 (to z^-15)."""
+    one = _scalar(e, 1, x)
+    reflect = e(lt, x, _scalar(e, 0.5, x))
+    z = e(select, reflect, e(sub, one, x), x)
+    total = None
+    for k in range(8):
+        shifted = e(add, z, _scalar(e, k, x)) if k else z
+        term = e(div, one, e(mul, shifted, shifted))
+        total = term if total is None else e(add, total, term)
+    r = e(div, one, e(add, z, _scalar(e, 8, x)))
+    r2 = e(mul, r, r)
+    series = _scalar(e, 7 / 6, x)
+    for c in (-691 / 2730, 5 / 66, -1 / 30, 1 / 42, -1 / 30, 1 / 6):
+        series = e(add, _scalar(e, c, x), e(mul, r2, series))
+    series = e(add, e(mul, e(mul, r, r2), series), e(add, r, e(mul, r2, _scalar(e, 0.5, x))))
+    positive = e(add, total, series)
+    # (sin(pi x)^2 = sin(pi (x - n))^2, and x - round(x) is exact: accurate near the poles)
+    sine = e(sin, e(mul, e(sub, x, e(round_, x)), _scalar(e, math.pi, x)))
+    reflected = e(sub, e(div, _scalar(e, math.pi**2, x), e(mul, sine, sine)), positive)
+    return e(select, reflect, reflected, positive)
 
 
 @_vjp(add)

@@ -41,6 +41,19 @@ def division(rng, dt):
     return binary(-9, 9, nonzero=True)(rng, dt)
 
 
+def special(name: str):
+    """scipy.special's function ``name`` (scipy comes with scikit-learn, a test dependency)."""
+    from scipy import special as sp
+
+    return getattr(sp, name)
+
+
+def between_poles(rng, dt):
+    """Negative values at least 0.1 from the poles of lgamma and digamma (the integers)."""
+    whole = rng.integers(-4, 0, size=(2, 3))
+    return [(whole + rng.uniform(0.1, 0.9, size=(2, 3))).astype(dt)], {}
+
+
 def nonneg_base(rng, dt):
     a = rand(rng, (2, 3), dt, 0, 3)
     b = rand(rng, (3,), dt, 0, 3)
@@ -64,6 +77,26 @@ CASES = (
         OpCase(E.tanh, FLOATS, unary(), np.tanh),
         OpCase(E.logistic, FLOATS, unary(), lambda x: 1 / (1 + np.exp(-x))),
         OpCase(E.erf, FLOATS, unary(), np.vectorize(math.erf)),
+        OpCase(E.erfc, FLOATS, unary(), np.vectorize(math.erfc)),
+        OpCase(E.erf_inv, FLOATS, unary(-0.95, 0.95), special("erfinv"), tol_scale=4),
+        OpCase(E.lgamma, FLOATS, unary(0.1, 6), np.vectorize(math.lgamma), tol_scale=4),
+        OpCase(
+            E.lgamma,
+            FLOATS,
+            between_poles,
+            np.vectorize(math.lgamma),
+            name="lgamma_negative",
+            tol_scale=16,
+        ),
+        OpCase(E.digamma, FLOATS, unary(0.1, 6), special("digamma"), tol_scale=4),
+        OpCase(
+            E.digamma,
+            FLOATS,
+            between_poles,
+            special("digamma"),
+            name="digamma_negative",
+            tol_scale=16,
+        ),
         OpCase(E.floor, FLOATS, unary(), np.floor),
         OpCase(E.ceil, FLOATS, unary(), np.ceil),
         OpCase(
@@ -268,6 +301,10 @@ EDGE_CASES += [
         (E.tan, jnp.tan),
         (E.tanh, jnp.tanh),
         (E.erf, lax.erf),
+        (E.erfc, lax.erfc),
+        (E.erf_inv, lax.erf_inv),
+        (E.lgamma, lax.lgamma),
+        (E.digamma, lax.digamma),
     ]
 ]
 
