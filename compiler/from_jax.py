@@ -746,6 +746,7 @@ _NATIVE: dict[str, Callable] = {
         for name, opdef in {
             "neg": E.neg,
             "exp": E.exp,
+            "exp2": E.exp2,
             "log": E.log,
             "tanh": E.tanh,
             "sin": E.sin,
@@ -779,6 +780,7 @@ _NATIVE: dict[str, Callable] = {
             "max": E.max_,
             "min": E.min_,
             "atan2": E.atan2,
+            "rem": E.rem,
             "eq": E.eq,
             "ne": E.ne,
             "lt": E.lt,

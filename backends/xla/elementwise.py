@@ -20,6 +20,7 @@ _UNARY = {
     E.abs_: hlo.abs,
     E.sign: hlo.sign,
     E.exp: hlo.exponential,
+    E.exp2: hlo.exp2,
     E.expm1: hlo.exponential_minus_one,
     E.log: hlo.log,
     E.log1p: hlo.log_plus_one,
@@ -217,6 +218,16 @@ def _remainder_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
         return rem
     # the divisor's sign: mod -> rem + b where they differ (a zero keeps the dividend's sign)
     return hlo.select(_rounds_toward_zero(t, rem, b), hlo.add(rem, b), rem)
+
+
+@lowers(E.rem)
+def _rem_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
+    a, b = broadcast_operands(op, args)
+    t = op.outputs[0].type
+    if is_float(t.dtype):
+        return hlo.remainder(a, b)
+    safe, zero, _ = _safe_divisor(t, b)  # (INT_MIN rem -1 is INT_MIN rem 1: 0)
+    return hlo.select(zero, a, hlo.remainder(a, safe))  # x rem 0 is x
 
 
 def _float_floor_divide(t: TensorType, a: ir.Value, b: ir.Value) -> ir.Value:

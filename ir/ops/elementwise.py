@@ -155,6 +155,17 @@ def _remainder(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where(fix, rem + b, rem).astype(a.dtype)
 
 
+def _rem(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """C's fmod (jax.lax.rem): a - b * trunc(a / b), exact, with the dividend's sign (a zero
+    too); floats: x rem 0 and inf rem y are NaN, x rem inf is x. Integers: x rem 0 is x (as
+    XLA has it), INT_MIN rem -1 is 0."""
+    if a.dtype.kind not in "fV":
+        a, b = np.broadcast_arrays(a, b)
+        return np.where(b == 0, a, np.fmod(a, _safe_divisor(b)))
+    with np.errstate(all="ignore"):
+        return np.fmod(a, b)
+
+
 def _power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Floats: numpy.power. Integers: jax.numpy.power's binary exponentiation over the low 6
     bits of the exponent (as jax has it), in wrapping arithmetic: a ** (b mod 64), except
@@ -209,6 +220,7 @@ neg = _unary("neg", NUMERIC, np.negative, doc="-x")
 abs_ = _unary("abs", NUMERIC, np.abs, doc="|x|")
 sign = _unary("sign", NUMERIC, _sign, doc="-1, 0 or 1; -0.0 and nan stay")
 exp = _unary("exp", FLOATS, _math(np.exp))
+exp2 = _unary("exp2", FLOATS, _math(np.exp2), doc="2 ** x")
 expm1 = _unary("expm1", FLOATS, _math(np.expm1))
 log = _unary("log", FLOATS, _math(np.log))
 log1p = _unary("log1p", FLOATS, _math(np.log1p))
@@ -242,6 +254,7 @@ floor_divide = _binary(
 remainder = _binary(
     "remainder", NUMERIC, _remainder, doc="jax.numpy.remainder: the sign of the divisor"
 )
+rem = _binary("rem", NUMERIC, _rem, doc="jax.lax.rem: C's fmod, the sign of the dividend")
 pow_ = _binary("pow", NUMERIC, _power, doc="jax.numpy.power (integers: exponent mod 64)")
 max_ = _binary("max", NUMERIC, _extremum(np.maximum, False), doc="nan propagates; -0.0 < 0.0")
 min_ = _binary("min", NUMERIC, _extremum(np.minimum, True), doc="nan propagates; -0.0 < 0.0")
@@ -359,6 +372,12 @@ def _zero_vjp(e, op, g):  # piecewise constant: zero almost everywhere (as jax)
 @_vjp(exp)
 def _exp_vjp(e, op, g):  # d e^x = g * e^x
     return [e(mul, g, op.outputs[0])]
+
+
+@_vjp(exp2)
+def _exp2_vjp(e, op, g):  # d 2^x = g 2^x log 2
+    y = op.outputs[0]
+    return [e(mul, g, e(mul, y, _scalar(e, math.log(2), y)))]
 
 
 @_vjp(expm1)
@@ -503,6 +522,14 @@ def _remainder_vjp(e, op, g):  # a mod b = a - b floor(a / b): (g, -g floor(a / 
     a, b = op.inputs
     quotient = e(floor, e(div, a, b))
     return [e.unbroadcast(g, a.type), e.unbroadcast(e(neg, e(mul, g, quotient)), b.type)]
+
+
+@_vjp(rem)
+def _rem_vjp(e, op, g):  # a rem b = a - b trunc(a / b): (g, -g trunc(a / b)), as jax's
+    a, b = op.inputs
+    quotient = e(div, a, b)
+    whole = e(mul, e(sign, quotient), e(floor, e(abs_, quotient)))
+    return [e.unbroadcast(g, a.type), e.unbroadcast(e(neg, e(mul, g, whole)), b.type)]
 
 
 @_vjp(pow_)

@@ -268,6 +268,24 @@ CASES = [
         (np.abs(SMOOTH) + 0.1, SMOOTH),
     ),
     (
+        "rem_ints",  # (C's fmod: the dividend's sign; x rem 0 is x, INT_MIN rem -1 is 0)
+        lambda x, y: (jax.lax.rem(x, y), x % y),
+        (
+            np.append(ints((23,), -9, 9), I32(-(2**31))),
+            np.append(ints((23,), -3, 3), I32(-1)),
+        ),
+        {"rem"},
+        None,
+    ),
+    (
+        "rem_floats",  # (nans, infinities and signed zeros against each other)
+        lambda x, y: (jax.lax.rem(x, y), jnp.fmod(x, y), x % y),
+        (X, np.roll(X, 5).reshape(4, 6)),
+        {"rem"},
+        (SMOOTH * 5, SMOOTH[::-1] + 0.5),
+    ),
+    ("exp2", jnp.exp2, (X * 20,), {"exp2"}, (SMOOTH,)),
+    (
         "clamp",  # (every triple of edge values: nans of both signs, signed zeros, low > high)
         lambda lo, x, hi: jax.lax.clamp(lo, x, hi),
         tuple(np.array(v, F32) for v in zip(*itertools.product(EDGES[:7], repeat=3))),
@@ -474,11 +492,6 @@ def test_second_order_gradients_through_gather_sort_and_dynamic_slice():
 
 # Primitives or params without an exact flowjit op, and why each stays in a jax_call
 HELD = [
-    # rem is C's fmod (the dividend's sign; x % 0 is x for integers): flowjit's remainder
-    # takes the divisor's sign, and x % 0 is 0
-    ("rem", lambda x, y: (jax.lax.rem(x, y), x % y), (ints((4, 6), -9, 9), ints((4, 6), -3, 3))),
-    # XLA's exp2 is not exp(x * log 2): they differ in the last bits
-    ("exp2", lambda x: jnp.exp2(x), (SMOOTH * 20,)),
     # lax.round's default rounds half away from zero; flowjit's round is half to even
     ("round_away_from_zero", lambda x: jax.lax.round(x), (np.array([0.5, -2.5], F32),)),
     # jax's top_k ranks a nan with the sign bit set smallest; flowjit's top_k, largest

@@ -66,6 +66,7 @@ CASES = (
         OpCase(E.abs_, NUMERIC, unary(), np.abs),
         OpCase(E.sign, NUMERIC, unary(), np.sign),
         OpCase(E.exp, FLOATS, unary(), np.exp),
+        OpCase(E.exp2, FLOATS, unary(), np.exp2),
         OpCase(E.expm1, FLOATS, unary(), np.expm1),
         OpCase(E.log, FLOATS, unary(0.1, 5), np.log),
         OpCase(E.log1p, FLOATS, unary(-0.5, 5), np.log1p),
@@ -134,6 +135,7 @@ CASES = (
             grad_make=division,  # (no gradient to check at infinities)
         ),
         OpCase(E.remainder, NUMERIC, division, np.mod),
+        OpCase(E.rem, NUMERIC, division, np.fmod),
         OpCase(E.pow_, NUMERIC, nonneg_base, np.power, tol_scale=4),
         OpCase(E.max_, NUMERIC, binary(), np.maximum),
         OpCase(E.min_, NUMERIC, binary(), np.minimum),
@@ -258,6 +260,11 @@ def float_edges_unary(rng, dt):
     return [rng.permutation(np.array(FLOAT_EDGES + [-0.4, 0.4, 1.5]).astype(dt))], {}
 
 
+def lax_rem(a, b):
+    """jax.lax.rem, its operands broadcast (lax's binary ops take equal shapes)."""
+    return lax.rem(*jnp.broadcast_arrays(a, b))
+
+
 def edge_case(opdef, dtypes, make, fn) -> OpCase:
     return OpCase(opdef, dtypes, make, jitted(fn), f"{opdef.name}_edges", tol_scale=4, edges=True)
 
@@ -266,6 +273,7 @@ EDGE_CASES = [
     edge_case(E.floor_divide, INTS, integer_division_edges, jnp.floor_divide),
     edge_case(E.remainder, INTS, integer_division_edges, jnp.remainder),
     edge_case(E.pow_, INTS, integer_power_edges, jnp.power),
+    edge_case(E.rem, INTS, integer_division_edges, lax_rem),
 ]
 EDGE_CASES += [
     edge_case(opdef, FLOATS, float_edges, fn)
@@ -276,6 +284,7 @@ EDGE_CASES += [
         (E.div, jnp.divide),
         (E.floor_divide, jnp.floor_divide),
         (E.remainder, jnp.remainder),
+        (E.rem, lax_rem),
         (E.pow_, jnp.power),
         (E.max_, jnp.maximum),
         (E.min_, jnp.minimum),
@@ -294,6 +303,7 @@ EDGE_CASES += [
         (E.sqrt, jnp.sqrt),
         (E.rsqrt, lax.rsqrt),
         (E.exp, jnp.exp),
+        (E.exp2, jnp.exp2),
         (E.expm1, jnp.expm1),
         (E.log, jnp.log),
         (E.log1p, jnp.log1p),
