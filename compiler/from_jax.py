@@ -5,8 +5,8 @@ jax traces ``fn`` at the Tensors' shapes and dtypes (``jax.make_jaxpr``), and th
 brought into flowjit's IR equation by equation: a primitive with a flowjit op becomes that op
 (``_NATIVE``: the IR stays readable and flowjit's passes see it), a nested ``jit`` is brought
 in inline, and each run of other equations becomes one ``jax_call`` op holding that part of
-the jaxpr, exported by jax.export (ir/ops/jax_call.py), which XLA compiles with the rest and
-jax differentiates. Every op made carries the user's line of the call; a ``jax_call`` is named
+the jaxpr (ir/ops/jax_call.py), which XLA compiles with the rest and jax differentiates
+(exported by jax.export only when the graph is printed or saved: ``HeldComputation``). Every op made carries the user's line of the call; a ``jax_call`` is named
 after ``fn`` and the primitives it holds.
 
 Only Tensors and Variables (read where the call is) are traced; any other argument (a Python
@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flowjit.backends.xla.jaxshim import eager_constant_folding, jax, jax_export
-from flowjit.ir import JaxModule, TensorType, TracingError
+from flowjit.ir import FlowjitError, JaxModule, TensorType, TracingError
 from flowjit.ir.ops import bits as B
 from flowjit.ir.ops import creation as Cr
 from flowjit.ir.ops import elementwise as E
@@ -57,7 +57,8 @@ def from_jax(fn: Callable, *, name: str | None = None) -> Callable:
         leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
         leaves = [leaf.read() if isinstance(leaf, Variable) else leaf for leaf in leaves]
         if not tracing():
-            return fn(*jax.tree_util.tree_unflatten(tree, leaves)[0], **kwargs)
+            a, k = jax.tree_util.tree_unflatten(tree, leaves)
+            return fn(*a, **k)
         traced = [i for i, leaf in enumerate(leaves) if isinstance(leaf, Tensor)]
 
         def flat(*values: Any) -> Any:
@@ -71,8 +72,17 @@ def from_jax(fn: Callable, *, name: str | None = None) -> Callable:
         specs = [jax.ShapeDtypeStruct(t.shape, t.dtype) for t in inputs]
         # (staged as under jax.jit: the compiled function's own jax code runs eagerly, with
         # ensure_compile_time_eval, but here that would compile each constant op on its own)
-        with eager_constant_folding(False):
-            closed, shapes = jax.make_jaxpr(flat, return_shape=True)(*specs)
+        try:
+            with eager_constant_folding(False):
+                closed, shapes = jax.make_jaxpr(flat, return_shape=True)(*specs)
+        except FlowjitError:
+            raise
+        except Exception as err:  # (jax's error tracing it: said at the user's line)
+            raise TracingError(
+                f"jax could not trace {label} on {[str(t.shape) for t in inputs]} inputs: "
+                f"{type(err).__name__}: {err}",
+                loc=user_location(),
+            ) from err
         outs = _Importer(label).run(closed, inputs)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
 

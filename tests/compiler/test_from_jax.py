@@ -22,8 +22,9 @@ X = RNG.random((4, 4), F32) + 0.5
 
 
 def mixed(x):
-    """Primitives flowjit has (iota, select, mul, integer_pow) and some it has not (cumprod)."""
-    return jnp.tril(x) * jnp.sqrt(2 / jnp.pi) + jnp.cumprod(x, axis=0) + x**3
+    """Primitives flowjit has (iota, select, mul, integer_pow), and a custom_jvp function
+    (softmax), which stays jax's, its gradient rule included."""
+    return jnp.tril(x) * jnp.sqrt(2 / jnp.pi) + jax.nn.softmax(x, axis=0) + x**3
 
 
 def test_values_equal_jax_and_the_ir_names_the_jax_function_and_the_line():
@@ -34,7 +35,7 @@ def test_values_equal_jax_and_the_ir_names_the_jax_function_and_the_line():
     names = [op.opdef.name for op in graph.ops]
     assert {"select", "mul"} <= set(names)  # (tril's mask, x**3 by squaring: flowjit ops)
     (held,) = [op for op in graph.ops if op.opdef is J.jax_call]
-    assert held.attrs["name"] == "mixed: cumprod"
+    assert held.attrs["name"] == "mixed: custom_jvp_call"
     line = test_values_equal_jax_and_the_ir_names_the_jax_function_and_the_line.__code__
     assert {(op.loc.file, op.loc.line) for op in graph.ops} == {
         ("test_from_jax.py", line.co_firstlineno + 2)  # (the line calling the imported function)
@@ -42,18 +43,20 @@ def test_values_equal_jax_and_the_ir_names_the_jax_function_and_the_line():
 
 
 def test_the_ir_prints_parses_back_and_runs_on_the_reference_interpreter():
-    imported = fj.from_jax(lambda x, n: (jnp.cumprod(x, axis=0) * n, jnp.argsort(x, axis=1)))
+    imported = fj.from_jax(lambda x, n: (jax.nn.softmax(x, axis=0) * n, jnp.argsort(x, axis=1)))
 
     @fj.compile
     def step(x):
         a, order = imported(x, 3)
-        return a.sum(), order
+        return (a * x).sum(), order
 
     text = step.lower(X).ir()
     graph = parse(text)
     assert print_graph(graph) == text
+    assert any(op.opdef is J.jax_call for op in graph.ops)  # (softmax: held, and parsed back)
     total, order = run_graph(graph, [X])
-    np.testing.assert_allclose(total, (np.cumprod(X, axis=0) * 3).sum(), rtol=1e-5)
+    want = (np.exp(X) / np.exp(X).sum(axis=0) * 3 * X).sum()
+    np.testing.assert_allclose(total, want, rtol=1e-5)
     np.testing.assert_array_equal(order, np.argsort(X, axis=1, kind="stable"))
     np.testing.assert_array_equal(step(X)[1], order)
 
@@ -82,7 +85,7 @@ def test_gradients_equal_jax_grad_first_and_second_order(fn):
 
 
 def test_a_third_derivative_is_an_error_naming_the_line():
-    imported = fj.from_jax(lambda x: jnp.cumprod(x, axis=0))
+    imported = fj.from_jax(lambda x: jax.nn.softmax(x, axis=0))
     twice = fj.grad(lambda x: fj.grad(loss(imported))(x).sum())
     third = fj.compile(fj.grad(lambda x: twice(x).sum()))
     with pytest.raises(fj.GradientError, match=r"test_from_jax.py:\d+: jax_call: .*more than 2"):
@@ -164,3 +167,12 @@ def test_a_jax_function_called_on_a_tensor_is_an_error_naming_the_line():
     assert message.startswith(f"test_from_jax.py:{code.co_firstlineno + 1}: ")
     assert "use the flowjit.numpy or fj.nn function" in message.lower()
     assert "fj.from_jax(fn)" in message
+
+
+def test_an_error_jax_raises_tracing_it_names_the_users_line():
+    def bad(x):
+        return x @ jnp.ones((3, 3))  # (x is 4x4)
+
+    step = fj.compile(lambda x: fj.from_jax(bad)(x))
+    with pytest.raises(fj.TracingError, match=r"test_from_jax.py:\d+: jax could not trace .*bad"):
+        step(X)
