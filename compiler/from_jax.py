@@ -6,8 +6,9 @@ brought into flowjit's IR equation by equation: a primitive with a flowjit op be
 (``_NATIVE``: the IR stays readable and flowjit's passes see it), a nested ``jit`` is brought
 in inline, and each run of other equations becomes one ``jax_call`` op holding that part of
 the jaxpr (ir/ops/jax_call.py), which XLA compiles with the rest and jax differentiates
-(exported by jax.export only when the graph is printed or saved: ``HeldComputation``). Every op made carries the user's line of the call; a ``jax_call`` is named
-after ``fn`` and the primitives it holds.
+(exported by jax.export only when the graph is printed or saved: ``HeldComputation``). Every
+op made carries the user's line of the call; a ``jax_call`` is named after ``fn`` and the
+primitives it holds.
 
 Only Tensors and Variables (read where the call is) are traced; any other argument (a Python
 number, a numpy array, a flag) is passed to ``fn`` as it is, as a constant of the trace.
