@@ -210,6 +210,10 @@ class _Importer:
                 continue
             self.flush(pending, env, later[i])
             pending = []
+            kept = _added_to_zero(eqn)
+            if kept is not None:  # (x + 0.0 is x under jax.jit: XLA's simplifier says so)
+                env[eqn.outvars[0]] = self.read(kept, env)
+                continue
             args = [self.read(v, env) for v in eqn.invars]
             if body is not None:
                 inner = dict(zip(body.jaxpr.constvars, map(_constant, body.consts)))
@@ -314,6 +318,29 @@ def _cotangent_aval(aval: Any) -> Any:
     if jax.dtypes.issubdtype(aval.dtype, np.inexact):
         return aval
     return jax.core.ShapedArray(aval.shape, jax.dtypes.float0)
+
+
+def _added_to_zero(eqn: Any) -> Any:
+    """For ``x + 0``, ``0 + x`` or ``x - 0`` with a literal zero of x's shape or a scalar one
+    (``nu + eps_root`` in optax): x's variable, which jax.jit gives (XLA's algebraic simplifier
+    drops the zero, whatever its sign); else None. (flowjit's own add keeps IEEE's zero signs,
+    which costs an optimization barrier around a constant zero.)"""
+    if eqn.primitive.name not in ("add", "sub"):
+        return None
+    out = eqn.outvars[0].aval
+    for i, zero in enumerate(eqn.invars):
+        other = eqn.invars[1 - i]
+        if (
+            (i == 1 or eqn.primitive.name == "add")
+            and isinstance(zero, jax.extend.core.Literal)
+            and not isinstance(other, jax.extend.core.Literal)
+            and np.ndim(zero.val) == 0
+            and np.asarray(zero.val) == 0
+            and other.aval.shape == out.shape
+            and other.aval.dtype == out.dtype
+        ):
+            return other
+    return None
 
 
 def _jax_only(var: Any) -> bool:

@@ -176,3 +176,15 @@ def test_an_error_jax_raises_tracing_it_names_the_users_line():
     step = fj.compile(lambda x: fj.from_jax(bad)(x))
     with pytest.raises(fj.TracingError, match=r"test_from_jax.py:\d+: jax could not trace .*bad"):
         step(X)
+
+
+def test_adding_a_literal_zero_is_the_value_as_under_jax_jit():
+    """``nu + eps_root`` with eps_root = 0.0 (optax's Adam): jax.jit gives nu itself, -0.0
+    included (XLA drops the zero), and so does the import, with no op and no barrier."""
+    x = np.array([-0.0, 0.0, 1.5, -2.0], np.float32)
+    fn = lambda x: (x + 0.0, 0.0 + x, x - 0.0)
+    step = fj.compile(fj.from_jax(fn))
+    for got, want in zip(step(x), jax.jit(fn)(x)):
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        np.testing.assert_array_equal(got, want)
+    assert [op.opdef.name for op in parse(step.lower(x).ir()).ops] == []
