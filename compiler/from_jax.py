@@ -850,6 +850,12 @@ _NATIVE: dict[str, Callable] = {
     "expand_dims": _reshape,
     "transpose": lambda eqn, x: emit(S.transpose, [x], perm=tuple(eqn.params["permutation"])),
     "bitcast_convert_type": _bitcast,
+    "reduce_precision": lambda eqn, x: emit(
+        E.reduce_precision,
+        [x],
+        exponent_bits=eqn.params["exponent_bits"],
+        mantissa_bits=eqn.params["mantissa_bits"],
+    ),
     "slice": _slice,
     "pad": _pad,
     "split": _split,

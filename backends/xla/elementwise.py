@@ -281,6 +281,16 @@ def _pow_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> ir.Value:
     return out
 
 
+@lowers(E.reduce_precision)
+def _reduce_precision_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
+    """stablehlo.reduce_precision, of a value XLA could compute at compile time behind an
+    optimization barrier: its evaluator makes a NaN infinity without mantissa bits (its
+    compiled code, jax.jit's and the reference kernel keep the NaN)."""
+    if from_constants(x):
+        x = hlo.optimization_barrier([x])
+    return hlo.reduce_precision(x, op.attrs["exponent_bits"], op.attrs["mantissa_bits"])
+
+
 @lowers(E.stop_gradient)
 def _stop_gradient_lower(ctx: LoweringContext, op: Op, x: ir.Value) -> ir.Value:
     return x  # only autodiff treats it specially

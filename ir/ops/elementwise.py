@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
 from ..core import OpDef, register
+from ..errors import ShapeError
 from ..types import BOOL, TensorType, is_float
 from .rules import (
     ANY,
@@ -329,6 +331,65 @@ convert = register(
 )
 
 
+def _reduce_precision_rule(
+    types: tuple[TensorType, ...], *, exponent_bits: int, mantissa_bits: int
+) -> TensorType:
+    check_arity(types, 1)
+    check_dtype(types[0], FLOATS)
+    if exponent_bits < 1 or mantissa_bits < 0:
+        raise ShapeError(
+            f"reduce_precision to {exponent_bits} exponent and {mantissa_bits} mantissa bits: "
+            "a float format has at least 1 exponent bit and 0 mantissa bits"
+        )
+    return types[0]
+
+
+def _reduce_precision_ref(x: np.ndarray, *, exponent_bits: int, mantissa_bits: int) -> np.ndarray:
+    """XLA's ReducePrecision, on the bits of ``x`` in its own dtype: the mantissa rounded to
+    ``mantissa_bits`` (to nearest, ties to even), then, with fewer exponent bits, a value
+    beyond the narrow format's range is infinity of its sign and one in its subnormal range
+    or below a zero of its sign; a NaN stays a NaN of its sign (with no mantissa bits too)."""
+    info = ml_dtypes.finfo(x.dtype)
+    src_mantissa, src_exponent = int(info.nmant), int(info.nexp)
+    width = 8 * x.dtype.itemsize
+    uint = np.dtype(f"uint{width}")
+    bits = np.ascontiguousarray(x).view(uint)
+
+    def u(value: int) -> np.ndarray:
+        return np.asarray(value % (1 << width), uint)
+
+    if mantissa_bits < src_mantissa:
+        shift = src_mantissa - mantissa_bits
+        last = 1 << shift  # (the last mantissa bit kept)
+        # add half an ulp of the narrow format, a bit less where the last bit kept is even
+        rounding = u((last >> 1) - 1) + ((bits & u(last)) >> u(shift))
+        bits = (bits + rounding) & u(~(last - 1))
+    if exponent_bits < src_exponent:
+        src_bias, bias = (1 << (src_exponent - 1)) - 1, (1 << (exponent_bits - 1)) - 1
+        exponent_mask = ((1 << src_exponent) - 1) << src_mantissa
+        exponent = bits & u(exponent_mask)
+        signed_zero = bits & u(1 << (src_exponent + src_mantissa))
+        overflows = exponent > u((src_bias + bias) << src_mantissa)
+        underflows = exponent <= u((src_bias - bias) << src_mantissa)
+        bits = np.where(overflows, signed_zero | u(exponent_mask), bits)
+        bits = np.where(underflows, signed_zero, bits)
+    out = np.asarray(bits, uint).view(x.dtype).reshape(x.shape)
+    return np.where(np.isnan(x), x, out)
+
+
+reduce_precision = register(
+    OpDef(
+        "reduce_precision",
+        _reduce_precision_rule,
+        _reduce_precision_ref,
+        attrs={"exponent_bits": "int", "mantissa_bits": "int"},
+        doc="x rounded to a float format of `exponent_bits` and `mantissa_bits` (XLA's "
+        "ReducePrecision): to nearest even; with fewer exponent bits than x's dtype, inf beyond "
+        "the format's range and a zero below its normal numbers; nan stays",
+    )
+)
+
+
 stop_gradient = register(
     OpDef(
         "stop_gradient",
@@ -577,6 +638,11 @@ def _select_vjp(e, op, g):  # the chosen branch gets g, the other zero; the pred
         e.unbroadcast(e(select, pred, g, zero), a.type),
         e.unbroadcast(e(select, pred, zero, g), b.type),
     ]
+
+
+@_vjp(reduce_precision)
+def _reduce_precision_vjp(e, op, g):  # linear, as jax has it: g reduced the same way
+    return [e(reduce_precision, g, **op.attrs)]
 
 
 @_vjp(convert)

@@ -286,6 +286,17 @@ CASES = [
     ),
     ("exp2", jnp.exp2, (X * 20,), {"exp2"}, (SMOOTH,)),
     (
+        "reduce_precision",  # (to bfloat16's and float16's formats, and one without mantissa)
+        lambda x: (
+            jax.lax.reduce_precision(x, 8, 7),
+            jax.lax.reduce_precision(x * 1e4, 5, 10),
+            jax.lax.reduce_precision(x, 3, 0),
+        ),
+        (X,),
+        {"reduce_precision"},
+        (SMOOTH,),
+    ),
+    (
         "clamp",  # (every triple of edge values: nans of both signs, signed zeros, low > high)
         lambda lo, x, hi: jax.lax.clamp(lo, x, hi),
         tuple(np.array(v, F32) for v in zip(*itertools.product(EDGES[:7], repeat=3))),

@@ -12,6 +12,7 @@ from opcheck import OpCase, check_case, check_grad, jitted, params, rand
 
 from flowjit.ir.ops import elementwise as E
 from flowjit.ir.ops.rules import ANY, FLOATS, INTS, INTS_AND_BOOL, NUMERIC
+from flowjit.ir.types import bfloat16
 
 SIGNED_AND_FLOATS = tuple(d for d in NUMERIC if d.kind != "u")
 
@@ -52,6 +53,30 @@ def between_poles(rng, dt):
     """Negative values at least 0.1 from the poles of lgamma and digamma (the integers)."""
     whole = rng.integers(-4, 0, size=(2, 3))
     return [(whole + rng.uniform(0.1, 0.9, size=(2, 3))).astype(dt)], {}
+
+
+def spread(exponents, exponent_bits: int, mantissa_bits: int):
+    """Normal numbers of every dtype, +-(1 + k/4096) * 2^e for e in ``exponents``: 12 bits of
+    mantissa to round, ties among them, and the exponents to overflow or flush."""
+
+    def make(rng, dt):
+        mantissa = 1 + rng.integers(0, 4096, size=(3, 8)) / 4096
+        sign = rng.choice([-1.0, 1.0], size=(3, 8))
+        x = sign * mantissa * np.exp2(rng.choice(list(exponents), size=(3, 8)))
+        return [x.astype(dt)], {"exponent_bits": exponent_bits, "mantissa_bits": mantissa_bits}
+
+    return make
+
+
+def as_bfloat16(x, exponent_bits, mantissa_bits):
+    return x.astype(bfloat16)
+
+
+def as_float16_flushed(x, exponent_bits, mantissa_bits):
+    """x as float16 (to nearest even, inf beyond the range), its subnormals zeros of x's sign."""
+    with np.errstate(over="ignore"):
+        y = x.astype(np.float16)
+    return np.where(np.abs(y) < 2.0**-14, np.copysign(0.0, x), y)
 
 
 def nonneg_base(rng, dt):
@@ -109,6 +134,23 @@ CASES = (
             ),
             np.round,
             grad_make=unary(),  # ties are jumps, where the gradient is undefined
+        ),
+        OpCase(
+            E.reduce_precision,
+            FLOATS,
+            spread(range(-12, 13), 8, 7),
+            as_bfloat16,
+            # (the op is piecewise constant and its gradient jax's straight-through one: where
+            # the op changes nothing, finite differences check it)
+            grad_make=spread(range(-12, 13), 11, 52),
+        ),
+        OpCase(
+            E.reduce_precision,
+            (bfloat16, np.float32, np.float64),
+            spread([*range(-30, -15), *range(-14, 21)], 5, 10),
+            as_float16_flushed,
+            name="reduce_precision_to_float16",
+            grad_make=spread(range(-12, 13), 11, 52),
         ),
         OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
         OpCase(E.stop_gradient, ANY, unary(), lambda x: x),
@@ -265,8 +307,26 @@ def lax_rem(a, b):
     return lax.rem(*jnp.broadcast_arrays(a, b))
 
 
-def edge_case(opdef, dtypes, make, fn) -> OpCase:
-    return OpCase(opdef, dtypes, make, jitted(fn), f"{opdef.name}_edges", tol_scale=4, edges=True)
+def reduce_precision_edges(bits):
+    """The float edge values and random ones over a wide range, to a format of ``bits``
+    (exponent, mantissa)."""
+
+    def make(rng, dt):
+        x = rng.standard_normal(20) * np.exp2(rng.integers(-30, 30, size=20))
+        with np.errstate(over="ignore"):
+            values = np.concatenate([FLOAT_EDGES, x]).astype(dt)
+        return [rng.permutation(values)], {"exponent_bits": bits[0], "mantissa_bits": bits[1]}
+
+    return make
+
+
+def jax_reduce_precision(x, exponent_bits, mantissa_bits):
+    return lax.reduce_precision(x, exponent_bits, mantissa_bits)
+
+
+def edge_case(opdef, dtypes, make, fn, name: str = "") -> OpCase:
+    name = name or f"{opdef.name}_edges"
+    return OpCase(opdef, dtypes, make, jitted(fn), name, tol_scale=4, edges=True)
 
 
 EDGE_CASES = [
@@ -290,6 +350,16 @@ EDGE_CASES += [
         (E.min_, jnp.minimum),
         (E.atan2, jnp.arctan2),
     ]
+]
+EDGE_CASES += [
+    edge_case(
+        E.reduce_precision,
+        FLOATS,
+        reduce_precision_edges(bits),
+        jax_reduce_precision,
+        f"reduce_precision_edges_{bits[0]}_{bits[1]}",
+    )
+    for bits in [(5, 2), (2, 1), (4, 0), (1, 0), (11, 3)]
 ]
 EDGE_CASES += [
     edge_case(opdef, FLOATS, float_edges_unary, fn)
