@@ -31,8 +31,8 @@ report: dict = {"device_count": len(devices)}
 
 
 def train(mesh=None, specs=None, x_spec=None, hidden_spec=None, optimizer=fj.optim.Adam):
-    """Train the MLP for STEPS steps: the losses, the final weights, the variables and the
-    compiled step."""
+    """Train the MLP for STEPS steps: the losses, the final weights, the variables, the
+    compiled step and the optimizer."""
     specs = specs or {}
     with mesh if mesh is not None else _nothing():
         params = {k: fj.Variable(v, name=k, sharding=specs.get(k)) for k, v in INIT.items()}
@@ -58,7 +58,7 @@ def train(mesh=None, specs=None, x_spec=None, hidden_spec=None, optimizer=fj.opt
 
     losses = [float(step(X, Y)) for _ in range(STEPS)]
     weights = {k: np.asarray(v.value) for k, v in params.items()}
-    return losses, weights, params, step
+    return losses, weights, params, step, opt
 
 
 class _nothing:
@@ -99,6 +99,10 @@ tp_mesh = fj.Mesh(np.array(devices), ("model",))
 tp_specs = {"w1": fj.P(None, "model"), "b1": fj.P("model"), "w2": fj.P("model", None)}
 tp = train(tp_mesh, tp_specs, x_spec=fj.P())
 compare("tensor_parallel", tp, one)
+# the optimizer's state (optax's Adam moments) is laid out as its variable
+report["tensor_parallel"]["w1_moments_sharding"] = [
+    str(tp[4].slots(tp[2]["w1"])[name].value.sharding.spec) for name in ("mu", "nu")
+]
 
 # 2D: 4 (data) x 2 (model), with a constraint on the hidden activations
 mesh2 = fj.Mesh(np.array(devices).reshape(4, 2), ("data", "model"))

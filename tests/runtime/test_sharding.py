@@ -50,6 +50,10 @@ def test_data_parallel_step_holds_an_all_reduce_and_replicates_weights(report):
     assert run["w1_sharding"] == "P()" and run["w1_devices"] == 8
 
 
+def test_optimizer_state_is_sharded_as_its_variable(report):
+    assert report["tensor_parallel"]["w1_moments_sharding"] == ["P(None, 'model')"] * 2
+
+
 def test_constraints_reach_the_ir_and_the_stablehlo(report):
     assert report["mesh_2d"]["ir_has_with_sharding"]
     assert report["mesh_2d"]["stablehlo_has_sdy"]
