@@ -184,8 +184,14 @@ def mismatch(op, inputs: list, got: np.ndarray, want: np.ndarray, k: int) -> str
 def _padding_meets_infinity(op, inputs: list) -> bool:
     """A conv2d whose kernel has a non-finite weight and whose input is padded or dilated:
     XLA multiplies that weight by the padding's zeros (NaN) in some programs and skips the
-    padding in others, so NaN there is implementation-defined."""
-    if op.opdef.name != "conv2d" or np.isfinite(inputs[1].astype(np.float64)).all():
+    padding in others, so NaN there is implementation-defined. Likewise a grouped conv2d
+    (feature_group_count > 1) with a non-finite input value: XLA may multiply it by the zero
+    weights another group's channels have in one dense convolution."""
+    if op.opdef.name != "conv2d":
+        return False
+    if op.attrs["feature_group_count"] > 1 and not np.isfinite(inputs[0].astype(np.float64)).all():
+        return True
+    if np.isfinite(inputs[1].astype(np.float64)).all():
         return False
     return any(op.attrs["padding"]) or any(d > 1 for d in op.attrs["lhs_dilation"])
 
