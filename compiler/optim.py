@@ -48,21 +48,21 @@ class _State:
             init = jax.jit(tx.init).lower(values).compile()
         initial = init(values)
         params_tree = jax.tree_util.tree_structure(values)
-        owner: dict[int, tuple[Variable, str]] = {}  # id(leaf value) -> its variable, its name
+        # id(leaf value) -> the variable it is laid out as, and the path of its subtree
+        owner: dict[int, tuple[Variable, Any]] = {}
         for path, sub in jax.tree_util.tree_flatten_with_path(
             initial, is_leaf=lambda x: _mirrors(x, params_tree)
         )[0]:
             if _mirrors(sub, params_tree):
                 for v, leaf in zip(variables, jax.tree_util.tree_leaves(sub)):
-                    owner[id(leaf)] = (v, _field(path))
+                    owner[id(leaf)] = (v, path)
         leaves, self.treedef = jax.tree_util.tree_flatten_with_path(initial)
-        shared = [_field(path) for path, value in leaves if id(value) not in owner]
+        placed = [owner.get(id(value), (None, path)) for path, value in leaves]
+        # (two counts in a chain, or two traces: their positions in it tell them apart)
+        names = [(id(v), _field(path)) for v, path in placed]
         self.leaves, self.owners, self.fields = [], [], []
-        for path, value in leaves:
-            field = _field(path)
-            if shared.count(field) > 1:  # (two counts in a chain: their positions tell them)
-                field = _field(path, positions=True)
-            v, field = owner.get(id(value), (None, field))
+        for (v, path), name, (_, value) in zip(placed, names, leaves):
+            field = _field(path, positions=names.count(name) > 1)
             self.leaves.append(
                 Variable(
                     np.asarray(value),

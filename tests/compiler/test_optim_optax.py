@@ -116,3 +116,13 @@ def test_adamw_defaults_are_optax_s():
 def test_anything_but_a_gradient_transformation_is_an_argument_error():
     with pytest.raises(fj.ArgumentError, match="optax GradientTransformation"):
         fj.optim.Optimizer(fnp.ones)
+
+
+def test_state_variables_have_distinct_names_in_any_chain():
+    w, b = fj.Variable(PARAMS["w"], name="w"), fj.Variable(PARAMS["b"], name="b")
+    tx = optax.chain(optax.trace(0.9), optax.trace(0.5), optax.adamw(SCHEDULE))
+    opt = fj.optim.Optimizer(tx)
+    opt.state([w, b])
+    names = [v.name for v in opt.variables()]
+    assert len(set(names)) == len(names) == 10, names
+    assert {"w/0/trace", "w/1/trace", "w/mu", "b/nu"} <= set(names)
