@@ -249,10 +249,14 @@ for _name in _ARRAY_METHODS:
     setattr(Tensor, _name, _array_method(_name))
 
 
+_AT_METHODS = ("set", "add", "subtract", "multiply", "mul", "divide", "power", "min", "max")
+_AT_METHODS += ("apply", "get")
+
+
 class _IndexUpdate:
-    """``t.at[index]``: jax's functional updates, ``.set(v)``, ``.add(v)``, ``.multiply(v)``,
-    ``.divide(v)``, ``.power(v)``, ``.min(v)``, ``.max(v)`` and ``.get()``, each a new Tensor
-    (the index may hold Tensors)."""
+    """``t.at[index]``: jax's functional updates, ``.set(v)``, ``.add(v)``, ``.subtract(v)``,
+    ``.multiply(v)``, ``.divide(v)``, ``.power(v)``, ``.min(v)``, ``.max(v)``, ``.apply(f)``
+    and ``.get()``, each a new Tensor (the index may hold Tensors)."""
 
     def __init__(self, tensor: "Tensor", index: Any = None):
         self._tensor, self._index = tensor, index
@@ -261,7 +265,7 @@ class _IndexUpdate:
         return _IndexUpdate(self._tensor, index)
 
     def __getattr__(self, name: str):
-        if name not in ("set", "add", "multiply", "mul", "divide", "power", "min", "max", "get"):
+        if name not in _AT_METHODS:
             raise AttributeError(f"t.at[...] has no method {name!r}")
         from .from_jax import from_jax
 

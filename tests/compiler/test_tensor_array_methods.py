@@ -18,6 +18,8 @@ CALLS = {
     "at_add": lambda x, i: x.at[:, 0].add(x[:, 1]),
     "at_max": lambda x, i: x.at[i].max(0.5),
     "at_get": lambda x, i: x.at[i].get(),
+    "at_subtract": lambda x, i: x.at[1:].subtract(1.0),
+    "at_apply": lambda x, i: x.at[0].apply(lambda v: v * 3),
     "clip": lambda x, i: x.clip(0.2, 0.8),
     "cumsum": lambda x, i: x.cumsum(axis=1),
     "cumprod": lambda x, i: x.cumprod(axis=0),
