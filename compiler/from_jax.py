@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla.jaxshim import eager_constant_folding, jax, jax_export
-from flowjit.ir import FlowjitError, JaxModule, TensorType, TracingError
+from flowjit.backends.xla.jaxshim import eager_constant_folding, jax, jax_export, user_frames
+from flowjit.ir import FlowjitError, JaxModule, Location, TensorType, TracingError
 from flowjit.ir.ops import bits as B
 from flowjit.ir.ops import creation as Cr
 from flowjit.ir.ops import elementwise as E
@@ -37,7 +38,7 @@ from flowjit.ir.ops import sort as O
 
 from . import control_flow as CF
 from .location import user_location
-from .trace import constant, emit, tracing
+from .trace import constant, emit, imported_from, tracing
 
 # The platforms an imported computation is exported for: a graph that holds one prints,
 # parses and runs on any of them (one that some platform cannot compile, jnp.linalg.eig on TPU,
@@ -191,8 +192,10 @@ class _Importer:
         env.update(zip(closed.jaxpr.invars, inputs))
         return self.jaxpr(closed.jaxpr, env)
 
-    def jaxpr(self, jaxpr: Any, env: dict) -> list:
-        """The values of ``jaxpr``'s outputs, its inputs' values in ``env``."""
+    def jaxpr(self, jaxpr: Any, env: dict, outer: Location | None = None) -> list:
+        """The values of ``jaxpr``'s outputs, its inputs' values in ``env``; ``outer`` is the
+        line of jax code an equation came from when its own record has none (the call of a
+        nested jit)."""
         pending: list = []  # equations to hold in one jax_call, in order
         # later[i]: the variables equations i, i+1, ... and the outputs use
         later = [{v for v in jaxpr.outvars if not isinstance(v, jax.extend.core.Literal)}]
@@ -208,7 +211,7 @@ class _Importer:
             if (native is None and body is None) or _jax_only_in(eqn) or keeps_open:
                 pending.append(eqn)
                 continue
-            self.flush(pending, env, later[i])
+            self.flush(pending, env, later[i], outer)
             pending = []
             kept = _added_to_zero(eqn)
             if kept is not None:  # (x + 0.0 is x under jax.jit: XLA's simplifier says so)
@@ -218,12 +221,13 @@ class _Importer:
             if body is not None:
                 inner = dict(zip(body.jaxpr.constvars, map(_constant, body.consts)))
                 inner.update(zip(body.jaxpr.invars, args))
-                outs = self.jaxpr(body.jaxpr, inner)
+                outs = self.jaxpr(body.jaxpr, inner, _origin(eqn) or outer)
             else:
-                outs = native(eqn, *args)
+                with imported_from(_origin(eqn) or outer):
+                    outs = native(eqn, *args)
                 outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
             env.update(zip(eqn.outvars, outs))
-        self.flush(pending, env, later[-1])
+        self.flush(pending, env, later[-1], outer)
         return [self.read(v, env) for v in jaxpr.outvars]
 
     def read(self, var: Any, env: dict) -> Any:
@@ -231,7 +235,7 @@ class _Importer:
             return _constant(np.asarray(var.val, var.aval.dtype))
         return env[var]
 
-    def flush(self, eqns: list, env: dict, needed: set) -> None:
+    def flush(self, eqns: list, env: dict, needed: set, outer: Location | None = None) -> None:
         """One ``jax_call`` computing ``eqns``: their results in ``needed`` go into ``env``."""
         if not eqns:
             return
@@ -258,14 +262,15 @@ class _Importer:
         module = JaxModule(computation.serialize, loaded=computation)
         primitives = list(dict.fromkeys(eqn.primitive.name for eqn in eqns))
         held = ", ".join(primitives[:3]) + (", ..." if len(primitives) > 3 else "")
-        results = emit(
-            J.jax_call,
-            [env[v] for v in inputs],
-            name=f"{self.label}: {held}",
-            derivative=0,
-            result_types=tuple(TensorType(v.aval.shape, v.aval.dtype) for v in outputs),
-            module=module,
-        )
+        with imported_from(_origin(eqns[0]) or outer):
+            results = emit(
+                J.jax_call,
+                [env[v] for v in inputs],
+                name=f"{self.label}: {held}",
+                derivative=0,
+                result_types=tuple(TensorType(v.aval.shape, v.aval.dtype) for v in outputs),
+                module=module,
+            )
         env.update(zip(outputs, results if isinstance(results, tuple) else (results,)))
 
 
@@ -318,6 +323,24 @@ def _cotangent_aval(aval: Any) -> Any:
     if jax.dtypes.issubdtype(aval.dtype, np.inexact):
         return aval
     return jax.core.ShapedArray(aval.shape, jax.dtypes.float0)
+
+
+# flowjit's own source folders (the layers and the public face), for _origin to skip
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_OWN = tuple(
+    os.path.join(_ROOT, d) + os.sep
+    for d in ("ir", "passes", "backends", "runtime", "compiler", "flowjit")
+)
+
+
+def _origin(eqn: Any) -> Location | None:
+    """The line of jax code ``eqn`` came from (the innermost frame neither jax's nor
+    flowjit's), or None."""
+    for frame in user_frames(eqn.source_info.traceback):
+        path = os.path.abspath(frame.file_name)
+        if not (path.startswith(_OWN) or os.path.dirname(path) == _ROOT):
+            return Location(os.path.basename(frame.file_name), frame.start_line)
+    return None
 
 
 def _added_to_zero(eqn: Any) -> Any:

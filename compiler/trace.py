@@ -10,7 +10,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from flowjit.ir import Graph, OpDef, TensorType, TracingError, Value
+from flowjit.ir import Graph, Location, OpDef, TensorType, TracingError, Value
 from flowjit.ir.core import StateHandle
 from flowjit.ir.ops import creation, elementwise
 
@@ -24,9 +24,21 @@ class _PerThread(threading.local):
     def __init__(self) -> None:
         self.stack: list[TraceContext] = []  # the trace contexts entered, innermost last
         self.devices: list[str] = []  # the devices of the enclosing fj.device scopes
+        self.imported_from: Location | None = None  # the jax code an op being emitted is of
 
 
 _THREAD = _PerThread()
+
+
+@contextlib.contextmanager
+def imported_from(origin: Location | None):
+    """Ops emitted inside stand for ``origin`` too (a line of the jax code fj.from_jax brought
+    in), after the user's line: ``loc("train.py":12, "layers.py":37)``."""
+    saved, _THREAD.imported_from = _THREAD.imported_from, origin
+    try:
+        yield
+    finally:
+        _THREAD.imported_from = saved
 
 
 def device_scopes() -> list[str]:
@@ -143,7 +155,10 @@ def emit(opdef: OpDef, inputs: Sequence[Any], **attrs: Any):
         values.append(ctx.capture(x, opdef.name))
     devices = _THREAD.devices
     device = devices[-1] if devices else None
-    outs = ctx.graph.add(opdef, values, attrs, user_location(), device)
+    loc = user_location()
+    if _THREAD.imported_from is not None and loc is not None:
+        loc = loc.merged(_THREAD.imported_from)
+    outs = ctx.graph.add(opdef, values, attrs, loc, device)
     tensors = tuple(Tensor(v, ctx) for v in outs)
     return tensors[0] if len(tensors) == 1 else tensors
 

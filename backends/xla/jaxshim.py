@@ -20,6 +20,9 @@ from jax._src.config import (  # (no public name: the switch ensure_compile_time
     eager_constant_folding,
 )
 from jax._src.core import trace_state_clean  # (no public name: whether jax is tracing)
+from jax._src.source_info_util import (  # (no public name: the lines a jaxpr equation came from)
+    user_frames,
+)
 from jax.core import ShapedArray
 from jax.experimental.compilation_cache import compilation_cache
 from jax.extend.core import Primitive
@@ -106,6 +109,7 @@ __all__ = [
     "lower_fun",
     "trace_state_clean",
     "use_compilation_cache",
+    "user_frames",
     "use_compilation_cache_at_first_compile",
     "prepare_compile",
 ]

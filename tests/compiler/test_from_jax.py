@@ -5,6 +5,8 @@ prints, parses back and runs on the reference interpreter. Also the bridge's nam
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +15,8 @@ import pytest
 import flowjit as fj
 import flowjit.numpy as fnp
 from flowjit.backends.reference import run_graph
-from flowjit.ir import parse, print_graph
+from flowjit.ir import Location, parse, print_graph
+from flowjit.ir.ops import creation as Cr
 from flowjit.ir.ops import jax_call as J
 
 F32 = np.float32
@@ -40,6 +43,10 @@ def test_values_equal_jax_and_the_ir_names_the_jax_function_and_the_line():
     assert {(op.loc.file, op.loc.line) for op in graph.ops} == {
         ("test_from_jax.py", line.co_firstlineno + 2)  # (the line calling the imported function)
     }
+    # and each imported op also names the line of the jax function it came from
+    body = next(i for i, text in enumerate(inspect.getsourcelines(mixed)[0]) if "return" in text)
+    came_from = Location("test_from_jax.py", mixed.__code__.co_firstlineno + body)
+    assert {op.loc.also for op in graph.ops if op.opdef is not Cr.constant} == {(came_from,)}
 
 
 def test_the_ir_prints_parses_back_and_runs_on_the_reference_interpreter():
@@ -88,7 +95,7 @@ def test_a_third_derivative_is_an_error_naming_the_line():
     imported = fj.from_jax(lambda x: jax.nn.softmax(x, axis=0))
     twice = fj.grad(lambda x: fj.grad(loss(imported))(x).sum())
     third = fj.compile(fj.grad(lambda x: twice(x).sum()))
-    with pytest.raises(fj.GradientError, match=r"test_from_jax.py:\d+: jax_call: .*more than 2"):
+    with pytest.raises(fj.GradientError, match=r"test_from_jax.py:\d+ .*: jax_call: .*more than 2"):
         third(X)
 
 
