@@ -1,4 +1,4 @@
-"""fj.from_jax's translations (compiler/from_jax.py, ``_NATIVE``): each jax primitive with an
+"""fj.from_jax's translations (compiler/jax_primitives.py, ``NATIVE``): each jax primitive with an
 exact flowjit op imports as that op, with no jax_call left; the compiled values equal jax.jit's
 bit for bit (signed zeros and nans included) on random inputs with the edge values where the
 two could differ; gradients equal jax.grad's. The primitives whose params or edge values have
