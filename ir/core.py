@@ -105,8 +105,10 @@ class OpDef:
     ``shape_rule(in_types, **attrs)`` returns the output TensorType(s) or raises ShapeError /
     DTypeError; ``ref(*arrays, **attrs)`` is the numpy meaning of the op (the semantics; an
     op with subgraphs also gets ``run(graph, arrays) -> arrays`` from the interpreter);
-    ``vjp`` is the gradient rule (filled in by the autodiff issue) or ``no_vjp`` says why there
-    is none; ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
+    ``vjp`` is the gradient rule or ``no_vjp`` says why there is none; ``jvp`` is the
+    forward-mode rule (see ``defjvp``; an op with a ``vjp`` and no ``jvp`` gets its tangents by
+    transposing the vjp rule, ir/forward.py); ``batch`` is the batching rule (see
+    ``defbatch``); ``effects`` is empty for pure ops. ``attrs`` maps attribute name -> kind.
     ``broadcasts``: its operands broadcast numpy-style (binary elementwise ops, select), so a
     size-1 operand need not be broadcast first. ``state_operand``: for a state op (one that
     reads or writes a variable), the index of the operand that is the variable's handle; None
@@ -128,6 +130,8 @@ class OpDef:
     state_operand: int | None = None
     discharge: Callable[..., Any] | None = None
     lift: Callable[..., Any] | None = None
+    jvp: Callable[..., Any] | None = None
+    batch: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"OpDef({self.name})"
@@ -139,6 +143,26 @@ class OpDef:
         if self.vjp is not None or self.no_vjp is not None:
             raise ValueError(f"{self.name} already has a gradient rule (or says why not)")
         object.__setattr__(self, "vjp", rule)
+        return rule
+
+    def defjvp(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach the forward-mode rule (a decorator, written below the op's declaration):
+        ``rule(emit, op, *input_tangents) -> output tangents`` (None for zero), building the
+        tangents with ``emit`` (ir/grad.py) after ``op``, which is already in the graph."""
+        if self.jvp is not None:
+            raise ValueError(f"{self.name} already has a forward-mode rule")
+        object.__setattr__(self, "jvp", rule)
+        return rule
+
+    def defbatch(self, rule: Callable[..., Any]) -> Callable[..., Any]:
+        """Attach the batching rule (a decorator, written below the op's declaration):
+        ``rule(emit, op, args, batched) -> (results, results_batched)``. ``op`` is the op of
+        one example (its types have no batch axis); ``args`` are its operands in the batched
+        graph, those flagged in ``batched`` with the batch axis first (size ``emit.size``),
+        the others shared by every example. Build with ``emit`` (ir/batching.py)."""
+        if self.batch is not None:
+            raise ValueError(f"{self.name} already has a batching rule")
+        object.__setattr__(self, "batch", rule)
         return rule
 
     def declare_no_vjp(self, reason: str) -> None:
