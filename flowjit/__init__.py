@@ -13,6 +13,7 @@ from . import distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
+from .compiler.vmap import vmap
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
 from .compiler.placement import device, devices
@@ -35,6 +36,7 @@ from .ir import (
     PassError,
     ShapeError,
     ShardingError,
+    BatchingError,
     TracingError,
     TypeMismatchError,
     VariableError,
@@ -70,6 +72,7 @@ __all__ = [
     "HostCallError",
     "IntegerOverflowError",
     "grad",
+    "vmap",
     "gradients",
     "stop_gradient",
     "value_and_grad",
@@ -91,6 +94,7 @@ __all__ = [
     "ParseError",
     "PassError",
     "ShapeError",
+    "BatchingError",
     "TracingError",
     "VerifyError",
     "ir",
