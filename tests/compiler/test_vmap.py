@@ -97,6 +97,8 @@ def test_nested_vmap_and_axes():
         tree
     )
     close(got, want)
+    got = fj.vmap(lambda x, *, k: x * k, in_axes=None)(np.float32(3), k=a[:, 0])  # (kwargs: 0)
+    close(got, 3 * a[:, 0])
     got = fj.vmap(lambda x: x * 2, in_axes=None, axis_size=4)(np.float32(3))
     close(got, np.full(4, 6, np.float32))
     outs = fj.vmap(lambda x: (x, x.sum(), fnp.asarray(np.float32(2))), out_axes=(1, 0, None))(a)
