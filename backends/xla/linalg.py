@@ -10,9 +10,14 @@ from .lowering import LoweringContext, accumulation_type, ir_type, lowers, round
 from .reduce import keep_from_folding
 
 
-def highest_precision() -> ir.ArrayAttr:
+def highest_precision(ctx: LoweringContext) -> ir.ArrayAttr | None:
     """Full-precision operands for both sides: without it GPUs multiply float32 in TF32 and
-    TPUs in bfloat16, and the result would no longer be the numpy reference's."""
+    TPUs in bfloat16, and the result would no longer be the numpy reference's. None on CPU,
+    which multiplies float32 in float32 at any setting, and where a setting keeps XLA from
+    its fast (XNNPACK) kernels for dots and convolutions: 3.5x slower per-example conv
+    gradients (bench/per_example.py)."""
+    if ctx.platform == "cpu":
+        return None
     return ir.ArrayAttr.get([hlo.PrecisionAttr.get("HIGHEST")] * 2)
 
 
@@ -28,5 +33,5 @@ def _dot_general_lower(ctx: LoweringContext, op: Op, a: ir.Value, b: ir.Value) -
     a, b = keep_from_folding(a, b)
     out = op.outputs[0].type
     wide = accumulation_type(out)
-    result = hlo.dot_general(ir_type(wide), a, b, numbers, precision_config=highest_precision())
+    result = hlo.dot_general(ir_type(wide), a, b, numbers, precision_config=highest_precision(ctx))
     return round_to(result, wide, out)

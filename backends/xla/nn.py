@@ -58,7 +58,7 @@ def _conv2d_lower(ctx: LoweringContext, op: Op, x: ir.Value, w: ir.Value) -> ir.
         lhs_dilation=list(attrs["lhs_dilation"]),
         rhs_dilation=list(attrs["rhs_dilation"]),
         window_reversal=[False, False],
-        precision_config=highest_precision(),
+        precision_config=highest_precision(ctx),
     )
     return round_to(result, wide, out)
 

@@ -13,6 +13,9 @@ from .jaxshim import jax
 # next to them, so a convolution's bias add runs inside it. Measured with bench/suite,
 # interleaved in one process: the CNN step 16.4 -> 14.7 ms, but the MLP step 2.7 -> 3.3 and
 # the LSTM step 114 -> 136, so only programs with a convolution take it (docs/performance.md).
+# A grouped convolution (fj.vmap's per-example kernel gradients, bench/per_example.py) ran
+# 3.5x slower outside YNNPACK: a program with one has YNNPACK take every convolution too
+# (GROUPED), which made the plain CNN step ~10% slower, so only those programs do.
 # The differential fuzz test passes with it as without (each op held to its own rounding).
 COMPILER_OPTIONS: dict[str, tuple[frozenset[OpDef], dict[str, str]]] = {
     "cpu": (
@@ -26,14 +29,27 @@ COMPILER_OPTIONS: dict[str, tuple[frozenset[OpDef], dict[str, str]]] = {
 }
 
 
+GROUPED = {
+    "cpu": ("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION")
+}
+
+
 def compiler_options(graph: Graph, platform: str | None = None) -> dict[str, str] | None:
     """The options for compiling ``graph`` on ``platform`` (None: jax's default backend's),
     for jax.jit; None for none."""
-    when, options = COMPILER_OPTIONS.get(platform or jax.default_backend(), ((), None))
-    return options if _uses(graph, when) else None
+    platform = platform or jax.default_backend()
+    when, options = COMPILER_OPTIONS.get(platform, ((), None))
+    if not _uses(graph, lambda op: op.opdef in when):
+        return None
+    if platform in GROUPED and _uses(graph, _grouped_convolution):
+        key, more = GROUPED[platform]
+        options = {**options, key: f"{options[key]},{more}"}
+    return options
 
 
-def _uses(graph: Graph, opdefs) -> bool:
-    return any(
-        op.opdef in opdefs or any(_uses(g, opdefs) for g in op.subgraphs) for op in graph.ops
-    )
+def _grouped_convolution(op) -> bool:
+    return op.opdef is N.conv2d and op.attrs["feature_group_count"] > 1
+
+
+def _uses(graph: Graph, found) -> bool:
+    return any(found(op) or any(_uses(g, found) for g in op.subgraphs) for op in graph.ops)
