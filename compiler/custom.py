@@ -265,10 +265,10 @@ class custom_jvp(_Custom):
                     loc=user_location(),
                 )
             primal_out, tangent_out = out
-            _same_structure(tangent_out, body.treedef, f"{jvp_name}'s output tangent")
-            tangents = tree.tree_leaves(tangent_out, is_leaf=lambda x: x is None)
+            what = f"fj.custom_jvp: {jvp_name}'s output tangent"
+            tangents = _flatten_like(tangent_out, body.treedef, what, "custom_jvp")
             fixed = [
-                _leaf_like(t, p, ty, f"{jvp_name}'s output tangent", "output")
+                _leaf_like(t, p, ty, what, "custom_jvp")
                 for t, p, ty in zip(tangents, out_paths, out_types)
             ]
             return primal_out, tree.tree_unflatten(body.treedef, fixed)
@@ -309,33 +309,21 @@ def _cotangents(cts: Any, diff: list, leaves: list, bwd_name: str) -> list:
             op="custom_vjp",
             loc=user_location(),
         )
+    what = f"fj.custom_vjp: {bwd_name}'s cotangent"
     flat = []
     for i, (ct, arg) in enumerate(zip(cts, diff)):
         arg_tree = tree.tree_structure(arg)
         if ct is None:
             flat += [None] * arg_tree.num_leaves
-            continue
-        try:
-            flat += arg_tree.flatten_up_to(ct)
-        except (ValueError, TypeError):
-            got = tree.tree_structure(ct, is_leaf=lambda x: x is None)
-            raise TypeMismatchError(
-                f"fj.custom_vjp: {bwd_name}'s cotangent {i} has structure {got}, but argument "
-                f"{i} is {arg_tree}; give a cotangent of the argument's structure (None for "
-                "zero)",
-                op="custom_vjp",
-                loc=user_location(),
-            ) from None
-    return [
-        _leaf_like(ct, path, t, f"{bwd_name}'s cotangent", "argument")
-        for ct, (path, t) in zip(flat, leaves)
-    ]
+        else:
+            flat += _flatten_like(ct, arg_tree, f"{what} {i}", "custom_vjp")
+    return [_leaf_like(ct, path, t, what, "custom_vjp") for ct, (path, t) in zip(flat, leaves)]
 
 
-def _leaf_like(value: Any, path: str, t: TensorType, what: str, of: str) -> Any:
+def _leaf_like(value: Any, path: str, t: TensorType, what: str, op: str) -> Any:
     """``value`` (a cotangent or tangent given for the leaf at ``path``, of type ``t``) as a
     Tensor of type ``t``: zeros for None and for a leaf that is not a float; a float of
-    another precision is converted (as jax allows); another shape is a TypeMismatchError."""
+    another precision is converted (as jax allows); anything else is a TypeMismatchError."""
     from .numpy_api import asarray, zeros
     from .trace import convert
 
@@ -345,29 +333,31 @@ def _leaf_like(value: Any, path: str, t: TensorType, what: str, of: str) -> Any:
         tensor = asarray(value)
     except TypeError:
         raise TypeMismatchError(
-            f"fj.custom_{'vjp' if of == 'argument' else 'jvp'}: {what} for {path} is a "
-            f"{type(value).__name__}; give a Tensor (or None for zero)",
+            f"{what} for {path} is a {type(value).__name__}; give a Tensor (None for zero)",
+            op=op,
             loc=user_location(),
         ) from None
     if tensor.shape != t.shape or not is_float(tensor.dtype):
         raise TypeMismatchError(
-            f"{what} for {path} is {tensor._value.type}, but the {of} there is {t}; each "
-            f"must have its {of}'s shape and a float dtype",
-            op=f"custom_{'vjp' if of == 'argument' else 'jvp'}",
+            f"{what} for {path} is {tensor._value.type}, but {path} is {t}; give it that "
+            "shape and a float dtype",
+            op=op,
             loc=user_location(),
         )
     return convert(tensor, t.dtype)
 
 
-def _same_structure(value: Any, want: Any, what: str) -> None:
+def _flatten_like(value: Any, treedef: Any, what: str, op: str) -> list:
+    """``value``'s subtrees at the leaves of ``treedef`` (None where it gives None), or a
+    TypeMismatchError if its structure is not ``treedef``'s."""
     try:
-        want.flatten_up_to(value)
+        return treedef.flatten_up_to(value)
     except (ValueError, TypeError):
         got = tree.tree_structure(value, is_leaf=lambda x: x is None)
         raise TypeMismatchError(
-            f"fj.custom_jvp: {what} has structure {got}, but the output is {want}; they "
-            "must have the same structure",
-            op="custom_jvp",
+            f"{what} has structure {got}, but {treedef} is wanted; give that structure "
+            "(None for zero)",
+            op=op,
             loc=user_location(),
         ) from None
 

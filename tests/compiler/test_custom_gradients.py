@@ -411,11 +411,21 @@ def test_bwd_with_the_wrong_shape_names_the_users_line():
     f.defvjp(lambda x, y: (f(x, y), None), lambda _, g: (g, g[:2]))  # bwd
     step = fj.compile(lambda x: fj.grad(lambda x: fnp.sum(f(x, x)))(x))  # shape-call
     with pytest.raises(
-        fj.TypeMismatchError, match=r"args\[1\] is f32\[2\].*argument there"
+        fj.TypeMismatchError, match=r"args\[1\] is f32\[2\], but args\[1\] is f32\[4\]"
     ) as info:
         step(X)
     assert str(info.value).startswith(line_of("shape-call"))
     assert f"<lambda> ({line_of('bwd')})" in str(info.value)
+
+
+def test_bwd_cotangent_of_another_structure():
+    @fj.custom_vjp
+    def f(pair):
+        return pair[0] * pair[1]
+
+    f.defvjp(lambda pair: (f(pair), None), lambda _, g: ({"a": g},))
+    with pytest.raises(fj.TypeMismatchError, match=r"cotangent 0 has structure .*'a'"):
+        fj.grad(lambda x: fnp.sum(f((x, x))))(X)
 
 
 def test_fwd_output_unlike_the_function_output():
@@ -490,5 +500,7 @@ def test_custom_jvp_tangent_with_the_wrong_shape():
         return x * 2
 
     f.defjvp(lambda p, t: (f(p[0]), t[0][:2]))
-    with pytest.raises(fj.TypeMismatchError, match=r"output tangent for output is f32\[2\]"):
+    with pytest.raises(
+        fj.TypeMismatchError, match=r"output tangent for output is f32\[2\], but output is f32\[4\]"
+    ):
         fj.grad(lambda x: fnp.sum(f(x)))(X)
