@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..batching import BatchEmit, batch_graph
 from ..core import Effect, Graph, Op, OpDef, Value, register
 from ..errors import GradientError, ShapeError
 from ..grad import Emit, _live, backward, differentiable, linearize
@@ -289,5 +290,63 @@ def _lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op, tupl
 
 custom_vjp_call.deflift(_lift)
 custom_jvp_call.deflift(_lift)
+
+
+# -- batching (ir/batching.py) --------------------------------------------------------------
+# The subgraphs are batched alike: a result is batched if the body's or the rule's is (a
+# shared one is broadcast), a cotangent or tangent as its value, and a shared argument's
+# cotangent from bwd is summed over the examples (each used it).
+@custom_vjp_call.defbatch
+def _custom_vjp_batch(e, op, args, batched):
+    k, body, fwd, bwd = (op.attrs[key] for key in ("consts", "body", "fwd", "bwd"))
+    flags, n = list(batched), len(body.outputs)
+    fwd_flags = batch_graph(fwd, flags, e.size)[1]
+    outs = [a or b for a, b in zip(batch_graph(body, flags, e.size)[1], fwd_flags)]
+    fwd_flags = outs + fwd_flags[n:]
+    r = len(bwd.inputs) - k - n
+    new_bwd, ct_flags = batch_graph(bwd, flags[:k] + fwd_flags[n : n + r] + outs, e.size)
+    inside = BatchEmit(new_bwd, e.size)
+    new_bwd.outputs = [
+        _like_argument(inside, ct, b, a) for ct, b, a in zip(new_bwd.outputs, ct_flags, flags[k:])
+    ]
+    attrs = dict(
+        op.attrs,
+        body=batch_graph(body, flags, e.size, outs)[0],
+        fwd=batch_graph(fwd, flags, e.size, fwd_flags)[0],
+        bwd=new_bwd,
+    )
+    results = e(custom_vjp_call, *args, **attrs)
+    results = results if isinstance(results, tuple) else (results,)
+    return results, fwd_flags if op.attrs["with_residuals"] else outs
+
+
+def _like_argument(emit: BatchEmit, ct: Value, ct_batched: bool, arg_batched: bool) -> Value:
+    """A batched cotangent of a shared argument summed over the examples; a shared one of a
+    batched argument broadcast over them."""
+    from . import reduce as R
+
+    if ct_batched and not arg_batched:
+        return emit(R.reduce_sum, ct, axes=(0,), keepdims=False)
+    return emit.materialize(ct, ct_batched) if arg_batched else ct
+
+
+@custom_jvp_call.defbatch
+def _custom_jvp_batch(e, op, args, batched):
+    k, body, jvp = (op.attrs[key] for key in ("consts", "body", "jvp"))
+    flags, n = list(batched), len(body.outputs)
+    jvp_in = flags + flags[k:]  # (a tangent is batched as its primal)
+    jvp_flags = batch_graph(jvp, jvp_in, e.size)[1]
+    outs = [
+        a or b or c
+        for a, b, c in zip(batch_graph(body, flags, e.size)[1], jvp_flags, jvp_flags[n:])
+    ]
+    attrs = dict(
+        op.attrs,
+        body=batch_graph(body, flags, e.size, outs)[0],
+        jvp=batch_graph(jvp, jvp_in, e.size, outs + outs)[0],
+    )
+    results = e(custom_jvp_call, *args, **attrs)
+    return (results if isinstance(results, tuple) else (results,)), outs
+
 
 __all__ = ["custom_jvp_call", "custom_vjp_call", "inline"]

@@ -505,3 +505,28 @@ def test_custom_jvp_tangent_with_the_wrong_shape():
         fj.TypeMismatchError, match=r"output tangent for output is f32\[2\], but output is f32\[4\]"
     ):
         fj.grad(lambda x: fnp.sum(f(x)))(X)
+
+
+# -- fj.vmap -----------------------------------------------------------------------------------
+def test_vmap_of_grad_and_grad_of_vmap():
+    # bwd scales w's cotangent by 3: a shared w's cotangent is summed over the examples
+    fj_f, jax_f = custom_vjp_pair(
+        lambda np_, w, x: np_.sin(x * w),
+        lambda np_, f, w, x: (f(w, x), (w, x)),
+        lambda np_, r, g: (g * np_.cos(r[1] * r[0]) * r[1] * 3, g * np_.cos(r[1] * r[0]) * r[0]),
+    )
+    fj_g, jax_g = log1pexp_pair()
+    w = np.array([0.5, -1.0, 2.0, 0.3], np.float32)
+    xs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+
+    def loss(f, g, np_):
+        return lambda w, x: np_.sum(f(w, x) ** 2 + g(x * w))
+
+    per_example = fj.vmap(fj.grad(loss(fj_f, fj_g, fnp)), in_axes=(None, 0))(w, xs)
+    close(per_example, jax.vmap(jax.grad(loss(jax_f, jax_g, jnp)), in_axes=(None, 0))(w, xs))
+
+    def total(vmap, grad, f, g, np_):
+        return grad(lambda w: np_.sum(vmap(loss(f, g, np_), in_axes=(None, 0))(w, xs)))
+
+    want = total(jax.vmap, jax.grad, jax_f, jax_g, jnp)(w)
+    close(total(fj.vmap, fj.grad, fj_f, fj_g, fnp)(w), want)
