@@ -13,6 +13,7 @@ from . import distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
+from .compiler.custom import custom_jvp, custom_vjp
 from .compiler.vmap import vmap
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
@@ -76,6 +77,8 @@ __all__ = [
     "gradients",
     "stop_gradient",
     "value_and_grad",
+    "custom_vjp",
+    "custom_jvp",
     "config",
     "Tensor",
     "Variable",

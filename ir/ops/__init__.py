@@ -4,6 +4,7 @@ from . import (
     bits,
     control,
     creation,
+    custom,
     elementwise,
     host,
     index,
