@@ -13,6 +13,7 @@ from . import distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
+from .compiler.forward import jvp, linearize, vjp
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
 from .compiler.placement import device, devices
@@ -73,6 +74,9 @@ __all__ = [
     "gradients",
     "stop_gradient",
     "value_and_grad",
+    "jvp",
+    "linearize",
+    "vjp",
     "config",
     "Tensor",
     "Variable",
