@@ -14,6 +14,7 @@ from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Va
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .compiler.forward import jvp, linearize, vjp
+from .compiler.vmap import vmap
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
 from .compiler.placement import device, devices
@@ -36,6 +37,7 @@ from .ir import (
     PassError,
     ShapeError,
     ShardingError,
+    BatchingError,
     TracingError,
     TypeMismatchError,
     VariableError,
@@ -71,6 +73,7 @@ __all__ = [
     "HostCallError",
     "IntegerOverflowError",
     "grad",
+    "vmap",
     "gradients",
     "stop_gradient",
     "value_and_grad",
@@ -95,6 +98,7 @@ __all__ = [
     "ParseError",
     "PassError",
     "ShapeError",
+    "BatchingError",
     "TracingError",
     "VerifyError",
     "ir",

@@ -60,6 +60,11 @@ class GradientError(FlowjitError, ValueError):
     """A gradient that cannot be taken (through a while loop, say); says what to use instead."""
 
 
+class BatchingError(FlowjitError, ValueError):
+    """``fj.vmap`` cannot batch a function as asked: batch axes of different sizes, a
+    variable written with a different value for each example, an op without a batching rule."""
+
+
 class TracingError(FlowjitError, TypeError):
     """Python code used a traced Tensor as a concrete value (``if t:``, ``int(t)``, ...)."""
 

@@ -20,12 +20,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..batching import BatchEmit, batch_graph, has_effects, inline_batched
 from ..core import Effect, Graph, Op, OpDef, Value, register
-from ..errors import DTypeError, GradientError, ShapeError, TypeMismatchError
+from ..errors import BatchingError, DTypeError, GradientError, ShapeError, TypeMismatchError
 from ..forward import jvp_subgraph, replace, tangent_outputs
 from ..grad import active_values, differentiable, linearize
 from ..types import BOOL, TensorType
 from . import elementwise as E
+from . import reduce as R
 
 Run = Callable[[Graph, Sequence[np.ndarray]], list[np.ndarray]]
 Discharge = Callable[[Graph, list[Value], list[Value]], Graph]
@@ -440,3 +442,115 @@ def _scatter(inputs, cts) -> list:
     """Cotangents given for the differentiable ``inputs`` only, spread over all of them."""
     cts = iter(cts)
     return [next(cts) if differentiable(v.type) else None for v in inputs]
+
+
+# -- batching (ir/batching.py) --------------------------------------------------------------
+@cond.defbatch
+def _cond_batch(e, op, args, batched):
+    """A predicate shared by the examples picks one branch for all, batched as needed; a
+    per-example predicate runs both branches on the batch and selects per example (as jax)."""
+    pred, operands, flags = args[0], args[1:], list(batched[1:])
+    branches = [op.attrs["true_branch"], op.attrs["false_branch"]]
+    if not batched[0]:
+        either = [batch_graph(b, flags, e.size)[1] for b in branches]
+        force = [a or b for a, b in zip(*either)]
+        true, false = (batch_graph(b, flags, e.size, force)[0] for b in branches)
+        return _as_tuple(e(cond, pred, *operands, true_branch=true, false_branch=false)), force
+    _refuse_effects(branches, "a fj.cond whose predicate differs across the examples")
+    (t, _), (f, _) = (inline_batched(e, b, operands, flags) for b in branches)
+    outs = [
+        e(E.select, e.expand(pred, True, v.type.ndim), a, b) for a, b, v in zip(t, f, op.outputs)
+    ]
+    return outs, [True] * len(outs)
+
+
+@while_loop.defbatch
+def _while_batch(e, op, args, batched):
+    """Carries that become per-example (found to a fixed point) are batched. A per-example
+    predicate runs the loop while any example's holds; an example whose predicate no longer
+    holds keeps its carry (as jax)."""
+    k = op.attrs["consts"]
+    test, body = op.attrs["cond"], op.attrs["body"]
+    consts, carry_flags = list(batched[:k]), list(batched[k:])
+    while True:
+        (per_example,) = batch_graph(test, consts + carry_flags, e.size)[1]
+        if per_example:
+            carry_flags = [True] * len(carry_flags)
+            break
+        out = batch_graph(body, consts + carry_flags, e.size)[1]
+        widened = [a or b for a, b in zip(carry_flags, out)]
+        if widened == carry_flags:
+            break
+        carry_flags = widened
+    flags = consts + carry_flags
+    carry = [e.materialize(a, b) if f else a for a, b, f in zip(args[k:], batched[k:], carry_flags)]
+    if not per_example:
+        new_test = batch_graph(test, flags, e.size)[0]
+        new_body = batch_graph(body, flags, e.size, carry_flags)[0]
+        outs = e(while_loop, *args[:k], *carry, consts=k, cond=new_test, body=new_body)
+        return _as_tuple(outs), carry_flags
+    _refuse_effects([body], "a fj.while_loop whose predicate differs across the examples")
+    inputs = [a.type for a in args[:k]] + [a.type for a in carry]
+
+    def any_holds(g: Graph, inner) -> Value:
+        preds, _ = inline_batched(inner, test, g.inputs, flags)
+        return inner(R.reduce_or, preds[0], axes=(0,), keepdims=False)
+
+    def step(g: Graph, inner) -> list[Value]:
+        (holds,), _ = inline_batched(inner, test, g.inputs, flags)
+        new, new_flags = inline_batched(inner, body, g.inputs, flags)
+        new = [inner.materialize(v, f) for v, f in zip(new, new_flags)]
+        old = g.inputs[k:]
+        return [
+            inner(E.select, inner.expand(holds, True, v.type.ndim - 1), v, o)
+            for v, o in zip(new, old)
+        ]
+
+    new_test = _batched_subgraph(e, test, inputs, lambda g, inner: [any_holds(g, inner)])
+    new_body = _batched_subgraph(e, body, inputs, step)
+    outs = e(while_loop, *args[:k], *carry, consts=k, cond=new_test, body=new_body)
+    return _as_tuple(outs), carry_flags
+
+
+@scan.defbatch
+def _scan_batch(e, op, args, batched):
+    """Carries that become per-example (found to a fixed point) are batched; batched xs are
+    scanned over their second axis (the batch's is first), and batched ys come out with the
+    batch axis first again."""
+    k, c = op.attrs["consts"], op.attrs["carries"]
+    body: Graph = op.attrs["body"]
+    flags = list(batched)
+    while True:
+        out = batch_graph(body, flags, e.size)[1]
+        widened = [a or b for a, b in zip(flags[k : k + c], out[:c])]
+        if widened == flags[k : k + c]:
+            break
+        flags[k : k + c] = widened
+    n_ys = len(body.outputs) - c
+    new_body, out_flags = batch_graph(body, flags, e.size, flags[k : k + c] + [False] * n_ys)
+    inputs = [e.materialize(a, b) if f else a for a, b, f in zip(args, batched, flags)]
+    inputs[k + c :] = [
+        e.moveaxis(a, 0, 1) if f else a for a, f in zip(inputs[k + c :], flags[k + c :])
+    ]
+    outs = list(_as_tuple(e(scan, *inputs, **dict(op.attrs, body=new_body))))
+    outs[c:] = [e.moveaxis(y, 1, 0) if f else y for y, f in zip(outs[c:], out_flags[c:])]
+    return outs, out_flags
+
+
+def _refuse_effects(graphs, what: str) -> None:
+    if any(has_effects(g, Effect.WRITE, Effect.HOST) for g in graphs):
+        raise BatchingError(
+            f"fj.vmap: {what} runs on every example and keeps each one's result, which a "
+            "body that writes a variable or calls the host cannot do; make the predicate "
+            "the same for every example, or move the write or host call out of it"
+        )
+
+
+def _batched_subgraph(e, like: Graph, types, build) -> Graph:
+    """A new closed subgraph named as ``like``, with inputs of ``types`` and ``like``'s
+    variables, whose results ``build(graph, emit)`` makes (batching into it)."""
+    g = Graph(like.name, [Value(t) for t in types])
+    for handle in like.states:
+        g.add_state(handle.name, handle.type)
+    g.outputs = build(g, BatchEmit(g, e.size))
+    return g

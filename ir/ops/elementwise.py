@@ -8,6 +8,7 @@ import math
 import ml_dtypes
 import numpy as np
 
+from ..batching import elementwise_batch
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import BOOL, TensorType, is_float
@@ -25,12 +26,13 @@ from .rules import (
 
 
 def _unary(name: str, allowed, ref, out_dtype=None, doc: str = "") -> OpDef:
-    return register(OpDef(name, unary_rule(allowed, out_dtype), low_precision_ref(ref), doc=doc))
+    rule, ref = unary_rule(allowed, out_dtype), low_precision_ref(ref)
+    return register(OpDef(name, rule, ref, doc=doc, batch=elementwise_batch))
 
 
 def _binary(name: str, allowed, ref, out_dtype=None, doc: str = "") -> OpDef:
     rule, ref = nary_rule(2, allowed, out_dtype), low_precision_ref(ref)
-    return register(OpDef(name, rule, ref, doc=doc, broadcasts=True))
+    return register(OpDef(name, rule, ref, doc=doc, broadcasts=True, batch=elementwise_batch))
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -287,6 +289,7 @@ select = register(
         lambda p, a, b: np.where(p, a, b),
         doc="where(pred, on_true, on_false), broadcasting all three",
         broadcasts=True,
+        batch=elementwise_batch,
     )
 )
 
@@ -327,6 +330,7 @@ convert = register(
         _convert_ref,
         attrs={"dtype": "dtype"},
         doc="x.astype(dtype); float -> int truncates toward zero, saturates, NaN -> 0",
+        batch=elementwise_batch,
     )
 )
 
@@ -386,6 +390,7 @@ reduce_precision = register(
         doc="x rounded to a float format of `exponent_bits` and `mantissa_bits` (XLA's "
         "ReducePrecision): to nearest even; with fewer exponent bits than x's dtype, inf beyond "
         "the format's range and a zero below its normal numbers; nan stays",
+        batch=elementwise_batch,
     )
 )
 
@@ -397,6 +402,7 @@ stop_gradient = register(
         lambda x: x.copy(),
         no_vjp="it stops gradients: that is what it is for",
         doc="x; gradients stop here",
+        batch=elementwise_batch,
     )
 )
 

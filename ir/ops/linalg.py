@@ -157,3 +157,22 @@ def _dot_general_jvp(e, op, ta, tb):
     parts = [e(dot_general, ta, b, **op.attrs)] if ta is not None else []
     parts += [e(dot_general, a, tb, **op.attrs)] if tb is not None else []
     return [parts[0] if len(parts) == 1 else e(add, *parts)]
+
+
+@dot_general.defbatch
+def _dot_general_batch(e, op, args, batched):
+    """Both operands batched: the batch axis is one more batch dimension (the result's
+    first). One: it is a free dimension of that operand, moved to the front afterwards."""
+    lhs, rhs = op.inputs
+    lc, rc, lb, rb = dot_dims(lhs.type, rhs.type, **op.attrs)
+    up = [tuple(d + 1 for d in dims) if b else dims for dims, b in zip((lc, rc), batched)]
+    lb_up, rb_up = (tuple(d + 1 for d in dims) if b else dims for dims, b in zip((lb, rb), batched))
+    if all(batched):
+        lb_up, rb_up, at = (0, *lb_up), (0, *rb_up), 0
+    elif batched[0]:
+        at = len(lb)  # (after the batch dims, the lhs's first free dim)
+    else:
+        at = lhs.type.ndim - len(lc)  # (after the lhs's batch and free dims, the rhs's first)
+    attrs = {"lhs_contracting": up[0], "rhs_contracting": up[1]}
+    out = e(dot_general, *args, **attrs, lhs_batch=lb_up, rhs_batch=rb_up)
+    return [e.moveaxis(out, at, 0)], [True]

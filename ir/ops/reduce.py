@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..batching import shifted_axis_batch
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import BOOL, TensorType
@@ -95,6 +96,7 @@ def _reduce(
             _reduce_ref(fn),
             attrs=dict(_AXES_ATTRS),
             doc=doc,
+            batch=shifted_axis_batch("axes"),
         )
     )
 
@@ -160,6 +162,7 @@ argmax = register(
         _arg_rule,
         _arg_ref(np.argmax),
         attrs=dict(_AXIS_ATTRS),
+        batch=shifted_axis_batch("axis"),
         doc=_ARG_DOC.format("maximum", "argmax"),
     )
 )
@@ -169,6 +172,7 @@ argmin = register(
         _arg_rule,
         _arg_ref(np.argmin),
         attrs=dict(_AXIS_ATTRS),
+        batch=shifted_axis_batch("axis"),
         doc=_ARG_DOC.format("minimum", "argmin"),
     )
 )
@@ -229,7 +233,8 @@ def _logaddexp(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _cumulative(name: str, ref: Callable, allowed: tuple[np.dtype, ...], doc: str) -> OpDef:
     attrs = {"axis": "int", "reverse": "bool"}
-    return register(OpDef(name, _cumulative_rule(allowed), ref, attrs=attrs, doc=doc))
+    rule, batch = _cumulative_rule(allowed), shifted_axis_batch("axis")
+    return register(OpDef(name, rule, ref, attrs=attrs, doc=doc, batch=batch))
 
 
 _REVERSE_DOC = "; reverse=True runs from the end (each element with all after it)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..batching import shifted_axis_batch
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
@@ -287,3 +288,56 @@ def _pad_vjp(e, op, g):  # x gets its window of g; the pad value the sum of the 
 @reverse.defvjp
 def _reverse_vjp(e, op, g):  # reverse back
     return [e(reverse, g, axes=op.attrs["axes"])]
+
+
+# -- batching rules (ir/batching.py): the batch axis is first, the example's axes follow ----
+reverse.defbatch(shifted_axis_batch("axes"))
+
+
+@transpose.defbatch
+def _transpose_batch(e, op, args, batched):  # the batch axis stays first
+    return [e(transpose, args[0], perm=(0, *(p + 1 for p in op.attrs["perm"])))], [True]
+
+
+@reshape.defbatch
+def _reshape_batch(e, op, args, batched):  # each example reshaped on its own
+    return [e(reshape, args[0], shape=(e.size, *op.attrs["shape"]))], [True]
+
+
+@broadcast_to.defbatch
+def _broadcast_to_batch(e, op, args, batched):  # the example's axes line up after the batch's
+    shape = op.attrs["shape"]
+    x = e.expand(args[0], True, len(shape))
+    return [e(broadcast_to, x, shape=(e.size, *shape))], [True]
+
+
+@concatenate.defbatch
+def _concatenate_batch(e, op, args, batched):  # along the example's axis, one further
+    xs = [e.materialize(a, b) for a, b in zip(args, batched)]
+    axis = normalize_axis(op.attrs["axis"], op.outputs[0].type.ndim) + 1
+    return [e(concatenate, *xs, axis=axis)], [True]
+
+
+@slice_.defbatch
+def _slice_batch(e, op, args, batched):  # the whole batch axis, each example's slice
+    start, limit, strides = (op.attrs[k] for k in ("start", "limit", "strides"))
+    return [e(slice_, args[0], start=(0, *start), limit=(e.size, *limit), strides=(1, *strides))], [
+        True
+    ]
+
+
+@pad.defbatch
+def _pad_batch(e, op, args, batched):
+    """A shared pad value pads every example's axes (not the batch axis); one value per
+    example: pad with zeros, then select the pad value outside each example's window."""
+    x, value = e.materialize(args[0], batched[0]), args[1]
+    low, high = (0, *op.attrs["low"]), (0, *op.attrs["high"])
+    if not batched[1]:
+        return [e(pad, x, value, low=low, high=high)], [True]
+    from . import elementwise as E
+
+    padded = e(pad, x, e.constant(0, x.type.dtype), low=low, high=high)
+    inside = e(broadcast_to, e.constant(True, np.bool_), shape=x.type.shape)
+    mask = e(pad, inside, e.constant(False, np.bool_), low=low, high=high)
+    value = e.expand(value, True, padded.type.ndim - 1)
+    return [e(E.select, mask, padded, value)], [True]

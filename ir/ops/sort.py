@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..batching import shifted_axis_batch
 from ..core import OpDef, register
 from ..errors import ShapeError
 from ..types import TensorType
@@ -43,6 +44,7 @@ sort = register(
         _sort_rule,
         _sort_ref,
         attrs=dict(_SORT_ATTRS),
+        batch=shifted_axis_batch("axis"),
         doc="numpy.sort along `axis` (nans last); descending=True is the reverse (nans first)",
     )
 )
@@ -62,6 +64,7 @@ argsort = register(
         _argsort_rule,
         _argsort_ref,
         attrs=dict(_SORT_ATTRS),
+        batch=shifted_axis_batch("axis"),
         doc="int32 indices that sort along `axis`, stably: equal elements keep "
         "their order, also when descending; nans as in sort",
     )
@@ -93,6 +96,7 @@ top_k = register(
         _top_k_rule,
         _top_k_ref,
         attrs={"k": "int"},
+        batch=shifted_axis_batch(),  # (along the last axis: the batch axis is not it)
         doc="the k largest elements along the last axis, largest first, and their "
         "int32 indices, as jax.lax.top_k: ties give the lower index first; "
         "every nan counts as largest (jax ranks a nan with the sign bit set "

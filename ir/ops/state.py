@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import Effect, OpDef, register
-from ..errors import DTypeError, ShapeError
+from ..errors import BatchingError, DTypeError, ShapeError
 from ..types import TensorType
 from . import elementwise as E
 from .rules import NUMERIC, check_arity, check_dtype
@@ -69,7 +69,19 @@ def _write_op(name: str, ref, update: bool, doc: str) -> OpDef:
             state_operand=0,
             no_vjp="has no outputs",
             doc=doc,
+            batch=_write_batch,
         )
+    )
+
+
+def _write_batch(emit, op, args, batched):
+    """A write whose value differs across the examples of fj.vmap: a variable holds one
+    value, so it is an error (a write of a value shared by every example is copied as is)."""
+    raise BatchingError(
+        f"fj.vmap: the write to variable ${op.state_handle.name} gives it a different value "
+        "for each example, but a variable holds one value; reduce over the batch first "
+        "(e.g. .mean(axis=0)), or return the values from the vmapped function and write "
+        "outside fj.vmap"
     )
 
 
