@@ -14,6 +14,8 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import ArgumentError, ShapeError, TracingError, TypeMismatchError
 from flowjit.ir.forward import forward
@@ -21,8 +23,9 @@ from flowjit.ir.types import is_float
 from flowjit.passes.discharge import lift_state
 
 from .autodiff import _fresh, pull_back
-from .location import user_location
+from .location import check_argnums, positional_parameters, user_location
 from .trace import current, tracing
+from .vmap import vmap
 
 
 def jvp(fn: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
@@ -70,6 +73,124 @@ def vjp(fn: Callable, *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
         return _compiled(fn, f"vjp_aux{has_aux}", pullback)(tuple(primals), cotangent)
 
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def jacfwd(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """Like ``jax.jacfwd``: the Jacobian of ``fn`` with respect to the argument(s)
+    ``argnums``, by forward mode: ``fj.vmap`` of ``fj.jvp`` over the standard basis of the
+    arguments. Each result leaf's Jacobian has shape ``(*result shape, *argument shape)``."""
+    return _jacobian(fn, argnums, has_aux, "jacfwd")
+
+
+def jacrev(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """Like ``jax.jacrev``: the Jacobian by reverse mode: ``fj.vmap`` of ``fj.vjp``'s pullback
+    over the standard basis of the results."""
+    return _jacobian(fn, argnums, has_aux, "jacrev")
+
+
+def hessian(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """Like ``jax.hessian``: ``jacfwd(jacrev(fn))``, forward over reverse."""
+    return jacfwd(jacrev(fn, argnums, has_aux), argnums, has_aux)
+
+
+def _jacobian(fn: Callable, argnums: Any, has_aux: bool, kind: str) -> Callable:
+    name = getattr(fn, "__name__", "fn")
+    single = not isinstance(argnums, (tuple, list))
+    positions = check_argnums(argnums, "argnums", name, positional_parameters(fn))
+    compiled = None
+
+    def traced(*args: Any) -> Any:
+        from .numpy_api import asarray
+
+        def partial(*dyn: Any) -> Any:
+            full = list(args)
+            for i, value in zip(positions, dyn):
+                full[i] = value
+            both = fn(*full)
+            return both if has_aux else (both, None)
+
+        dyn = tuple(jax.tree_util.tree_map(asarray, args[i]) for i in positions)
+        out, aux = partial(*dyn)
+        leaves, tree = jax.tree_util.tree_flatten(dyn)
+        out_leaves, out_tree = jax.tree_util.tree_flatten(out)
+        out_leaves = [asarray(y) for y in out_leaves]
+        if kind == "jacfwd":
+            tangents = _basis(leaves, tree)
+            pushed = vmap(lambda *t: jvp(lambda *d: partial(*d)[0], dyn, t)[1])(*tangents)
+            # (n inputs, *out) -> (*out, *input shape) for each output and input leaf
+            blocks = [_split_last(_move_first_last(t), leaves) for t in _leaves(pushed)]
+        else:
+            cotangents = _basis(out_leaves, out_tree)
+            pulled = vmap(lambda ct: vjp(lambda *d: partial(*d)[0], *dyn)[1](ct))(cotangents)
+            # (n outputs, *in) per input leaf -> (*out, *in) for each output and input leaf
+            per_input = [_split_first(g, out_leaves) for g in _leaves(pulled)]
+            blocks = [list(row) for row in zip(*per_input)] if per_input else []
+        jac = [jax.tree_util.tree_unflatten(tree, row) for row in blocks]
+        jac = [j[0] if single else j for j in jac]
+        result = jax.tree_util.tree_unflatten(out_tree, jac)
+        return (result, aux) if has_aux else result
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any) -> Any:
+        nonlocal compiled
+        check_argnums(argnums, "argnums", name, given=len(args))
+        if tracing():
+            return traced(*args)
+        if compiled is None:
+            from .api import compile
+
+            compiled = compile(traced, name=f"{kind}_{name}")
+        return compiled(*args)
+
+    return wrapped
+
+
+def _leaves(tree: Any) -> list:
+    return jax.tree_util.tree_leaves(tree)
+
+
+def _basis(leaves: list, tree: Any) -> tuple:
+    """The standard basis of the space of ``leaves`` (``tree``'s): for each leaf, a Tensor
+    ``(n, *its shape)``, n the leaves' total size; as ``tree`` unflattened."""
+    from .numpy_api import eye, reshape
+
+    sizes = [int(np.prod(x.shape, dtype=np.int64)) for x in leaves]
+    total, start, parts = sum(sizes), 0, []
+    for x, size in zip(leaves, sizes):
+        rows = eye(total, dtype=x.dtype)[:, start : start + size]
+        parts.append(reshape(rows, (total, *x.shape)))
+        start += size
+    return jax.tree_util.tree_unflatten(tree, parts)
+
+
+def _move_first_last(t: Any) -> Any:
+    from .numpy_api import transpose
+
+    return transpose(t, (*range(1, len(t.shape)), 0))
+
+
+def _split_last(t: Any, leaves: list) -> list:
+    """``t`` of shape (*out, n) cut along its last axis into ``(*out, *leaf shape)`` pieces."""
+    from .numpy_api import reshape
+
+    out, start = [], 0
+    for x in leaves:
+        size = int(np.prod(x.shape, dtype=np.int64))
+        out.append(reshape(t[..., start : start + size], (*t.shape[:-1], *x.shape)))
+        start += size
+    return out
+
+
+def _split_first(t: Any, leaves: list) -> list:
+    """``t`` of shape (n, *in) cut along its first axis into ``(*leaf shape, *in)`` pieces."""
+    from .numpy_api import reshape
+
+    out, start = [], 0
+    for y in leaves:
+        size = int(np.prod(y.shape, dtype=np.int64))
+        out.append(reshape(t[start : start + size], (*y.shape, *t.shape[1:])))
+        start += size
+    return out
 
 
 # -- inside a trace ---------------------------------------------------------------------------
@@ -242,4 +363,4 @@ def _compiled(fn: Callable, kind: str, traced: Callable) -> Any:
     return found
 
 
-__all__ = ["jvp", "linearize", "vjp"]
+__all__ = ["hessian", "jacfwd", "jacrev", "jvp", "linearize", "vjp"]

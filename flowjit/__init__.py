@@ -13,7 +13,7 @@ from . import distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
-from .compiler.forward import jvp, linearize, vjp
+from .compiler.forward import hessian, jacfwd, jacrev, jvp, linearize, vjp
 from .compiler.vmap import vmap
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
@@ -78,6 +78,9 @@ __all__ = [
     "stop_gradient",
     "value_and_grad",
     "jvp",
+    "jacfwd",
+    "jacrev",
+    "hessian",
     "linearize",
     "vjp",
     "config",
