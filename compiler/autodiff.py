@@ -26,11 +26,8 @@ from .trace import current, emit, tracing
 def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
     """d y / d x for each of ``xs`` (Tensors or Variables), as Tensors of their shapes; zeros
     where ``y`` does not depend on ``x``. ``y`` must be a float scalar Tensor."""
-    from .numpy_api import asarray, zeros
-    from .tensor import Tensor
-    from .variable import Variable
+    from .numpy_api import asarray
 
-    ctx = current()
     y = asarray(y)
     if y.shape != ():
         raise ShapeError(
@@ -46,13 +43,34 @@ def gradients(y: Any, xs: Sequence[Any]) -> list[Any]:
             op="gradients",
             loc=user_location(),
         )
+    return pull_back([(y, None)], xs)
+
+
+def pull_back(seeds: Sequence[tuple[Any, Any]], xs: Sequence[Any]) -> list[Any]:
+    """The reverse sweep ``gradients`` and ``fj.vjp`` share: for ``seeds``, pairs (a Tensor
+    of the current trace, its cotangent: a Tensor of its type, or None for ones), the sum over
+    them of <cotangent, d y / d x> for each of ``xs`` (Tensors or Variables), as Tensors of
+    their shapes (zeros where no y depends on x)."""
+    from .numpy_api import asarray, zeros
+    from .tensor import Tensor
+    from .variable import Variable
+
+    ctx = current()
     # Loops and branches that use variables get them as operands, read just before them:
     # a variable's gradient is then taken at its reads in this graph.
     ctx.graph.ops = lift_state(ctx.graph)[0].ops
     ops = list(ctx.graph.ops)
     xs = [x if isinstance(x, (Tensor, Variable)) else asarray(x) for x in xs]
     wrt = [_wrt_values(ctx, ops, x) for x in xs]
-    cts: dict[Value, Value] = {y._value: Emit(ctx.graph, user_location()).constant(1, y.dtype)}
+    cts: dict[Value, Value] = {}
+    for y, ct in seeds:
+        value = ctx.capture(y)
+        if not is_float(value.type.dtype):
+            continue
+        ct = (
+            Emit(ctx.graph, user_location()).constant(1, y.dtype) if ct is None else ctx.capture(ct)
+        )
+        cts[value] = ct if value not in cts else ctx.graph.add(E.add, [cts[value], ct])[0]
     backward(ctx.graph, ops, cts, [v for values in wrt for v in values])
     results = []
     for x, values in zip(xs, wrt):
@@ -152,4 +170,4 @@ def grad(fn: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) 
     return wrapped
 
 
-__all__ = ["gradients", "stop_gradient", "grad", "value_and_grad"]
+__all__ = ["gradients", "pull_back", "stop_gradient", "grad", "value_and_grad"]

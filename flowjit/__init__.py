@@ -14,6 +14,7 @@ from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Va
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .compiler.custom import custom_jvp, custom_vjp
+from .compiler.forward import hessian, jacfwd, jacrev, jvp, linearize, vjp
 from .compiler.vmap import vmap
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
@@ -79,6 +80,12 @@ __all__ = [
     "value_and_grad",
     "custom_vjp",
     "custom_jvp",
+    "jvp",
+    "jacfwd",
+    "jacrev",
+    "hessian",
+    "linearize",
+    "vjp",
     "config",
     "Tensor",
     "Variable",

@@ -332,3 +332,78 @@ def _check_grad(case: OpCase, dtype: np.dtype, seed: int | None, eps: float) -> 
         np.testing.assert_allclose(
             got, want, rtol=tol, atol=tol, err_msg=f"XLA vs reference gradient {i} of {where}"
         )
+
+
+def check_jvp(case: OpCase, dtype: np.dtype, seed: int | None = None, eps: float = 1e-6) -> None:
+    """The op's tangents by ``fj.jvp`` (its forward rule, or its gradient rule transposed)
+    along random tangents, against central finite differences of its reference
+    implementation in float64, and the XLA tangents against the reference interpreter's in
+    the case's dtype. (jax_enable_x64 on, as ``check_grad``.)"""
+    with jax.enable_x64(True):
+        _check_jvp(case, dtype, seed, eps)
+
+
+def _check_jvp(case: OpCase, dtype: np.dtype, seed: int | None, eps: float) -> None:
+    import flowjit as fj
+    from flowjit.compiler.trace import emit
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**32)
+    rng = np.random.default_rng(seed)
+    inputs, attrs = (case.grad_make or case.make)(rng, dtype)
+    inputs = [np.asarray(x) for x in inputs]
+    is_float = [x.dtype.kind in "fV" for x in inputs]
+    tangents = [
+        rng.standard_normal(x.shape).astype(x.dtype) if f else np.zeros_like(x)
+        for x, f in zip(inputs, is_float)
+    ]
+    where = f"{case.name}[{dtype}] (replay with check_jvp(case, dtype, seed={seed}))"
+
+    def op_fn(*xs):
+        outs = emit(case.opdef, list(xs), **attrs)
+        return outs if isinstance(outs, tuple) else (outs,)
+
+    compiled = fj.compile(lambda xs, ts: fj.jvp(op_fn, tuple(xs), tuple(ts)))
+    (outs, out_tangents), _ = compiled.lower(inputs, tangents).run_reference(inputs, tangents)
+    float_outs = [i for i, o in enumerate(outs) if np.asarray(o).dtype.kind in "fV"]
+    if not float_outs or not any(is_float):  # (a float to int conversion, say)
+        for i, t in enumerate(out_tangents):
+            assert not np.asarray(t).any(), f"{where}: output {i} has a nonzero tangent"
+        return
+
+    extra = {"run": run_graph} if case.opdef.graph_attrs else {}  # ops with subgraphs
+
+    def reference(xs):
+        with np.errstate(all="ignore"):
+            got = case.opdef.ref(*xs, **attrs, **extra)
+        return got if isinstance(got, tuple) else (got,)
+
+    wide = [x.astype(np.float64) if f else x for x, f in zip(inputs, is_float)]
+    plus = [x + eps * t if f else x for x, t, f in zip(wide, tangents, is_float)]
+    minus = [x - eps * t if f else x for x, t, f in zip(wide, tangents, is_float)]
+    high, low = reference(plus), reference(minus)
+    # finite differences only mean something where the op computes in float64 too
+    if dtype == np.float64 and all(np.asarray(outs[i]).dtype == np.float64 for i in float_outs):
+        for i in float_outs:
+            numeric = (np.asarray(high[i], np.float64) - np.asarray(low[i], np.float64)) / (2 * eps)
+            np.testing.assert_allclose(
+                np.asarray(out_tangents[i], np.float64),
+                numeric,
+                rtol=1e-5,
+                atol=1e-6,
+                err_msg=f"reference tangent of output {i} of {where}",
+            )
+    xla_outs, xla_tangents = compiled(inputs, tangents)
+    tol = TOLERANCE[np.dtype(dtype)] * 10 * case.tol_scale
+    for i in float_outs:
+        for what, got, want in (
+            ("output", xla_outs[i], outs[i]),
+            ("tangent", xla_tangents[i], out_tangents[i]),
+        ):
+            np.testing.assert_allclose(
+                np.asarray(got, np.float64),
+                np.asarray(want, np.float64),
+                rtol=tol,
+                atol=tol,
+                err_msg=f"XLA vs reference {what} {i} of {where}",
+            )

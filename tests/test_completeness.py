@@ -71,3 +71,22 @@ def test_every_op_has_an_op_vs_numpy_case():
 
 def test_every_lowering_belongs_to_a_registered_op():
     assert all(OPS.get(opdef.name) is opdef for opdef in LOWERINGS)
+
+
+def test_every_op_with_a_gradient_has_a_forward_rule():
+    """An op's tangents come from its forward rule (defjvp), or from its gradient rule
+    transposed (ir/forward.py); an op with neither says why it has no gradient, and gives zero
+    tangents. A control-flow op needs its own rule: it runs its subgraphs' forward sweeps.
+    (tests/compiler/test_forward.py checks each op's tangents against finite differences.)"""
+    explicit = sorted(n for n, op in OPS.items() if op.jvp is not None)
+    derived = sorted(n for n, op in OPS.items() if op.jvp is None and op.vjp is not None)
+    none = {n: op.no_vjp for n, op in OPS.items() if op.jvp is None and op.vjp is None}
+    assert all(none.values()), "an op without a forward or gradient rule must say why"
+    assert len(explicit) + len(derived) + len(none) == len(OPS)
+    with_subgraphs = {op.name for op in OPS.values() if op.graph_attrs} - {H.cluster.name}
+    assert with_subgraphs <= set(explicit), "a control-flow op needs a forward rule (defjvp)"
+    assert {"dot_general", "reduce_window_max", "select_and_scatter_add"} <= set(explicit)
+    print(
+        f"\nforward-mode rules: {len(explicit)} explicit {explicit}, {len(derived)} derived "
+        f"from the gradient rule, {len(none)} none (zero tangents: {sorted(none)})"
+    )

@@ -23,6 +23,7 @@ import numpy as np
 from ..batching import BatchEmit, batch_graph, has_effects, inline_batched
 from ..core import Effect, Graph, Op, OpDef, Value, register
 from ..errors import BatchingError, DTypeError, GradientError, ShapeError, TypeMismatchError
+from ..forward import jvp_subgraph, replace, tangent_outputs
 from ..grad import active_values, differentiable, linearize
 from ..types import BOOL, TensorType
 from . import elementwise as E
@@ -170,6 +171,21 @@ def _cond_vjp(emit, op, *cts):
     return [None, *_scatter(operands, outs)]
 
 
+@cond.defjvp
+def _cond_jvp(emit, op, pred_tangent, *tangents):
+    """The same cond over the branches' forward sweeps: the taken branch gives the results
+    and their tangents (a result gets a tangent if either branch gives it one)."""
+    keys = ("true_branch", "false_branch")
+    flags = [t is not None for t in tangents]
+    true_flags, false_flags = (tangent_outputs(op.attrs[key], flags) for key in keys)
+    out_flags = [a or b for a, b in zip(true_flags, false_flags)]
+    branches = {key: jvp_subgraph(op.attrs[key], flags, out_flags) for key in keys}
+    given = [t for t in tangents if t is not None]
+    results = [*op.outputs, *[None] * sum(out_flags)]
+    new = replace(emit, op, [*op.inputs, *given], results, **branches)
+    return _spread(out_flags, new[len(op.outputs) :])
+
+
 @scan.defvjp
 def _scan_vjp(emit, op, *cts):
     """The forward loop is extended to save, per step, the values the backward pass needs
@@ -241,6 +257,31 @@ def _scan_vjp(emit, op, *cts):
     return _scatter(op.inputs, results)
 
 
+@scan.defjvp
+def _scan_jvp(emit, op, *tangents):
+    """The same scan over the body's forward sweep: the tangents of the carry are carried,
+    those of the consts and xs are consts and xs, and the ys' tangents are stacked."""
+    k, c = op.attrs["consts"], op.attrs["carries"]
+    body: Graph = op.attrs["body"]
+    flags, out_flags = _carried_flags(body, tangents, k, c)
+    tangent_body = jvp_subgraph(body, flags, out_flags)
+    n = len(body.inputs)
+    nk, nc = sum(flags[:k]), sum(flags[k : k + c])
+    groups = (k, k + c), (nk, nk + nc)
+    ins = tangent_body.inputs
+    tangent_body.inputs = _with_tangents(ins[:n], ins[n:], *groups)
+    m = len(body.outputs)
+    outs = tangent_body.outputs
+    tangent_body.outputs = _with_tangents(outs[:m], outs[m:], (c,), (nc,))
+    t = _tangents_or_zeros(emit, op.inputs, tangents, flags)
+    inputs = _with_tangents(op.inputs, t, *groups)
+    ny = sum(out_flags[c:])
+    results = [*op.outputs[:c], *[None] * nc, *op.outputs[c:], *[None] * ny]
+    new = replace(emit, op, inputs, results, consts=k + nk, carries=c + nc, body=tangent_body)
+    new_carry, new_ys = new[c : c + nc], new[len(op.outputs) + nc :]
+    return _spread(out_flags, [*new_carry, *new_ys])
+
+
 @while_loop.defvjp
 def _while_vjp(emit, op, *cts):
     raise GradientError(
@@ -249,6 +290,32 @@ def _while_vjp(emit, op, *cts):
         op="while",
         loc=op.loc,
     )
+
+
+@while_loop.defjvp
+def _while_jvp(emit, op, *tangents):
+    """Forward mode goes through a while loop (reverse mode cannot): the same loop over the
+    body's forward sweep carries the tangents; its cond ignores them."""
+    k = op.attrs["consts"]
+    cond_graph: Graph = op.attrs["cond"]
+    body: Graph = op.attrs["body"]
+    c = len(body.outputs)
+    flags, out_flags = _carried_flags(body, tangents, k, c)
+    tangent_body = jvp_subgraph(body, flags, out_flags)
+    n, nk = len(body.inputs), sum(flags[:k])
+    ins = tangent_body.inputs
+    tangent_body.inputs = _with_tangents(ins[:n], ins[n:], (k,), (nk,))
+    ins = cond_graph.inputs
+    t_ins = [Value(v.type) for v, f in zip(ins, flags) if f]
+    tangent_cond = Graph(cond_graph.name, _with_tangents(ins, t_ins, (k,), (nk,)))
+    tangent_cond.states, tangent_cond.ops = list(cond_graph.states), list(cond_graph.ops)
+    tangent_cond.outputs = list(cond_graph.outputs)
+    t = _tangents_or_zeros(emit, op.inputs, tangents, flags)
+    inputs = _with_tangents(op.inputs, t, (k,), (nk,))
+    results = [*op.outputs, *[None] * sum(out_flags)]
+    attrs = {"consts": k + nk, "cond": tangent_cond, "body": tangent_body}
+    new = replace(emit, op, inputs, results, **attrs)
+    return _spread(out_flags, new[c:])
 
 
 # -- lifting state (lift_state) -------------------------------------------------------------
@@ -324,6 +391,43 @@ def _active_inputs(emit, op, consts: int, carries: int) -> list[bool]:
         if new == flags:
             return flags
         flags = new
+
+
+def _carried_flags(body: Graph, tangents, consts: int, carries: int):
+    """Which inputs of a loop's body get a tangent (those whose operand has one, and a carry
+    the body gives one to, found to a fixed point) and which of its results do (a carry's
+    tangent comes out where it goes in)."""
+    flags = [t is not None for t in tangents]
+    carry = slice(consts, consts + carries)
+    while True:
+        out_flags = tangent_outputs(body, flags)
+        new = list(flags)
+        new[carry] = [a or b for a, b in zip(flags[carry], out_flags[:carries])]
+        if new == flags:
+            out_flags[:carries] = flags[carry]
+            return flags, out_flags
+        flags = new
+
+
+def _tangents_or_zeros(emit, inputs, tangents, flags) -> list:
+    """The tangents of the flagged ``inputs`` (zeros where an operand has none)."""
+    return [emit.zeros(v.type) if t is None else t for v, t, f in zip(inputs, tangents, flags) if f]
+
+
+def _with_tangents(values, tangents, ends, tangent_ends) -> list:
+    """``values`` cut into groups at ``ends`` (consts, carry, xs), each followed by its
+    tangents: ``tangents`` cut at ``tangent_ends``."""
+    cuts, t_cuts = (0, *ends, len(values)), (0, *tangent_ends, len(tangents))
+    out = []
+    for i in range(len(cuts) - 1):
+        out += [*values[cuts[i] : cuts[i + 1]], *tangents[t_cuts[i] : t_cuts[i + 1]]]
+    return out
+
+
+def _spread(flags, tangents) -> list:
+    """Tangents given for the flagged results only, spread over all of them (None: zero)."""
+    tangents = iter(tangents)
+    return [next(tangents) if f else None for f in flags]
 
 
 def _ct_or_zeros(emit, value, ct):

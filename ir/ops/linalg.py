@@ -148,6 +148,17 @@ def _dot_general_vjp(e, op, g):
     ]
 
 
+@dot_general.defjvp
+def _dot_general_jvp(e, op, ta, tb):
+    """Bilinear: the tangent of ``a . b`` is ``ta . b + a . tb``, with the op's dims."""
+    from .elementwise import add
+
+    a, b = op.inputs
+    parts = [e(dot_general, ta, b, **op.attrs)] if ta is not None else []
+    parts += [e(dot_general, a, tb, **op.attrs)] if tb is not None else []
+    return [parts[0] if len(parts) == 1 else e(add, *parts)]
+
+
 @dot_general.defbatch
 def _dot_general_batch(e, op, args, batched):
     """Both operands batched: the batch axis is one more batch dimension (the result's

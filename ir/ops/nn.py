@@ -458,9 +458,47 @@ def _reduce_window_max_vjp(e, op, g):
     return [e(select_and_scatter_add, g, x, **op.attrs)]
 
 
+@reduce_window_max.defjvp
+def _reduce_window_max_jvp(e, op, t):
+    """Each window's tangent is the one at its first largest element (where its gradient
+    goes): the windows' elements are visited one offset at a time, as the reference does.
+    (Transposing the gradient rule would need select_and_scatter_add's gradient.)"""
+    from .elementwise import and_, eq, not_, or_, select
+    from .shape import pad, slice_
+
+    x, y = op.inputs[0], op.outputs[0]
+    if _empty(x.type) or _empty(y.type):
+        return [None]
+    window, strides, padding = (op.attrs[k] for k in ("window", "strides", "padding"))
+    if any(padding):
+        dtype = x.type.dtype
+        ends = {"low": tuple(padding[0::2]), "high": tuple(padding[1::2])}
+        x = e(pad, x, e.constant(reduce_window_init(dtype, "max"), dtype), **ends)
+        t = e(pad, t, e.constant(0, dtype), **ends)
+    out, taken = e.zeros(y.type), None
+    for offset in itertools.product(*map(range, window)):
+        limit = tuple(k + (n - 1) * s + 1 for k, n, s in zip(offset, y.type.shape, strides))
+        view = {"start": offset, "limit": limit, "strides": tuple(strides)}
+        hit = e(eq, e(slice_, x, **view), y)
+        if taken is not None:
+            hit = e(and_, hit, e(not_, taken))
+        taken = hit if taken is None else e(or_, taken, hit)
+        out = e(select, hit, e(slice_, t, **view), out)
+    return [out]
+
+
 @select_and_scatter_add.defvjp
 def _select_and_scatter_add_vjp(e, op, g):
     raise _unsupported(op, "second-order gradients of max pooling (reduce_window_max)")
+
+
+@select_and_scatter_add.defjvp
+def _select_and_scatter_add_jvp(e, op, t_source, t_operand):
+    """Linear in the source; the operand only picks where each window's source goes, a choice
+    that small changes do not change: its tangent contributes nothing."""
+    if t_source is None:
+        return [None]
+    return [e(select_and_scatter_add, t_source, op.inputs[1], **op.attrs)]
 
 
 # -- batching rules (ir/batching.py): the batch axis is first, the example's axes follow --------
