@@ -63,6 +63,13 @@ def jvp_of(op: Op, tangents: Sequence[Value | None], emit: Emit) -> Sequence[Val
     return [None] * len(op.outputs)
 
 
+def transposed_vjp(emit: Emit, op: Op, *tangents: Value | None) -> list[Value | None]:
+    """The forward rule of an op whose tangents are its gradient rule transposed: what every
+    op with a gradient rule and no forward rule gets. An op with subgraphs declares it to say
+    so (custom_vjp_call: forward mode then agrees with the user's backward function)."""
+    return _transposed_vjp(op, tangents, emit)
+
+
 def _transposed_vjp(op: Op, tangents: Sequence[Value | None], emit: Emit) -> list[Value | None]:
     graph = emit.graph
     if not any(differentiable(v.type) for v in op.outputs):

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from ..batching import BatchEmit, batch_graph
 from ..core import Effect, Graph, Op, OpDef, Value, register
 from ..errors import GradientError, ShapeError
+from ..forward import transposed_vjp
 from ..grad import Emit, _live, backward, differentiable, linearize
 from .control import Discharge, Run, _rebuild, _scatter, check_types
 
@@ -132,6 +133,10 @@ def _through_fwd(emit: Emit, op: Op, n: int, cts: Sequence[Value | None]) -> lis
         if differentiable(v.type)
     ]
     return _scatter(op.inputs, inline(emit, lin.backward, residuals + out_cts))
+
+
+# forward mode: the user's bwd transposed (so fj.jvp agrees with fj.grad; jax has none)
+custom_vjp_call.defjvp(transposed_vjp)
 
 
 # -- custom_jvp_call -----------------------------------------------------------------------

@@ -63,6 +63,18 @@ def test_straight_through_estimator():
     assert not np.allclose(want, 0)
 
 
+def test_forward_mode_of_a_custom_vjp_function_transposes_its_backward_function():
+    """jax has no forward mode for custom_vjp; flowjit's tangents are bwd transposed, so
+    fj.jvp agrees with fj.grad: the straight-through estimator's tangent is the identity's,
+    a clipping backward's the clipped tangent."""
+    fj_ste, _ = ste_pair()
+    t = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    out, tangent = fj.jvp(lambda x: fj_ste(x) * 2, (X,), (t,))
+    close((out, tangent), (np.round(X) * 2, t * 2))
+    hessian_vector = fj.jvp(fj.grad(lambda x: (fj_ste(x) ** 2).sum()), (X,), (t,))[1]
+    close(hessian_vector, 2 * t)  # d/dx of 2 round(x) through the rule: 2
+
+
 def test_straight_through_estimator_runs_the_primal_once():
     fj_ste, _ = ste_pair()
     step = fj.compile(fj.grad(lambda x: fnp.sum(fj_ste(x) ** 2)))
