@@ -2,7 +2,7 @@
 
 # (each module registers its rules)
 from . import bits, control, creation, elementwise, host, index, jax_call, linalg  # noqa: F401
-from . import nn, reduce, shape, sharding, sort  # noqa: F401
+from . import nn, reduce, remat, shape, sharding, sort  # noqa: F401
 from .cluster import Cluster, call_cluster, cluster_p, cluster_stablehlo
 from .lowering import LOWERINGS, LoweringContext, emit_graph
 from .options import compiler_options

@@ -11,6 +11,7 @@ from . import (
     linalg,
     nn,
     reduce,
+    remat,
     shape,
     sharding,
     sort,
