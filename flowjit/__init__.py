@@ -15,6 +15,7 @@ from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
+from .compiler.remat import checkpoint, checkpoint_name, checkpoint_policies, remat
 from .compiler.placement import device, devices
 from .compiler.sharding import with_sharding
 from .runtime.sharding import Mesh, NamedSharding, P
@@ -50,6 +51,10 @@ __all__ = [
     "while_loop",
     "fori_loop",
     "scan",
+    "checkpoint",
+    "checkpoint_name",
+    "checkpoint_policies",
+    "remat",
     "host_call",
     "from_jax",
     "print",
