@@ -73,9 +73,8 @@ def _policy(policy: Any) -> CheckpointPolicy:
         return checkpoint_policies.nothing_saveable
     if isinstance(policy, CheckpointPolicy):
         return policy
-    jax_policies = jax.checkpoint_policies
-    for name in R.POLICIES:
-        if policy is getattr(jax_policies, name, None):
+    for name in R.POLICIES[:-1]:  # (not save_only_these_names: a factory, not a policy)
+        if policy is getattr(jax.checkpoint_policies, name, None):
             return CheckpointPolicy(name)
     raise ArgumentError(
         f"fj.checkpoint: policy={policy!r} is not one flowjit knows; use one of "

@@ -145,7 +145,9 @@ def _remat_vjp(emit, op, *cts):
     names = op.attrs["names"].split(",") if op.attrs["names"] else []
     kept: set[Value] = set()
     for inner in fwd.ops:
-        if saveable(inner, op.attrs["policy"], names):
+        # (an op with an effect, a host call, runs once: its results are kept, whatever the
+        # policy)
+        if saveable(inner, op.attrs["policy"], names) or inner.effects:
             kept.update(inner.outputs)
             if inner.opdef is checkpoint_name:  # (an identity: its operand is the same value)
                 kept.add(inner.inputs[0])

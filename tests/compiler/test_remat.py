@@ -206,6 +206,50 @@ def test_scan_remat_equals_scan_and_saves_only_carries():
     assert "remat(" in text and "optimization_barrier" not in text  # (prevent_cse=False)
 
 
+def test_a_host_call_inside_runs_once_its_result_kept_not_recomputed():
+    calls = []
+
+    def on_host(a):
+        calls.append(1)
+        return np.cos(a)
+
+    def layer(h):
+        result = fj.ShapeDtype(h.shape, h.dtype)
+        y = fj.host_call(on_host, fj.stop_gradient(h), result_shape_dtypes=result)
+        return fnp.tanh(y * h) * h  # (the gradient of the product reads y)
+
+    got = fj.compile(fj.grad(lambda x: fj.checkpoint(layer)(x).sum()))(X)
+
+    def jax_loss(x):
+        y = jax.lax.stop_gradient(jnp.cos(x))
+        return (jnp.tanh(y * x) * x).sum()
+
+    assert_trees_close(got, jax.grad(jax_loss)(X))
+    assert len(calls) == 1
+
+
+def test_eager_mode_gives_the_same_gradients():
+    fj.config.update("eager", True)
+    try:
+        remat_loss = stack_loss(
+            fj.checkpoint(fj_block, policy=fj.checkpoint_policies.dots_saveable)
+        )
+        got = fj.compile(fj.grad(remat_loss))(WS, X)
+    finally:
+        fj.config.update("eager", False)
+    assert_trees_close(got, jax_grads())
+
+
+def test_the_barrier_reaches_xla():
+    """One stablehlo.optimization_barrier per checkpointed layer (XLA turns each into
+    scheduling constraints, so its optimized HLO holds none; the temp bytes below show the
+    effect)."""
+    step = fj.compile(fj.grad(stack_loss(fj.checkpoint(fj_block))))
+    assert step.lower(WS, X).stablehlo().count("stablehlo.optimization_barrier") == len(WS)
+    plain = fj.compile(fj.grad(stack_loss(fj_block))).lower(WS, X).stablehlo()
+    assert "optimization_barrier" not in plain
+
+
 # -- memory: the bench's models ---------------------------------------------------------
 MODELS = bench.models(bench.QUICK)
 
@@ -285,6 +329,12 @@ def test_bad_policy_names_the_users_line():
     with pytest.raises(fj.ArgumentError, match="policy=.* is not one flowjit knows") as info:
         fj.checkpoint(fj_block, policy="dots")
     assert "test_remat.py" in str(info.value)
+    for policy in (
+        jax.checkpoint_policies.save_only_these_names,  # (the factory, not called)
+        jax.checkpoint_policies.save_only_these_names("z"),  # (a closure flowjit cannot read)
+    ):
+        with pytest.raises(fj.ArgumentError, match="use one of fj.checkpoint_policies"):
+            fj.checkpoint(fj_block, policy=policy)
 
 
 def test_bad_names_and_arguments_are_clear_errors():
