@@ -189,11 +189,23 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init: Any) -> Any:
 
 
 def scan(
-    fn: Callable, init: Any, xs: Any = None, length: int | None = None, reverse: bool = False
+    fn: Callable,
+    init: Any,
+    xs: Any = None,
+    length: int | None = None,
+    reverse: bool = False,
+    remat: bool = False,
 ) -> tuple[Any, Any]:
     """Like ``jax.lax.scan``: ``fn(carry, x) -> (carry, y)`` over the leading axis of ``xs``;
-    returns the final carry and the ys stacked along a new leading axis."""
+    returns the final carry and the ys stacked along a new leading axis. With ``remat``, the
+    body is wrapped in ``fj.checkpoint`` (``prevent_cse=False``: the forward and backward
+    loops are apart): its gradient keeps only each step's carry and x, and recomputes the
+    rest of the step in the backward loop."""
     current()
+    if remat:
+        from .remat import checkpoint
+
+        fn = checkpoint(fn, prevent_cse=False)
     carry, carry_tree, _ = tensor_leaves(init, "init")
     xs_leaves, xs_tree, xs_paths = tensor_leaves(xs, "xs")
     lengths = {t.shape[0] if t.shape else None for t in xs_leaves}

@@ -18,6 +18,7 @@ from .compiler.forward import hessian, jacfwd, jacrev, jvp, linearize, vjp
 from .compiler.vmap import vmap
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
+from .compiler.remat import checkpoint, checkpoint_name, checkpoint_policies, remat
 from .compiler.placement import device, devices
 from .compiler.sharding import with_sharding
 from .runtime.sharding import Mesh, NamedSharding, P
@@ -54,6 +55,10 @@ __all__ = [
     "while_loop",
     "fori_loop",
     "scan",
+    "checkpoint",
+    "checkpoint_name",
+    "checkpoint_policies",
+    "remat",
     "host_call",
     "from_jax",
     "print",

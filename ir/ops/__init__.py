@@ -12,6 +12,7 @@ from . import (
     linalg,
     nn,
     reduce,
+    remat,
     shape,
     sharding,
     sort,
