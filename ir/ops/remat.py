@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..batching import batch_graph, shifted_axis_batch
 from ..core import Graph, Op, OpDef, Value, register
 from ..errors import ShapeError
+from ..forward import jvp_subgraph, replace, tangent_outputs
 from ..grad import differentiable, linearize
 from . import linalg as L
 from . import nn as N
@@ -214,3 +216,33 @@ def _remat_lift(op: Op, reads, writes, values, discharge) -> tuple[Op, tuple]:
         op, [*op.inputs, *values], dict(op.attrs, body=body), [*op.outputs, *[None] * len(writes)]
     )
     return new, new.outputs[len(op.outputs) :]
+
+
+# -- forward mode and batching ---------------------------------------------------------------
+@remat.defjvp
+def _remat_jvp(emit, op, *tangents):
+    """The same remat over the body's forward sweep: the tangents are computed with the
+    results, and a gradient of them (reverse over forward) still recomputes."""
+    flags = [t is not None for t in tangents]
+    out_flags = tangent_outputs(op.attrs["body"], flags)
+    body = jvp_subgraph(op.attrs["body"], flags, out_flags)
+    given = [t for t in tangents if t is not None]
+    new = replace(
+        emit, op, [*op.inputs, *given], [*op.outputs, *[None] * sum(out_flags)], body=body
+    )
+    found = iter(new[len(op.outputs) :])
+    return [next(found) if f else None for f in out_flags]
+
+
+@optimization_barrier.defbatch
+def _barrier_batch(e, op, args, batched):  # (each operand keeps its batch axis, or none)
+    return _as_tuple(e(optimization_barrier, *args)), list(batched)
+
+
+checkpoint_name.defbatch(shifted_axis_batch())
+
+
+@remat.defbatch
+def _remat_batch(e, op, args, batched):  # the body batched, recomputed as a whole batch
+    body, flags = batch_graph(op.attrs["body"], batched, e.size)
+    return _as_tuple(e(remat, *args, **dict(op.attrs, body=body))), flags
