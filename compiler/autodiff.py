@@ -105,7 +105,7 @@ def stop_gradient(x: Any) -> Any:
     return emit(E.stop_gradient, [asarray(x)])
 
 
-def _fresh(x: Any) -> Any:
+def fresh(x: Any) -> Any:
     """A new value equal to float Tensor ``x``, so that only the function's uses of its
     argument are differentiated: a closure over ``x`` itself is a constant, as in jax. (The
     same-dtype convert is removed by the simplify pass.)"""
@@ -130,7 +130,7 @@ def value_and_grad(
         leaves_of, treedefs = [], []
         for i in positions:
             leaves, treedef = jax.tree_util.tree_flatten(args[i])
-            leaves = [_fresh(asarray(leaf)) for leaf in leaves]
+            leaves = [fresh(asarray(leaf)) for leaf in leaves]
             args[i] = jax.tree_util.tree_unflatten(treedef, leaves)
             leaves_of.append(leaves)
             treedefs.append(treedef)

@@ -52,7 +52,7 @@ def tensor_leaves(tree: Any, what: str) -> tuple[list, Any, list[str]]:
     return tensors, treedef, paths
 
 
-def _trace(fn: Callable, name: str, args_tree: Any, types: list[TensorType]) -> _Traced:
+def trace_function(fn: Callable, name: str, args_tree: Any, types: list[TensorType]) -> _Traced:
     """Trace ``fn`` called on Tensors of ``types`` arranged as ``args_tree`` (a treedef)."""
     parent = current()
     with TraceContext(name, parent) as ctx:
@@ -63,7 +63,7 @@ def _trace(fn: Callable, name: str, args_tree: Any, types: list[TensorType]) -> 
     return _Traced(ctx.graph, treedef, paths, list(ctx.captured))
 
 
-def _with_inputs(traced: _Traced, declared: int, captured: list[Value]) -> Graph:
+def with_inputs(traced: _Traced, declared: int, captured: list[Value]) -> Graph:
     """The traced graph with inputs ``[captures in the order of captured, declared inputs]``;
     a value this function does not capture gets an input it does not use."""
     graph = traced.graph
@@ -73,14 +73,14 @@ def _with_inputs(traced: _Traced, declared: int, captured: list[Value]) -> Graph
     return graph
 
 
-def _union(*traced: _Traced) -> list[Value]:
+def captured_union(*traced: _Traced) -> list[Value]:
     seen: dict[Value, None] = {}
     for t in traced:
         seen.update(dict.fromkeys(t.captured))
     return list(seen)
 
 
-def _check_same(
+def check_same(
     what: str,
     got: tuple[Any, list[str], list[TensorType]],
     want: tuple[Any, list[TensorType]],
@@ -105,8 +105,8 @@ def _check_same(
             )
 
 
-def _results(traced: _Traced, treedef: Any = None) -> tuple[Any, list[str], list[TensorType]]:
-    """What ``_check_same`` compares of a traced function's results (of their leading part
+def results_of(traced: _Traced, treedef: Any = None) -> tuple[Any, list[str], list[TensorType]]:
+    """What ``check_same`` compares of a traced function's results (of their leading part
     of structure ``treedef``, if given)."""
     treedef = traced.treedef if treedef is None else treedef
     return treedef, traced.paths, [v.type for v in traced.graph.outputs]
@@ -116,7 +116,7 @@ def _as_tuple(results: Any) -> tuple:
     return results if isinstance(results, tuple) else (results,)
 
 
-def _unflatten(treedef: Any, results: Any) -> Any:
+def unflatten(treedef: Any, results: Any) -> Any:
     return jax.tree_util.tree_unflatten(treedef, _as_tuple(results))
 
 
@@ -124,7 +124,7 @@ def _is_static(bound: Any) -> bool:
     return isinstance(bound, (int, np.integer)) and not isinstance(bound, bool)
 
 
-def _outer(values: list[Value]) -> list:
+def outer_tensors(values: list[Value]) -> list:
     from .tensor import Tensor
 
     ctx = current()
@@ -148,17 +148,17 @@ def cond(pred: Any, true_fn: Callable, false_fn: Callable, *operands: Any) -> An
         pred = pred != 0
     tensors, treedef, _ = tensor_leaves(operands, "operands")
     types = [t._value.type for t in tensors]
-    true = _trace(true_fn, "true_branch", treedef, types)
-    false = _trace(false_fn, "false_branch", treedef, types)
-    _check_same("fj.cond: false_fn", _results(false), _results(true)[::2], "true_fn")
-    captured = _union(true, false)
+    true = trace_function(true_fn, "true_branch", treedef, types)
+    false = trace_function(false_fn, "false_branch", treedef, types)
+    check_same("fj.cond: false_fn", results_of(false), results_of(true)[::2], "true_fn")
+    captured = captured_union(true, false)
     results = emit(
         C.cond,
-        [pred, *_outer(captured), *tensors],
-        true_branch=_with_inputs(true, len(types), captured),
-        false_branch=_with_inputs(false, len(types), captured),
+        [pred, *outer_tensors(captured), *tensors],
+        true_branch=with_inputs(true, len(types), captured),
+        false_branch=with_inputs(false, len(types), captured),
     )
-    return _unflatten(true.treedef, results)
+    return unflatten(true.treedef, results)
 
 
 def while_loop(cond_fn: Callable, body_fn: Callable, init: Any) -> Any:
@@ -168,24 +168,24 @@ def while_loop(cond_fn: Callable, body_fn: Callable, init: Any) -> Any:
     tensors, treedef, _ = tensor_leaves(init, "init")
     types = [t._value.type for t in tensors]
     args_tree = jax.tree_util.tree_structure((init,))
-    test = _trace(cond_fn, "cond", args_tree, types)
+    test = trace_function(cond_fn, "cond", args_tree, types)
     if len(test.graph.outputs) != 1 or test.graph.outputs[0].type != TensorType((), BOOL):
         got = ", ".join(str(v.type) for v in test.graph.outputs) or "nothing"
         raise TypeMismatchError(
             f"fj.while_loop: cond_fn must return a scalar bool Tensor, got {got}",
             loc=user_location(),
         )
-    body = _trace(body_fn, "body", args_tree, types)
-    _check_same("fj.while_loop: body_fn", _results(body), (treedef, types), "init")
-    captured = _union(test, body)
+    body = trace_function(body_fn, "body", args_tree, types)
+    check_same("fj.while_loop: body_fn", results_of(body), (treedef, types), "init")
+    captured = captured_union(test, body)
     results = emit(
         C.while_loop,
-        [*_outer(captured), *tensors],
+        [*outer_tensors(captured), *tensors],
         consts=len(captured),
-        cond=_with_inputs(test, len(types), captured),
-        body=_with_inputs(body, len(types), captured),
+        cond=with_inputs(test, len(types), captured),
+        body=with_inputs(body, len(types), captured),
     )
-    return _unflatten(treedef, results)
+    return unflatten(treedef, results)
 
 
 def scan(
@@ -233,20 +233,20 @@ def scan(
         return tuple(out)
 
     args_tree = jax.tree_util.tree_structure((init, xs))
-    body = _trace(step, "body", args_tree, carry_types + slice_types)
+    body = trace_function(step, "body", args_tree, carry_types + slice_types)
     carry_out, y_tree = body.treedef.children()
-    _check_same(
-        "fj.scan: fn's new carry", _results(body, carry_out), (carry_tree, carry_types), "init"
+    check_same(
+        "fj.scan: fn's new carry", results_of(body, carry_out), (carry_tree, carry_types), "init"
     )
     captured = body.captured
     results = emit(
         C.scan,
-        [*_outer(captured), *carry, *xs_leaves],
+        [*outer_tensors(captured), *carry, *xs_leaves],
         consts=len(captured),
         carries=len(carry),
         length=n,
         reverse=bool(reverse),
-        body=_with_inputs(body, len(carry_types) + len(slice_types), captured),
+        body=with_inputs(body, len(carry_types) + len(slice_types), captured),
     )
     results = _as_tuple(results)
     k = len(carry)
@@ -285,7 +285,7 @@ def fori_loop(lower: Any, upper: Any, body_fn: Callable, init: Any) -> Any:
         new = body_fn(i, value)
         got, got_tree, paths = tensor_leaves(new, "carry")
         want, want_tree, _ = tensor_leaves(value, "carry")
-        _check_same(
+        check_same(
             "fj.fori_loop: body_fn",
             (got_tree, paths, [t._value.type for t in got]),
             (want_tree, [t._value.type for t in want]),

@@ -25,7 +25,15 @@ from flowjit.ir import ArgumentError, Location, TensorType, TypeMismatchError
 from flowjit.ir.ops import custom as C
 from flowjit.ir.types import is_float
 
-from .control_flow import _check_same, _outer, _results, _trace, _union, _with_inputs, tensor_leaves
+from .control_flow import (
+    check_same,
+    outer_tensors,
+    results_of,
+    trace_function,
+    captured_union,
+    with_inputs,
+    tensor_leaves,
+)
 from .location import user_location
 from .trace import emit, tracing
 
@@ -111,7 +119,7 @@ class _Custom:
     def _trace_rule(self, fn: Callable, name: str, args_tree: Any, types: list[TensorType]):
         _TRACING.rules.append(self)
         try:
-            return _trace(fn, name, args_tree, types)
+            return trace_function(fn, name, args_tree, types)
         finally:
             _TRACING.rules.pop()
 
@@ -151,7 +159,7 @@ class custom_vjp(_Custom):
         nondiff, diff, merge = self._split(args)
         tensors, args_tree, arg_paths = tensor_leaves(tuple(diff), "args")
         types = [t._value.type for t in tensors]
-        body = _trace(lambda *a: self.fun(*merge(a)), "body", args_tree, types)
+        body = trace_function(lambda *a: self.fun(*merge(a)), "body", args_tree, types)
         fwd_name, bwd_name = _named(self.fwd), _named(self.bwd)
 
         def forward(*a: Any) -> tuple:
@@ -168,10 +176,10 @@ class custom_vjp(_Custom):
         fwd = self._trace_rule(forward, "fwd", args_tree, types)
         out_tree, res_tree = fwd.treedef.children()
         n = len(body.graph.outputs)
-        _check_same(
+        check_same(
             f"fj.custom_vjp: {fwd_name}'s output",
-            _results(fwd, out_tree),
-            _results(body)[::2],
+            results_of(fwd, out_tree),
+            results_of(body)[::2],
             f"{_named(self.fun)}'s output",
         )
         res_types = [v.type for v in fwd.graph.outputs[n:]]
@@ -184,15 +192,15 @@ class custom_vjp(_Custom):
 
         bwd_tree = tree.treedef_tuple([res_tree, body.treedef])
         bwd = self._trace_rule(backward, "bwd", bwd_tree, res_types + out_types)
-        captured = _union(body, fwd, bwd)
+        captured = captured_union(body, fwd, bwd)
         results = emit(
             C.custom_vjp_call,
-            [*_outer(captured), *tensors],
+            [*outer_tensors(captured), *tensors],
             consts=len(captured),
             with_residuals=False,
-            body=_with_inputs(body, len(types), captured),
-            fwd=_with_inputs(fwd, len(types), captured),
-            bwd=_with_inputs(bwd, len(res_types) + n, captured),
+            body=with_inputs(body, len(types), captured),
+            fwd=with_inputs(fwd, len(types), captured),
+            bwd=with_inputs(bwd, len(res_types) + n, captured),
         )
         return tree.tree_unflatten(body.treedef, _as_tuple(results))
 
@@ -250,7 +258,7 @@ class custom_jvp(_Custom):
         nondiff, diff, merge = self._split(args)
         tensors, args_tree, _ = tensor_leaves(tuple(diff), "args")
         types = [t._value.type for t in tensors]
-        body = _trace(lambda *a: self.fun(*merge(a)), "body", args_tree, types)
+        body = trace_function(lambda *a: self.fun(*merge(a)), "body", args_tree, types)
         jvp_name, fun_name = _named(self.jvp), _named(self.fun)
         out_types = [v.type for v in body.graph.outputs]
         out_paths = [p.replace("result", "output", 1) for p in body.paths]
@@ -278,19 +286,19 @@ class custom_jvp(_Custom):
         out_tree, _ = jvp.treedef.children()
         n = len(body.graph.outputs)
         primal_part = (out_tree, jvp.paths[:n], [v.type for v in jvp.graph.outputs[:n]])
-        _check_same(
+        check_same(
             f"fj.custom_jvp: {jvp_name}'s output",
             primal_part,
-            _results(body)[::2],
+            results_of(body)[::2],
             f"{fun_name}'s output",
         )
-        captured = _union(body, jvp)
+        captured = captured_union(body, jvp)
         results = emit(
             C.custom_jvp_call,
-            [*_outer(captured), *tensors],
+            [*outer_tensors(captured), *tensors],
             consts=len(captured),
-            body=_with_inputs(body, len(types), captured),
-            jvp=_with_inputs(jvp, 2 * len(types), captured),
+            body=with_inputs(body, len(types), captured),
+            jvp=with_inputs(jvp, 2 * len(types), captured),
         )
         return tree.tree_unflatten(body.treedef, _as_tuple(results))
 

@@ -22,7 +22,7 @@ from flowjit.ir.forward import forward
 from flowjit.ir.types import is_float
 from flowjit.passes.discharge import lift_state
 
-from .autodiff import _fresh, pull_back
+from .autodiff import fresh, pull_back
 from .location import check_argnums, positional_parameters, user_location
 from .trace import current, tracing
 from .vmap import vmap
@@ -211,7 +211,7 @@ def _jvp_traced(fn: Callable, primals: tuple, tangents: tuple) -> tuple[Any, Any
     # Loops and branches already traced are made pure now, so that a gradient taken inside
     # fn (which makes them pure too) leaves the ops before fn's as they are.
     ctx.graph.ops = lift_state(ctx.graph)[0].ops
-    leaves = [_fresh(asarray(x)) for _, x in flat]
+    leaves = [fresh(asarray(x)) for _, x in flat]
     seeds = {}
     for (path, _), x, t in zip(flat, leaves, t_flat):
         if is_float(x.dtype):
@@ -268,7 +268,7 @@ def _vjp_traced(fn: Callable, primals: tuple, has_aux: bool) -> tuple[Any, ...]:
 
     ctx = current()
     flat, tree = jax.tree_util.tree_flatten(tuple(primals))
-    leaves = [_fresh(asarray(x)) for x in flat]
+    leaves = [fresh(asarray(x)) for x in flat]
     both = fn(*jax.tree_util.tree_unflatten(tree, leaves))
     if has_aux and not (isinstance(both, (tuple, list)) and len(both) == 2):
         raise ArgumentError(

@@ -368,6 +368,7 @@ def _jax_only_in(eqn: Any) -> bool:
 
 def _evaluate(eqns: list, env: dict, outputs: list) -> list:
     """jax's evaluation of ``eqns`` (as jax.core.eval_jaxpr does), the values of ``outputs``."""
+
     def read(v: Any) -> Any:
         return v.val if isinstance(v, jax.extend.core.Literal) else env[v]
 

@@ -496,11 +496,11 @@ NATIVE: dict[str, Callable] = {
     "round": _round,
     "square": lambda eqn, x: emit(E.mul, [x, x]),
     "integer_pow": _integer_pow,
-    "convert_element_type": lambda eqn, x: emit(
-        E.convert, [x], dtype=eqn.outvars[0].aval.dtype
-    )
-    if x.dtype != eqn.outvars[0].aval.dtype
-    else x,
+    "convert_element_type": lambda eqn, x: (
+        emit(E.convert, [x], dtype=eqn.outvars[0].aval.dtype)
+        if x.dtype != eqn.outvars[0].aval.dtype
+        else x
+    ),
     "broadcast_in_dim": _broadcast_in_dim,
     "reshape": _reshape,
     "squeeze": _reshape,

@@ -113,7 +113,9 @@ def check_int(
             wanted = "an int" + (
                 f" in [{minimum}, {maximum}]"
                 if minimum is not None and maximum is not None
-                else f" >= {minimum}" if minimum is not None else ""
+                else f" >= {minimum}"
+                if minimum is not None
+                else ""
             )
         hint = _STATIC_HINT if isinstance(value, Tensor) else hint
         raise ArgumentError(

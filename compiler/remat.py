@@ -16,7 +16,7 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import ArgumentError
 from flowjit.ir.ops import remat as R
 
-from .control_flow import _outer, _trace, _unflatten, _with_inputs, tensor_leaves
+from .control_flow import outer_tensors, trace_function, unflatten, with_inputs, tensor_leaves
 from .location import check_argnums, positional_parameters, user_location
 from .trace import emit, tracing
 
@@ -124,17 +124,17 @@ def checkpoint(
 
         tensors, treedef, _ = tensor_leaves((dynamic, kwargs), "arguments")
         types = [t._value.type for t in tensors]
-        traced = _trace(body, f"checkpoint_{name}", treedef, types)
+        traced = trace_function(body, f"checkpoint_{name}", treedef, types)
         captured = traced.captured
         results = emit(
             R.remat,
-            [*_outer(captured), *tensors],
-            body=_with_inputs(traced, len(types), captured),
+            [*outer_tensors(captured), *tensors],
+            body=with_inputs(traced, len(types), captured),
             policy=chosen.name,
             names=",".join(chosen.names),
             prevent_cse=prevent_cse,
         )
-        return _unflatten(traced.treedef, results)
+        return unflatten(traced.treedef, results)
 
     return wrapped
 

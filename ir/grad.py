@@ -166,15 +166,17 @@ def linearize(g: Graph, active: Sequence[bool] | None = None) -> Linearized:
             ct_inputs.append(ct)
             previous = cts.get(out)
             cts[out] = ct if previous is None else _add(scratch, previous, ct)
-    flagged = scratch.inputs if active is None else [
-        v for v, a in zip(scratch.inputs, active, strict=True) if a
-    ]
+    flagged = (
+        scratch.inputs
+        if active is None
+        else [v for v, a in zip(scratch.inputs, active, strict=True) if a]
+    )
     backward(scratch, scratch.ops[:n_fwd], cts, flagged)
     emit = Emit(scratch)
     wrt = [v for v in scratch.inputs[:n_in] if differentiable(v.type)]
     results = [cts[v] if v in cts else emit.zeros(v.type) for v in wrt]
     joint = Graph(f"{g.name}_vjp", scratch.inputs[:n_in] + ct_inputs)
-    joint.ops, joint.outputs = _live(scratch.ops, results), results
+    joint.ops, joint.outputs = live_ops(scratch.ops, results), results
     # Values computed from no input at all (constants) are recomputed, not saved.
     free_ops, free = [], set()
     for op in scratch.ops[:n_fwd]:
@@ -182,7 +184,7 @@ def linearize(g: Graph, active: Sequence[bool] | None = None) -> Linearized:
             free_ops.append(op)
             free.update(op.outputs)
     fwd_values = set(scratch.inputs[:n_in]).union(*(op.outputs for op in scratch.ops[:n_fwd]))
-    bwd_ops = _live(free_ops + scratch.ops[n_fwd:], results)
+    bwd_ops = live_ops(free_ops + scratch.ops[n_fwd:], results)
     needed = [v for op in bwd_ops for v in op.inputs] + results
     residuals = list(dict.fromkeys(v for v in needed if v in fwd_values - free))
     bwd = Graph(f"{g.name}_bwd", residuals + ct_inputs)
@@ -210,7 +212,7 @@ def _clone(g: Graph) -> Graph:
     return copy
 
 
-def _live(ops: Sequence[Op], results: Sequence[Value]) -> list[Op]:
+def live_ops(ops: Sequence[Op], results: Sequence[Value]) -> list[Op]:
     """The ops among ``ops`` that ``results`` depend on (pure subgraphs only), in order."""
     live, kept = set(results), []
     for op in reversed(ops):

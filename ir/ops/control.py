@@ -167,8 +167,8 @@ def _cond_vjp(emit, op, *cts):
     branches = {
         key: linearize(op.attrs[key], active).joint for key in ("true_branch", "false_branch")
     }
-    outs = _as_tuple(emit(cond, pred, *operands, *cts, **branches))
-    return [None, *_scatter(operands, outs)]
+    outs = as_tuple(emit(cond, pred, *operands, *cts, **branches))
+    return [None, *spread_cts(operands, outs)]
 
 
 @cond.defjvp
@@ -238,7 +238,7 @@ def _scan_vjp(emit, op, *cts):
     carry_cts = [ct for ct, d in zip(carry_cts, diff[:c]) if d]
     y_cts = [ct for ct, d in zip(y_cts, diff[c:]) if d]
     assert len(carry_cts) + len(y_cts) == len(diff_outs)
-    results = _as_tuple(
+    results = as_tuple(
         emit(
             scan,
             *(outer[v] for v, _ in const_res),
@@ -254,7 +254,7 @@ def _scan_vjp(emit, op, *cts):
             body=step,
         )
     )
-    return _scatter(op.inputs, results)
+    return spread_cts(op.inputs, results)
 
 
 @scan.defjvp
@@ -325,7 +325,7 @@ def _while_jvp(emit, op, *tangents):
 @cond.deflift
 def _cond_lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op, tuple]:
     attrs = {k: discharge(op.attrs[k], reads, writes) for k in ("true_branch", "false_branch")}
-    new = _rebuild(op, [*op.inputs, *values], attrs, [*op.outputs, *[None] * len(writes)])
+    new = rebuild(op, [*op.inputs, *values], attrs, [*op.outputs, *[None] * len(writes)])
     return new, new.outputs[len(op.outputs) :]
 
 
@@ -344,7 +344,7 @@ def _while_lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op
     by_handle = dict(zip(reads, values))
     inputs = [*op.inputs[:k], *(by_handle[h] for h in read_only), *op.inputs[k:]]
     inputs += [by_handle[h] for h in writes]
-    new = _rebuild(op, inputs, attrs, [*op.outputs, *[None] * len(writes)])
+    new = rebuild(op, inputs, attrs, [*op.outputs, *[None] * len(writes)])
     return new, new.outputs[len(op.outputs) :]
 
 
@@ -365,11 +365,11 @@ def _scan_lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op,
     inputs += [*(by_handle[h] for h in writes), *op.inputs[k + c :]]
     attrs = dict(op.attrs, consts=k + r, carries=c + w, body=g)
     results = [*op.outputs[:c], *[None] * w, *op.outputs[c:]]
-    new = _rebuild(op, inputs, attrs, results)
+    new = rebuild(op, inputs, attrs, results)
     return new, new.outputs[c : c + w]
 
 
-def _rebuild(op: Op, inputs: list[Value], attrs: dict, results: list[Value | None]) -> Op:
+def rebuild(op: Op, inputs: list[Value], attrs: dict, results: list[Value | None]) -> Op:
     """``op`` with new inputs and attributes; ``results`` reuses op's result values where
     given and makes fresh ones (for the threaded variables) where None."""
     types = op.opdef.infer(tuple(v.type for v in inputs), attrs)
@@ -434,11 +434,11 @@ def _ct_or_zeros(emit, value, ct):
     return emit.zeros(value.type) if ct is None else ct
 
 
-def _as_tuple(outs) -> tuple:
+def as_tuple(outs) -> tuple:
     return outs if isinstance(outs, tuple) else (outs,)
 
 
-def _scatter(inputs, cts) -> list:
+def spread_cts(inputs, cts) -> list:
     """Cotangents given for the differentiable ``inputs`` only, spread over all of them."""
     cts = iter(cts)
     return [next(cts) if differentiable(v.type) else None for v in inputs]
@@ -455,7 +455,7 @@ def _cond_batch(e, op, args, batched):
         either = [batch_graph(b, flags, e.size)[1] for b in branches]
         force = [a or b for a, b in zip(*either)]
         true, false = (batch_graph(b, flags, e.size, force)[0] for b in branches)
-        return _as_tuple(e(cond, pred, *operands, true_branch=true, false_branch=false)), force
+        return as_tuple(e(cond, pred, *operands, true_branch=true, false_branch=false)), force
     _refuse_effects(branches, "a fj.cond whose predicate differs across the examples")
     (t, _), (f, _) = (inline_batched(e, b, operands, flags) for b in branches)
     outs = [
@@ -488,7 +488,7 @@ def _while_batch(e, op, args, batched):
         new_test = batch_graph(test, flags, e.size)[0]
         new_body = batch_graph(body, flags, e.size, carry_flags)[0]
         outs = e(while_loop, *args[:k], *carry, consts=k, cond=new_test, body=new_body)
-        return _as_tuple(outs), carry_flags
+        return as_tuple(outs), carry_flags
     _refuse_effects([body], "a fj.while_loop whose predicate differs across the examples")
     inputs = [a.type for a in args[:k]] + [a.type for a in carry]
 
@@ -509,7 +509,7 @@ def _while_batch(e, op, args, batched):
     new_test = _batched_subgraph(e, test, inputs, lambda g, inner: [any_holds(g, inner)])
     new_body = _batched_subgraph(e, body, inputs, step)
     outs = e(while_loop, *args[:k], *carry, consts=k, cond=new_test, body=new_body)
-    return _as_tuple(outs), carry_flags
+    return as_tuple(outs), carry_flags
 
 
 @scan.defbatch
@@ -532,7 +532,7 @@ def _scan_batch(e, op, args, batched):
     inputs[k + c :] = [
         e.moveaxis(a, 0, 1) if f else a for a, f in zip(inputs[k + c :], flags[k + c :])
     ]
-    outs = list(_as_tuple(e(scan, *inputs, **dict(op.attrs, body=new_body))))
+    outs = list(as_tuple(e(scan, *inputs, **dict(op.attrs, body=new_body))))
     outs[c:] = [e.moveaxis(y, 1, 0) if f else y for y, f in zip(outs[c:], out_flags[c:])]
     return outs, out_flags
 

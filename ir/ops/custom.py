@@ -28,8 +28,8 @@ from ..batching import BatchEmit, batch_graph
 from ..core import Effect, Graph, Op, OpDef, Value, register
 from ..errors import GradientError, ShapeError
 from ..forward import transposed_vjp
-from ..grad import Emit, _live, backward, differentiable, linearize
-from .control import Discharge, Run, _rebuild, _scatter, check_types
+from ..grad import Emit, live_ops, backward, differentiable, linearize
+from .control import Discharge, Run, rebuild, spread_cts, check_types
 
 
 def _types(values) -> tuple:
@@ -132,7 +132,7 @@ def _through_fwd(emit: Emit, op: Op, n: int, cts: Sequence[Value | None]) -> lis
         for i, (v, ct) in enumerate(zip(op.outputs, cts))
         if differentiable(v.type)
     ]
-    return _scatter(op.inputs, inline(emit, lin.backward, residuals + out_cts))
+    return spread_cts(op.inputs, inline(emit, lin.backward, residuals + out_cts))
 
 
 # forward mode: the user's bwd transposed (so fj.jvp agrees with fj.grad; jax has none)
@@ -185,7 +185,7 @@ def _custom_jvp_vjp(emit: Emit, op: Op, *cts):
     k = op.attrs["consts"]
     cts = [_or_zeros(emit, v, ct) for v, ct in zip(op.outputs, cts) if differentiable(v.type)]
     arg_cts = inline(emit, _transposed_jvp(op), [*op.inputs, *cts])
-    return [None] * k + _scatter(op.inputs[k:], arg_cts)
+    return [None] * k + spread_cts(op.inputs[k:], arg_cts)
 
 
 def _transposed_jvp(op: Op) -> Graph:
@@ -208,7 +208,7 @@ def _transposed_jvp(op: Op) -> Graph:
     emit = Emit(scratch)
     outputs = [cts[t] if t in cts else emit.zeros(t.type) for t in wanted]
     transposed = Graph(scratch.name, [*scratch.inputs[:n_in], *ct_inputs])
-    transposed.ops, transposed.outputs = _live(scratch.ops, outputs), outputs
+    transposed.ops, transposed.outputs = live_ops(scratch.ops, outputs), outputs
     # A tangent used by a kept op (or given back as it is) is not transposed: not linear.
     kept = {v for o in transposed.ops for v in o.inputs} | set(outputs)
     if any(t in kept for t in placeholders):
@@ -290,7 +290,7 @@ def _lift(op: Op, reads, writes, values, discharge: Discharge) -> tuple[Op, tupl
         g.inputs = g.inputs[:k] + g.inputs[m:] + g.inputs[k:m]
         attrs[key] = g
     inputs = [*op.inputs[:k], *values, *op.inputs[k:]]
-    return _rebuild(op, inputs, attrs, list(op.outputs)), ()
+    return rebuild(op, inputs, attrs, list(op.outputs)), ()
 
 
 custom_vjp_call.deflift(_lift)

@@ -31,7 +31,7 @@ from ..forward import jvp_subgraph, replace, tangent_outputs
 from ..grad import differentiable, linearize
 from . import linalg as L
 from . import nn as N
-from .control import _as_tuple, _rebuild, _scatter, check_types
+from .control import as_tuple, rebuild, spread_cts, check_types
 
 POLICIES = (
     "nothing_saveable",
@@ -178,7 +178,7 @@ def _remat_vjp(emit, op, *cts):
     env: dict[Value, Value] = {}
     through = [outer[v] for v in pinned] + [diff_cts[i] for i in given]
     if op.attrs["prevent_cse"] and through:
-        through = list(_as_tuple(emit(optimization_barrier, *through)))
+        through = list(as_tuple(emit(optimization_barrier, *through)))
     env.update(zip(pinned, through))
     ct_values = dict(zip(given, through[len(pinned) :]))
     for i, (ct_input, out) in enumerate(zip(ct_inputs, diff_outs)):
@@ -187,7 +187,9 @@ def _remat_vjp(emit, op, *cts):
     env.update(zip(lin.backward.inputs, (env[v] for v in lin.residuals)))
     _clone_into(emit, lin.backward.ops, env)
     grads = [env[v] for v in lin.backward.outputs]
-    return [g if emit.is_active(v) else None for v, g in zip(op.inputs, _scatter(op.inputs, grads))]
+    return [
+        g if emit.is_active(v) else None for v, g in zip(op.inputs, spread_cts(op.inputs, grads))
+    ]
 
 
 def _needed(ops: Sequence[Op], wanted: Sequence[Value], known: set[Value]) -> list[Op]:
@@ -212,7 +214,7 @@ def _clone_into(emit, ops: Sequence[Op], env: dict[Value, Value]) -> None:
 @remat.deflift
 def _remat_lift(op: Op, reads, writes, values, discharge) -> tuple[Op, tuple]:
     body = discharge(op.attrs["body"], reads, writes)
-    new = _rebuild(
+    new = rebuild(
         op, [*op.inputs, *values], dict(op.attrs, body=body), [*op.outputs, *[None] * len(writes)]
     )
     return new, new.outputs[len(op.outputs) :]
@@ -236,7 +238,7 @@ def _remat_jvp(emit, op, *tangents):
 
 @optimization_barrier.defbatch
 def _barrier_batch(e, op, args, batched):  # (each operand keeps its batch axis, or none)
-    return _as_tuple(e(optimization_barrier, *args)), list(batched)
+    return as_tuple(e(optimization_barrier, *args)), list(batched)
 
 
 checkpoint_name.defbatch(shifted_axis_batch())
@@ -245,4 +247,4 @@ checkpoint_name.defbatch(shifted_axis_batch())
 @remat.defbatch
 def _remat_batch(e, op, args, batched):  # the body batched, recomputed as a whole batch
     body, flags = batch_graph(op.attrs["body"], batched, e.size)
-    return _as_tuple(e(remat, *args, **dict(op.attrs, body=body))), flags
+    return as_tuple(e(remat, *args, **dict(op.attrs, body=body))), flags
