@@ -27,23 +27,25 @@ def vmap(
     """Like ``jax.vmap``: ``fn`` mapped over axis ``in_axes`` of its arguments (an int or
     None for all, or a tuple with an entry per positional argument, each an int, None (not
     mapped) or a pytree prefix of the argument); results get the mapped axis at
-    ``out_axes``. ``axis_size`` is needed only when no argument is mapped. Works inside
-    compiled functions and on its own (it then compiles itself)."""
+    ``out_axes``. Keyword arguments are mapped over their first axis. ``axis_size`` is
+    needed only when no argument is mapped. Works inside compiled functions and on its own
+    (it then compiles itself)."""
     name = getattr(fn, "__name__", "fn")
     compiled = None
 
     @functools.wraps(fn)
-    def wrapped(*args: Any) -> Any:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
         nonlocal compiled
         if tracing():
-            return _vmapped(fn, in_axes, out_axes, axis_size, args)
+            return _vmapped(fn, in_axes, out_axes, axis_size, args, kwargs)
         if compiled is None:
             from .api import compile
 
-            compiled = compile(
-                lambda *a: _vmapped(fn, in_axes, out_axes, axis_size, a), name=f"vmap_{name}"
-            )
-        return compiled(*args)
+            def whole(*a: Any, **k: Any) -> Any:
+                return _vmapped(fn, in_axes, out_axes, axis_size, a, k)
+
+            compiled = compile(whole, name=f"vmap_{name}")
+        return compiled(*args, **kwargs)
 
     return wrapped
 
@@ -60,7 +62,7 @@ def _axes_per_leaf(axes: Any, tree: Any, what: str) -> list[Any]:
         )
     except ValueError:
         raise BatchingError(
-            f"fj.vmap: {what}={axes!r} does not match the structure of the "
+            f"fj.vmap: {what} does not match the structure of the "
             f"{'arguments' if what == 'in_axes' else 'results'}; give an int or None, or a "
             "tuple with an entry per argument (each a prefix of that argument's structure)",
             loc=user_location(),
@@ -81,7 +83,9 @@ def _check_axis(axis: Any, ndim: int, what: str) -> int | None:
     return axis % ndim
 
 
-def _vmapped(fn: Callable, in_axes: Any, out_axes: Any, axis_size: Any, args: tuple) -> Any:
+def _vmapped(
+    fn: Callable, in_axes: Any, out_axes: Any, axis_size: Any, args: tuple, kwargs: dict
+) -> Any:
     from .tensor import Tensor
 
     ctx = current()
@@ -93,10 +97,10 @@ def _vmapped(fn: Callable, in_axes: Any, out_axes: Any, axis_size: Any, args: tu
             "arguments; give an entry per positional argument",
             loc=user_location(),
         )
-    tensors, treedef, paths = tensor_leaves(args, "args")
-    axes = _axes_per_leaf(
-        in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args), args, "in_axes"
-    )
+    tensors, treedef, paths = tensor_leaves((args, kwargs), "")
+    paths = [("args" if p.startswith("[0]") else "kwargs") + p[3:] for p in paths]
+    per_arg = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    axes = _axes_per_leaf((per_arg, 0), (args, kwargs), "in_axes")
     axes = [_check_axis(a, t.ndim, "in_axes") for a, t in zip(axes, tensors)]
     sizes = {p: t.shape[a] for p, t, a in zip(paths, tensors, axes) if a is not None}
     if axis_size is not None:
@@ -118,8 +122,10 @@ def _vmapped(fn: Callable, in_axes: Any, out_axes: Any, axis_size: Any, args: tu
         for v, a in zip(values, axes)
     ]
     with TraceContext(f"vmap_{getattr(fn, '__name__', 'fn')}", ctx) as child:
-        inner = jax.tree_util.tree_unflatten(treedef, [child.input(t) for t in example])
-        result = fn(*inner)
+        inner, inner_kwargs = jax.tree_util.tree_unflatten(
+            treedef, [child.input(t) for t in example]
+        )
+        result = fn(*inner, **inner_kwargs)
         out_tensors, out_tree, _ = tensor_leaves(result, "result")
         outputs = [child.capture(t) for t in out_tensors]
     graph = child.graph

@@ -9,15 +9,16 @@ cluster alive; a dropped compiled function's clusters go with its traces.
 
 ``call_cluster(cluster, *args)`` binds it so that jax can differentiate it (jax.grad, jax.vjp
 of a compiled function): the backward pass is flowjit's own gradient graph of the cluster
-(``ir.grad.linearize``), compiled as another cluster. ``jax.vmap`` of a cluster is an error
-until flowjit has a batching transform.
+(``ir.grad.linearize``), compiled as another cluster. ``jax.vmap`` of a cluster runs the
+cluster's graph batched by flowjit's own batching rules (``ir.batching``), as another cluster.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from flowjit.ir import Effect, Graph, TracingError
+from flowjit.ir import Effect, Graph
+from flowjit.ir.batching import batch_graph
 from flowjit.ir.grad import differentiable, linearize
 from flowjit.ir.ops.jax_call import jax_call
 
@@ -94,12 +95,19 @@ def _lower(ctx, *args: ir.Value, cluster: Cluster) -> Sequence[ir.Value]:
 
 
 def _batch(args: Sequence[Any], dims: Sequence[Any], *, cluster: Cluster) -> Any:
-    raise TracingError(
-        f"jax.vmap of the flowjit function {cluster.graph.name!r}: flowjit has no batching "
-        "transform yet. Call it on the whole batch (its ops broadcast like numpy's), loop "
-        "over the examples with fj.scan inside a compiled function, or write the per-example "
-        "function with jax and call jax.vmap on that"
-    )
+    """jax.vmap of a cluster: its graph batched (the batch axis first), as a new cluster."""
+    flags = [d is not None for d in dims]  # (jax's dimension of an unmapped argument: None)
+    args = [jax.numpy.moveaxis(a, d, 0) if f else a for a, d, f in zip(args, dims, flags)]
+    size = next(a.shape[0] for a, f in zip(args, flags) if f)
+    made = cluster._once(("batched", tuple(flags), size), lambda: _batched(cluster, flags, size))
+    batched, out_flags = made
+    outs = call_cluster(batched, *args)
+    return outs, [0 if f else None for f in out_flags]
+
+
+def _batched(cluster: Cluster, flags: list[bool], size: int) -> tuple[Cluster, list[bool]]:
+    graph, out_flags = batch_graph(cluster.graph, flags, size)
+    return Cluster(graph), out_flags
 
 
 cluster_p.def_abstract_eval(_abstract_eval)

@@ -379,7 +379,7 @@ def _while_batch(e, op, args, batched):
             break
         carry_flags = widened
     flags = consts + carry_flags
-    carry = [e.materialize(a, f) for a, f in zip(args[k:], carry_flags)]
+    carry = [e.materialize(a, b) if f else a for a, b, f in zip(args[k:], batched[k:], carry_flags)]
     if not per_example:
         new_test = batch_graph(test, flags, e.size)[0]
         new_body = batch_graph(body, flags, e.size, carry_flags)[0]
@@ -424,9 +424,7 @@ def _scan_batch(e, op, args, batched):
         flags[k : k + c] = widened
     n_ys = len(body.outputs) - c
     new_body, out_flags = batch_graph(body, flags, e.size, flags[k : k + c] + [False] * n_ys)
-    inputs = [
-        e.materialize(a, f) if k <= i < k + c else a for i, (a, f) in enumerate(zip(args, flags))
-    ]
+    inputs = [e.materialize(a, b) if f else a for a, b, f in zip(args, batched, flags)]
     inputs[k + c :] = [
         e.moveaxis(a, 0, 1) if f else a for a, f in zip(inputs[k + c :], flags[k + c :])
     ]

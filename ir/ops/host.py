@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..batching import batch_graph, loop_batch, shifted_axis_batch
 from ..core import Effect, Graph, OpDef, register
 from ..errors import GradientError, ShapeError
 from ..grad import differentiable
@@ -41,6 +42,7 @@ host_call = register(
         attrs={"callback": "function", "name": "str", "result_types": "types"},
         effects=frozenset({Effect.HOST}),
         doc="the results of the Python function callback on the operands' values",
+        batch=loop_batch,  # (the function takes one example's values: called once for each)
     )
 )
 
@@ -95,8 +97,16 @@ transfer = register(
         lambda x, device: x.copy(),
         attrs={"device": "str"},
         no_vjp="transfers are placed after gradients are taken",
+        batch=shifted_axis_batch(),  # (the batch is copied as a whole)
         doc="x, copied to device ('default': where the function runs)",
     )
 )
 
 __all__ = ["cluster", "host_call", "transfer"]
+
+
+@cluster.defbatch
+def _cluster_batch(e, op, args, batched):  # (jax.vmap of a compiled function's cluster)
+    body, flags = batch_graph(op.attrs["body"], batched, e.size)
+    out = e(cluster, *args, body=body)
+    return (out if isinstance(out, tuple) else (out,)), flags

@@ -16,6 +16,7 @@ reference interpreter hands the op's ``ref`` a ``call_module`` that runs it with
 
 from __future__ import annotations
 
+from ..batching import loop_batch
 from ..core import OpDef, register
 from ..errors import GradientError
 from ..grad import differentiable
@@ -37,6 +38,8 @@ jax_call = register(
         _jax_call_ref,
         attrs={"name": "str", "derivative": "int", "result_types": "types", "module": "module"},
         doc="the results of the jax computation module (its derivative-th VJP) on the operands",
+        # (an exported jax computation has fixed shapes: it runs once per example)
+        batch=loop_batch,
     )
 )
 

@@ -461,3 +461,62 @@ def _reduce_window_max_vjp(e, op, g):
 @select_and_scatter_add.defvjp
 def _select_and_scatter_add_vjp(e, op, g):
     raise _unsupported(op, "second-order gradients of max pooling (reduce_window_max)")
+
+
+# -- batching rules (ir/batching.py): the batch axis is first, the example's axes follow --------
+@conv2d.defbatch
+def _conv2d_batch(e, op, args, batched):
+    """One conv for the whole batch (B examples, each conv2d(x: N,H,W,C, w: kh,kw,C/G,O)
+    with G = feature_group_count), as jax's conv batching rule:
+
+    - x batched, w shared: the batch joins the conv's own: x as (B*N, H, W, C).
+    - w batched, x shared: the batch joins the output channels, inside each group (a group's
+      output channels are contiguous): w as (kh, kw, C/G, G*B*O/G), the result's channels
+      (G, B, O/G) sorted back to (B, G*O/G).
+    - both batched: the batch joins the channels of both, as B*G groups: x as (N, H, W, B*C),
+      where group b*G + g holds example b's group g, and w as (kh, kw, C/G, B*O)."""
+    from .shape import reshape, transpose
+
+    x, w = args
+    (n, *_, c), (kh, kw, cg, o) = (v.type.shape for v in op.inputs)
+    (_, oh, ow, _), size = op.outputs[0].type.shape, e.size
+    groups = op.attrs["feature_group_count"]
+    attrs = dict(op.attrs)
+    if size == 0:  # (B*G groups would be none)
+        return [e.zeros(e.batched_type(op.outputs[0].type))], [True]
+    if not batched[1]:
+        x = e(reshape, x, shape=(size * n, *x.type.shape[2:]))
+        out = e(conv2d, x, w, **attrs)
+        return [e(reshape, out, shape=(size, n, oh, ow, o))], [True]
+    if not batched[0]:
+        w = e(reshape, w, shape=(size, kh, kw, cg, groups, o // groups))
+        w = e(transpose, w, perm=(1, 2, 3, 4, 0, 5))  # kh, kw, C/G, G, B, O/G
+        out = e(conv2d, x, e(reshape, w, shape=(kh, kw, cg, size * o)), **attrs)
+        out = e(reshape, out, shape=(n, oh, ow, groups, size, o // groups))
+        out = e(transpose, out, perm=(4, 0, 1, 2, 3, 5))  # B, N, OH, OW, G, O/G
+        return [e(reshape, out, shape=(size, n, oh, ow, o))], [True]
+    x = e(reshape, e(transpose, x, perm=(1, 2, 3, 0, 4)), shape=(*x.type.shape[1:4], size * c))
+    w = e(reshape, e(transpose, w, perm=(1, 2, 3, 0, 4)), shape=(kh, kw, cg, size * o))
+    attrs["feature_group_count"] = size * groups
+    out = e(reshape, e(conv2d, x, w, **attrs), shape=(n, oh, ow, size, o))
+    return [e.moveaxis(out, 3, 0)], [True]
+
+
+def _window_batch(e, op, args, batched):
+    """A window of one element over the batch axis: each example's windows stay its own.
+    (select_and_scatter_add's source and operand both get the batch axis.)"""
+    operands = [e.materialize(a, b) for a, b in zip(args, batched)]
+    window, strides, padding = (op.attrs[k] for k in ("window", "strides", "padding"))
+    out = e(
+        op.opdef,
+        *operands,
+        window=(1, *window),
+        strides=(1, *strides),
+        padding=(0, 0, *padding),
+    )
+    return [out], [True]
+
+
+reduce_window_max.defbatch(_window_batch)
+reduce_window_sum.defbatch(_window_batch)
+select_and_scatter_add.defbatch(_window_batch)

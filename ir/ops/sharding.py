@@ -84,4 +84,10 @@ def _with_sharding_vjp(emit, op, g):  # the cotangent is laid out as the value
     return [emit(with_sharding, g, **op.attrs)]
 
 
+@with_sharding.defbatch
+def _with_sharding_batch(e, op, args, batched):  # the batch axis is not split over the mesh
+    spec = spec_text([(), *parse_spec(op.attrs["spec"])])
+    return [e(with_sharding, args[0], mesh=op.attrs["mesh"], spec=spec)], [True]
+
+
 __all__ = ["check_spec", "parse_spec", "spec_text", "with_sharding"]

@@ -1,6 +1,6 @@
 """flowjit functions inside jax (issue 19, item 4): jax.grad, jax.value_and_grad and jax.vjp of
-a pure compiled function run flowjit's own gradient graph, compiled; jax.vmap is a clear error;
-a function that writes Variables is refused under any jax transformation before anything
+a pure compiled function run flowjit's own gradient graph, compiled; jax.vmap of one runs its
+graph batched by flowjit's batching rules (issue 23); a function that writes Variables is refused under any jax transformation before anything
 changes, and its Variables stay usable."""
 
 from __future__ import annotations
@@ -86,9 +86,15 @@ def test_jax_grad_of_a_function_that_reads_a_variable():
         fj.config.update("max_steps_in_flight", limit)
 
 
-def test_jax_vmap_of_a_compiled_function_is_a_clear_error():
-    with pytest.raises(fj.TracingError, match="jax.vmap of the flowjit function 'loss'.*fj.scan"):
-        jax.vmap(loss, in_axes=(None, 0))(W, np.stack([X, X]))
+def test_jax_vmap_of_a_compiled_function_runs_flowjits_batching_rules():
+    xs = RNG.standard_normal((5, 4, 3)).astype(np.float32)
+    close(jax.vmap(loss, in_axes=(None, 0))(W, xs), jax.vmap(jax_loss, in_axes=(None, 0))(W, xs))
+    ws = RNG.standard_normal((3, 2, 6)).astype(np.float32)  # (mapped along their last axis)
+    close(jax.vmap(loss, in_axes=(2, None))(ws, X), jax.vmap(jax_loss, in_axes=(2, None))(ws, X))
+    per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0))(W, xs)
+    close(per_example, jax.vmap(jax.grad(jax_loss), in_axes=(None, 0))(W, xs))
+    total = jax.grad(lambda w: jax.vmap(loss, in_axes=(None, 0))(w, xs).sum())(W)
+    close(total, jax.grad(lambda w: jax.vmap(jax_loss, in_axes=(None, 0))(w, xs).sum())(W))
 
 
 @pytest.mark.parametrize(
