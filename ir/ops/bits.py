@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..batching import defbatch_all, elementwise_batch
 from ..core import OpDef, register
 from ..errors import DTypeError
 from ..types import NUMERIC_DTYPES, TensorType, dtype_name
@@ -94,4 +95,11 @@ bitcast_convert = register(
         no_vjp="reinterpreting bits has no gradient",
         doc="x's bits read as `dtype` of the same width (x.view(dtype)); the shape is kept",
     )
+)
+
+
+# -- batching rules (ir/batching.py): shifts broadcast as elementwise ops do; a bitcast keeps
+# the shape, the batch axis too
+defbatch_all(
+    elementwise_batch, shift_left, shift_right_logical, shift_right_arithmetic, bitcast_convert
 )

@@ -356,3 +356,158 @@ def _scatter_add_along_axis_vjp(e, op, g):  # x: g; updates: what take_along_axi
 def _scatter_add_vjp(e, op, g):  # x: g; updates: what take reads at the same indices
     _, indices, _ = op.inputs
     return [g, None, e(take, g, indices, axis=op.attrs["axis"])]
+
+
+# -- batching rules (ir/batching.py): the batch axis is first, the example's axes follow ----
+# Per-example indices make every rule a gather or scatter along one axis of the batch, with
+# the batch axis as one of take_along_axis's (or scatter_add_along_axis's) other axes.
+def _batch_lead(e, value, batched: bool):
+    """``value`` with a batch axis: its own, or one of size 1 for a shared value (which
+    take_along_axis and select broadcast against the batch)."""
+    from .shape import reshape
+
+    return value if batched else e(reshape, value, shape=(1, *value.type.shape))
+
+
+def _along(e, indices, axis: int, ndim: int):
+    """Batched ``indices`` of shape (batch, k) reshaped to index ``axis`` of a batch of
+    rank-``ndim`` examples: (batch, 1, ..., k, ..., 1), k at ``axis + 1``."""
+    from .shape import reshape
+
+    lead, k = indices.type.shape
+    return e(reshape, indices, shape=(lead,) + (1,) * axis + (k,) + (1,) * (ndim - axis - 1))
+
+
+@take.defbatch
+def _take_batch(e, op, args, batched):
+    """A batched x with shared indices: the axis moves up by one. Shared x, batched indices:
+    the batch axis comes out where the indices' axes do and moves to the front. Both: each
+    example reads its own x, a take_along_axis with the indices flattened (it wraps and clamps
+    them as take does)."""
+    from .shape import reshape
+
+    x, indices = args
+    xt, it = op.inputs[0].type, op.inputs[1].type
+    axis = single_axis(op.attrs["axis"], xt.ndim)
+    if not batched[1]:
+        return [e(take, x, indices, axis=axis + 1)], [True]
+    if not batched[0]:
+        return [e.moveaxis(e(take, x, indices, axis=axis), axis, 0)], [True]
+    flat = _along(e, e(reshape, indices, shape=(e.size, it.size)), axis, xt.ndim)
+    out = e(take_along_axis, x, flat, axis=axis + 1)
+    return [e(reshape, out, shape=(e.size, *op.outputs[0].type.shape))], [True]
+
+
+@take_along_axis.defbatch
+def _take_along_axis_batch(e, op, args, batched):  # the batch axis is one more other axis
+    x, indices = (_batch_lead(e, a, b) for a, b in zip(args, batched))
+    axis = single_axis(op.attrs["axis"], op.inputs[0].type.ndim)
+    return [e(take_along_axis, x, indices, axis=axis + 1)], [True]
+
+
+@scatter_add.defbatch
+def _scatter_add_batch(e, op, args, batched):
+    """Shared indices: the axis moves up by one (x and updates given the batch axis).
+    Per-example indices: a scatter_add_along_axis, the indices flattened and broadcast to
+    the flattened updates (it wraps and clamps them as scatter_add does)."""
+    from .shape import broadcast_to, reshape
+
+    x, indices, updates = (e.materialize(a, b) for a, b in zip(args, batched))
+    xt, it = op.inputs[0].type, op.inputs[1].type
+    axis = single_axis(op.attrs["axis"], xt.ndim)
+    if not batched[1]:
+        return [e(scatter_add, x, args[1], updates, axis=axis + 1)], [True]
+    flat = (e.size, *xt.shape[:axis], it.size, *xt.shape[axis + 1 :])
+    indices = _along(e, e(reshape, indices, shape=(e.size, it.size)), axis, xt.ndim)
+    indices = e(broadcast_to, indices, shape=flat)
+    updates = e(reshape, updates, shape=flat)
+    return [e(scatter_add_along_axis, x, indices, updates, axis=axis + 1)], [True]
+
+
+@scatter_add_along_axis.defbatch
+def _scatter_add_along_axis_batch(e, op, args, batched):  # the batch axis: one more other axis
+    operands = [e.materialize(a, b) for a, b in zip(args, batched)]
+    axis = single_axis(op.attrs["axis"], op.inputs[0].type.ndim)
+    return [e(scatter_add_along_axis, *operands, axis=axis + 1)], [True]
+
+
+def _clamped_start(e, start, hi: int):
+    """A start index built with IR ops as ``clamped_starts`` clamps it: int64 in [0, hi]."""
+    from .elementwise import convert, max_, min_
+
+    dtype, i64 = start.type.dtype, np.dtype(np.int64)
+    if dtype.kind == "u":  # clamped in its own dtype first: a huge one must not turn negative
+        start = e(min_, start, e.constant(min(hi, int(np.iinfo(dtype).max)), dtype))
+    if dtype != i64:
+        start = e(convert, start, dtype=i64)
+    return e(min_, e(max_, start, e.constant(0, i64)), e.constant(hi, i64))
+
+
+def _start_column(e, start, batched: bool, hi: int):
+    """A start clamped as ``clamped_starts`` does, as an int64 column: shape (batch, 1) for
+    per-example starts, (1, 1) for a shared one (to broadcast against iota's (1, n))."""
+    from .shape import reshape
+
+    return e(reshape, _clamped_start(e, start, hi), shape=(e.size if batched else 1, 1))
+
+
+def _positions(e, n: int):
+    """0..n-1 as int64 of shape (1, n)."""
+    from .creation import iota
+
+    return e(iota, shape=(1, n), dimension=1, dtype=np.dtype(np.int64))
+
+
+@dynamic_slice.defbatch
+def _dynamic_slice_batch(e, op, args, batched):
+    """The axes with shared starts are sliced as in the op (the batch axis whole); each axis
+    with per-example starts is then gathered with take_along_axis at each example's clamped
+    start plus 0..size-1."""
+    from .elementwise import add
+
+    x, *starts = args
+    xt, sizes = op.inputs[0].type, op.attrs["sizes"]
+    per_example = batched[1:]
+    if not all(per_example):
+        zero = e.constant(0, np.int32)
+        kept = tuple(n if b else k for n, k, b in zip(xt.shape, sizes, per_example))
+        firsts = [zero if b else s for s, b in zip(starts, per_example)]
+        if batched[0]:
+            x = e(dynamic_slice, x, zero, *firsts, sizes=(e.size, *kept))
+        else:
+            x = e(dynamic_slice, x, *firsts, sizes=kept)
+    x = _batch_lead(e, x, batched[0])
+    for d, (start, b) in enumerate(zip(starts, per_example)):
+        if b:
+            first = _start_column(e, start, True, xt.shape[d] - sizes[d])
+            window = e(add, first, _positions(e, sizes[d]))
+            x = e(take_along_axis, x, _along(e, window, d, xt.ndim), axis=d + 1)
+    return [x], [True]
+
+
+@dynamic_update_slice.defbatch
+def _dynamic_update_slice_batch(e, op, args, batched):
+    """Shared starts: the batch axis is written whole (x and the update given it).
+    Per-example starts: each element of x is selected from the update, gathered along each
+    axis at the element's position less the clamped start, inside the window, and from x
+    outside it (a select: exact for every dtype, bool included)."""
+    from .elementwise import and_, ge, lt, select, sub
+
+    x, update, *starts = args
+    xt, ut = op.inputs[0].type, op.inputs[1].type
+    if not any(batched[2:]):
+        x, update = (e.materialize(a, b) for a, b in zip(args[:2], batched))
+        return [e(dynamic_update_slice, x, update, e.constant(0, np.int32), *starts)], [True]
+    if ut.size == 0:  # (nothing is written, and an empty update has nothing to gather)
+        return [e.materialize(x, batched[0])], [True]
+    i64 = np.dtype(np.int64)
+    update, inside = _batch_lead(e, update, batched[1]), None
+    for d, (start, b) in enumerate(zip(starts, batched[2:])):
+        n, size = xt.shape[d], ut.shape[d]
+        first = _start_column(e, start, b, n - size)
+        # (a position outside the window reads some element of the update: selected away)
+        offset = _along(e, e(sub, _positions(e, n), first), d, xt.ndim)
+        update = e(take_along_axis, update, offset, axis=d + 1)
+        here = e(and_, e(ge, offset, e.constant(0, i64)), e(lt, offset, e.constant(size, i64)))
+        inside = here if inside is None else e(and_, inside, here)
+    return [e(select, inside, update, x)], [True]  # (a shared x broadcasts from the right)
