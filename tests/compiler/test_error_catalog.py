@@ -326,10 +326,25 @@ def test_e21_a_gradient_through_a_host_call():
     np.testing.assert_allclose(fj.grad(fixed)(np.ones(3, F32)), np.tanh(np.ones(3)), rtol=1e-6)
 
 
-def test_e22_jax_vmap_of_a_compiled_function():
-    loss = fj.compile(lambda x: (x * x).sum(), name="loss")
-    with pytest.raises(fj.TracingError, match="^jax.vmap of the flowjit function 'loss'"):
-        jax.vmap(loss)(np.ones((2, 3), F32))
+def test_e22_a_per_example_variable_write_inside_vmap():
+    w = fj.Variable(np.zeros(3, F32), name="w")
+
+    def per_row(row):
+        w.assign(row)  # WRITE
+        return row * 2
+
+    rows = np.arange(6, dtype=F32).reshape(2, 3)
+    with pytest.raises(fj.BatchingError) as info:
+        fj.vmap(per_row)(rows)
+    assert str(info.value).startswith(
+        f"{HERE}:{line_of(per_row, '# WRITE')}: assign_variable: fj.vmap: the write to "
+        "variable $w gives it a different value for each example"
+    )
+    np.testing.assert_array_equal(np.asarray(w), np.zeros(3))  # nothing written
+    # the fix the row gives: reduce over the batch, and write outside fj.vmap
+    fixed = fj.compile(lambda rows: w.assign(fj.vmap(lambda r: r * 2)(rows).mean(axis=0)))
+    fixed(rows)
+    np.testing.assert_allclose(np.asarray(w), rows.mean(0) * 2)
 
 
 def test_e23_a_function_that_writes_variables_under_a_jax_transformation():
