@@ -13,10 +13,10 @@ from .jaxshim import jax
 # next to them, so a convolution's bias add runs inside it. Measured with bench/suite,
 # interleaved in one process: the CNN step 16.4 -> 14.7 ms, but the MLP step 2.7 -> 3.3 and
 # the LSTM step 114 -> 136, so only programs with a convolution take it (docs/performance.md).
-# A grouped convolution (fj.vmap's per-example kernel gradients, bench/per_example.py) ran
-# 3.5x slower outside YNNPACK: a program with one has YNNPACK take every convolution too
-# (GROUPED), which made the plain CNN step ~10% slower, so only those programs do.
-# The differential fuzz test passes with it as without (each op held to its own rounding).
+# The option replaces XLA's list of what YNNPACK takes, which by default holds the grouped
+# convolutions (fj.vmap's per-example kernel gradients, bench/per_example.py): without them
+# those ran 3.5x slower, and XLA's defaults beat the option there by ~10%, so a program with
+# a grouped convolution takes none.
 COMPILER_OPTIONS: dict[str, tuple[frozenset[OpDef], dict[str, str]]] = {
     "cpu": (
         frozenset({N.conv2d}),
@@ -29,21 +29,12 @@ COMPILER_OPTIONS: dict[str, tuple[frozenset[OpDef], dict[str, str]]] = {
 }
 
 
-GROUPED = {
-    "cpu": ("xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION")
-}
-
-
 def compiler_options(graph: Graph, platform: str | None = None) -> dict[str, str] | None:
     """The options for compiling ``graph`` on ``platform`` (None: jax's default backend's),
     for jax.jit; None for none."""
-    platform = platform or jax.default_backend()
-    when, options = COMPILER_OPTIONS.get(platform, ((), None))
-    if not _uses(graph, lambda op: op.opdef in when):
+    when, options = COMPILER_OPTIONS.get(platform or jax.default_backend(), ((), None))
+    if not _uses(graph, lambda op: op.opdef in when) or _uses(graph, _grouped_convolution):
         return None
-    if platform in GROUPED and _uses(graph, _grouped_convolution):
-        key, more = GROUPED[platform]
-        options = {**options, key: f"{options[key]},{more}"}
     return options
 
 

@@ -54,7 +54,8 @@ def test_a_compiled_function_called_inside_jax_jit():
     assert f.cache_info().traces == g.cache_info().traces == 1
 
 
-def test_a_program_with_a_grouped_convolution_has_ynnpack_take_it(monkeypatch):
+def test_a_program_with_a_grouped_convolution_takes_xlas_defaults(monkeypatch):
+    """(whose YNNPACK runs grouped convolutions; the option's list does not have them)"""
     def grouped_outside_ynnpack(f) -> int:  # (one that YNNPACK runs is inside a fusion)
         hlo = f.lower(X, K).compile().hlo()
         entry = hlo[hlo.index("ENTRY") :].splitlines()
@@ -65,5 +66,5 @@ def test_a_program_with_a_grouped_convolution_has_ynnpack_take_it(monkeypatch):
         return fj.vmap(fj.grad(loss, argnums=1), in_axes=(0, None))(x, k)
 
     assert grouped_outside_ynnpack(fj.compile(per_example_kernel_gradients)) == 0
-    monkeypatch.setattr(options, "GROUPED", {})
+    monkeypatch.setattr(options, "_grouped_convolution", lambda op: False)
     assert grouped_outside_ynnpack(fj.compile(per_example_kernel_gradients)) == 1
