@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from opcheck import TOLERANCE, load_cases, run_xla
+from opcheck import assert_matches, load_cases, run_xla
 
 from flowjit.backends.reference import run_graph
 from flowjit.ir import OPS, Graph, TensorType, print_graph
@@ -97,24 +97,7 @@ def test_batched_op_equals_the_op_on_each_example(case, dtype):
                 expected = np.stack([w[i] for w in want])
                 got = np.asarray(got) if flag else np.broadcast_to(got, expected.shape)
                 where = f"{case.name} output {i} on {backend}, batched operands {flags}"
-                _assert_close(got, expected, dtype, case.tol_scale, where)
-
-
-def _assert_close(got, want, dtype, scale, what) -> None:
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
-    if got.dtype.kind in "biu":
-        np.testing.assert_array_equal(got, want, err_msg=what)
-        return
-    tol = TOLERANCE[np.dtype(got.dtype)] * scale * 10
-    np.testing.assert_allclose(
-        got.astype(np.float64),
-        want.astype(np.float64),
-        rtol=tol,
-        atol=tol,
-        equal_nan=True,
-        err_msg=what,
-    )
+                assert_matches(got, expected, dtype, case.tol_scale * 10, where)
 
 
 def test_every_op_has_a_batching_rule_or_takes_no_tensor_operand():
