@@ -51,7 +51,7 @@ def softplus(x):
 def gelu(x, approximate: bool = True):
     x = _float(x)
     if approximate:
-        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)
+        inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
         return 0.5 * x * (1 + fnp.tanh(inner))
     return 0.5 * x * (1 + emit(E.erf, [x * (1 / math.sqrt(2))]))
 
@@ -77,9 +77,28 @@ def log_softmax(x, axis=-1):
 
 
 def softmax(x, axis=-1):
-    x = _float(x)
+    return _softmax(_float(x), axis)
+
+
+def _softmax_of(x, axis):
     unnormalized = fnp.exp(x - _constant_shift(x, axis))
     return unnormalized / fnp.sum(unnormalized, axis, keepdims=True)
+
+
+def _softmax_jvp(axis, primals, tangents):
+    """y (t - sum(t y)), as jax.nn.softmax's rule: the gradient (this transposed) keeps only
+    y, where the plain one kept exp(x) and y (a transformer's attention probabilities twice)."""
+    (x,), (t,) = primals, tangents
+    y = _softmax_of(x, axis)
+    return y, y * (t - fnp.sum(t * y, axis, keepdims=True))
+
+
+def _made_softmax():
+    from .custom import custom_jvp
+
+    made = custom_jvp(_softmax_of, nondiff_argnums=(1,))
+    made.defjvp(_softmax_jvp)
+    return made
 
 
 def one_hot(x, num_classes: int, dtype=np.float32, axis=-1):
@@ -250,3 +269,6 @@ def dropout(x, rate: float, generator, *, deterministic: bool = False):
 
 
 wrap_public_functions(globals(), __name__)
+
+
+_softmax = _made_softmax()
