@@ -233,8 +233,13 @@ def avg_pool2d(x, window=2, stride=None, padding="VALID"):
 
 
 def layer_norm(x, scale=None, bias=None, eps: float = 1e-5):
-    """Normalize over the last axis, then scale and shift."""
+    """Normalize over the last axis, then scale and shift. A float16 or bfloat16 ``x`` is
+    normalized in float32 (its statistics too, as flax's LayerNorm) and the result rounded
+    back to its dtype once."""
     x = _float(x)
+    if x.dtype.itemsize < 4:
+        wide = lambda v: None if v is None else fnp.asarray(v).astype(np.float32)  # noqa: E731
+        return layer_norm(wide(x), wide(scale), wide(bias), eps).astype(x.dtype)
     mean = fnp.mean(x, -1, keepdims=True)
     centered = x - mean
     variance = fnp.mean(centered * centered, -1, keepdims=True)

@@ -328,6 +328,21 @@ def test_layer_norm(dtype):
     )
 
 
+@pytest.mark.parametrize("dtype, ulp", [(F16, 2.0**-10), (BF16, 2.0**-7)], ids=["f16", "bf16"])
+def test_layer_norm_of_low_precision_data_is_computed_in_float32(dtype, ulp):
+    """Rows of mean 5 and deviation 3: centered in bfloat16 they lose most of their bits (the
+    result was off by 100% of a value); in float32, as flax's LayerNorm, they are within one
+    unit in the last place of the float64 result."""
+    rng = np.random.default_rng(24)
+    x = (rng.standard_normal((16, 256)) * 3 + 5).astype(dtype)
+    got = np.asarray(fj.compile(lambda x: fj.nn.layer_norm(x))(x))
+    assert got.dtype == dtype
+    w = f64(x)
+    want = (w - w.mean(-1, keepdims=True)) / np.sqrt(w.var(-1, keepdims=True) + 1e-5)
+    relative = np.abs(f64(got) - want) / np.maximum(np.abs(want), 1e-3)
+    assert relative.max() <= ulp, relative.max() / ulp
+
+
 class MaskGenerator:
     """A stand-in for fj.random.Generator (issue 3) that hands out a fixed mask, so dropout's
     own arithmetic can be checked exactly."""
