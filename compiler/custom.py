@@ -14,6 +14,7 @@ Outside a trace the function is simply called."""
 
 from __future__ import annotations
 
+import abc
 import functools
 import inspect
 import threading
@@ -26,13 +27,14 @@ from flowjit.ir.ops import custom as C
 from flowjit.ir.types import is_float
 
 from .control_flow import (
+    captured_union,
     check_same,
     outer_tensors,
     results_of,
-    trace_function,
-    captured_union,
-    with_inputs,
     tensor_leaves,
+    trace_function,
+    unflatten,
+    with_inputs,
 )
 from .location import user_location
 from .trace import emit, tracing
@@ -48,7 +50,7 @@ class _Tracing(threading.local):
 _TRACING = _Tracing()
 
 
-class _Custom:
+class _Custom(abc.ABC):
     """What custom_vjp and custom_jvp share: the function, its nondiff arguments, and the
     call's arguments resolved to positions and split into differentiated and not."""
 
@@ -68,8 +70,9 @@ class _Custom:
             positions.update(names.index(name) for name in nondiff_argnames)
         self.nondiff_argnums = tuple(sorted(positions))
 
+    @abc.abstractmethod
     def _rule(self) -> Any:
-        raise NotImplementedError
+        """The rule given (bwd or jvp), None before one is."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         name = getattr(self.fun, "__name__", "fn")
@@ -86,8 +89,9 @@ class _Custom:
             return self.fun(*args)
         return self._call(args)
 
+    @abc.abstractmethod
     def _call(self, args: tuple) -> Any:
-        raise NotImplementedError
+        """The custom function's op, traced on ``args`` (the rule's subgraphs with it)."""
 
     def _split(self, args: tuple) -> tuple[list, list, Callable[[Sequence], list]]:
         """The nondiff arguments (their Tensors behind stop_gradient), the differentiated
@@ -202,7 +206,7 @@ class custom_vjp(_Custom):
             fwd=with_inputs(fwd, len(types), captured),
             bwd=with_inputs(bwd, len(res_types) + n, captured),
         )
-        return tree.tree_unflatten(body.treedef, _as_tuple(results))
+        return unflatten(body.treedef, results)
 
 
 class custom_jvp(_Custom):
@@ -300,7 +304,7 @@ class custom_jvp(_Custom):
             body=with_inputs(body, len(types), captured),
             jvp=with_inputs(jvp, 2 * len(types), captured),
         )
-        return tree.tree_unflatten(body.treedef, _as_tuple(results))
+        return unflatten(body.treedef, results)
 
 
 def _cotangents(cts: Any, diff: list, leaves: list, bwd_name: str) -> list:
@@ -410,10 +414,6 @@ def _named(fn: Callable) -> str:
 
 def _plus(a: Any, b: Any) -> Any:
     return a + b
-
-
-def _as_tuple(results: Any) -> tuple:
-    return results if isinstance(results, tuple) else (results,)
 
 
 __all__ = ["custom_jvp", "custom_vjp"]
