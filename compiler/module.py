@@ -116,40 +116,88 @@ def with_logical_constraint(x: Any, axes: Sequence[str | None]) -> Any:
 # -- initializing ------------------------------------------------------------------------------
 
 
+class KeyStream:
+    """The keys a model's initial values are drawn with: ``fold_in(PRNGKey(seed), n)`` for
+    n = 0, 1, ... in the order the variables are made (a Python counter: drawing needs no
+    device state, so a layer can make its variables while a function is traced)."""
+
+    def __init__(self, seed: int):
+        self.seed, self.count = int(seed), 0
+
+    def next(self) -> Any:
+        import jax
+
+        with jax.ensure_compile_time_eval():
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), self.count)
+        self.count += 1
+        return key
+
+
+def key_stream(rng: Any, what: str) -> KeyStream | None:
+    """Where a module's initial values come from: ``rng`` an int seed (a new stream), a
+    KeyStream, or an ``fj.random.Generator`` (the stream of its seed, kept apart from its
+    draws); None stays None (deterministic initializers need no key). Pass one Generator (or
+    stream) to all the layers of a model so that they draw different values."""
+    from .random_api import Generator
+
+    if rng is None or isinstance(rng, KeyStream):
+        return rng
+    if isinstance(rng, Generator):
+        stream = rng.__dict__.get("_init_keys")
+        if stream is None:  # (a stream apart from the generator's: seed + 2**31 folded)
+            stream = rng.__dict__["_init_keys"] = KeyStream(rng.seed ^ 0x5EED5EED)
+        return stream
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return KeyStream(int(rng))
+    raise ArgumentError(
+        f"{what}: rng= takes an fj.random.Generator (shared by the model's layers) or an int "
+        f"seed, to draw initial values; got {type(rng).__name__}",
+        loc=user_location(),
+    )
+
+
 def generator(rng: Any, what: str) -> Any:
-    """The ``fj.random.Generator`` a module draws its initial values from: ``rng`` itself, or a
-    new one seeded by the int ``rng``. Pass one Generator to all the layers of a model so that
-    they draw different values."""
+    """The ``fj.random.Generator`` a layer draws masks from: ``rng`` itself, or a new one
+    seeded by the int ``rng``."""
     from .random_api import Generator
 
     if isinstance(rng, Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return Generator(int(rng), name=f"{what}.init_rng")
+        return Generator(int(rng), name=f"{what}.rng")
     raise ArgumentError(
-        f"{what} needs rng=, an fj.random.Generator (shared by the model's layers) or an int "
-        f"seed, to draw its initial values; got {type(rng).__name__}",
+        f"{what} needs rng=, an fj.random.Generator or an int seed, to draw its random "
+        f"masks; got {type(rng).__name__}",
         loc=user_location(),
     )
 
 
 def initial_value(init: Any, rng: Any, shape: tuple[int, ...], dtype: Any, what: str) -> Any:
-    """``init(key, shape, dtype)`` with a fresh key of ``rng`` (a jax initializer such as
-    ``fj.nn.initializers.lecun_normal()``), computed at once even while a function is traced;
-    or ``init`` itself where it is an array or number."""
+    """``init(key, shape, dtype)`` with the next key of ``rng`` (``key_stream``'s; ``init`` a
+    jax initializer such as ``fj.nn.initializers.lecun_normal()``), computed at once even while
+    a function is traced; or ``init`` itself where it is an array or number."""
     if not callable(init):
         value = np.asarray(init, dtype)
         if value.shape != shape:
             value = np.broadcast_to(value, shape).copy()
         return value
-    with outside_traces():
-        key = generator(rng, what).key()
+    import jax
+
+    stream = key_stream(rng, what)
+    with outside_traces(), jax.ensure_compile_time_eval():
+        # (no rng: deterministic initializers, ones and zeros, take no key)
+        key = None if stream is None else stream.next()
         try:
             value = init(key, shape, dtype)
         except Exception as err:
+            hint = (
+                "; it draws random values: pass rng=, an fj.random.Generator or an int seed"
+                if rng is None
+                else ""
+            )
             raise ArgumentError(
                 f"{what}: its initializer {getattr(init, '__name__', init)!r} failed for shape "
-                f"{shape} and dtype {np.dtype(dtype).name}: {err}",
+                f"{shape} and dtype {np.dtype(dtype).name}: {type(err).__name__}: {err}{hint}",
                 loc=user_location(),
             ) from err
     if tuple(np.shape(value)) != tuple(shape):
@@ -258,8 +306,9 @@ class Module:
         if axes is not None and current_rules() is not None and active_mesh() is not None:
             sharding = logical_spec(axes)
         try:
-            variable = Variable(value, name=path, dtype=dtype, trainable=trainable,
-                                sharding=sharding)
+            variable = Variable(
+                value, name=path, dtype=dtype, trainable=trainable, sharding=sharding
+            )
         except ShardingError as err:
             raise err.with_context(loc=user_location()) from None
         variable.axes = None if axes is None else tuple(axes)
@@ -323,8 +372,10 @@ __all__ = [
     "Module",
     "axis_rules",
     "current_rules",
+    "KeyStream",
     "generator",
     "initial_value",
+    "key_stream",
     "logical_spec",
     "with_logical_constraint",
 ]

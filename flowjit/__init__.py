@@ -16,6 +16,7 @@ from .compiler.control_flow import cond, fori_loop, scan, while_loop
 from .compiler.custom import custom_jvp, custom_vjp
 from .compiler.forward import hessian, jacfwd, jacrev, jvp, linearize, vjp
 from .compiler.vmap import vmap
+from .compiler.module import Module
 from .compiler.from_jax import from_jax
 from .compiler.host import ShapeDtype, host_call
 from .compiler.remat import checkpoint, checkpoint_name, checkpoint_policies, remat
@@ -51,6 +52,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "compile",
+    "Module",
     "cond",
     "while_loop",
     "fori_loop",

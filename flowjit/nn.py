@@ -7,6 +7,15 @@ from flowjit.compiler.from_jax import JaxNamespace as _JaxNamespace
 from flowjit.compiler.from_jax import bridged as _bridged
 from flowjit.compiler.from_jax import with_jax_signatures as _with_jax_signatures
 
+from flowjit.compiler.attention import (
+    KVCache,
+    MultiHeadAttention,
+    causal_mask,
+    dot_product_attention,
+    padding_mask,
+)
+from flowjit.compiler.layers import MLP, Dense, Dropout, Embedding, LayerNorm, RMSNorm
+from flowjit.compiler.module import axis_rules, logical_spec, with_logical_constraint
 from flowjit.compiler.nn_api import (
     avg_pool2d,
     conv2d,
@@ -27,6 +36,20 @@ from flowjit.compiler.nn_api import (
 )
 
 __all__ = [
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "KVCache",
+    "LayerNorm",
+    "MLP",
+    "MultiHeadAttention",
+    "RMSNorm",
+    "axis_rules",
+    "causal_mask",
+    "dot_product_attention",
+    "logical_spec",
+    "padding_mask",
+    "with_logical_constraint",
     "avg_pool2d",
     "conv2d",
     "dropout",
