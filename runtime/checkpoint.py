@@ -282,22 +282,27 @@ def _write_atomically(path: str, chunks: Iterable[Any]) -> None:
 
 # -- the public functions ------------------------------------------------------------------------
 def _by_name(variables: Variables, where: str) -> dict[str, VariableCell]:
-    """Name -> variable, from a dict or from a list (named by ``.name``); ``where`` starts any
-    error message."""
-    if isinstance(variables, Mapping):
-        items = list(variables.items())
+    """Name -> variable, from a list (each named by ``.name``), or by path from a module (its
+    ``named_variables()``) or a dict, whose values may be dicts, lists and modules in turn
+    (``{"blocks": [{"w": v}]}`` holds ``blocks/0/w``); ``where`` starts any error message."""
+    if not isinstance(variables, VariableCell) and hasattr(variables, "named_variables"):
+        items = list(variables.named_variables().items())
+    elif isinstance(variables, Mapping):
+        items = _paths(variables, "", where)
     elif isinstance(variables, Iterable) and not isinstance(variables, (str, VariableCell)):
         items = []
         for i, cell in enumerate(variables):
             if not isinstance(cell, VariableCell):
                 raise CheckpointError(
-                    f"{where}: item {i} of the list is a {type(cell).__name__}, not a Variable"
+                    f"{where}: item {i} of the list is a {type(cell).__name__}, not a Variable; "
+                    "to save nested structures by path, pass a dict (or a module)"
                 )
             items.append((cell.name, cell))
     else:
         raise CheckpointError(
-            f"{where}: variables must be a list of Variables or a dict name -> Variable, got "
-            f"{type(variables).__name__}; wrap a single variable in a list"
+            f"{where}: variables must be a list of Variables, a dict of them (nested dicts, "
+            f"lists and modules allowed) or a module, got {type(variables).__name__}; wrap a "
+            "single variable in a list"
         )
     out: dict[str, VariableCell] = {}
     for name, cell in items:
@@ -317,12 +322,36 @@ def _by_name(variables: Variables, where: str) -> dict[str, VariableCell]:
     return out
 
 
+def _paths(tree: Any, prefix: str, where: str) -> list[tuple[str, Any]]:
+    """(path, leaf) of a dict's nested dicts, lists, tuples and modules, keys joined by "/"."""
+    if isinstance(tree, VariableCell):
+        return [(prefix, tree)]
+    if hasattr(tree, "named_variables"):
+        return [(f"{prefix}/{k}", v) for k, v in tree.named_variables().items()]
+    if isinstance(tree, Mapping):
+        children = list(tree.items())
+    elif isinstance(tree, (list, tuple)):
+        children = list(enumerate(tree))
+    else:
+        return [(prefix, tree)]  # (not a Variable: the caller names it)
+    out = []
+    for key, child in children:
+        if not isinstance(key, (str, int)) or isinstance(key, bool):
+            raise CheckpointError(
+                f"{where}: the key {key!r} under {prefix or 'the top'!r} cannot be part of a "
+                "path; use str keys"
+            )
+        out.extend(_paths(child, f"{prefix}/{key}" if prefix else str(key), where))
+    return out
+
+
 def save(path: PathLike, variables: Variables) -> None:
     """Write the variables' current values to ``path``, atomically (module docstring).
 
-    ``variables`` is a list (each saved under its ``.name``; the names must be unique) or a dict
-    name -> variable. An existing file at ``path`` is replaced only once the new one is complete
-    and on disk."""
+    ``variables`` is a list (each saved under its ``.name``; the names must be unique), a dict
+    name -> variable (nested dicts, lists and modules saved by path, ``blocks/0/w``) or a module
+    (by its variables' paths). An existing file at ``path`` is replaced only once the new one
+    is complete and on disk."""
     path = os.fspath(path)
     cells = _by_name(variables, f"cannot save checkpoint {path}")
     with VariableLocks(cells.values()):  # (a step of another thread would donate them)

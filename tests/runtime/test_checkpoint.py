@@ -172,6 +172,36 @@ def test_dict_form_names_tensors_by_key(tmp_path):
     assert_holds(other_b, np.array(9, np.int32))
 
 
+def test_nested_dicts_and_modules_are_saved_by_path(tmp_path):
+    class Block(fj.Module):
+        def __init__(self, scale):
+            self.norm = {"scale": fj.Variable(np.full(2, scale, np.float32))}
+
+    class Net(fj.Module):
+        def __init__(self):
+            self.blocks = [Block(1.0), Block(2.0)]
+
+    net, step = Net(), VariableCell(np.int32(7), name="step")
+    fj.save(tmp_path / "n", {"model": net, "opt": {"step": step, "slots": [net.variables[0]]}})
+    header, _ = read_layout((tmp_path / "n").read_bytes())
+    assert sorted(k for k in header if k != "__metadata__") == [
+        "model/blocks/0/norm/scale",
+        "model/blocks/1/norm/scale",
+        "opt/slots/0",
+        "opt/step",
+    ]
+    fj.save(tmp_path / "m", net)  # a module alone: its own paths
+    for v in net.variables:
+        v.assign(np.zeros(2, np.float32))
+    fj.restore(tmp_path / "m", net)
+    assert_holds(net.blocks[1].norm["scale"], np.full(2, 2.0, np.float32))
+    with pytest.raises(CheckpointError, match=r"the key 1\.5 under 'a'"):
+        fj.save(tmp_path / "x", {"a": {1.5: step}})
+    with pytest.raises(CheckpointError, match="'a/b' is a int, not a Variable"):
+        fj.save(tmp_path / "x", {"a": {"b": 3}})
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.x64  # (an int64 variable)
 def test_restore_a_subset_leaves_other_variables_alone(tmp_path):
     a = VariableCell(np.full(3, 2.5, np.float32), name="a")
