@@ -103,6 +103,14 @@ def logical_spec(axes: Sequence[str | None], rules: Rules | None = None) -> P:
     return P(*spec)
 
 
+def rules_sharding(axes: Sequence[str | None] | None) -> P | None:
+    """The spec a variable with logical ``axes`` is made with: under ``axis_rules`` and a
+    mesh, what the rules map them to; else None (not sharded)."""
+    if axes is None or current_rules() is None or active_mesh() is None:
+        return None
+    return logical_spec(axes)
+
+
 def with_logical_constraint(x: Any, axes: Sequence[str | None]) -> Any:
     """``fj.with_sharding(x, spec)`` for the spec ``axes`` map to under the rules in force;
     ``x`` unchanged where no rules or no mesh are in force (one model, any layout)."""
@@ -302,12 +310,9 @@ class Module:
         if rng is None:
             rng = self.__dict__.get("rng")
         value = initial_value(init, rng, shape, dtype, f"{type(self).__name__} {path!r}")
-        sharding = None
-        if axes is not None and current_rules() is not None and active_mesh() is not None:
-            sharding = logical_spec(axes)
         try:
             variable = Variable(
-                value, name=path, dtype=dtype, trainable=trainable, sharding=sharding
+                value, name=path, dtype=dtype, trainable=trainable, sharding=rules_sharding(axes)
             )
         except ShardingError as err:
             raise err.with_context(loc=user_location()) from None
@@ -315,6 +320,11 @@ class Module:
         variable._path_named = True
         setattr(self, attr, variable)
         return variable
+
+    def _holds(self) -> list[tuple[str, Any]]:
+        """(name, value) of what the module holds, the walk's children: its public
+        attributes (a module may say otherwise: ScanLayers holds its stacked variables)."""
+        return [(k, v) for k, v in vars(self).items() if not k.startswith("_")]
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{p}: {v.shape}" for p, v in self.named_variables().items())
@@ -328,7 +338,7 @@ def _join(prefix: str, name: Any) -> str:
 def _children(value: Any) -> Iterator[tuple[Any, Any]]:
     """(key, child) of a module (its public attributes), a dict or a list/tuple."""
     if isinstance(value, Module):
-        yield from ((k, v) for k, v in vars(value).items() if not k.startswith("_"))
+        yield from value._holds()
     elif isinstance(value, Mapping):
         yield from value.items()
     elif isinstance(value, (list, tuple)):
@@ -377,5 +387,6 @@ __all__ = [
     "initial_value",
     "key_stream",
     "logical_spec",
+    "rules_sharding",
     "with_logical_constraint",
 ]

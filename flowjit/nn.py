@@ -16,6 +16,7 @@ from flowjit.compiler.attention import (
 )
 from flowjit.compiler.layers import MLP, Dense, Dropout, Embedding, LayerNorm, RMSNorm
 from flowjit.compiler.module import axis_rules, logical_spec, with_logical_constraint
+from flowjit.compiler.scan_layers import ScanLayers
 from flowjit.compiler.nn_api import (
     avg_pool2d,
     conv2d,
@@ -44,6 +45,7 @@ __all__ = [
     "MLP",
     "MultiHeadAttention",
     "RMSNorm",
+    "ScanLayers",
     "axis_rules",
     "causal_mask",
     "dot_product_attention",

@@ -20,6 +20,7 @@ SMALL_ARGS = {
     "data_parallel.py": (["--epochs", "8"], "data-parallel training matches one device"),
     "tensor_parallel.py": (["--epochs", "8"], "tensor-parallel training matches one device"),
     "flax_port.py": (["--quick"], "the flax port matches jax.jit"),
+    "gpt.py": (["--quick", "--scan"], "sample: def "),
 }
 MIN_SMALL_RUN_ACCURACY = 0.85  # the full runs' accuracies are in the issue's closing note
 
@@ -68,6 +69,15 @@ def test_example_runs(name):
         assert perplexities[0] > 80 and perplexities[-1] < bigram, result.stdout
         sample = result.stdout.split("sample: ", 1)[1]
         assert len(sample.strip()) > 50, result.stdout
+    elif name == "gpt.py":
+        held_out = [
+            float(line.split("held-out loss ")[1].split()[0])
+            for line in result.stdout.splitlines()
+            if line.startswith("step ")
+        ]
+        # from about ln(256) = 5.5 (untrained) to well under it; the restore loses nothing
+        assert held_out[0] > 5.0 and held_out[-1] < 3.0, result.stdout
+        assert "restored held-out loss" in result.stdout and " equals " in result.stdout
     elif name == "flax_port.py":
         # the losses are printed side by side; training brings them down
         rows = [line.split() for line in result.stdout.splitlines() if line[:4].strip().isdigit()]
