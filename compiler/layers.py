@@ -122,7 +122,7 @@ class Embedding(Layer):
         dtype: Any = None,
         param_dtype: Any = F32,
         embedding_init: Callable = default_embed_init,
-        axes: Sequence[str | None] | None = None,
+        axes: Sequence[str | None] | None = ("vocab", "embed"),
         rng: Any = None,
         name: str | None = None,
     ):
