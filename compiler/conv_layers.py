@@ -37,9 +37,9 @@ from . import numpy_linalg as fla
 from .dtypes import canonical_dtype, float_dtype, result_dtype
 from .from_jax import from_jax
 from .location import check_int, user_location
-from .module import Module, generator
+from .module import Module, key_stream
 from .nn_api import _same_padding
-from .trace import emit, outside_traces
+from .trace import emit
 
 Pads = tuple[tuple[int, int], ...]
 
@@ -58,15 +58,25 @@ def conv_general(x, w, strides, pads: Pads, lhs_dilation, rhs_dilation, groups: 
         numbers = jax.lax.ConvDimensionNumbers(spec, (rank + 1, rank, *range(rank)), spec)
         # (flowjit's conv2d always computes at the highest precision; so does this one)
         return from_jax(jax.lax.conv_general_dilated, name=f"conv{rank}d")(
-            x, w, window_strides=tuple(strides), padding=tuple(pads),
-            lhs_dilation=tuple(lhs_dilation), rhs_dilation=tuple(rhs_dilation),
-            dimension_numbers=numbers, feature_group_count=groups,
+            x,
+            w,
+            window_strides=tuple(strides),
+            padding=tuple(pads),
+            lhs_dilation=tuple(lhs_dilation),
+            rhs_dilation=tuple(rhs_dilation),
+            dimension_numbers=numbers,
+            feature_group_count=groups,
             precision=jax.lax.Precision.HIGHEST,
         )
     if rank == 1:  # as 2-d with a unit H: (N, L, C) -> (N, 1, L, C), (k, I, O) -> (1, k, I, O)
         y = conv_general(
-            fnp.expand_dims(x, 1), fnp.expand_dims(w, 0), (1, *strides), ((0, 0), *pads),
-            (1, *lhs_dilation), (1, *rhs_dilation), groups,
+            fnp.expand_dims(x, 1),
+            fnp.expand_dims(w, 0),
+            (1, *strides),
+            ((0, 0), *pads),
+            (1, *lhs_dilation),
+            (1, *rhs_dilation),
+            groups,
         )
         return fnp.squeeze(y, 1)
     return emit(
@@ -125,21 +135,13 @@ class _ConvBase(Module):
                 loc=user_location(),
             )
         self.kernel_axes = None if kernel_axes is None else tuple(kernel_axes)
-        # one Generator for kernel and bias (an int seed would give both the same key)
-        self.rng = None if rng is None else generator(rng, what)
+        self.rng = key_stream(rng, what)  # (kernel and bias draw its successive keys)
         self.in_features: int | None = None
         self.kernel = None
         self.bias = None
         self._check_arguments()
-        self._keys: dict[str, Any] = {}
         if in_features is not None:
             self._build(check_int(in_features, f"{what}: in_features", minimum=1))
-        elif self.rng is not None:
-            # Built on its first call, which jax may be tracing (fj.compile's first call):
-            # Module.param would draw its key there through a compiled function that writes
-            # the Generator, which jax refuses; so the keys are drawn now.
-            inits = {"kernel": kernel_init, "bias": bias_init if use_bias else None}
-            self._keys = {attr: self.rng.key() for attr, init in inits.items() if callable(init)}
 
     # -- arguments ----------------------------------------------------------------------------
     def _check_arguments(self) -> None:
@@ -157,8 +159,9 @@ class _ConvBase(Module):
         elif isinstance(padding, Sequence) and len(padding) == rank:
             pads = [(p, p) if isinstance(p, (int, np.integer)) else p for p in padding]
             if all(
-                isinstance(p, Sequence) and len(p) == 2 and all(
-                    isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in p)
+                isinstance(p, Sequence)
+                and len(p) == 2
+                and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in p)
                 for p in pads
             ):
                 return tuple((int(lo), int(hi)) for lo, hi in pads)
@@ -180,9 +183,6 @@ class _ConvBase(Module):
             axes = None if self.kernel_axes is None else self.kernel_axes[-1:]
             made.append(("bias", self.bias_init, (self.features,), axes))
         for attr, init, shape, axes in made:
-            if attr in self._keys:  # (a concrete value, even where jax traces this call)
-                with outside_traces(), jax.ensure_compile_time_eval():
-                    init = init(self._keys.pop(attr), shape, self.param_dtype)
             self.param(attr, init, shape, self.param_dtype, axes=axes)
         self.in_features = in_features
 
@@ -209,7 +209,7 @@ class _ConvBase(Module):
             )
         batch = x.shape[: x.ndim - rank - 1]
         if len(batch) != 1:  # one leading batch dim for the convolution, as flax
-            x = fnp.reshape(x, (math.prod(batch), *x.shape[len(batch):]))
+            x = fnp.reshape(x, (math.prod(batch), *x.shape[len(batch) :]))
         params = [v.read() for v in (self.kernel, self.bias) if v is not None]
         dtype = float_dtype(result_dtype(x, *params)) if self.dtype is None else self.dtype
         x, kernel, *bias = (fnp.astype(v, dtype) for v in (x, *params))
@@ -254,9 +254,19 @@ class Conv(_ConvBase):
         self.input_dilation = input_dilation
         self.feature_group_count = feature_group_count
         super().__init__(
-            features, kernel_size, strides, padding, kernel_dilation, use_bias,
-            in_features=in_features, dtype=dtype, param_dtype=param_dtype,
-            kernel_init=kernel_init, bias_init=bias_init, kernel_axes=kernel_axes, rng=rng,
+            features,
+            kernel_size,
+            strides,
+            padding,
+            kernel_dilation,
+            use_bias,
+            in_features=in_features,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            kernel_axes=kernel_axes,
+            rng=rng,
             name=name,
         )
 
@@ -309,15 +319,19 @@ class Conv(_ConvBase):
             pads: Pads = ((window[0] - 1, 0),)
         elif padding == "SAME":
             pads = tuple(
-                _same_padding(size, w, s)
-                for size, w, s in zip(x.shape[1:-1], window, self.strides)
+                _same_padding(size, w, s) for size, w, s in zip(x.shape[1:-1], window, self.strides)
             )
         elif padding == "VALID":
             pads = ((0, 0),) * len(window)
         else:
             pads = padding
         return conv_general(
-            x, kernel, self.strides, pads, self.input_dilation, self.kernel_dilation,
+            x,
+            kernel,
+            self.strides,
+            pads,
+            self.input_dilation,
+            self.kernel_dilation,
             self.feature_group_count,
         )
 
@@ -352,9 +366,19 @@ class ConvTranspose(_ConvBase):
     ):
         self.transpose_kernel = bool(transpose_kernel)
         super().__init__(
-            features, kernel_size, strides, padding, kernel_dilation, use_bias,
-            in_features=in_features, dtype=dtype, param_dtype=param_dtype,
-            kernel_init=kernel_init, bias_init=bias_init, kernel_axes=kernel_axes, rng=rng,
+            features,
+            kernel_size,
+            strides,
+            padding,
+            kernel_dilation,
+            use_bias,
+            in_features=in_features,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            kernel_axes=kernel_axes,
+            rng=rng,
             name=name,
         )
 
@@ -389,7 +413,7 @@ class ConvTranspose(_ConvBase):
             widths = [(0, 0)] * y.ndim
             widths[axis] = (low, extra - low)
             y = fnp.pad(y, widths)
-            folded = (*y.shape[:axis], -1, period, *y.shape[axis + 1:])
+            folded = (*y.shape[:axis], -1, period, *y.shape[axis + 1 :])
             y = fnp.sum(fnp.reshape(y, folded), axis=axis)
         return y
 

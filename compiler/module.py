@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import ArgumentError, ShardingError
 from flowjit.runtime.sharding import P, active_mesh
 
@@ -133,8 +134,6 @@ class KeyStream:
         self.seed, self.count = int(seed), 0
 
     def next(self) -> Any:
-        import jax
-
         with jax.ensure_compile_time_eval():
             key = jax.random.fold_in(jax.random.PRNGKey(self.seed), self.count)
         self.count += 1
@@ -189,8 +188,6 @@ def initial_value(init: Any, rng: Any, shape: tuple[int, ...], dtype: Any, what:
         if value.shape != shape:
             value = np.broadcast_to(value, shape).copy()
         return value
-    import jax
-
     stream = key_stream(rng, what)
     with outside_traces(), jax.ensure_compile_time_eval():
         # (no rng: deterministic initializers, ones and zeros, take no key)
@@ -198,14 +195,16 @@ def initial_value(init: Any, rng: Any, shape: tuple[int, ...], dtype: Any, what:
         try:
             value = init(key, shape, dtype)
         except Exception as err:
-            hint = (
-                "; it draws random values: pass rng=, an fj.random.Generator or an int seed"
-                if rng is None
-                else ""
-            )
+            if rng is None:
+                raise ArgumentError(
+                    f"{what} needs rng=, an fj.random.Generator or an int seed: its "
+                    f"initializer {getattr(init, '__name__', init)!r} draws random values "
+                    f"({type(err).__name__}: {err})",
+                    loc=user_location(),
+                ) from err
             raise ArgumentError(
                 f"{what}: its initializer {getattr(init, '__name__', init)!r} failed for shape "
-                f"{shape} and dtype {np.dtype(dtype).name}: {type(err).__name__}: {err}{hint}",
+                f"{shape} and dtype {np.dtype(dtype).name}: {type(err).__name__}: {err}",
                 loc=user_location(),
             ) from err
     if tuple(np.shape(value)) != tuple(shape):

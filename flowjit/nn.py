@@ -14,6 +14,7 @@ from flowjit.compiler.attention import (
     dot_product_attention,
     padding_mask,
 )
+from flowjit.compiler.conv_layers import Conv, ConvTranspose
 from flowjit.compiler.layers import MLP, Dense, Dropout, Embedding, LayerNorm, RMSNorm
 from flowjit.compiler.module import axis_rules, logical_spec, with_logical_constraint
 from flowjit.compiler.scan_layers import ScanLayers
@@ -37,6 +38,8 @@ from flowjit.compiler.nn_api import (
 )
 
 __all__ = [
+    "Conv",
+    "ConvTranspose",
     "Dense",
     "Dropout",
     "Embedding",
