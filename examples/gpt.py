@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -92,6 +93,9 @@ class GPT(fj.Module):
         start = 0 if caches is None else caches[0].index.read()
         positions = fnp.dynamic_slice(self.position, (start, 0), (t, self.position.shape[1]))
         x = self.embed(tokens) + positions.astype(self.dtype or fnp.float32)
+        # (under FSDP's axis rules, the residual stream stays split by batch: the layers'
+        # weights are gathered, not the activations)
+        x = fj.nn.with_logical_constraint(x, ("batch", "length", "embed"))
         if self.scan:
             per_layer = None if caches is None else [{"cache": c} for c in caches]
             x = self.blocks(x, deterministic=deterministic, per_layer=per_layer)
@@ -102,6 +106,7 @@ class GPT(fj.Module):
                     x = fj.checkpoint(lambda x, b=block: b(x, deterministic=deterministic))(x)
                 else:
                     x = block(x, cache=cache, deterministic=deterministic)
+                x = fj.nn.with_logical_constraint(x, ("batch", "length", "embed"))
         return self.embed.attend(self.norm(x)).astype(fnp.float32)
 
 
@@ -111,7 +116,7 @@ def optimizer(opts) -> fj.optim.Optimizer:
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, opts.lr, max(1, opts.steps // 10), max(2, opts.steps), opts.lr / 10
     )
-    decay = lambda params: {p: v.ndim >= 2 for p, v in params.items()}  # noqa: E731
+    decay = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
     return fj.optim.Optimizer(
         optax.chain(
             optax.clip_by_global_norm(1.0),
@@ -121,22 +126,24 @@ def optimizer(opts) -> fj.optim.Optimizer:
     )
 
 
-def make_steps(model: GPT, opt: fj.optim.Optimizer):
-    """The compiled training step (loss, gradients, AdamW) and the held-out loss."""
+def make_steps(model: GPT, opt: fj.optim.Optimizer, mesh=None):
+    """The compiled training step (loss, gradients, AdamW) and the held-out loss; over
+    ``mesh`` (if given) with the batch split along its "data" axis."""
     params = {p: v for p, v in model.named_variables().items() if v.trainable}
+    over = {} if mesh is None else dict(mesh=mesh, in_shardings=fj.P("data"))
 
     def loss_of(batch, deterministic):
         logits = model(batch[:, :-1], deterministic=deterministic)
         return fj.nn.softmax_cross_entropy(logits, batch[:, 1:]).mean()
 
-    @fj.compile
+    @fj.compile(**over)
     def train_step(batch):
         loss = loss_of(batch, deterministic=False)
         grads = fj.gradients(loss, list(params.values()))
         opt.apply(dict(zip(params, grads)), params)
         return loss
 
-    @fj.compile
+    @fj.compile(**over)
     def eval_loss(batch):
         return loss_of(batch, deterministic=True)
 
