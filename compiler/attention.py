@@ -189,8 +189,9 @@ class MultiHeadAttention(Layer):
     input's size and ``out_features`` to the query input's. Made at once when ``in_features``
     is given, else on the first call.
 
-    ``attn(x)`` is self-attention; ``attn(q, kv)`` attends from q to kv. ``mask`` (bool,
-    broadcast to [batch, heads, q_length, kv_length]) says which keys each query may see;
+    ``attn(x)`` is self-attention; ``attn(q, kv)`` attends from q to kv. ``mask`` (bool, or
+    flax's float masks of make_attention_mask, nonzero to attend; broadcast to [batch, heads,
+    q_length, kv_length]) says which keys each query may see;
     ``causal=True`` adds the causal mask; ``cache=attn.init_cache(batch, max_length)`` decodes:
     the new positions are appended to the cache and attend to every filled one up to their
     own. ``dropout_rate`` drops attention weights (with ``rng``) unless ``deterministic``."""
@@ -279,6 +280,8 @@ class MultiHeadAttention(Layer):
         if "query" not in vars(self):
             self._build(inputs_q.shape[-1], inputs_k.shape[-1])
         query, key, value = self.query(inputs_q), self.key(inputs_k), self.value(inputs_v)
+        if mask is not None and fnp.asarray(mask).dtype != np.bool_:
+            mask = fnp.asarray(mask) != 0  # (flax's masks are float32 ones and zeros)
         if cache is not None:
             key, value, start = cache.append(key, value)
             # query t (at start + t) sees the filled keys s <= start + t

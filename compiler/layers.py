@@ -1,7 +1,7 @@
 """``fj.nn``'s layers (API.md, 12): Dense, Embedding, LayerNorm, RMSNorm, MLP and Dropout as
 ``fj.Module``s, with flax.linen's parameter layout, initializers and results, so a flax model's
-weights load into them and give the same values (tests/compiler/test_layers.py says within
-what). Attention is in attention.py, convolutions in conv_layers.py.
+weights load into them and give the same values (tests/compiler/test_nn_layers.py says
+within what). Attention is in attention.py, convolutions in conv_layers.py.
 
 Mixed precision is flax's: ``param_dtype`` is the variables' dtype (float32 by default) and
 ``dtype`` the dtype a layer computes in (None: the promoted dtype of its input and

@@ -246,14 +246,14 @@ class Module:
     def __setattr__(self, attr: str, value: Any) -> None:
         object.__setattr__(self, attr, value)
         if not attr.startswith("_"):
-            _name_paths(value, _join(self.path, attr))
+            _name_paths(self, attr)
 
     # -- what it holds -------------------------------------------------------------------------
     def named_variables(self) -> dict[str, Variable]:
         """Path -> Variable, in attribute order (module docstring)."""
         found: dict[str, Variable] = {}
         seen: set[int] = set()
-        for path, leaf in _walk(self, "", set()):
+        for path, leaf in _walk(self, "", {id(self)}):
             if isinstance(leaf, Variable) and id(leaf) not in seen:
                 seen.add(id(leaf))
                 found[path] = leaf
@@ -272,7 +272,7 @@ class Module:
     def named_modules(self) -> dict[str, Module]:
         """Path -> module, this one first (under "")."""
         found: dict[str, Module] = {"": self}
-        for path, leaf in _walk(self, "", set()):
+        for path, leaf in _walk(self, "", {id(self)}):
             if isinstance(leaf, Module) and leaf not in found.values():
                 found[path] = leaf
         return found
@@ -359,18 +359,23 @@ def _walk(value: Any, path: str, active: set[int]) -> Iterator[tuple[str, Any]]:
             active.discard(id(child))
 
 
-def _name_paths(value: Any, path: str) -> None:
-    """Give the modules and module-made variables under ``value`` (set at ``path``) their
-    paths: a module its ``path``, a variable its name."""
-    if isinstance(value, Variable):
-        leaves: Any = [(path, value)]
-    elif isinstance(value, (Module, Mapping, list, tuple)):
-        leaves = _walk(value, path, {id(value)})
-        if isinstance(value, Module):
-            object.__setattr__(value, "_path", path)
-    else:
+def _name_paths(owner: Module, attr: str) -> None:
+    """Give what ``owner`` first reaches through ``owner.<attr>`` its path from ``owner``'s
+    own: a module its ``path``, a module-made variable its name. What ``owner`` reaches earlier
+    (a shared variable set again) keeps its first path, and a value that holds ``owner`` (the
+    module itself, or a reference back to an enclosing one) names nothing: paths run down."""
+    value = vars(owner)[attr]
+    if not isinstance(value, (Variable, Module, Mapping, list, tuple)):
         return
-    for where, leaf in leaves:
+    if value is owner or any(leaf is owner for _, leaf in _walk(value, "", {id(value)})):
+        return
+    prefix = _join(owner.path, attr)
+    seen: set[int] = set()
+    for where, leaf in _walk(owner, owner.path, {id(owner)}):
+        first = id(leaf) not in seen
+        seen.add(id(leaf))
+        if not first or not (where == prefix or where.startswith(prefix + "/")):
+            continue
         if isinstance(leaf, Module):
             object.__setattr__(leaf, "_path", where)
         elif getattr(leaf, "_path_named", False):
