@@ -145,7 +145,7 @@ def _raises_at_this_file(error, fn, match):
 
 def test_errors_name_the_users_line():
     _raises_at_this_file(
-        fj.ArgumentError, lambda: fj.nn.Dense(3, in_features=2), "draws random values.*rng="
+        fj.ArgumentError, lambda: fj.nn.Dense(3, in_features=2), "needs rng=.*draws random values"
     )
     layer = fj.nn.Dense(3)
     _raises_at_this_file(
