@@ -28,8 +28,9 @@ from flowjit.passes.pipeline import with_required
 import flowjit as fj
 import flowjit.numpy as fnp
 
-# the scaling test's generated program, the one the pipeline rows time
+# the scaling test's generated program, the one the pipeline rows time; examples/gpt.py
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "passes"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "examples"))
 from test_scale import long_program  # noqa: E402
 
 PEER = "flowjit"
@@ -79,7 +80,30 @@ def compiled_step(loss_fn, params, variables, optimizer) -> peer_common.Step:
     return step
 
 
+def gpt_step(model: str) -> peer_common.Step:
+    """examples/gpt.py's model and training step, from flax's initial weights (gpt_flax.py:
+    the jax.jit peer's), loaded by path."""
+    import gpt
+    import gpt_flax
+
+    opts = W.gpt_options(model)
+    net, initial = gpt.GPT(opts), gpt_flax.initial_params(opts)
+    for path, variable in net.named_variables().items():
+        variable.assign(gpt_flax.at_path(initial, path))
+    train_step, _ = gpt.make_steps(net, fj.optim.Optimizer(W.gpt_tx()))
+    return train_step
+
+
+def adam_loss(params, x):
+    return sum(((p - x) ** 2).mean() for p in params)
+
+
 def make_step(model: str) -> peer_common.Step:
+    if model.startswith("gpt_"):
+        return gpt_step(model)
+    if model.startswith("adam_"):
+        variables = [fj.Variable(p) for p in W.adam_params(W.adam_count(model))]
+        return compiled_step(adam_loss, variables, variables, fj.optim.Adam(W.ADAM_LR))
     if model in ("mlp", "cnn"):
         init, loss_fn, lr = {
             "mlp": (W.mlp_params, mlp_loss, W.MLP_LR),

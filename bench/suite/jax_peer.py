@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 import peer_common
 import workloads as W
 
@@ -99,7 +100,37 @@ def stateful(step, state) -> peer_common.Step:
     return call
 
 
+def adam_loss(params, x):
+    return sum(((p - x) ** 2).mean() for p in params)
+
+
+def optax_step(loss_fn, tx):
+    """``step((params, opt_state), *batch)``: the loss's gradient, then optax's update."""
+
+    def step(state, *batch):
+        params, opt_state = state
+        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    return step
+
+
 def make_step(model: str) -> peer_common.Step:
+    if model.startswith("gpt_"):
+        import gpt_flax
+
+        opts = W.gpt_options(model)
+        run, _, _ = gpt_flax.jax_trainer(
+            opts, jax.tree.map(jnp.asarray, gpt_flax.initial_params(opts))
+        )
+        return run
+    if model.startswith("adam_"):
+        params, tx = (
+            [jnp.asarray(p) for p in W.adam_params(W.adam_count(model))],
+            optax.adam(W.ADAM_LR),
+        )
+        return stateful(optax_step(adam_loss, tx), (params, tx.init(params)))
     if model == "mlp":
         params = [jnp.asarray(p) for p in W.mlp_params()]
         return stateful(sgd_step(mlp_loss, W.MLP_LR), params)

@@ -17,6 +17,10 @@ import workloads
 
 # workload -> the model it trains (the compile_* workloads stop after the checked steps)
 MODELS = {"mlp": "mlp", "cnn": "cnn", "lstm": "lstm", "compile_mlp": "mlp", "compile_lstm": "lstm"}
+GPTS = ("gpt_small", "gpt_small_bf16", "gpt_medium", "gpt_medium_bf16")
+ADAMS = ("adam_1", "adam_10", "adam_100", "adam_400")
+MODELS |= {name: name for name in GPTS + ADAMS}
+MODELS |= {f"compile_{name}": name for name in GPTS + ADAMS}
 WORKLOADS = ("dispatch", *MODELS)
 TIMED_BATCHES = 4  # the timed loop cycles through this many prepared batches
 

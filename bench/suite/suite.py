@@ -62,8 +62,27 @@ FULL = {
     "mlp": (100, 10, 10),
     "cnn": (10, 10, 2),
     "lstm": (5, 10, 2),
+    "gpt_small": (5, 7, 2),
+    "gpt_small_bf16": (5, 7, 2),
+    "gpt_medium": (2, 5, 1),
+    "gpt_medium_bf16": (2, 5, 1),
+    **{name: (200, 10, 20) for name in ("adam_1", "adam_10", "adam_100", "adam_400")},
 }
-QUICK = {"dispatch": (2_000, 5, 200), "mlp": (20, 5, 5), "cnn": (3, 3, 1), "lstm": (2, 3, 1)}
+QUICK = {
+    "dispatch": (2_000, 5, 200),
+    "mlp": (20, 5, 5),
+    "cnn": (3, 3, 1),
+    "lstm": (2, 3, 1),
+    "gpt_small": (2, 3, 1),
+    "gpt_small_bf16": (2, 3, 1),
+    "gpt_medium": (1, 3, 1),
+    "gpt_medium_bf16": (1, 3, 1),
+    **{name: (50, 3, 5) for name in ("adam_1", "adam_10", "adam_100", "adam_400")},
+}
+GPTS = ("gpt_small", "gpt_small_bf16", "gpt_medium", "gpt_medium_bf16")
+ADAMS = ("adam_1", "adam_10", "adam_100", "adam_400")
+FIRST_CALLS = ("compile_gpt_small", "compile_gpt_medium", *(f"compile_{a}" for a in ADAMS))
+FSDP = {"full": ("small", 5, 5), "quick": ("tiny", 2, 2)}  # size, steps, rounds
 COMPILE_REPEATS = {"full": 3, "quick": 1}  # fresh processes per peer for the compile rows
 PIPELINE = {"full": ("1000,10000,100000", 3), "quick": ("1000,10000", 2)}  # sizes, rounds
 
@@ -144,6 +163,7 @@ class Runner:
         self.started = time.perf_counter()
         self.load_at_start = os.getloadavg()  # another job on the cores skews every figure
         self.results: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        self.fsdp_checks: dict | None = None  # bench/gpt_fsdp.py's checks, when it ran
 
     def run(self, peer: Peer, workload: str, args: list[str], key: str = "", cache: str = ""):
         """Run ``peer`` on ``workload`` and record its result under ``key`` (default: the
@@ -214,18 +234,50 @@ def step_args(settings: dict, workload: str) -> list[str]:
 def run_all(runner: Runner, peers: list[Peer], mode: str, only: set[str] | None) -> None:
     """Every row's processes, peer after peer within a row."""
     settings = QUICK if mode == "quick" else FULL
-    for workload in ("dispatch", "mlp", "cnn", "lstm"):
+    for workload in ("dispatch", "mlp", "cnn", "lstm", *GPTS, *ADAMS):
         if only is None or workload in only:
             for peer in peers:
-                runner.run(peer, workload, step_args(settings, workload))
-    for workload in ("compile_mlp", "compile_lstm"):
+                if workload in ("dispatch", "mlp", "cnn", "lstm") or not peer.name.startswith("tf"):
+                    runner.run(peer, workload, step_args(settings, workload))
+    for workload in ("compile_mlp", "compile_lstm", *FIRST_CALLS):
         if only is None or workload in only:
             for _ in range(COMPILE_REPEATS[mode]):
                 for peer in peers:
-                    run_compile(runner, peer, workload)
+                    if workload in ("compile_mlp", "compile_lstm") or not peer.name.startswith(
+                        "tf"
+                    ):
+                        run_compile(runner, peer, workload)
+    if only is None or "fsdp_gpt" in only:
+        run_fsdp(runner, *FSDP[mode])
     if only is None or "pipeline" in only:
         sizes, rounds = PIPELINE[mode]
         runner.run(peers[0], "pipeline", ["--sizes", sizes, "--rounds", str(rounds)])
+
+
+def run_fsdp(runner: Runner, size: str, steps: int, rounds: int) -> None:
+    """bench/gpt_fsdp.py in its own process (it simulates 8 devices): its figures for both
+    peers go under "fsdp_gpt", as a peer process's would."""
+    argv = [sys.executable, str(ROOT / "bench" / "gpt_fsdp.py"), "--size", size,
+            "--steps", str(steps), "--rounds", str(rounds)]  # fmt: skip
+    fsdp = Peer("gpt_fsdp.py", argv)
+    report = runner._process(fsdp, [], peer_env(fsdp, ""))
+    if "error" in report:
+        for name in ("flowjit", REFERENCE):
+            runner.results["fsdp_gpt"][name].append({"error": report["error"]})
+        return
+    for name in ("flowjit", REFERENCE):
+        runner.results["fsdp_gpt"][name].append(
+            {
+                "per_step_seconds": report["per_step_seconds"][name],
+                "losses": report["losses"][name],
+                "collectives": report["collectives"][name],
+            }
+        )
+    runner.fsdp_checks = {
+        k: report[k]
+        for k in ("size", "devices", "collectives", "same_kinds", "none_more",
+                  "parameters_split_8_ways", "optimizer_state_sharded")
+    }  # fmt: skip
 
 
 def run_compile(runner: Runner, peer: Peer, workload: str) -> None:
@@ -256,6 +308,7 @@ class Row:
     peers: tuple[str, ...] | None = None  # the peers it has figures of (None: all)
     warm_of: str | None = None  # a warm-cache row: the results key of the cold first calls
     tf_goal: float | None = None  # the most flowjit/tf.function may be (of medians)
+    loss_rtol: float = workloads.LOSS_RTOL  # how far the peers' losses may differ
 
 
 def per_step(scale: float) -> Callable[[dict], list[float]]:
@@ -349,6 +402,62 @@ ROWS = [
 ]
 
 
+def gpt_rows(name: str, label: str) -> list[Row]:
+    """A GPT's step, first call (f32 only) and peak RSS, each <= 1.0x jax.jit's."""
+    rows = [
+        Row(
+            f"GPT {label} step (ms)",
+            name,
+            "ms",
+            per_step(1e3),
+            1.0,
+            "<= 1.0x jax",
+            True,
+            (name,),
+            peers=JAX_PEERS,
+        )
+    ]
+    if not name.endswith("bf16"):
+        rows.append(
+            Row(
+                f"GPT {label} first call, fresh process (s)",
+                f"compile_{name}",
+                "s",
+                first_call,
+                1.0,
+                "<= 1.0x jax",
+                loss_sources=(f"compile_{name}",),
+                peers=JAX_PEERS,
+            )
+        )
+    rows.append(
+        Row(f"GPT {label} run peak RSS (MB)", name, "MB", rss, 1.0, "<= 1.0x jax", peers=JAX_PEERS)
+    )
+    return rows
+
+
+GPT_BF16_LOSS_RTOL = 1e-2
+JAX_PEERS = ("flowjit", REFERENCE)  # (the GPT and Adam workloads have no TensorFlow peer)
+for _name, _label in (
+    ("gpt_small", "small f32"), ("gpt_small_bf16", "small bf16"),
+    ("gpt_medium", "medium f32"), ("gpt_medium_bf16", "medium bf16"),
+):  # fmt: skip
+    ROWS += gpt_rows(_name, _label)
+for _name in ADAMS:
+    _n = _name.split("_")[1]
+    ROWS += [
+        Row(f"Adam over {_n} variables of 64 floats, step (µs)", _name, "µs", per_step(1e6),
+            1.05, "<= 1.05x jax", True, (_name,), peers=JAX_PEERS),
+        Row(f"Adam over {_n} variables, first call, fresh process (s)", f"compile_{_name}", "s",
+            first_call, 1.0, "<= 1.0x jax", loss_sources=(f"compile_{_name}",),
+            peers=JAX_PEERS),
+    ]  # fmt: skip
+ROWS.append(
+    Row("FSDP GPT step on 8 devices (ms)", "fsdp_gpt", "ms", per_step(1e3), 1 / 0.95,
+        "throughput >= 0.95x jax", True, ("fsdp_gpt",), peers=JAX_PEERS)
+)  # fmt: skip
+
+
 def summarize(results: list[dict], values: Callable[[dict], list[float]]) -> dict:
     """One peer's figures for a row: all values over its processes, min and median, or the
     first error."""
@@ -361,9 +470,11 @@ def summarize(results: list[dict], values: Callable[[dict], list[float]]) -> dic
     return {"values": figures, "min": min(figures), "median": statistics.median(figures)}
 
 
-def losses_agree(results: dict, sources: tuple[str, ...]) -> dict:
+def losses_agree(
+    results: dict, sources: tuple[str, ...], rtol: float = workloads.LOSS_RTOL
+) -> dict:
     """Whether every process's losses match the reference's (jax.jit, else the first) within
-    workloads.LOSS_RTOL, over workloads.CHECKED_STEPS steps or as many as both report."""
+    ``rtol``, over workloads.CHECKED_STEPS steps or as many as both report."""
     runs = [
         (peer, r["losses"])
         for key in sources
@@ -380,7 +491,7 @@ def losses_agree(results: dict, sources: tuple[str, ...]) -> dict:
         n = min(len(losses), len(ref))
         if n < workloads.CHECKED_STEPS:
             fewer[peer] = min(n, fewer.get(peer, n))
-        if not np.allclose(losses[:n], ref[:n], rtol=workloads.LOSS_RTOL, atol=0):
+        if not np.allclose(losses[:n], ref[:n], rtol=rtol, atol=0):
             diff = np.max(np.abs(np.subtract(losses[:n], ref[:n])) / np.abs(ref[:n]))
             worst[peer] = max(worst.get(peer, 0.0), float(diff))
     text = (
@@ -425,7 +536,7 @@ def build_row(row: Row, results: dict, peers: list[Peer]) -> dict:
         r = ratio(cells, "flowjit", REFERENCE)
         out |= {"ratio": r, "ratio_text": ratio_text(r, row.throughput)}
         out["goal"] = goal_text(row, r, ratio(cells, "flowjit", TF_PLAIN))
-    out["losses"] = losses_agree(results, row.loss_sources)
+    out["losses"] = losses_agree(results, row.loss_sources, row.loss_rtol)
     return out
 
 
@@ -541,13 +652,19 @@ def report(runner: Runner, peers: list[Peer], mode: str) -> dict:
     print(text)
     for i, note in enumerate(notes, 1):
         print(f"\n[{i}] {note}")
-    print(f"\nlosses compared over {workloads.CHECKED_STEPS} steps, rtol {workloads.LOSS_RTOL}")
+    print(
+        f"\nlosses compared over {workloads.CHECKED_STEPS} steps, rtol {workloads.LOSS_RTOL} "
+        f"(GPT bf16 rows: {GPT_BF16_LOSS_RTOL})"
+    )
+    if runner.fsdp_checks:
+        print(f"FSDP checks: {json.dumps(runner.fsdp_checks)}")
     print(f"suite took {elapsed:.0f} s")
     return {
         "rows": rows,
         "pipeline": pipeline,
         "elapsed_seconds": elapsed,
         "load_average_at_start": runner.load_at_start,
+        "fsdp_checks": runner.fsdp_checks,
     }
 
 

@@ -9,7 +9,11 @@ rule given here (SGD: w -= LR * g; Adam: as in ``adam`` below) and runs it on
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
 import numpy as np
+import optax
 
 # -- MLP: 784-512-512-10, batch 128, SGD, softmax cross-entropy ---------------------------
 MLP_SIZES = (784, 512, 512, 10)
@@ -23,6 +27,18 @@ CNN_CLASSES = 10
 # -- LSTM language model: vocab 10k, embed 256, hidden 256, seq 20, batch 32, Adam ------------
 LSTM_VOCAB, LSTM_EMBED, LSTM_HIDDEN, LSTM_SEQ, LSTM_BATCH = 10_000, 256, 256, 20, 32
 ADAM_LR, ADAM_B1, ADAM_B2, ADAM_EPS = 1e-3, 0.9, 0.999, 1e-8
+
+# -- GPT (examples/gpt.py's model): bytes of the standard library's source, AdamW ------------
+GPT_SIZES = {
+    "small": dict(layers=4, d_model=128, heads=4, seq=128, batch=16),
+    "medium": dict(layers=6, d_model=384, heads=6, seq=256, batch=8),
+    "tiny": dict(layers=2, d_model=64, heads=4, seq=64, batch=8),  # (tests)
+}
+GPT_VOCAB, GPT_LR, GPT_SCHEDULE_STEPS = 256, 3e-3, 1000
+GPT_TEXT = ("argparse.py", "dataclasses.py", "textwrap.py", "random.py")
+
+# -- Adam over many small variables: N float32[64] vectors --------------------------------
+ADAM_SIZE = 64
 
 CHECKED_STEPS = 10  # every peer's losses over this many steps must agree
 LOSS_RTOL = 1e-4
@@ -78,6 +94,53 @@ def lstm_params(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
+def gpt_options(name: str) -> SimpleNamespace:
+    """examples/gpt.py's options of workload ``name`` (``gpt_small``, ``gpt_medium_bf16``,
+    ...): its size, bfloat16 compute if named, no dropout, layers unrolled."""
+    size, _, dtype = name.removeprefix("compile_").removeprefix("gpt_").partition("_")
+    return SimpleNamespace(
+        **GPT_SIZES[size],
+        bf16=dtype == "bf16",
+        dropout=0.0,
+        scan=False,
+        remat=False,
+        lr=GPT_LR,
+        steps=GPT_SCHEDULE_STEPS,
+    )
+
+
+def gpt_tx() -> optax.GradientTransformation:
+    """examples/gpt.py's optimizer: global-norm clipping to 1, then AdamW (decay on matrices
+    only) with a warmup-cosine schedule."""
+    import jax
+
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, GPT_LR, GPT_SCHEDULE_STEPS // 10, GPT_SCHEDULE_STEPS, GPT_LR / 10
+    )
+    decay = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
+    return optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(schedule, b2=0.95, weight_decay=0.1, mask=decay),
+    )
+
+
+def gpt_text() -> np.ndarray:
+    """GPT_TEXT's bytes, as int32."""
+    directory = os.path.dirname(os.__file__)
+    parts = [open(os.path.join(directory, name), "rb").read() for name in GPT_TEXT]
+    return np.frombuffer(b"\n".join(parts), np.uint8).astype(np.int32)
+
+
+def adam_params(count: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [_normal(rng, (ADAM_SIZE,), 1.0) for _ in range(count)]
+
+
+def adam_count(name: str) -> int:
+    """N of workload ``adam_N`` (or ``compile_adam_N``)."""
+    return int(name.rsplit("_", 1)[1])
+
+
 def batches(name: str, count: int, seed: int = 1) -> list[tuple[np.ndarray, ...]]:
     """``count`` batches of workload ``name``: (x float32, y int32) for mlp and cnn, (tokens
     int32 of shape (batch, seq + 1),) for lstm: inputs are the first seq, targets the last."""
@@ -106,6 +169,13 @@ def batches(name: str, count: int, seed: int = 1) -> list[tuple[np.ndarray, ...]
             (rng.choice(LSTM_VOCAB, (LSTM_BATCH, LSTM_SEQ + 1), p=p / p.sum()).astype(np.int32),)
             for _ in range(count)
         ]
+    if name.startswith("gpt_"):
+        opts, text = gpt_options(name), gpt_text()
+        starts = rng.integers(0, len(text) - opts.seq - 1, (count, opts.batch))
+        return [(text[s[:, None] + np.arange(opts.seq + 1)],) for s in starts]
+    if name.startswith("adam_"):
+        # the loss: sum over variables v of mean((v - x) ** 2)
+        return [(_normal(rng, (ADAM_SIZE,), 1.0),) for _ in range(count)]
     raise ValueError(f"no workload {name!r}")
 
 

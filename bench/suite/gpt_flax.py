@@ -1,18 +1,14 @@
-"""The jax peer of examples/gpt.py's GPT: the same model in flax.linen (nn.Embed,
-nn.LayerNorm, nn.MultiHeadDotProductAttention, nn.Dense, the tied head), the same optax AdamW
-chain, one ``jax.jit`` step with the parameters and optimizer state donated, as a jax user
-writes it. Its parameters are the flowjit model's, copied by path (``blocks/0/attn/query/
-kernel`` is flax's ``blocks_0/attn/query/kernel``), so both train from the same weights.
-
-Used by bench/gpt.py (speed and memory, one device) and bench/gpt_fsdp.py (FSDP on 8 devices,
-the same shardings).
+"""examples/gpt.py's GPT in flax.linen (nn.Embed, nn.LayerNorm,
+nn.MultiHeadDotProductAttention, nn.Dense, the tied head) with the same optax AdamW chain
+(workloads.gpt_tx), trained by one ``jax.jit`` step with the parameters and optimizer state
+donated, as a jax user writes it: the jax.jit peer of the suite's GPT rows and of
+bench/gpt_fsdp.py. Parameters are keyed by flax's paths, which are the flowjit model's with
+``blocks_0`` for ``blocks/0`` (``flax_path``), so both peers start from the same weights
+(``initial_params``: flax's init). Imports no flowjit.
 """
 
 from __future__ import annotations
 
-import pathlib
-import sys
-from types import SimpleNamespace
 from typing import Any
 
 import flax.linen as nn
@@ -21,22 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
-import gpt  # noqa: E402  (examples/gpt.py: the flowjit model)
-
-SIZES = {  # the issue's two sizes
-    "small": dict(layers=4, d_model=128, heads=4, seq=128, batch=16),
-    "medium": dict(layers=6, d_model=384, heads=6, seq=256, batch=8),
-    "tiny": dict(layers=2, d_model=64, heads=4, seq=64, batch=8),  # (tests)
-}
-
-
-def options(size: str, dtype: str = "f32", **extra: Any) -> SimpleNamespace:
-    """examples/gpt.py's options for a size: no dropout, AdamW as the example's."""
-    return SimpleNamespace(
-        **SIZES[size], lr=3e-3, dropout=0.0, bf16=dtype == "bf16", scan=False, remat=False,
-        steps=1000, **extra,
-    )
+import workloads as W
 
 
 class MLP(nn.Module):
@@ -80,7 +61,7 @@ class GPT(nn.Module):
 
     @nn.compact
     def __call__(self, tokens):
-        embed = nn.Embed(gpt.VOCAB, self.d_model, dtype=self.dtype, name="embed")
+        embed = nn.Embed(W.GPT_VOCAB, self.d_model, dtype=self.dtype, name="embed")
         position = self.param("position", nn.initializers.normal(0.02), (self.seq, self.d_model))
         x = embed(tokens) + position[: tokens.shape[1]].astype(self.dtype or jnp.float32)
         x = self.constrain(x)
@@ -92,8 +73,9 @@ class GPT(nn.Module):
 def flax_model(opts, mesh: Any = None) -> GPT:
     """The flax GPT of ``opts``; over a ``mesh``, its residual stream split by batch."""
     split = None if mesh is None else jax.sharding.NamedSharding(mesh.jax, jax.P("data"))
-    return GPT(opts.layers, opts.d_model, opts.heads, opts.seq,
-               jnp.bfloat16 if opts.bf16 else None, split)
+    return GPT(
+        opts.layers, opts.d_model, opts.heads, opts.seq, jnp.bfloat16 if opts.bf16 else None, split
+    )
 
 
 def flax_path(path: str) -> tuple[str, ...]:
@@ -104,7 +86,21 @@ def flax_path(path: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def params_of(model: gpt.GPT, mesh: Any = None) -> dict:
+def initial_params(opts) -> dict:
+    """flax's initial parameters of the GPT of ``opts`` (key 0), as numpy arrays."""
+    model = flax_model(opts)
+    tokens = np.zeros((1, opts.seq), np.int32)
+    return jax.tree.map(np.asarray, model.init(jax.random.key(0), tokens)["params"])
+
+
+def at_path(tree: dict, path: str) -> Any:
+    """The leaf of flax's ``tree`` at flowjit's ``path``."""
+    for key in flax_path(path):
+        tree = tree[key]
+    return tree
+
+
+def params_of(model: Any, mesh: Any = None) -> dict:
     """The flowjit model's variables as flax's parameter tree (jax arrays, their shardings
     kept; with a ``mesh``, the unsharded ones replicated over it, as flowjit runs them)."""
     tree: dict = {}
@@ -129,7 +125,7 @@ def jax_trainer(opts, params, mesh: Any = None):
     """``run(batch) -> loss``: jax.jit training of the flax model from ``params`` with the
     example's optimizer (parameters and state donated; their shardings kept step to step;
     over a ``mesh``, the state's scalars replicated), the jitted step and the state."""
-    model, tx = flax_model(opts, mesh), gpt.optimizer(opts).tx
+    model, tx = flax_model(opts, mesh), W.gpt_tx()
     shardings = jax.tree.map(lambda a: a.sharding, params)
     opt_state = jax.jit(tx.init)(params)
     if mesh is not None:
@@ -146,22 +142,13 @@ def jax_trainer(opts, params, mesh: Any = None):
         return optax.apply_updates(params, updates), opt_state, loss
 
     state_shardings = jax.tree.map(lambda a: a.sharding, state[1])
-    jitted = jax.jit(step, donate_argnums=(0, 1),
-                     out_shardings=(shardings, state_shardings, None))
+    jitted = jax.jit(step, donate_argnums=(0, 1), out_shardings=(shardings, state_shardings, None))
 
     def run(batch):
         state[0], state[1], loss = jitted(state[0], state[1], batch)
         return loss
 
     return run, jitted, state
-
-
-def batches(opts, count: int, seed: int = 0) -> list[np.ndarray]:
-    """``count`` batches of windows of the example's text."""
-    data = gpt.load_bytes()
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, len(data) - opts.seq - 1, (count, opts.batch))
-    return [data[s[:, None] + np.arange(opts.seq + 1)] for s in starts]
 
 
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "collective-permute", "all-to-all")
@@ -172,8 +159,6 @@ def collectives(hlo: str) -> dict[str, int]:
     counts = {}
     for name in COLLECTIVES:
         counts[name] = sum(
-            1
-            for line in hlo.splitlines()
-            if f" {name}(" in line or f" {name}-start(" in line
+            1 for line in hlo.splitlines() if f" {name}(" in line or f" {name}-start(" in line
         )
     return counts
