@@ -72,6 +72,8 @@ class _State:
                     sharding=v.sharding if v is not None else None,
                 )
             )
+            # (a step over the variables takes one lock for each and its slots)
+            self.leaves[-1].lock_with(variables[0] if v is None else v)
             self.owners.append(v)
             self.fields.append(field)
 
