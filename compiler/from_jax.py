@@ -30,7 +30,7 @@ from flowjit.ir.ops import jax_call as J
 
 from .jax_primitives import NATIVE, as_constant
 from .location import user_location
-from .trace import emit, imported_from, tracing
+from .trace import current, emit, imported_from, tracing
 
 # The platforms an imported computation is exported for: a graph that holds one prints,
 # parses and runs on any of them (one that some platform cannot compile, jnp.linalg.eig on TPU,
@@ -176,6 +176,9 @@ class Importer:
 
     def __init__(self, label: str):
         self.label = label
+        # (trace context, dtype, bytes) -> the constant made for a scalar literal: jax repeats
+        # a literal at each use (optax's b1 for every parameter), flowjit makes it once
+        self._literals: dict[tuple, Any] = {}
 
     def run(self, closed: Any, inputs: Sequence[Any]) -> list:
         env: dict[Any, Any] = {}
@@ -221,7 +224,13 @@ class Importer:
 
     def read(self, var: Any, env: dict) -> Any:
         if isinstance(var, jax.extend.core.Literal):
-            return as_constant(np.asarray(var.val, var.aval.dtype))
+            value = np.asarray(var.val, var.aval.dtype)
+            if value.ndim:
+                return as_constant(value)
+            key = (current(), value.dtype, value.tobytes())
+            if key not in self._literals:
+                self._literals[key] = as_constant(value)
+            return self._literals[key]
         return env[var]
 
     def flush(
