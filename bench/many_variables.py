@@ -6,8 +6,8 @@ donating the parameters and optimizer state), side by side in one run: the step 
 process, median of several), with their flowjit/jax ratios. Goal: step <= 1.05x and first
 call <= 1.0x jax's at every N.
 
-    python bench/many_variables.py [--rounds R] [--steps S] [--first-calls K] [--quick]
-                                   [--json out.json]
+    python bench/many_variables.py [--rounds R] [--steps S] [--first-calls K]
+                                   [--variables N ...] [--quick] [--json out.json]
 """
 
 from __future__ import annotations
@@ -176,10 +176,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=200, help="steps per timed round")
     parser.add_argument("--first-calls", type=int, default=3, help="fresh processes per peer")
+    parser.add_argument("--variables", type=int, nargs="+", help=f"the Ns (default {FULL})")
     parser.add_argument("--quick", action="store_true", help="N = 1, 10 and few steps")
     parser.add_argument("--json", help="write the rows here")
     opts = parser.parse_args()
-    ns = QUICK if opts.quick else FULL
+    ns = opts.variables or (QUICK if opts.quick else FULL)
     if opts.quick:
         opts.rounds, opts.steps, opts.first_calls = 1, 5, 1
     rows = measure(ns, opts.rounds, opts.steps, opts.first_calls)
