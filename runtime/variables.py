@@ -8,11 +8,11 @@ traced behaviour (``fj.Variable``).
 Threads: each cell has a lock (or shares another's: ``lock_with``). A step holds the locks of
 all the variables it reads or writes from reading their values to rebinding the new ones
 (``VariableLocks``, taken in one global order), and ``set_value``, ``assign_add``/``assign_sub``
-and placement hold the cell's own, so each of these is atomic with respect to steps. ``np.asarray(variable)`` takes no lock and reads
-the value before or after any step. ``value`` is the current buffer itself: the next step
-donates it, so a thread that keeps it while others run steps should copy it
-(``np.asarray(variable)``). The locks are taken all or none (``VariableLocks``): a Ctrl-C while
-waiting for one releases those already taken.
+and placement hold the cell's own, so each of these is atomic with respect to steps.
+``np.asarray(variable)`` takes no lock and reads the value before or after any step. ``value``
+is the current buffer itself: the next step donates it, so a thread that keeps it while others
+run steps should copy it (``np.asarray(variable)``). The locks are taken all or none
+(``VariableLocks``): a Ctrl-C while waiting for one releases those already taken.
 
 A value can be lost (docs/errors.md): its buffer deleted by the user (``v.value.delete()``, or
 donated to a jax function), or poisoned by a step that failed while it ran on the device (out of
@@ -319,8 +319,8 @@ def lose_donated(variables: Iterable[VariableCell], step: str, err: BaseExceptio
 class VariableLocks:
     """The locks of some variables, taken (``acquire``) and released (``release``) together,
     all or none. Every holder of more than one variable's lock takes them through this class,
-    in the creation order of the variables they were made for, so two steps over overlapping sets of variables (of one
-    function or of two) cannot wait for each other in a cycle.
+    in the creation order of the variables they were made for, so two steps over overlapping
+    sets of variables (of one function or of two) cannot wait for each other in a cycle.
 
     Ctrl-C: ``with locks:`` holds interrupts while it takes them (runtime/interrupts.py), and a
     caller of ``acquire`` in the main thread holds them itself; a Ctrl-C that comes while one is
