@@ -365,10 +365,19 @@ def _origin(eqn: Any) -> Location | None:
     """The line of jax code ``eqn`` came from (the innermost frame neither jax's nor
     flowjit's), or None."""
     for frame in user_frames(eqn.source_info.traceback):
-        path = os.path.abspath(frame.file_name)
-        if not (path.startswith(_OWN) or os.path.dirname(path) == _ROOT):
-            return Location(os.path.basename(frame.file_name), frame.start_line)
+        name = _user_file(frame.file_name)
+        if name is not None:
+            return Location(name, frame.start_line)
     return None
+
+
+@functools.cache  # (asked for each equation imported, of a few files)
+def _user_file(file_name: str) -> str | None:
+    """The base name of ``file_name``, or None if it is one of flowjit's own files."""
+    path = os.path.abspath(file_name)
+    if path.startswith(_OWN) or os.path.dirname(path) == _ROOT:
+        return None
+    return os.path.basename(file_name)
 
 
 def _added_to_zero(eqn: Any) -> Any:
