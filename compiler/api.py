@@ -35,7 +35,7 @@ from flowjit.ir import ArgumentError, FlowjitError
 from flowjit.passes import resolve_passes
 from flowjit.runtime import bound_in_flight, config, make_entry, run_plan, step_token
 from flowjit.runtime.interrupts import hold_interrupts, release_interrupts
-from flowjit.runtime.variables import lose_donated
+from flowjit.runtime.variables import lose_donated, rebind_all
 
 from .boundary import BoundaryShardings
 from .call_errors import name_failure
@@ -248,8 +248,7 @@ class CompiledFunction:
                     *args,
                     **kwargs,
                 )
-                for variable, value in zip(layout.written, new):
-                    variable._rebind(value, self.name)  # the old array was donated to this step
+                rebind_all(layout.written, new, self.name)  # (their old arrays were donated)
             except jax.errors.JaxRuntimeError as err:
                 # XLA failed the call after it took the donated buffers (out of memory found
                 # while the call is dispatched, as on GPUs): those variables' values are lost

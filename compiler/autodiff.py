@@ -61,7 +61,11 @@ def pull_back(seeds: Sequence[tuple[Any, Any]], xs: Sequence[Any]) -> list[Any]:
     ctx.graph.ops = lift_state(ctx.graph)[0].ops
     ops = list(ctx.graph.ops)
     xs = [x if isinstance(x, (Tensor, Variable)) else asarray(x) for x in xs]
-    wrt = [_wrt_values(ctx, ops, x) for x in xs]
+    reads: dict[Any, list[Value]] = {}  # each variable's reads, by handle
+    for op in ops:
+        if op.opdef is S.read_variable:
+            reads.setdefault(op.state_handle, []).append(op.outputs[0])
+    wrt = [_wrt_values(ctx, reads, x) for x in xs]
     cts: dict[Value, Value] = {}
     for y, ct in seeds:
         value = ctx.capture(y)
@@ -83,17 +87,15 @@ def pull_back(seeds: Sequence[tuple[Any, Any]], xs: Sequence[Any]) -> list[Any]:
     return results
 
 
-def _wrt_values(ctx: Any, ops: Sequence[Any], x: Any) -> list[Value]:
+def _wrt_values(ctx: Any, reads: dict[Any, list[Value]], x: Any) -> list[Value]:
     """The values of this graph the gradient with respect to ``x`` is taken at: a Variable's
-    reads (its gradient is summed over them), or a Tensor's value here, which for a Tensor of
-    an enclosing trace (a loop or branch body's closure) is the input that received it; none
-    where the graph never used it."""
+    reads (its gradient is summed over them; ``reads`` has them by state handle), or a
+    Tensor's value here, which for a Tensor of an enclosing trace (a loop or branch body's
+    closure) is the input that received it; none where the graph never used it."""
     from .variable import Variable
 
     if isinstance(x, Variable):
-        handle = ctx.variables.get(x)
-        reads = (op for op in ops if op.opdef is S.read_variable and op.state_handle is handle)
-        return [op.outputs[0] for op in reads]
+        return reads.get(ctx.variables.get(x), [])
     found = ctx.find(x)
     return [] if found is None else [found]
 

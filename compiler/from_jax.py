@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+from collections.abc import Container
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ from flowjit.ir.ops import jax_call as J
 
 from .jax_primitives import NATIVE, as_constant
 from .location import user_location
-from .trace import emit, imported_from, tracing
+from .trace import current, emit, imported_from, tracing
 
 # The platforms an imported computation is exported for: a graph that holds one prints,
 # parses and runs on any of them (one that some platform cannot compile, jnp.linalg.eig on TPU,
@@ -175,6 +176,9 @@ class Importer:
 
     def __init__(self, label: str):
         self.label = label
+        # (trace context, dtype, bytes) -> the constant made for a scalar literal: jax repeats
+        # a literal at each use (optax's b1 for every parameter), flowjit makes it once
+        self._literals: dict[tuple, Any] = {}
 
     def run(self, closed: Any, inputs: Sequence[Any]) -> list:
         env: dict[Any, Any] = {}
@@ -188,21 +192,18 @@ class Importer:
         line of jax code an equation came from when its own record has none (the call of a
         nested jit)."""
         pending: list = []  # equations to hold in one jax_call, in order
-        # later[i]: the variables equations i, i+1, ... and the outputs use
-        later = [{v for v in jaxpr.outvars if not isinstance(v, jax.extend.core.Literal)}]
-        for eqn in reversed(jaxpr.eqns):
-            used = (v for v in eqn.invars if not isinstance(v, jax.extend.core.Literal))
-            later.insert(0, later[0] | set(used))
+        last_use = _last_uses(jaxpr)
         for i, eqn in enumerate(jaxpr.eqns):
             native = NATIVE.get(eqn.primitive.name)
             body = _inlined_body(eqn)
             # (a value of a jax-only type, a PRNG key, never leaves a jax_call: an equation
             # using one is held, and so is any equation while one held is still needed)
-            keeps_open = any(_jax_only(v) and v in later[i] for e in pending for v in e.outvars)
+            later = _UsedFrom(last_use, i)
+            keeps_open = any(_jax_only(v) and v in later for e in pending for v in e.outvars)
             if (native is None and body is None) or _jax_only_in(eqn) or keeps_open:
                 pending.append(eqn)
                 continue
-            self.flush(pending, env, later[i], outer)
+            self.flush(pending, env, later, outer)
             pending = []
             kept = _added_to_zero(eqn)
             if kept is not None:  # (x + 0.0 is x under jax.jit: XLA's simplifier says so)
@@ -218,15 +219,23 @@ class Importer:
                     outs = native(eqn, *args)
                 outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
             env.update(zip(eqn.outvars, outs))
-        self.flush(pending, env, later[-1], outer)
+        self.flush(pending, env, _UsedFrom(last_use, len(jaxpr.eqns)), outer)
         return [self.read(v, env) for v in jaxpr.outvars]
 
     def read(self, var: Any, env: dict) -> Any:
         if isinstance(var, jax.extend.core.Literal):
-            return as_constant(np.asarray(var.val, var.aval.dtype))
+            value = np.asarray(var.val, var.aval.dtype)
+            if value.ndim:
+                return as_constant(value)
+            key = (current(), value.dtype, value.tobytes())
+            if key not in self._literals:
+                self._literals[key] = as_constant(value)
+            return self._literals[key]
         return env[var]
 
-    def flush(self, eqns: list, env: dict, needed: set, outer: Location | None = None) -> None:
+    def flush(
+        self, eqns: list, env: dict, needed: Container, outer: Location | None = None
+    ) -> None:
         """One ``jax_call`` computing ``eqns``: their results in ``needed`` go into ``env``."""
         if not eqns:
             return
@@ -263,6 +272,34 @@ class Importer:
                 module=module,
             )
         env.update(zip(outputs, results if isinstance(results, tuple) else (results,)))
+
+
+def _last_uses(jaxpr: Any) -> dict:
+    """For each variable ``jaxpr`` uses: the index of the last equation using it, or the
+    number of equations if its outputs do."""
+    last: dict = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.invars:
+            if not isinstance(v, jax.extend.core.Literal):
+                last[v] = i
+    for v in jaxpr.outvars:
+        if not isinstance(v, jax.extend.core.Literal):
+            last[v] = len(jaxpr.eqns)
+    return last
+
+
+class _UsedFrom:
+    """The variables used by a jaxpr's equations from the ``start``-th on or by its outputs
+    (a container: one per equation, without a set per equation, which would cost time and
+    memory quadratic in the jaxpr's length)."""
+
+    __slots__ = ("last_use", "start")
+
+    def __init__(self, last_use: dict, start: int):
+        self.last_use, self.start = last_use, start
+
+    def __contains__(self, var: Any) -> bool:
+        return self.last_use.get(var, -1) >= self.start
 
 
 class HeldComputation:
@@ -328,10 +365,19 @@ def _origin(eqn: Any) -> Location | None:
     """The line of jax code ``eqn`` came from (the innermost frame neither jax's nor
     flowjit's), or None."""
     for frame in user_frames(eqn.source_info.traceback):
-        path = os.path.abspath(frame.file_name)
-        if not (path.startswith(_OWN) or os.path.dirname(path) == _ROOT):
-            return Location(os.path.basename(frame.file_name), frame.start_line)
+        name = _user_file(frame.file_name)
+        if name is not None:
+            return Location(name, frame.start_line)
     return None
+
+
+@functools.cache  # (asked for each equation imported, of a few files)
+def _user_file(file_name: str) -> str | None:
+    """The base name of ``file_name``, or None if it is one of flowjit's own files."""
+    path = os.path.abspath(file_name)
+    if path.startswith(_OWN) or os.path.dirname(path) == _ROOT:
+        return None
+    return os.path.basename(file_name)
 
 
 def _added_to_zero(eqn: Any) -> Any:

@@ -16,6 +16,7 @@ variables and applies them. Outside a compiled function ``apply`` compiles itsel
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -60,9 +61,10 @@ class _State:
         placed = [owner.get(id(value), (None, path)) for path, value in leaves]
         # (two counts in a chain, or two traces: their positions in it tell them apart)
         names = [(id(v), _field(path)) for v, path in placed]
+        repeated = {name for name, count in collections.Counter(names).items() if count > 1}
         self.leaves, self.owners, self.fields = [], [], []
         for (v, path), name, (_, value) in zip(placed, names, leaves):
-            field = _field(path, positions=names.count(name) > 1)
+            field = _field(path, positions=name in repeated)
             self.leaves.append(
                 Variable(
                     np.asarray(value),
@@ -72,6 +74,8 @@ class _State:
                     sharding=v.sharding if v is not None else None,
                 )
             )
+            # (a step over the variables takes one lock for each and its slots)
+            self.leaves[-1].lock_with(variables[0] if v is None else v)
             self.owners.append(v)
             self.fields.append(field)
 

@@ -119,6 +119,8 @@ class _OnDevice:
             return self._jitted.lower(*args, **kwargs)
 
 
+_Tracer = jax.core.Tracer
+
 # Tokens of queued steps, oldest first, from all threads. Appends need no lock (deque.append
 # is atomic); one thread at a time takes tokens off (_trimming), so none pops an empty deque.
 _in_flight: collections.deque = collections.deque()
@@ -149,9 +151,12 @@ def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:
     (out of memory) is found here: the variables it wrote are lost (runtime/variables.py), and
     this raises their VariableError."""
     if token is None:
-        leaves = [results] if isinstance(results, jax.Array) else jax.tree_util.tree_leaves(results)
-        token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
-    if token is not None and not isinstance(token, jax.core.Tracer):  # (not: under a jax trace)
+        if isinstance(results, jax.Array):  # (one result, the usual case: no pytree walk)
+            token = results if results.size else None
+        else:
+            leaves = jax.tree_util.tree_leaves(results)
+            token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
+    if token is not None and not isinstance(token, _Tracer):  # (not: under a jax trace)
         _in_flight.append((token, written))
     limit = config.max_steps_in_flight
     if len(_in_flight) > limit:

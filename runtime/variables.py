@@ -5,14 +5,14 @@ runtime rebinds the step's new array (``_rebind``), so the update happens in pla
 compiled function, reads and ``assign*`` act at once. The compiler subclasses this with the
 traced behaviour (``fj.Variable``).
 
-Threads: each cell has a lock. A step holds the locks of all the variables it reads or writes
-from reading their values to rebinding the new ones (``VariableLocks``, taken in one global
-order), and ``set_value``, ``assign_add``/``assign_sub`` and placement hold the cell's own, so
-each of these is atomic with respect to steps. ``np.asarray(variable)`` takes no lock and reads
-the value before or after any step. ``value`` is the current buffer itself: the next step
-donates it, so a thread that keeps it while others run steps should copy it
-(``np.asarray(variable)``). The locks are taken all or none (``VariableLocks``): a Ctrl-C while
-waiting for one releases those already taken.
+Threads: each cell has a lock (or shares another's: ``lock_with``). A step holds the locks of
+all the variables it reads or writes from reading their values to rebinding the new ones
+(``VariableLocks``, taken in one global order), and ``set_value``, ``assign_add``/``assign_sub``
+and placement hold the cell's own, so each of these is atomic with respect to steps.
+``np.asarray(variable)`` takes no lock and reads the value before or after any step. ``value``
+is the current buffer itself: the next step donates it, so a thread that keeps it while others
+run steps should copy it (``np.asarray(variable)``). The locks are taken all or none
+(``VariableLocks``): a Ctrl-C while waiting for one releases those already taken.
 
 A value can be lost (docs/errors.md): its buffer deleted by the user (``v.value.delete()``, or
 donated to a jax function), or poisoned by a step that failed while it ran on the device (out of
@@ -237,6 +237,13 @@ class VariableCell:
                 f"but {what} runs over {mesh}; create the variable on the function's mesh"
             )
 
+    def lock_with(self, other: "VariableCell") -> None:
+        """Share ``other``'s lock: a step over either waits for steps over the other, and a
+        step over both takes one lock. For state that goes with a variable wherever it goes
+        (an optimizer's slots: a step over N variables and their 2N slots takes N locks, not
+        3N); only for a variable no step or thread has used yet."""
+        self._lock, self._order = other._lock, other._order
+
     def _rebind(self, new_value: Any, writer: str | None = None) -> None:
         """Install the array a compiled step of the function named ``writer`` produced (the
         runtime's path, with the lock held; no checks)."""
@@ -279,6 +286,14 @@ class _LostValue:
         raise self.error()
 
 
+def rebind_all(variables: Iterable[VariableCell], values: Iterable[Any], writer: str) -> None:
+    """``_rebind`` each of ``variables`` to its value in ``values``, computed by a step of the
+    function named ``writer`` (the per-step path: one loop, no call per variable)."""
+    for variable, value in zip(variables, values):
+        variable._value = value
+        variable._writer = writer
+
+
 def lost_in(variables: Iterable[VariableCell]) -> VariableError | None:
     """The error of the first of ``variables`` whose value is lost (deleted, or computed by a
     step that failed: this waits for their steps), or None."""
@@ -304,8 +319,8 @@ def lose_donated(variables: Iterable[VariableCell], step: str, err: BaseExceptio
 class VariableLocks:
     """The locks of some variables, taken (``acquire``) and released (``release``) together,
     all or none. Every holder of more than one variable's lock takes them through this class,
-    in the variables' creation order, so two steps over overlapping sets of variables (of one
-    function or of two) cannot wait for each other in a cycle.
+    in the creation order of the variables they were made for, so two steps over overlapping
+    sets of variables (of one function or of two) cannot wait for each other in a cycle.
 
     Ctrl-C: ``with locks:`` holds interrupts while it takes them (runtime/interrupts.py), and a
     caller of ``acquire`` in the main thread holds them itself; a Ctrl-C that comes while one is
@@ -314,7 +329,9 @@ class VariableLocks:
     __slots__ = ("acquire", "release")
 
     def __init__(self, variables: Iterable[VariableCell]):
-        unique = {id(v): v for v in variables}.values()  # (== on a Variable is a traced op)
+        # one per lock (variables may share one: lock_with); by id, as == on a Variable is a
+        # traced op
+        unique = {id(v._lock): v for v in variables}.values()
         locks = tuple(v._lock for v in sorted(unique, key=lambda v: v._order))
         self.acquire = functools.partial(_acquire_all, locks)
         if len(locks) == 1:  # (the lock's own method: a step on one variable pays the least)
@@ -347,6 +364,10 @@ _POLL_S = 0.05  # how often a wait for a lock looks for a held Ctrl-C
 def _acquire_all(locks: tuple) -> None:
     taken = 0
     try:
+        for lock in locks:  # (no lock held elsewhere, the usual case: no wait, no timeout)
+            if not lock.acquire(False):
+                break
+            taken += 1
         while taken < len(locks):
             if locks[taken].acquire(timeout=_POLL_S):
                 taken += 1

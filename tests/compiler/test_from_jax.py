@@ -195,3 +195,20 @@ def test_adding_a_literal_zero_is_the_value_as_under_jax_jit():
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
         np.testing.assert_array_equal(got, want)
     assert [op.opdef.name for op in parse(step.lower(x).ir()).ops] == []
+
+
+def test_a_literal_used_many_times_is_one_constant():
+    """jax repeats a scalar literal at each use (optax's b1 for every parameter); the import
+    makes one constant of each value (-0.0 and 0.0 apart), as CSE would."""
+    fn = lambda xs: [x * 0.25 + x * 0.25 - x * -0.0 + 0.0 * x for x in xs]
+    xs = [X + i for i in range(5)]
+    step = fj.compile(fj.from_jax(fn))
+    for got, want in zip(step(xs), fn(xs)):
+        np.testing.assert_array_equal(got, want)
+    constants = [
+        op.attrs["value"].item()
+        for op in parse(step.lower(xs).ir("traced")).ops
+        if op.opdef is Cr.constant
+    ]
+    assert sorted(constants) == [-0.0, 0.0, 0.25]
+    assert sorted(np.signbit(constants)) == [False, False, True]
