@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -213,16 +212,24 @@ def trainers(size_name: str, dtype_name: str, only: str | None = None) -> dict[s
 
 
 # -- measuring ---------------------------------------------------------------------------------
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM: ru_maxrss would count the parent's, which it
+    keeps across fork and exec)."""
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kib / 1024
+
+
 def fresh_process(impl: str, size: str, dtype: str, steps: int) -> tuple[float, float]:
     """The first call's seconds and the peak RSS (MiB) after ``steps`` steps, in a fresh
     process (the model and data made beforehand)."""
     code = (
-        f"import sys, time, resource; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r}); "
+        f"import sys, time; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r}); "
         f"import gpt_step as b; run = b.trainers({size!r}, {dtype!r}, {impl!r})[{impl!r}]; "
         f"data = b.batches(b.SIZES[{size!r}], {steps}); t = time.perf_counter(); "
         "float(run(*data[0])); first = time.perf_counter() - t\n"
         "for x, y in data[1:]: loss = run(x, y)\n"
-        "float(loss); print(first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "float(loss); print(first, b.peak_rss_mib())"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if done.returncode:
