@@ -85,6 +85,7 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask):
+        # (the two-pass variance, as fj.nn.layer_norm: the same math)
         norm = lambda: nn.LayerNorm(dtype=self.dtype, use_fast_variance=False)  # noqa: E731
         h = norm()(x)
         x = x + nn.MultiHeadDotProductAttention(num_heads=self.size.heads, dtype=self.dtype)(
@@ -101,8 +102,9 @@ class GPT(nn.Module):
     @nn.compact
     def __call__(self, tokens):
         s = self.size
-        embed = nn.Embed(s.vocab, s.width, dtype=self.dtype, embedding_init=nn.initializers.normal(0.02))
-        position = self.param("position", nn.initializers.normal(0.02), (s.context, s.width))
+        normal = nn.initializers.normal(0.02)
+        embed = nn.Embed(s.vocab, s.width, dtype=self.dtype, embedding_init=normal)
+        position = self.param("position", normal, (s.context, s.width))
         x = embed(tokens) + position.astype(self.dtype)
         mask = nn.make_causal_mask(tokens)
         for _ in range(s.layers):
@@ -149,8 +151,9 @@ def layer_norm(p, x, dtype):
     return fj.nn.layer_norm(x, p["scale"], p["bias"], eps=1e-6).astype(dtype)
 
 
-def attention(p, x, mask, heads: int, dtype):
-    """flax's MultiHeadDotProductAttention of ``x`` with itself under the causal ``mask``."""
+def attention(p, x, mask, dtype):
+    """flax's MultiHeadDotProductAttention of ``x`` with itself under the causal ``mask`` (the
+    heads are the kernels' second axis)."""
     q, k, v = (dense(p[name], x, dtype) for name in ("query", "key", "value"))
     q = q / np.sqrt(q.shape[-1]).astype(dtype)
     logits = fnp.einsum("bqhd,bkhd->bhqk", q, k)
@@ -159,9 +162,9 @@ def attention(p, x, mask, heads: int, dtype):
     return dense(p["out"], fnp.einsum("bhqk,bkhd->bqhd", weights, v), dtype, contract=2)
 
 
-def block(p, x, mask, heads: int, dtype):
-    x = x + attention(p["MultiHeadDotProductAttention_0"], layer_norm(p["LayerNorm_0"], x, dtype),
-                      mask, heads, dtype)
+def block(p, x, mask, dtype):
+    h = layer_norm(p["LayerNorm_0"], x, dtype)
+    x = x + attention(p["MultiHeadDotProductAttention_0"], h, mask, dtype)
     h = fj.nn.gelu(dense(p["Dense_0"], layer_norm(p["LayerNorm_1"], x, dtype), dtype))
     return x + dense(p["Dense_1"], h, dtype)
 
@@ -172,7 +175,7 @@ def gpt(p, tokens, size: Size, dtype):
     x = fnp.take(table, tokens, axis=0) + p["position"].astype(dtype)
     mask = np.tril(np.ones((size.context, size.context), bool))
     for i in range(size.layers):
-        x = block(p[f"Block_{i}"], x, mask, size.heads, dtype)
+        x = block(p[f"Block_{i}"], x, mask, dtype)
     return layer_norm(p["LayerNorm_0"], x, dtype) @ table.T
 
 
@@ -261,7 +264,9 @@ def measure(size: str, dtype: str, rounds: int, steps: int, fresh: int) -> dict[
         "losses": losses,
     }
     if fresh:
-        firsts = {impl: [fresh_process(impl, size, dtype, 3) for _ in range(fresh)] for impl in runs}
+        firsts = {
+            impl: [fresh_process(impl, size, dtype, 3) for _ in range(fresh)] for impl in runs
+        }
         first = {impl: statistics.median(f for f, _ in r) for impl, r in firsts.items()}
         rss = {impl: statistics.median(m for _, m in r) for impl, r in firsts.items()}
         report |= {
@@ -279,8 +284,12 @@ def main() -> None:
     parser.add_argument("--dtype", choices=[*DTYPES, "all"], default="all")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
-    parser.add_argument("--fresh", type=int, default=1, help="fresh processes per peer (first call, RSS)")
-    parser.add_argument("--quick", action="store_true", help="small, float32, 3 rounds, no fresh processes")
+    parser.add_argument(
+        "--fresh", type=int, default=1, help="fresh processes per peer (first call, RSS)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small, float32, 3 rounds, no fresh processes"
+    )
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     opts = parser.parse_args()
     if opts.quick:
@@ -294,7 +303,8 @@ def main() -> None:
             reports.append(r)
             ms = r["step_ms"]
             line = (
-                f"{size:6s} {dtype:8s}  step flowjit {ms['flowjit']:8.2f} ms  jax {ms['jax']:8.2f} ms"
+                f"{size:6s} {dtype:8s}  step flowjit {ms['flowjit']:8.2f} ms"
+                f"  jax {ms['jax']:8.2f} ms"
                 f"  ratio {r['step_ratio']:.3f}  losses rel diff {r['loss_rel_diff']:.1e}"
             )
             if "first_call_ratio" in r:
