@@ -137,9 +137,12 @@ def softmax_cross_entropy(logits, labels):
             op="softmax_cross_entropy",
             loc=user_location(),
         )
-    logp = log_softmax(logits, -1)
-    picked = fla.take_along_axis(logp, fnp.expand_dims(labels, -1), -1)
-    return -fnp.squeeze(picked, -1)
+    # log(sum(exp(shifted))) - shifted[label], as optax: -log_softmax(logits)[label] (the
+    # same roundings), but the backward pass scatters the label's cotangent alone, where
+    # log_softmax's summed all of the scattered array again
+    shifted = logits - _constant_shift(logits, -1)
+    picked = fla.take_along_axis(shifted, fnp.expand_dims(labels, -1), -1)
+    return fnp.log(fnp.sum(fnp.exp(shifted), -1)) - fnp.squeeze(picked, -1)
 
 
 def _pair(v, name: str, op: str) -> tuple[int, int]:

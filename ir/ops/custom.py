@@ -184,13 +184,16 @@ def _custom_jvp_vjp(emit: Emit, op: Op, *cts):
     _no_active_consts(emit, op)
     k = op.attrs["consts"]
     cts = [_or_zeros(emit, v, ct) for v, ct in zip(op.outputs, cts) if differentiable(v.type)]
-    arg_cts = inline(emit, _transposed_jvp(op), [*op.inputs, *cts])
+    arg_cts = inline(emit, _transposed_jvp(op), [*op.inputs, *op.outputs, *cts])
     return [None] * k + spread_cts(op.inputs[k:], arg_cts)
 
 
 def _transposed_jvp(op: Op) -> Graph:
-    """(operands, a cotangent per differentiable result) -> a cotangent per differentiable
-    argument: ``jvp``'s tangent results transposed with respect to its tangent inputs."""
+    """(operands, the op's results, a cotangent per differentiable result) -> a cotangent per
+    differentiable argument: ``jvp``'s tangent results transposed with respect to its tangent
+    inputs. The primal results ``jvp`` computes are taken to be the op's, so that the
+    backward pass does not compute them again: softmax's transposed rule needs only the
+    probabilities the forward pass gave, not the exp and sum that made them."""
     jvp: Graph = op.attrs["jvp"]
     n_in, n_out = len(op.inputs), len(op.outputs)
     scratch = Graph(f"{jvp.name}_transposed", [Value(v.type) for v in jvp.inputs])
@@ -207,8 +210,12 @@ def _transposed_jvp(op: Op) -> Graph:
     backward(scratch, scratch.ops[:start], cts, wanted)
     emit = Emit(scratch)
     outputs = [cts[t] if t in cts else emit.zeros(t.type) for t in wanted]
-    transposed = Graph(scratch.name, [*scratch.inputs[:n_in], *ct_inputs])
-    transposed.ops, transposed.outputs = live_ops(scratch.ops, outputs), outputs
+    primals = [Value(v.type) for v in results[:n_out]]
+    given = {v: p for v, p in zip(results[:n_out], primals) if v not in scratch.inputs}
+    ops = [o.replace(inputs=tuple(given.get(v, v) for v in o.inputs)) for o in scratch.ops]
+    outputs = [given.get(v, v) for v in outputs]
+    transposed = Graph(scratch.name, [*scratch.inputs[:n_in], *primals, *ct_inputs])
+    transposed.ops, transposed.outputs = live_ops(ops, outputs), outputs
     # A tangent used by a kept op (or given back as it is) is not transposed: not linear.
     kept = {v for o in transposed.ops for v in o.inputs} | set(outputs)
     if any(t in kept for t in placeholders):

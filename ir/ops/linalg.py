@@ -113,7 +113,10 @@ dot_general = register(
 def _dot_transpose_lhs(e, g, x, y, xc, yc, xb, yb, swap_ans=False):
     """The cotangent of ``x`` in ``dot_general(x, y)`` (``dot_general(y, x)`` with
     ``swap_ans``): ``g`` contracted with ``y`` over ``y``'s free dims, then transposed back to
-    ``x``'s axis order (jax's _dot_general_transpose_lhs)."""
+    ``x``'s axis order (jax's _dot_general_transpose_lhs). Where the product in the other
+    operand order, ``y`` with ``g``, is already in ``x``'s order (a kernel's cotangent, the
+    activations with ``g``), it is that product, with no transpose: after a low-precision
+    product's rounding (float32 sums, then bfloat16) XLA cannot fold a transpose into it."""
     from .shape import transpose
 
     x_kept = _free(x.type.ndim, xc, xb)
@@ -123,6 +126,20 @@ def _dot_transpose_lhs(e, g, x, y, xc, yc, xb, yb, swap_ans=False):
         ans_y = tuple(range(nb, nb + len(y_kept)))
     else:  # g's axes: batch, x kept, y kept
         ans_y = tuple(range(nb + len(x_kept), nb + len(x_kept) + len(y_kept)))
+    # x's contracting dims in the order of y's: how they come out of either product
+    x_contract_by_y = [xc[i] for i in np.argsort(yc, kind="stable")]
+    perm = tuple(int(i) for i in np.argsort([*xb, *x_kept, *x_contract_by_y]))
+    identity = tuple(range(x.type.ndim))
+    if perm != identity and (*xb, *x_contract_by_y, *x_kept) == identity:
+        return e(
+            dot_general,
+            y,
+            g,
+            lhs_contracting=tuple(y_kept),
+            rhs_contracting=ans_y,
+            lhs_batch=tuple(yb),
+            rhs_batch=tuple(range(nb)),
+        )
     x_bar = e(
         dot_general,
         g,
@@ -133,9 +150,7 @@ def _dot_transpose_lhs(e, g, x, y, xc, yc, xb, yb, swap_ans=False):
         rhs_batch=tuple(yb),
     )
     # x_bar's axes: x batch, x kept, then x's contracting dims in the order of y's
-    x_contract_by_y = [xc[i] for i in np.argsort(yc, kind="stable")]
-    perm = tuple(int(i) for i in np.argsort([*xb, *x_kept, *x_contract_by_y]))
-    return x_bar if perm == tuple(range(len(perm))) else e(transpose, x_bar, perm=perm)
+    return x_bar if perm == identity else e(transpose, x_bar, perm=perm)
 
 
 @dot_general.defvjp

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from frontcheck import expect_all
 from opcheck import assert_matches, rand
@@ -163,6 +164,27 @@ def test_softmax_cross_entropy(dtype):
         },
         scale=2,
     )
+
+
+def test_softmax_cross_entropy_gradient_sums_the_classes_once():
+    """The gradient (softmax - one-hot label, scaled) sums over the classes once, in the
+    forward pass's exp; the label's cotangent is scattered, not summed again (as optax's)."""
+    logits = np.zeros((4, 5, 11), np.float32)
+    labels = np.zeros((4, 5), np.int32)
+
+    @fj.compile
+    def grad_of(logits, labels):
+        return fj.grad(lambda x: fj.nn.softmax_cross_entropy(x, labels).mean())(logits)
+
+    graph = fj.ir.parse(grad_of.lower(logits, labels).ir())
+    over_classes = [
+        op
+        for op in graph.ops
+        if op.opdef.name == "reduce_sum" and op.inputs[0].type.shape == logits.shape
+    ]
+    assert len(over_classes) == 1
+    want = jax.grad(lambda x: optax.softmax_cross_entropy_with_integer_labels(x, labels).mean())
+    np.testing.assert_allclose(np.asarray(grad_of(logits, labels)), want(logits), rtol=1e-6)
 
 
 # -- convolution and pooling -------------------------------------------------------------------

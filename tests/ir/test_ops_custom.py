@@ -153,6 +153,31 @@ def test_the_rule_is_used_not_the_body():
     assert len(calls) == 1 and calls[0].attrs["with_residuals"]
 
 
+def test_the_jvp_rule_reuses_the_primal_results():
+    """The transposed jvp takes the op's results for the primal results jvp computes: the
+    backward pass of exp (its tangent t * exp(x)) multiplies by the op's result, and computes
+    no exp again (softmax's would have computed its exp and sum twice)."""
+    from flowjit.ir.grad import backward
+    from flowjit.ir.ops import elementwise as E
+
+    body = parse("graph @body(%0: f32[3]) {\n  %1: f32[3] = exp(%0)\n  return %1\n}")
+    jvp = parse(
+        "graph @jvp(%0: f32[3], %1: f32[3]) {\n"
+        "  %2: f32[3] = exp(%0)\n"
+        "  %3: f32[3] = mul(%1, %2)\n"
+        "  return %2, %3\n"
+        "}"
+    )
+    graph = Graph("g")
+    x, ct = graph.add_input(body.inputs[0].type), graph.add_input(body.inputs[0].type)
+    (y,) = graph.add(C.custom_jvp_call, [x], {"consts": 0, "body": body, "jvp": jvp})
+    forward = list(graph.ops)
+    cts = backward(graph, forward, {y: ct})
+    added = graph.ops[len(forward) :]
+    assert [op.opdef for op in added] == [E.mul]
+    assert set(added[0].inputs) == {y, ct} and cts[x] is added[0].outputs[0]
+
+
 def test_text_round_trip_keeps_the_rule():
     _, attrs = vjp_case(False)(np.random.default_rng(0), F32)
     graph = Graph("g")

@@ -9,6 +9,7 @@ from jax import lax
 from opcheck import OpCase, check_case, check_grad, jitted, params, rand
 
 from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
+from flowjit.ir.grad import backward
 from flowjit.ir.ops import linalg as L
 from flowjit.ir.ops.rules import FLOATS, NUMERIC
 
@@ -63,6 +64,21 @@ CASES = [
         dot((2, 3), (3, 2), (-1,), (-2,)),
         einsum("mk,kn->mn"),
         name="matmul_negative_dims",
+    ),
+    # attention's projections: a (in, heads, depth) kernel, and back from (heads, depth)
+    OpCase(
+        L.dot_general,
+        NUMERIC,
+        dot((2, 3, 4), (4, 2, 3), (2,), (0,)),
+        einsum("bsd,dhk->bshk"),
+        name="heads_projection",
+    ),
+    OpCase(
+        L.dot_general,
+        NUMERIC,
+        dot((2, 3, 2, 3), (2, 3, 4), (2, 3), (0, 1)),
+        einsum("bshk,hkd->bsd"),
+        name="heads_output",
     ),
 ]
 
@@ -168,3 +184,26 @@ GRAD_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 @pytest.mark.parametrize("case, dtype", [p for p in params(CASES) if p.values[1] in GRAD_DTYPES])
 def test_gradient(case, dtype):
     check_grad(case, dtype)
+
+
+@pytest.mark.parametrize(
+    "lhs, rhs, attrs",
+    [
+        ((8, 3, 4), (4, 5), dims((2,), (0,))),  # a dense layer: activations . kernel
+        ((4, 3), (4, 5), dims((0,), (0,))),  # a transposed lhs
+        ((8, 3, 4), (4, 2, 3), dims((2,), (0,))),  # heads_projection
+        ((8, 3, 2, 3), (2, 3, 4), dims((2, 3), (0, 1))),  # heads_output
+    ],
+)
+def test_gradient_of_a_kernel_has_no_transpose(lhs, rhs, attrs):
+    """Each operand's cotangent is one dot_general already in the operand's axis order: a
+    transpose after a bfloat16 product (summed in float32, then rounded) stays in XLA's
+    program as a pass over the kernel's gradient."""
+    graph = Graph()
+    a, b = (graph.add_input(TensorType(s, np.float32)) for s in (lhs, rhs))
+    (out,) = graph.add(L.dot_general, [a, b], attrs)
+    ct = graph.add_input(out.type)
+    forward = list(graph.ops)
+    cts = backward(graph, forward, {out: ct})
+    assert [op.opdef for op in graph.ops[len(forward) :]] == [L.dot_general] * 2
+    assert (cts[a].type, cts[b].type) == (a.type, b.type)
