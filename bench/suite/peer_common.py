@@ -47,8 +47,13 @@ def arg_parser(doc: str, workloads_: Sequence[str] = WORKLOADS) -> argparse.Argu
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident set so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's peak resident set so far, in MiB: Linux's VmHWM (ru_maxrss would count
+    the parent's peak, which a process keeps across fork and exec), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def emit(peer: str, workload: str, version: str, **figures) -> None:
