@@ -4,9 +4,9 @@ an einsum with several contracting dims and a batch dim that is not leading."""
 from __future__ import annotations
 
 import numpy as np
-from ml_dtypes import bfloat16
 import pytest
 from jax import lax
+from ml_dtypes import bfloat16
 from opcheck import OpCase, check_case, check_grad, jitted, params, rand
 
 from flowjit.ir import DTypeError, Graph, ShapeError, TensorType
