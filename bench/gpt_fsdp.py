@@ -58,7 +58,7 @@ def split_eight_ways(model) -> bool:
     return all(
         v.sharding is not None and v.value.addressable_shards[0].data.size * 8 == v.size
         for v in model.variables
-        if "embed" in (getattr(v, "axes", None) or ()) and v.ndim >= 2
+        if "embed" in (v.axes or ()) and v.ndim >= 2
     )
 
 

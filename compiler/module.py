@@ -378,7 +378,7 @@ def _name_paths(owner: Module, attr: str) -> None:
             continue
         if isinstance(leaf, Module):
             object.__setattr__(leaf, "_path", where)
-        elif getattr(leaf, "_path_named", False):
+        elif leaf._path_named:
             leaf.name = where
 
 

@@ -114,7 +114,7 @@ class ScanLayers(Module):
         stacked = {}
         for path in paths:
             first = per_layer[0][path]
-            axes = getattr(first, "axes", None)
+            axes = first.axes
             axes = None if axes is None else ("layers", *axes)
             variable = Variable(
                 np.stack([np.asarray(found[path].value) for found in per_layer]),

@@ -27,6 +27,9 @@ class Variable(VariableCell):
     """A named, typed, mutable array. ``w.value`` is its current ``jax.Array``."""
 
     __hash__ = object.__hash__
+    #: logical axis names, one per dimension (fj.Module.param; fj.nn.axis_rules maps them)
+    axes: tuple[str | None, ...] | None = None
+    _path_named = False  # named by its path in a module (fj.Module renames it when set)
 
     def __init__(self, initial_value: Any, *, name: str | None = None, **options: Any):
         """As ``VariableCell`` (``options``: dtype, trainable, sharding); ``name`` must be a
