@@ -22,6 +22,7 @@ differentiates). A transposed convolution is a convolution of the input dilated 
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -90,7 +91,7 @@ def conv_general(x, w, strides, pads: Pads, lhs_dilation, rhs_dilation, groups: 
     )
 
 
-class _ConvBase(Module):
+class _ConvBase(Module, abc.ABC):
     """What Conv and ConvTranspose share: arguments, parameters, batch dimensions, dtypes and
     the bias. A subclass says which paddings it takes, the kernel's shape, and the convolution
     of a (N, *spatial, C) input (``_convolve``)."""
@@ -173,8 +174,9 @@ class _ConvBase(Module):
         )
 
     # -- parameters ----------------------------------------------------------------------------
+    @abc.abstractmethod
     def _kernel_shape(self, in_features: int) -> tuple[int, ...]:
-        raise NotImplementedError  # (each subclass has its own)
+        """The kernel's shape for inputs of ``in_features`` features (each subclass's)."""
 
     def _build(self, in_features: int) -> None:
         """Make ``kernel`` (and ``bias``) for inputs of ``in_features`` features."""
@@ -218,8 +220,9 @@ class _ConvBase(Module):
             y = y + bias[0]
         return y if len(batch) == 1 else fnp.reshape(y, (*batch, *y.shape[1:]))
 
+    @abc.abstractmethod
     def _convolve(self, x: Any, kernel: Any) -> Any:
-        raise NotImplementedError  # (each subclass has its own)
+        """The convolution of ``x`` (batch folded into one dim) with ``kernel``."""
 
 
 class Conv(_ConvBase):
