@@ -46,6 +46,7 @@ def flowjit_step(n: int):
     """A function running one flowjit Adam step (``x`` -> the loss) over ``n`` variables."""
     variables = [fj.Variable(v, name=f"w{i}") for i, v in enumerate(initial_values(n))]
     opt = fj.optim.Adam(LR)
+    opt.state(variables)  # (made now, as jax_step runs tx.init before its first call)
 
     @fj.compile
     def step(x):

@@ -82,7 +82,8 @@ class CompiledFunction:
     # The attributes a call reads are slots: a slot reads as fast whatever the instance dict
     # is like (update_wrapper makes the dict, and reads from it are slower)
     __slots__ = (
-        "_calls", "_plain", "_pure_entry", "_state_entry", "_nested_entries", "_route",
+        "_calls", "_plain", "_stateful", "_pure_entry", "_state_entry", "_nested_entries",
+        "_route",
         "_layout", "_boundary", "__dict__", "__weakref__",
     )  # fmt: skip
 
@@ -128,6 +129,9 @@ class CompiledFunction:
         # whether a call is just the jitted pure entry's: the route is PURE and there are no
         # processes to handle first (kept with _route by _take: the hot path reads one flag)
         self._plain = not self._boundary.across_processes
+        # whether a call is the stateful entry's (_call_with_state) when jax traces nothing:
+        # the route is STATE and there are no processes to handle first
+        self._stateful = False
         self._backend = backend
         self._make_entries = functools.partial(self._entries, backend, donate_argnums)
         # XLA compile options the entries were made with (OptionsChanged); calls made while
@@ -180,6 +184,8 @@ class CompiledFunction:
         try:
             if self._plain:  # (the per-call hot path: jax's C++ dispatch does the rest)
                 return self._pure_entry(*args, **kwargs)
+            if self._stateful and trace_state_clean():  # (a training step's hot path)
+                return self.call_with_state(self._state_entry, args, kwargs)
             return self._dispatch(args, kwargs)
         except Exception as err:
             self._calls -= 1  # only calls that ran count as hits or misses
@@ -285,6 +291,7 @@ class CompiledFunction:
         """Calls take ``route`` from now on."""
         self._route = route
         self._plain = False
+        self._stateful = route is _STATE and not self._boundary.across_processes
 
     @property
     def takes_variables(self) -> bool:

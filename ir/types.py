@@ -59,6 +59,12 @@ MAX_SIZE = 2**63 - 1  # the elements a tensor may have (sizes are int64 in numpy
 MAX_RANK = 64  # the dimensions a tensor may have: numpy's limit (NPY_MAXDIMS)
 
 
+# (shape, dtype) of the types made so far -> the shape as ints: a graph makes the same few
+# types over and over, and each is checked once (bounded: cleared when full)
+_CHECKED: dict[tuple[tuple[int, ...], np.dtype], tuple[int, ...]] = {}
+_CHECKED_MAX = 4096
+
+
 @dataclass(frozen=True)
 class TensorType:
     """The static type of a value: shape (tuple of ints) and dtype (a numpy dtype)."""
@@ -67,6 +73,21 @@ class TensorType:
     dtype: np.dtype
 
     def __post_init__(self) -> None:
+        shape, dtype = self.shape, self.dtype
+        if type(shape) is tuple and isinstance(dtype, np.dtype):  # (seen before: checked)
+            try:
+                canonical = _CHECKED.get((shape, dtype))
+            except TypeError:  # (an unhashable dimension: a numpy array)
+                canonical = None
+            if canonical is not None:
+                object.__setattr__(self, "shape", canonical)  # (numpy ints become ints)
+                return
+        self._check()
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[(self.shape, self.dtype)] = self.shape
+
+    def _check(self) -> None:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if len(self.shape) > MAX_RANK:  # (before the element count, whose cost grows with it)
             raise ShapeError(

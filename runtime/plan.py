@@ -162,12 +162,15 @@ def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:
     if len(_in_flight) > limit:
         with _trimming:
             oldest = [_in_flight.popleft() for _ in range(len(_in_flight) - limit // 2)]
-        lost = None
-        for step, variables in oldest:
-            try:
-                step.block_until_ready()
-            except RuntimeError:
-                if not step.is_deleted():  # (else a result the user donated onwards)
-                    lost = lost or lost_in(variables)
-        if lost is not None:
-            raise lost
+        try:  # (one wait for them all: cheaper than one per step)
+            jax.block_until_ready([step for step, _ in oldest])
+        except RuntimeError:  # one failed, or was donated onwards: which, and what it lost
+            lost = None
+            for step, variables in oldest:
+                try:
+                    step.block_until_ready()
+                except RuntimeError:
+                    if not step.is_deleted():  # (else a result the user donated onwards)
+                        lost = lost or lost_in(variables)
+            if lost is not None:
+                raise lost

@@ -71,6 +71,9 @@ def lstm_loss(p, tokens):
 
 
 def compiled_step(loss_fn, params, variables, optimizer) -> peer_common.Step:
+    # the optimizer's state made now, as the jax peer runs tx.init before its first call
+    optimizer.state(variables)
+
     @fj.compile
     def step(*batch):
         loss = loss_fn(params, *batch)
@@ -90,7 +93,10 @@ def gpt_step(model: str) -> peer_common.Step:
     net, initial = gpt.GPT(opts), gpt_flax.initial_params(opts)
     for path, variable in net.named_variables().items():
         variable.assign(gpt_flax.at_path(initial, path))
-    train_step, _ = gpt.make_steps(net, fj.optim.Optimizer(W.gpt_tx()))
+    opt = fj.optim.Optimizer(W.gpt_tx())
+    train_step, _ = gpt.make_steps(net, opt)
+    # the optimizer's state made now, as the jax peer runs tx.init before its first call
+    opt.state({p: v for p, v in net.named_variables().items() if v.trainable})
     return train_step
 
 

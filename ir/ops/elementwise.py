@@ -603,11 +603,15 @@ def _rem_vjp(e, op, g):  # a rem b = a - b trunc(a / b): (g, -g trunc(a / b)), a
 def _pow_vjp(e, op, g):  # d a^b = (g b a^(b-1), g a^b log a), the latter 0 where a <= 0
     a, b = op.inputs
     y = op.outputs[0]
-    ga = e(mul, g, e(mul, b, e(pow_, a, e(sub, b, _scalar(e, 1, b)))))
-    positive = e(gt, a, _scalar(e, 0, a))
-    safe_log = e(log, e(select, positive, a, _scalar(e, 1, a)))
-    gb = e(select, positive, e(mul, g, e(mul, y, safe_log)), _scalar(e, 0, y))
-    return [e.unbroadcast(ga, a.type), e.unbroadcast(gb, b.type)]
+    ga = gb = None  # (only for an operand that may carry a derivative: x ** 2 has no db)
+    if e.is_active(a):
+        ga = e.unbroadcast(e(mul, g, e(mul, b, e(pow_, a, e(sub, b, _scalar(e, 1, b))))), a.type)
+    if e.is_active(b):
+        positive = e(gt, a, _scalar(e, 0, a))
+        safe_log = e(log, e(select, positive, a, _scalar(e, 1, a)))
+        gb = e(select, positive, e(mul, g, e(mul, y, safe_log)), _scalar(e, 0, y))
+        gb = e.unbroadcast(gb, b.type)
+    return [ga, gb]
 
 
 def _pick(e, mask, g):

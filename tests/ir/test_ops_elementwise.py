@@ -141,8 +141,9 @@ CASES = (
             spread(range(-12, 13), 8, 7),
             as_bfloat16,
             # (the op is piecewise constant and its gradient jax's straight-through one: where
-            # the op changes nothing, finite differences check it)
-            grad_make=spread(range(-12, 13), 11, 52),
+            # the op changes nothing, finite differences check it; magnitudes up to 2**6 keep
+            # their float64 rounding error (~1e-16 * |objective| / eps) under the atol)
+            grad_make=spread(range(-6, 7), 11, 52),
         ),
         OpCase(
             E.reduce_precision,
@@ -150,7 +151,7 @@ CASES = (
             spread([*range(-30, -15), *range(-14, 21)], 5, 10),
             as_float16_flushed,
             name="reduce_precision_to_float16",
-            grad_make=spread(range(-12, 13), 11, 52),
+            grad_make=spread(range(-6, 7), 11, 52),
         ),
         OpCase(E.not_, INTS_AND_BOOL, unary(), np.invert),
         OpCase(E.stop_gradient, ANY, unary(), lambda x: x),
