@@ -117,6 +117,8 @@ def backward(
     from .ops import elementwise as E
 
     active = None if wrt is None else active_values(ops, wrt)
+    start = len(graph.ops)  # (the gradient's ops are appended from here)
+    sums: set[Value] = set()  # cotangents summed from several uses
     for op in reversed(ops):
         out_cts = [cts.get(v) for v in op.outputs]
         if op.opdef.vjp is None or all(c is None for c in out_cts):
@@ -128,12 +130,52 @@ def backward(
             if ct is None or isinstance(value, StateHandle) or not differentiable(value.type):
                 continue
             previous = cts.get(value)
-            cts[value] = (
-                ct
-                if previous is None
-                else graph.add(E.add, [previous, ct], None, op.loc, op.device)[0]
-            )
+            if previous is None:
+                cts[value] = ct
+            else:  # (a partial sum is used once, by the next add: _compute_once leaves it)
+                cts[value] = graph.add(E.add, [previous, ct], None, op.loc, op.device)[0]
+                sums.add(cts[value])
+    _compute_once(graph, start, sums, cts)
     return cts
+
+
+# A summed cotangent at least this large that the gradient uses more than once is computed
+# once (_compute_once); smaller ones XLA may recompute in each use, which costs less than a
+# round trip through memory.
+MATERIALIZE_MIN_ELEMENTS = 2**16
+
+
+def _compute_once(graph: Graph, start: int, sums: set[Value], cts: dict[Value, Value]) -> None:
+    """Put each large cotangent of ``sums`` that ops of the gradient (``graph.ops[start:]``)
+    use more than once behind an ``optimization_barrier``, so that it is computed once.
+    Otherwise XLA fuses the sum into each use, and along a residual stream, whose cotangent
+    each layer sums from its two branches and uses in both, every layer recomputes the
+    terms of all the layers above it: a 6-layer GPT's gradient read 13% more memory than
+    jax's, its fusions taking up to 13 of the stream's arrays."""
+    from .ops import remat as RM
+
+    uses: dict[Value, int] = {}
+    for op in graph.ops[start:]:
+        for v in op.inputs:
+            if v in sums:
+                uses[v] = uses.get(v, 0) + 1
+    hidden = {v for v, n in uses.items() if n > 1 and v.type.size >= MATERIALIZE_MIN_ELEMENTS}
+    if not hidden:
+        return
+    renamed: dict[Value, Value] = {}
+    ops = []
+    for op in graph.ops[start:]:
+        if any(v in renamed for v in op.inputs):
+            op = op.replace(inputs=tuple(renamed.get(v, v) for v in op.inputs))
+        ops.append(op)
+        for v in op.outputs:
+            if v in hidden:
+                barrier = Op(RM.optimization_barrier, (v,), {}, (Value(v.type),), op.loc, op.device)
+                ops.append(barrier)
+                renamed[v] = barrier.outputs[0]
+    graph.ops[start:] = ops
+    for value, ct in cts.items():
+        cts[value] = renamed.get(ct, ct)
 
 
 @dataclass

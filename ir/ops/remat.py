@@ -236,6 +236,11 @@ def _remat_jvp(emit, op, *tangents):
     return [next(found) if f else None for f in out_flags]
 
 
+@optimization_barrier.defjvp
+def _barrier_jvp(emit, op, *tangents):  # (the tangents pass as they are)
+    return list(tangents)
+
+
 @optimization_barrier.defbatch
 def _barrier_batch(e, op, args, batched):  # (each operand keeps its batch axis, or none)
     return as_tuple(e(optimization_barrier, *args)), list(batched)
