@@ -44,7 +44,7 @@ def release_interrupts() -> None:
     """End a ``hold_interrupts``; a SIGINT that arrived meanwhile is delivered now."""
     global _held
     _held -= 1
-    if not _held:
+    if not _held and _pending is not None:
         deliver_interrupt()
 
 

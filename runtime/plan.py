@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flowjit.backends.xla import Cluster, call_cluster
-from flowjit.backends.xla.jaxshim import jax
+from flowjit.backends.xla.jaxshim import ArrayImpl, jax
 
 from .config import config
 from .steps import run_steps
@@ -151,13 +151,13 @@ def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:
     (out of memory) is found here: the variables it wrote are lost (runtime/variables.py), and
     this raises their VariableError."""
     if token is None:
-        if isinstance(results, jax.Array):  # (one result, the usual case: no pytree walk)
+        if type(results) is ArrayImpl:  # (one result, the usual case: no pytree walk)
             token = results if results.size else None
         else:
             leaves = jax.tree_util.tree_leaves(results)
             token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
-    if token is not None and not isinstance(token, _Tracer):  # (not: under a jax trace)
-        _in_flight.append((token, written))
+    if token is not None and (type(token) is ArrayImpl or not isinstance(token, _Tracer)):
+        _in_flight.append((token, written))  # (not a tracer: under a jax trace, nothing runs)
     limit = config.max_steps_in_flight
     if len(_in_flight) > limit:
         with _trimming:

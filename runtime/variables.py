@@ -333,10 +333,11 @@ class VariableLocks:
         # traced op
         unique = {id(v._lock): v for v in variables}.values()
         locks = tuple(v._lock for v in sorted(unique, key=lambda v: v._order))
-        self.acquire = functools.partial(_acquire_all, locks)
-        if len(locks) == 1:  # (the lock's own method: a step on one variable pays the least)
+        if len(locks) == 1:  # (the lock's own methods: a step on one variable pays the least)
+            self.acquire = functools.partial(_acquire_one, locks[0])
             self.release = locks[0].release
         else:
+            self.acquire = functools.partial(_acquire_all, locks)
             self.release = functools.partial(_release_all, locks[::-1])
 
     def __enter__(self) -> None:
@@ -359,6 +360,11 @@ class VariableLocks:
 
 
 _POLL_S = 0.05  # how often a wait for a lock looks for a held Ctrl-C
+
+
+def _acquire_one(lock: Any) -> None:
+    if not lock.acquire(False):  # (held elsewhere: wait as for several)
+        _acquire_all((lock,))
 
 
 def _acquire_all(locks: tuple) -> None:

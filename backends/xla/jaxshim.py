@@ -13,6 +13,7 @@ import threading
 import jax
 import jax.numpy as jnp
 from jax import export as jax_export
+from jax._src.array import ArrayImpl  # (no public name: jax's concrete array class)
 from jax._src.config import (  # (no public name: a thread-local switch of the cache key)
     compilation_cache_include_metadata_in_key,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "jax_export",
     "lower_fun",
     "trace_state_clean",
+    "ArrayImpl",
     "use_compilation_cache",
     "user_frames",
     "use_compilation_cache_at_first_compile",
