@@ -129,7 +129,7 @@ class CompiledFunction:
         # whether a call is just the jitted pure entry's: the route is PURE and there are no
         # processes to handle first (kept with _route by _take: the hot path reads one flag)
         self._plain = not self._boundary.across_processes
-        # whether a call is the stateful entry's (_call_with_state) when jax traces nothing:
+        # whether a call goes straight to call_with_state when jax traces nothing:
         # the route is STATE and there are no processes to handle first
         self._stateful = False
         self._backend = backend
