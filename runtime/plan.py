@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from flowjit.backends.xla import Cluster, call_cluster
-from flowjit.backends.xla.jaxshim import ArrayImpl, jax
+from flowjit.backends.xla.jaxshim import ArrayImpl, jax, wait_for_all
 
 from .config import config
 from .steps import run_steps
@@ -152,7 +152,7 @@ def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:
     this raises their VariableError."""
     if token is None:
         if type(results) is ArrayImpl:  # (one result, the usual case: no pytree walk)
-            token = results if results.size else None
+            token = None if 0 in results.shape else results
         else:
             leaves = jax.tree_util.tree_leaves(results)
             token = next((a for a in leaves if isinstance(a, jax.Array) and a.size), None)
@@ -163,7 +163,7 @@ def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:
         with _trimming:
             oldest = [_in_flight.popleft() for _ in range(len(_in_flight) - limit // 2)]
         try:  # (one wait for them all: cheaper than one per step)
-            jax.block_until_ready([step for step, _ in oldest])
+            wait_for_all([step for step, _ in oldest])
         except RuntimeError:  # one failed, or was donated onwards: which, and what it lost
             lost = None
             for step, variables in oldest:

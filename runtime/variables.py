@@ -59,7 +59,9 @@ def _device_copy(value: Any, dtype: Any = None, sharding: NamedSharding | None =
                 value = np.asarray(value, dtype=dtype)
             return place(value, sharding).block_until_ready()
         if isinstance(value, jax.Array) and (dtype is None or value.dtype == dtype):
-            return jnp.array(value, copy=True).block_until_ready()
+            # (a copy by XLA's client, where jnp.array(copy=True) compiles a program per shape:
+            # a model's construction compiled one per parameter shape and kept its memory)
+            return jax.device_put(value, may_alias=False).block_until_ready()
         # one host->device copy (jnp.array(copy=True) of a numpy array makes two)
         array = np.asarray(value, dtype=dtype)
         return jax.device_put(array, may_alias=False).block_until_ready()

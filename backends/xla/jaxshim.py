@@ -14,6 +14,9 @@ import jax
 import jax.numpy as jnp
 from jax import export as jax_export
 from jax._src.array import ArrayImpl  # (no public name: jax's concrete array class)
+from jax._src.lib import (  # (no public name: one wait for many arrays, jax.block_until_ready's)
+    xla_client as _xla_client,
+)
 from jax._src.config import (  # (no public name: a thread-local switch of the cache key)
     compilation_cache_include_metadata_in_key,
 )
@@ -40,6 +43,15 @@ dtype_to_ir_type = jax_mlir.dtype_to_ir_type
 emit_python_callback = jax_mlir.emit_python_callback
 lower_fun = jax_mlir.lower_fun  # emits a jax function into the module a rule is building
 float0 = jax.dtypes.float0  # the dtype of an integer value's cotangent
+
+
+def wait_for_all(arrays: list) -> None:
+    """Wait until every one of ``arrays`` (jax arrays) is computed, in one call into XLA's
+    client (jax.block_until_ready without its pytree walk); raises if one failed."""
+    if all(type(a) is ArrayImpl for a in arrays):
+        _xla_client.batched_block_until_ready(arrays)
+    else:
+        jax.block_until_ready(arrays)
 
 
 def register_batching(primitive: Primitive, rule) -> None:
@@ -114,4 +126,5 @@ __all__ = [
     "user_frames",
     "use_compilation_cache_at_first_compile",
     "prepare_compile",
+    "wait_for_all",
 ]
