@@ -293,6 +293,11 @@ class CompiledFunction:
         self._plain = False
         self._stateful = route is _STATE and not self._boundary.across_processes
 
+    def argument_shardings(self) -> list | None:
+        """The shardings of the positional arguments (a tree of NamedShardings per argument,
+        from ``in_shardings``), or None where none were given (for fj.data.prefetch)."""
+        return self._boundary.arg_shardings
+
     @property
     def takes_variables(self) -> bool:
         """Whether the stateful entry is the one to lower and compile (a trace has used

@@ -222,11 +222,8 @@ def main() -> None:
             )
 
     with tempfile.TemporaryDirectory() as scratch:
-        ckpt = fj.Checkpoint(
-            opts.checkpoint or scratch,
-            {"model": model, "optimizer": {v.name: v for v in opt.variables()}},
-        )
-        ckpt.save(opts.steps)
+        ckpt = fj.Checkpoint(opts.checkpoint or scratch, model=model, optimizer=opt)
+        ckpt.save(opts.steps)  # (asynchronous: the restore below waits for it)
         before = float(eval_loss(held))
         for v in model.variables:
             v.assign(np.zeros(v.shape, v.dtype))  # (lost, until restored)
@@ -237,6 +234,7 @@ def main() -> None:
             f"path (e.g. {list(model.named_variables())[3]}); restored held-out loss "
             f"{after:.3f} {'equals' if after == before else 'DIFFERS FROM'} {before:.3f}"
         )
+        ckpt.close()
     print("sample: " + sample(model, b"def ", opts.sample, opts.temperature))
 
 

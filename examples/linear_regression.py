@@ -49,6 +49,7 @@ def main() -> None:
         restored_step = ckpt.restore()
         assert restored_step == opts.steps and np.array_equal(np.asarray(w), trained)
         print(f"checkpoint steps {ckpt.steps()}: restored step {restored_step} bit-exactly")
+        ckpt.close()
 
     design = np.concatenate([np.asarray(x), np.ones((512, 1), np.float32)], 1).astype(np.float64)
     solution = np.linalg.lstsq(design, np.asarray(y, np.float64), rcond=None)[0]

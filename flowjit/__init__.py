@@ -9,7 +9,7 @@ optimize it, and compile it with XLA.
         return fnp.tanh(x @ w).sum()
 """
 
-from . import distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
+from . import data, distributed, ir, nn, numpy, optim, passes, random  # noqa: F401
 from .compiler import CacheInfo, Compiled, CompiledFunction, Lowered, Tensor, Variable, compile
 from .compiler.autodiff import grad, gradients, stop_gradient, value_and_grad
 from .compiler.control_flow import cond, fori_loop, scan, while_loop
@@ -46,7 +46,8 @@ from .ir import (
     VariableError,
     VerifyError,
 )
-from flowjit.runtime.checkpoint import Checkpoint, restore, save
+from flowjit.runtime.checkpoint import restore, save
+from .compiler.checkpointing import Checkpoint
 
 __version__ = "0.1.0"
 
@@ -75,6 +76,7 @@ __all__ = [
     "NaNError",
     "DonationError",
     "VariableError",
+    "data",
     "distributed",
     "TypeMismatchError",
     "GradientError",

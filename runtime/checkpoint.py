@@ -1,4 +1,6 @@
-"""Checkpoints: variables saved to, and restored from, one safetensors file (API.md, section 9).
+"""Single-file checkpoints: variables saved to, and restored from, one safetensors file
+(``fj.save``/``fj.restore``, API.md section 9). Numbered checkpoints of a training state
+(``fj.Checkpoint``) are orbax's: runtime/checkpoint_manager.py.
 
 The format is safetensors (docs/checkpoints.md) with flowjit's ``__metadata__``: a format
 marker, a version, a sha256 of the header and one of each tensor's bytes, so that truncation and
@@ -22,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import operator
 import os
-import re
 import secrets
 import struct
 from collections.abc import Iterable, Mapping
@@ -381,9 +381,18 @@ def restore(path: PathLike, variables: Variables) -> None:
     file may hold more tensors than requested. All or nothing: the file's header, sizes, offsets
     and checksums, the presence of every requested name and each one's shape and dtype are
     checked before any variable changes; a failure is a CheckpointError naming the file and the
-    variable. A missing file is FileNotFoundError."""
+    variable. A missing file is FileNotFoundError.
+
+    A folder (or a ``gs://`` URL) is read as a plain orbax PyTree checkpoint, as a jax or flax
+    program writes one: each name is a path in its tree, keys joined by "/"
+    (``{"params": net}`` reads flax's ``params/Dense_0/kernel`` into the module's
+    ``Dense_0/kernel``); see docs/checkpoints.md."""
     path = os.fspath(path)
     cells = _by_name(variables, f"cannot restore checkpoint {path}")
+    if os.path.isdir(path) or "://" in path:  # plain orbax (a jax or flax program's)
+        from .checkpoint_manager import restore_orbax_tree
+
+        return restore_orbax_tree(path, cells)
     reader = _Reader(path, cells)
     arrays = reader.read()
     for name, cell in cells.items():
@@ -407,92 +416,3 @@ def restore(path: PathLike, variables: Variables) -> None:
             for name, cell in cells.items():
                 cell._rebind(previous[name])
             raise
-
-
-class Checkpoint:
-    """Numbered checkpoints of a fixed set of variables in one directory.
-
-    Step ``n`` is the file ``ckpt-<n>.safetensors``; the latest is the highest step. ``save``
-    keeps the ``max_to_keep`` highest steps (``None`` keeps all) and deletes the others only
-    after the new file is durable. One writer per directory: temporary files of an interrupted
-    save are ignored, and removed by the next ``Checkpoint`` or ``save`` there."""
-
-    _STEP_FILE = re.compile(r"ckpt-(0|[1-9][0-9]*)\.safetensors")
-    _TEMP_FILE = re.compile(r"\.ckpt-[0-9]+\.safetensors\..*\.tmp")
-
-    def __init__(self, directory: PathLike, variables: Variables, max_to_keep: int | None = 3):
-        self.directory = os.fspath(directory)
-        if max_to_keep is not None and (type(max_to_keep) is not int or max_to_keep < 1):
-            raise CheckpointError(
-                f"checkpoint directory {self.directory}: max_to_keep must be a positive int or "
-                f"None (keep all), got {max_to_keep!r}"
-            )
-        self.max_to_keep = max_to_keep
-        self.variables = _by_name(variables, f"checkpoint directory {self.directory}")
-        os.makedirs(self.directory, exist_ok=True)
-        self._remove_temporary_files()
-
-    def path(self, step: int) -> str:
-        """The file of ``step``."""
-        return os.path.join(self.directory, f"ckpt-{_check_step(step)}.safetensors")
-
-    def steps(self) -> list[int]:
-        """The steps saved in the directory, ascending."""
-        names = (self._STEP_FILE.fullmatch(n) for n in os.listdir(self.directory))
-        return sorted(int(m.group(1)) for m in names if m)
-
-    def save(self, step: int) -> str:
-        """Save the variables as ``step`` (replacing that step if it exists); returns the path.
-
-        Raises CheckpointError, writing nothing, if ``step`` is below the ``max_to_keep`` highest
-        steps already saved, since it would be deleted at once."""
-        step = _check_step(step)
-        kept = sorted(set(self.steps()) | {step}, reverse=True)[: self.max_to_keep]
-        if step not in kept:
-            raise CheckpointError(
-                f"checkpoint directory {self.directory}: step {step} is older than the "
-                f"{self.max_to_keep} kept steps {sorted(kept)} and would be deleted at once; "
-                "save a higher step, or delete the newer ones first"
-            )
-        path = self.path(step)
-        save(path, self.variables)
-        # The new file is durable now, so dropping old steps cannot lose the last good one.
-        for old in self.steps() if _writes() else ():
-            if old not in kept:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path(old))
-        self._remove_temporary_files()
-        return path
-
-    def restore(self, step: int | None = None) -> int:
-        """Restore ``step`` (the latest when None) into the variables; returns the step.
-
-        All or nothing, as ``restore``. CheckpointError if there is no such step."""
-        steps = self.steps()
-        if not steps:
-            raise CheckpointError(f"checkpoint directory {self.directory} holds no checkpoint")
-        step = steps[-1] if step is None else _check_step(step)
-        if step not in steps:
-            raise CheckpointError(
-                f"checkpoint directory {self.directory} has no step {step}; it has {steps}"
-            )
-        restore(self.path(step), self.variables)
-        return step
-
-    def _remove_temporary_files(self) -> None:
-        if not _writes():  # (another process's file may be one being written)
-            return
-        for name in os.listdir(self.directory):
-            if self._TEMP_FILE.fullmatch(name):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.directory, name))
-
-
-def _check_step(step: Any) -> int:
-    try:
-        value = operator.index(step)
-    except TypeError:
-        value = -1
-    if isinstance(step, bool) or value < 0:
-        raise CheckpointError(f"a checkpoint step is a non-negative int, got {step!r}")
-    return value

@@ -199,14 +199,14 @@ def spec_of(sharding: NamedSharding, ndim: int) -> Spec:
 def place(value: Any, sharding: NamedSharding) -> jax.Array:
     """``value`` (a numpy or jax array) laid out as ``sharding``: each device receives only
     its shard (also across processes), in a fresh buffer."""
-    if isinstance(value, jax.Array) and value.sharding == sharding:
-        return jax.numpy.array(value, copy=True)
     if (
         isinstance(value, jax.Array)
         and value.is_fully_addressable
         and sharding.is_fully_addressable
-    ):
+    ):  # (a copy by XLA's client: no program compiled per shape)
         return jax.device_put(value, sharding, may_alias=False)
+    if isinstance(value, jax.Array) and value.sharding == sharding:
+        return jax.numpy.array(value, copy=True)
     # (across processes: each process fills its own devices' shards from the whole value)
     array = host_value(value) if isinstance(value, jax.Array) else np.asarray(value)
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])

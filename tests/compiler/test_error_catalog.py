@@ -4,6 +4,7 @@ user's line where there is one, and changes nothing (variables, the trace cache)
 from __future__ import annotations
 
 import inspect
+import os
 import pathlib
 import re
 
@@ -253,9 +254,11 @@ def test_e16_the_fix_restores_an_older_step(tmp_path):
     for step in (1, 2):
         w.assign(np.full(3, step, np.float32))
         ckpt.save(step)
+    ckpt.wait_until_finished()
     latest = pathlib.Path(ckpt.path(2))
-    latest.write_bytes(latest.read_bytes()[:-5])
-    with pytest.raises(fj.CheckpointError, match="ckpt-2"):
+    data = max((p for p in (latest / "state").rglob("*") if p.is_file()), key=os.path.getsize)
+    data.write_bytes(data.read_bytes()[:-5])  # cut short
+    with pytest.raises(fj.CheckpointError, match=str(latest)):
         ckpt.restore()
     assert ckpt.steps() == [1, 2] and ckpt.restore(ckpt.steps()[0]) == 1
     np.testing.assert_array_equal(w.value, 1.0)

@@ -1,9 +1,11 @@
-"""Saves checkpoints forever, for the SIGKILL test: ``python checkpoint_saver.py DIR FIRST_STEP``.
+"""Saves asynchronous checkpoints forever, for the SIGKILL test (test_checkpointing.py):
+``python checkpoint_saver.py DIR FIRST_STEP``.
 
 Step ``k`` holds ``contents(k)``: about 10 MB of random bits (NaN payloads included), distinct
-in every element for every ``k``, so any mix of two versions is detectable. Prints
-``ready``, then ``saving k`` before and ``saved k`` after each save, flushed, so the parent knows
-what was in progress when it killed this process."""
+in every element for every ``k``, so any mix of two versions is detectable. Prints ``queued k``
+once ``fj.Checkpoint.save(k)`` has returned (the values are in host memory, orbax writes them
+in the background; the next save waits for that write first), flushed, so the parent knows
+which steps were complete when it killed this process."""
 
 from __future__ import annotations
 
@@ -44,19 +46,16 @@ def contents(step: int) -> dict[str, np.ndarray]:
 
 
 def main(directory: str, first_step: int) -> None:
-    from flowjit.runtime.checkpoint import Checkpoint
-    from flowjit.runtime.variables import VariableCell
+    import flowjit as fj
 
-    cells = {name: VariableCell(value, name=name) for name, value in contents(0).items()}
-    ckpt = Checkpoint(directory, list(cells.values()), max_to_keep=MAX_TO_KEEP)
-    print("ready", flush=True)
+    cells = {name: fj.Variable(value, name=name) for name, value in contents(0).items()}
+    ckpt = fj.Checkpoint(directory, list(cells.values()), max_to_keep=MAX_TO_KEEP)
     step = first_step
     while True:
         for name, value in contents(step).items():
-            cells[name].set_value(value)
-        print(f"saving {step}", flush=True)
+            cells[name].assign(value)
         ckpt.save(step)
-        print(f"saved {step}", flush=True)
+        print(f"queued {step}", flush=True)
         step += 1
 
 
