@@ -74,6 +74,33 @@ def placer(shardings: Any) -> Callable[[Any], Any]:
     return place
 
 
+def _work(
+    source: Any, place: Callable, resumable: bool, out: queue.Queue, stop: threading.Event
+) -> None:
+    """The worker: the next batch of ``source``, placed, with the source's state after it,
+    into ``out``, until the source ends, raises, or ``stop`` is set."""
+    try:
+        while not stop.is_set():
+            try:
+                batch = next(source)
+            except StopIteration:
+                _put(out, stop, (_END, None, None))
+                return
+            state = source.get_state() if resumable else None
+            _put(out, stop, (_BATCH, place(batch), state))
+    except BaseException as err:  # (raised by the consumer's next, as it was)
+        _put(out, stop, (_ERROR, err, None))
+
+
+def _put(out: queue.Queue, stop: threading.Event, item: tuple) -> None:
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=_PUT_POLL_S)
+            return
+        except queue.Full:
+            continue
+
+
 class Prefetcher:
     """An iterator over the batches of ``source``, each placed on its devices by ``place``,
     made ``size`` batches ahead on a background thread (module docstring)."""
@@ -99,35 +126,15 @@ class Prefetcher:
     def _start(self) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=self._size)
         self._stop = threading.Event()
+        # (the thread holds no reference to self: a prefetcher dropped mid-iteration is
+        # collected, and its __del__ stops the thread)
         self._thread = threading.Thread(
-            target=self._work,
-            args=(self._queue, self._stop),
+            target=_work,
+            args=(self._source, self._place, self._resumable, self._queue, self._stop),
             name="flowjit-prefetch",
             daemon=True,  # (a program that stops iterating early still exits)
         )
         self._thread.start()
-
-    def _work(self, out: queue.Queue, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    batch = next(self._source)
-                except StopIteration:
-                    self._put(out, stop, (_END, None, None))
-                    return
-                state = self._source.get_state() if self._resumable else None
-                self._put(out, stop, (_BATCH, self._place(batch), state))
-        except BaseException as err:  # (raised by the consumer's next, as it was)
-            self._put(out, stop, (_ERROR, err, None))
-
-    @staticmethod
-    def _put(out: queue.Queue, stop: threading.Event, item: tuple) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=_PUT_POLL_S)
-                return
-            except queue.Full:
-                continue
 
     def _halt(self) -> None:
         """Stop the worker and wait for it (it finishes the batch it is making)."""
@@ -182,6 +189,11 @@ class Prefetcher:
         """Stop prefetching (batches queued are dropped); iterating ends."""
         self._halt()
         self._done = True
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
 
     def __enter__(self) -> "Prefetcher":
         return self

@@ -5,6 +5,7 @@ iterator state saved and restored through the prefetcher; shardings on 8 virtual
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pathlib
@@ -160,3 +161,13 @@ def test_shardings_on_eight_devices():
     assert report["tree"] == {"x": "P('data',)", "y": "SingleDeviceSharding"}  # None: default
     assert report["from_step"] == ["P('data', None)", "P('data',)"]
     assert report["losses_equal"]
+
+
+def test_a_prefetcher_dropped_mid_iteration_stops_its_thread():
+    it = fj.data.prefetch(batches(100), size=2)
+    next(it)
+    thread = it._thread
+    del it
+    gc.collect()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
