@@ -17,8 +17,10 @@ Step ``n`` is orbax's folder ``<directory>/<n>`` with three items:
 Contracts:
 - **Asynchronous.** ``save`` holds the variables' locks only while orbax copies them to host
   memory, so a step queued next cannot donate a buffer being read, then returns; orbax writes
-  on in the background. A later ``save``, ``wait_until_finished`` or the end of the process
-  waits for it.
+  on in the background. A later ``save``, ``restore``, ``wait_until_finished`` or ``close``
+  waits for it. A save still being written when the process ends is lost (Python 3.12 starts
+  no thread during shutdown, and orbax's writes need new ones): the earlier steps stay whole,
+  and a hook says so on stderr.
 - **Atomic.** orbax writes a step into a temporary folder and renames it once complete; a
   process killed mid-save leaves the previous steps as they were (the temporary folder is
   removed by the next writer). Old steps beyond ``max_to_keep`` are deleted only after the
