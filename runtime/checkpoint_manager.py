@@ -50,7 +50,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -95,31 +95,49 @@ def _segment(text: str) -> str:
     return text.replace("%", "%25").replace(".", "%2E")
 
 
-def _nest(flat: Mapping[str, Any]) -> dict:
-    """{"a/b": x, "a/c": y} -> {"a": {"b": x, "c": y}}."""
+_VALUE = "__value__"  # the key of a variable whose name is also a folder's ("w" and "w/mu")
+
+
+def _keys(name: str, folders: set[str]) -> list[str]:
+    """The keys of variable ``name`` in the nested dict, given the names that are folders."""
+    keys = [_segment(s) for s in name.split("/")]
+    return keys + [_VALUE] if name in folders else keys
+
+
+def _folders(names: Iterable[str]) -> set[str]:
+    """Every name's proper prefixes: {"w/mu"} -> {"w"}."""
+    out = set()
+    for name in names:
+        parts = name.split("/")
+        out.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return out
+
+
+def _nest(flat: Mapping[str, Any], saved: Iterable[str] | None = None) -> dict:
+    """{"a/b": x, "a/c": y} -> {"a": {"b": x, "c": y}}; a name that is also a folder (a
+    variable "w" beside its optimizer slot "w/mu") goes under the folder's key __value__. The
+    layout is that of the names ``saved`` (default: ``flat``'s own)."""
+    folders = _folders(flat if saved is None else saved)
     tree: dict = {}
     for name, value in flat.items():
-        *outer, leaf = [_segment(s) for s in name.split("/")]
+        *outer, leaf = _keys(name, folders)
         node = tree
         for key in outer:
             node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise CheckpointError(
-                    f"checkpoint names {name!r} and a variable named by its prefix: a name "
-                    "cannot be both a variable and a folder of them"
-                )
         if leaf in node:
-            raise CheckpointError(f"checkpoint names {name!r} twice (or as a folder too)")
+            raise CheckpointError(f"checkpoint names {name!r} twice")
         node[leaf] = value
     return tree
 
 
-def _flat(tree: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+def _flat(tree: Mapping[str, Any], names: Iterable[str], saved: Iterable[str]) -> dict:
+    """The values of ``names`` in ``tree``, laid out as ``_nest`` lays out ``saved``."""
+    folders = _folders(saved)
     out = {}
     for name in names:
         node: Any = tree
-        for key in name.split("/"):
-            node = node[_segment(key)]
+        for key in _keys(name, folders):
+            node = node[key]
         out[name] = node
     return out
 
@@ -288,6 +306,29 @@ def _dtype_name(dtype: Any) -> str:
     return next(name for name, d in _DTYPES_BY_NAME.items() if d == np.dtype(dtype))
 
 
+def off_main_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` run on a helper thread while this one waits for it: a Ctrl-C
+    interrupts the wait (KeyboardInterrupt here), never orbax halfway through committing or
+    reading a step (it kept the interrupt, wrapped it in its own errors, and once left a
+    step folder missing an item). An error of ``fn`` is raised here."""
+    done, result = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except BaseException as err:
+            result["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="flowjit-checkpoint", daemon=True).start()
+    while not done.wait(_POLL_S):
+        pass
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 # -- the end of the process: a save in flight is reported ----------------------------------------
 _LIVE: "weakref.WeakSet[CheckpointManager]" = weakref.WeakSet()
 _HOOKED = False
@@ -385,7 +426,6 @@ class CheckpointManager:
         ``step``; returns its folder. The call returns once the values are in host memory; the
         write goes on meanwhile."""
         step = check_step(step)
-        _nest(cells)  # (checks that the names nest)
         where = f"checkpoint directory {self.directory}"
         self._take_writer_lock()
         self.wait_until_finished()  # (orbax would wait for the save in flight all the same)
@@ -450,30 +490,17 @@ class CheckpointManager:
         return os.path.join(self.directory, str(step))
 
     def wait_until_finished(self) -> None:
-        """Wait until every save has been written (raises a failed write's error). orbax's
-        own wait runs on a helper thread: a Ctrl-C interrupts this wait, never orbax halfway
-        through committing a step (which would leave a step folder missing an item)."""
+        """Wait until every save has been written (raises a failed write's error)."""
         manager = self._orbax_manager
         if manager is None:
             return  # (none in flight)
-        done, failure = threading.Event(), []
-
-        def wait() -> None:
-            try:
-                manager.wait_until_finished()
-            except BaseException as err:
-                failure.append(err)
-            finally:
-                done.set()
-
-        threading.Thread(target=wait, name="flowjit-checkpoint-wait", daemon=True).start()
-        while not done.wait(_POLL_S):
-            pass
-        if failure:
+        try:
+            off_main_thread(manager.wait_until_finished)
+        except Exception as err:
             raise CheckpointError(
                 f"checkpoint directory {self.directory}: a save failed while it was written: "
-                f"{type(failure[0]).__name__}: {failure[0]}"
-            ) from failure[0]
+                f"{type(err).__name__}: {err}"
+            ) from err
         self._in_flight = None
 
     def _take_writer_lock(self) -> None:
@@ -577,7 +604,7 @@ class CheckpointManager:
         if self._local:  # (now that the arrays' sizes are known: no file beyond them)
             total = sum(int(np.prod(t.shape)) * t.dtype.itemsize for t in saved.values())
             _check_folder(folder, total)
-        values, stored = self._read(step, folder, cells)
+        values, stored = self._read(step, folder, cells, saved)
         computed = fingerprints(list(values.values()))
         for (name, value), mine in zip(values.items(), computed):
             if not np.array_equal(np.asarray(mine), np.asarray(stored[name])):
@@ -592,14 +619,20 @@ class CheckpointManager:
     def _read_meta(self, step: int, folder: str) -> Any:
         ocp = _orbax()
         try:
-            out = self._manager.restore(
-                step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()})
+            out = off_main_thread(
+                self._manager.restore,
+                step,
+                args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}),
             )
         except Exception as err:
             raise CheckpointError(f"checkpoint {folder}: cannot read its metadata ({err})") from err
         return out[_META]
 
-    def _read(self, step: int, folder: str, cells: Mapping[str, VariableCell]) -> tuple:
+    def _read(
+        self, step: int, folder: str, cells: Mapping[str, VariableCell], saved: Iterable[str]
+    ) -> tuple:
+        """The values of ``cells`` and their saved fingerprints, read from ``step`` (whose
+        variables are named ``saved``) into the variables' shardings."""
         ocp = _orbax()
         self._manager.reload()  # (a step saved by another writer since)
         abstract = {
@@ -614,16 +647,16 @@ class CheckpointManager:
         }
         items = {}
         for item, tree in ((_STATE, abstract), (_FINGERPRINTS, prints)):
-            nested = _nest(tree)
+            nested = _nest(tree, saved)
             items[item] = ocp.args.PyTreeRestore(
                 item=nested,
                 restore_args=ocp.checkpoint_utils.construct_restore_args(nested),
                 partial_restore=True,
             )
         try:
-            out = self._manager.restore(step, args=ocp.args.Composite(**items))
-            values = _flat(out[_STATE], cells)
-            stored = _flat(out[_FINGERPRINTS], cells)
+            out = off_main_thread(self._manager.restore, step, args=ocp.args.Composite(**items))
+            values = _flat(out[_STATE], cells, saved)
+            stored = _flat(out[_FINGERPRINTS], cells, saved)
         except CheckpointError:
             raise
         except Exception as err:
@@ -712,7 +745,8 @@ def restore_orbax_tree(path: str, cells: Mapping[str, VariableCell]) -> None:
             node = node.setdefault(key, {})
         node[leaf_key] = jax.ShapeDtypeStruct(cell.shape, cell.dtype, sharding=_target(cell))
     try:
-        out = ocp.PyTreeCheckpointer().restore(
+        out = off_main_thread(
+            ocp.PyTreeCheckpointer().restore,
             path,
             args=ocp.args.PyTreeRestore(
                 item=abstract,

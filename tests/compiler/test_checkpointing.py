@@ -492,3 +492,19 @@ def test_ctrl_c_during_saves_and_restores_loses_nothing(tmp_path):
         assert np.all(np.asarray(a) == saved) and np.all(np.asarray(b) == -saved)
     ckpt.close()
     assert interrupted >= 5  # (Ctrl-Cs did land inside the calls)
+
+
+def test_a_flat_list_of_variables_and_their_slots_saves_and_plain_orbax_reads_it(tmp_path):
+    """"w" and its slot "w/mu" in one flat list: the variable goes under the folder's
+    __value__ key."""
+    w = fj.Variable(np.arange(4, dtype=np.float32), name="w")
+    opt = fj.optim.Adam(0.1)
+    opt.state([w])
+    with fj.Checkpoint(tmp_path, [w, *opt.variables()]) as ckpt:
+        ckpt.save(1)
+    w.assign(np.zeros(4, np.float32))
+    with fj.Checkpoint(tmp_path, [w]) as ckpt:  # a subset: w alone
+        assert ckpt.restore() == 1
+    np.testing.assert_array_equal(np.asarray(w), np.arange(4))
+    tree = ocp.PyTreeCheckpointer().restore(tmp_path / "1" / "state")
+    assert sorted(tree["w"]) == ["__value__", "count", "mu", "nu"]
