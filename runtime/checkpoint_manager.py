@@ -209,7 +209,9 @@ def _check_folder(folder: str, data_bytes: int | None) -> None:
             f"checkpoint {folder} is not a folder ({_kind(info.st_mode)}); remove it, or "
             "restore another step"
         )
-    limit = _MAX_METADATA_BYTES + (data_bytes or 0) + _SLACK_BYTES
+    # (data_bytes None: the first look, before the metadata says how large the arrays are;
+    # the metadata files themselves are read with a bound, _read_json)
+    limit = None if data_bytes is None else _MAX_METADATA_BYTES + data_bytes + _SLACK_BYTES
     seen, stack = 0, [folder]
     while stack:
         current = stack.pop()
@@ -231,7 +233,7 @@ def _check_folder(folder: str, data_bytes: int | None) -> None:
                         "file; the checkpoint is damaged or not one flowjit wrote"
                     )
                 size = entry.stat(follow_symlinks=False).st_size
-                if size > limit:
+                if limit is not None and size > limit:
                     raise CheckpointError(
                         f"checkpoint {folder}: {entry.path} claims {size} bytes, more than "
                         f"the saved arrays could need ({limit}); the file is damaged"
