@@ -147,14 +147,21 @@ class Checkpoint:
     def restore(self, step: int | None = None) -> int:
         """Restore ``step`` (the latest when None): every variable of every group, and the
         data iterator's state, all or nothing; returns the step."""
-        step, extra = self._manager.restore(step, self._collect(), self._strict())
-        if self._data is not None:
+        data_state: list = []
+
+        def check_extra(extra: Any) -> None:  # (before any variable changes)
+            if self._data is None:
+                return
             if not isinstance(extra, dict) or "data" not in extra:
                 raise CheckpointError(
-                    f"checkpoint directory {self.directory}: step {step} holds no data state; "
+                    f"checkpoint directory {self.directory}: the step holds no data state; "
                     "it was saved without data="
                 )
-            self._data.set_state(_decode(extra["data"]))
+            data_state.append(_decode(extra["data"]))
+
+        step, _ = self._manager.restore(step, self._collect(), self._strict(), check_extra)
+        if self._data is not None:
+            self._data.set_state(data_state[0])
         return step
 
     def close(self) -> None:

@@ -564,11 +564,16 @@ class CheckpointManager:
 
     # -- restoring -------------------------------------------------------------------------------
     def restore(
-        self, step: int | None, cells: Mapping[str, VariableCell], strict: Iterable[str] = ()
+        self,
+        step: int | None,
+        cells: Mapping[str, VariableCell],
+        strict: Iterable[str] = (),
+        check_extra: Callable[[Any], None] | None = None,
     ) -> tuple:
         """Read ``step`` (the latest when None) into the variables ``cells`` (name ->
         variable), all or nothing (module docstring); returns (step, extra). For each prefix
-        in ``strict`` ("model/"), the saved names under it must be exactly those asked for."""
+        in ``strict`` ("model/"), the saved names under it must be exactly those asked for;
+        ``check_extra`` raises CheckpointError if the saved extra state will not do."""
         self.wait_until_finished()  # (a save in flight is a step to restore, too)
         steps = self.steps()
         where = f"checkpoint directory {self.directory}"
@@ -584,6 +589,8 @@ class CheckpointManager:
         else:
             meta = self._read_meta(step, folder)
         saved = _saved_types(meta, os.path.join(folder, _META))
+        if check_extra is not None:  # (before any variable changes)
+            check_extra(meta.get("extra"))
         for name, cell in cells.items():
             if name not in saved:
                 raise CheckpointError(

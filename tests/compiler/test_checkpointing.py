@@ -508,3 +508,15 @@ def test_a_flat_list_of_variables_and_their_slots_saves_and_plain_orbax_reads_it
     np.testing.assert_array_equal(np.asarray(w), np.arange(4))
     tree = ocp.PyTreeCheckpointer().restore(tmp_path / "1" / "state")
     assert sorted(tree["w"]) == ["__value__", "count", "mu", "nu"]
+
+
+def test_a_step_without_the_data_state_asked_for_changes_nothing(tmp_path):
+    w = fj.Variable(np.ones(4, np.float32), name="w")
+    with fj.Checkpoint(tmp_path, [w]) as ckpt:
+        ckpt.save(1)  # without data=
+    w.assign(np.zeros(4, np.float32))
+    data = fj.data.prefetch(loader())
+    with pytest.raises(CheckpointError, match="holds no data state"):
+        fj.Checkpoint(tmp_path, [w], data=data).restore()
+    assert float(np.asarray(w).sum()) == 0  # unchanged
+    data.close()
