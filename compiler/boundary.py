@@ -11,7 +11,7 @@ import numpy as np
 
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import ShardingError
-from flowjit.runtime.sharding import check_spec_axes, is_spec, place, sharding_for
+from flowjit.runtime.sharding import is_spec, named_tree, place, sharding_for
 
 from .function_args import FunctionArgs
 from .location import positional_parameters
@@ -41,16 +41,7 @@ class BoundaryShardings:
     def _to_named(self, tree: Any, what: str) -> Any:
         """``tree`` (of fj.P, NamedSharding and None leaves) with each P made a NamedSharding
         on the function's mesh, after checking its axes."""
-        if tree is None:
-            return None
-
-        def named(spec: Any) -> Any:
-            if spec is None or not isinstance(spec, jax.sharding.PartitionSpec):
-                return spec
-            check_spec_axes(spec, self.mesh, f"{self.name}: {what}")
-            return jax.sharding.NamedSharding(self.mesh.jax, spec)
-
-        return jax.tree_util.tree_map(named, tree, is_leaf=is_spec)
+        return None if tree is None else named_tree(tree, self.mesh, f"{self.name}: {what}")
 
     def _per_argument(self, fn: Callable, in_shardings: Any) -> list | None:
         """The argument shardings, one tree per positional argument (a single spec is every

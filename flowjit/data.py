@@ -13,7 +13,7 @@ from flowjit.backends.xla.jaxshim import jax
 from flowjit.compiler import CompiledFunction
 from flowjit.ir import ShardingError
 from flowjit.runtime.data import Prefetcher, placer
-from flowjit.runtime.sharding import P, active_mesh, check_spec_axes, is_spec
+from flowjit.runtime.sharding import P, active_mesh, is_spec, named_tree
 
 
 def prefetch(iterable: Iterable, size: int = 2, sharding: Any = None) -> Prefetcher:
@@ -38,19 +38,13 @@ def _shardings(sharding: Any) -> Any:
     if isinstance(sharding, jax.sharding.Sharding) or sharding is None:
         return sharding
     mesh = active_mesh()
-
-    def named(spec: Any) -> Any:
-        if not isinstance(spec, P):
-            return spec
-        if mesh is None:
-            raise ShardingError(
-                f"fj.data.prefetch: sharding {spec!r} is a partition spec with no mesh; call "
-                "it under `with mesh:`, or give fj.NamedSharding(mesh, spec)"
-            )
-        check_spec_axes(spec, mesh, "fj.data.prefetch")
-        return jax.sharding.NamedSharding(mesh.jax, spec)
-
-    tree = jax.tree_util.tree_map(named, sharding, is_leaf=is_spec)
+    specs = [x for x in jax.tree_util.tree_leaves(sharding, is_leaf=is_spec) if isinstance(x, P)]
+    if specs and mesh is None:
+        raise ShardingError(
+            f"fj.data.prefetch: sharding {specs[0]!r} is a partition spec with no mesh; call "
+            "it under `with mesh:`, or give fj.NamedSharding(mesh, spec)"
+        )
+    tree = sharding if mesh is None else named_tree(sharding, mesh, "fj.data.prefetch")
     for leaf in jax.tree_util.tree_leaves(tree, is_leaf=is_spec):
         if leaf is not None and not isinstance(leaf, jax.sharding.Sharding):
             raise ShardingError(

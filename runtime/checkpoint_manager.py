@@ -657,11 +657,7 @@ class CheckpointManager:
         items = {}
         for item, tree in ((_STATE, abstract), (_FINGERPRINTS, prints)):
             nested = _nest(tree, saved)
-            items[item] = ocp.args.PyTreeRestore(
-                item=nested,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(nested),
-                partial_restore=True,
-            )
+            items[item] = _partial_restore(nested)
         try:
             out = off_main_thread(self._manager.restore, step, args=ocp.args.Composite(**items))
             values = _flat(out[_STATE], cells, saved)
@@ -704,6 +700,17 @@ def _rebind(cells: Mapping[str, VariableCell], values: Mapping[str, Any]) -> Non
     finally:
         if held:
             release_interrupts()
+
+
+def _partial_restore(nested: dict) -> Any:
+    """orbax's arguments reading the arrays of ``nested`` (ShapeDtypeStructs with their
+    shardings) and only those."""
+    ocp = _orbax()
+    return ocp.args.PyTreeRestore(
+        item=nested,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(nested),
+        partial_restore=True,
+    )
 
 
 def _nbytes(leaf: Any) -> int:
@@ -757,11 +764,7 @@ def restore_orbax_tree(path: str, cells: Mapping[str, VariableCell]) -> None:
         out = off_main_thread(
             ocp.PyTreeCheckpointer().restore,
             path,
-            args=ocp.args.PyTreeRestore(
-                item=abstract,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-                partial_restore=True,
-            ),
+            args=_partial_restore(abstract),
         )
         values = {}
         for name in cells:

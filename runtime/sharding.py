@@ -134,6 +134,19 @@ def is_spec(x: Any) -> bool:
     return x is None or isinstance(x, (P, NamedSharding))
 
 
+def named_tree(tree: Any, mesh: Mesh, what: str) -> Any:
+    """``tree`` (of fj.P, NamedSharding and None leaves) with each P made a NamedSharding on
+    ``mesh``, after checking its axes; ``what`` names it in the ShardingError otherwise."""
+
+    def named(spec: Any) -> Any:
+        if not isinstance(spec, P):
+            return spec
+        check_spec_axes(spec, mesh, what)
+        return NamedSharding(mesh.jax, spec)
+
+    return jax.tree_util.tree_map(named, tree, is_leaf=is_spec)
+
+
 def check_spec_axes(spec: Any, mesh: Mesh, what: str) -> None:
     """ShardingError unless ``spec`` is a partition spec whose axes are the mesh's, each once
     (checks that need no shape; ``sharding_for`` checks the rest)."""
