@@ -160,7 +160,11 @@ def test_plain_orbax_reads_a_flowjit_checkpoint(tmp_path):
     kernel = tree["model"]["hidden"]["kernel"]
     np.testing.assert_array_equal(np.asarray(kernel), np.asarray(net.hidden.kernel))
     meta = json.loads((tmp_path / "3" / "flowjit" / "metadata").read_text())
-    assert meta["variables"]["model/hidden/kernel"] == {"shape": [4, 8], "dtype": "f32"}
+    entry = meta["variables"]["model/hidden/kernel"]
+    assert (entry["shape"], entry["dtype"]) == ([4, 8], "f32")
+    bits = np.asarray(net.hidden.kernel).view(np.uint32).reshape(-1).astype(np.uint64)
+    weights = 2 * np.arange(bits.size, dtype=np.uint64) + 1  # (the first sum, recomputed)
+    assert entry["fingerprint"][0] == int((bits * weights).sum() % 2**32)
 
 
 def test_a_restore_asks_for_each_group_exactly(tmp_path):
@@ -218,6 +222,22 @@ def test_a_damaged_step_is_refused_and_changes_nothing(tmp_path):
     with pytest.raises(CheckpointError, match=str(tmp_path / "1")):
         fj.Checkpoint(tmp_path, [w, b]).restore()
     assert float(np.abs(np.asarray(w)).sum()) == 0 and float(np.asarray(b).sum()) == 0
+
+
+def test_bytes_that_differ_from_the_saved_fingerprint_are_refused(tmp_path):
+    """Data that reads back cleanly but is not what was saved (here: the saved fingerprint
+    changed, as a silently corrupted chunk would change the data) is refused."""
+    w = fj.Variable(np.arange(64, dtype=np.float32), name="w")
+    with fj.Checkpoint(tmp_path, [w]) as ckpt:
+        ckpt.save(1)
+    path = tmp_path / "1" / "flowjit" / "metadata"
+    meta = json.loads(path.read_text())
+    meta["variables"]["w"]["fingerprint"][1] ^= 1
+    path.write_text(json.dumps(meta))
+    w.assign(np.zeros(64, np.float32))
+    with pytest.raises(CheckpointError, match="'w' reads back other bytes than were saved"):
+        fj.Checkpoint(tmp_path, [w]).restore()
+    assert float(np.asarray(w).sum()) == 0
 
 
 def hostile(tmp_path, kind: str) -> pathlib.Path:
@@ -495,7 +515,7 @@ def test_ctrl_c_during_saves_and_restores_loses_nothing(tmp_path):
 
 
 def test_a_flat_list_of_variables_and_their_slots_saves_and_plain_orbax_reads_it(tmp_path):
-    """"w" and its slot "w/mu" in one flat list: the variable goes under the folder's
+    """ "w" and its slot "w/mu" in one flat list: the variable goes under the folder's
     __value__ key."""
     w = fj.Variable(np.arange(4, dtype=np.float32), name="w")
     opt = fj.optim.Adam(0.1)
