@@ -28,9 +28,11 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_prefetch_bench_runs_small(tmp_path):
     out = tmp_path / "prefetch.json"
-    done = run("prefetch.py", "--quick", "--json", str(out))
+    pin = ("--pin",) if len(os.sched_getaffinity(0)) >= 2 else ()
+    done = run("prefetch.py", "--quick", *pin, "--json", str(out))
     assert "| prefetch |" in done.stdout
     result = json.loads(out.read_text())
+    assert ("input pipeline on cores" in result["layout"]) == bool(pin)
     assert set(result["ms_per_step"]) == {
         "compute alone", "no prefetch", "prefetch", "host work alone"
     }  # fmt: skip
