@@ -540,3 +540,25 @@ def test_a_step_without_the_data_state_asked_for_changes_nothing(tmp_path):
         fj.Checkpoint(tmp_path, [w], data=data).restore()
     assert float(np.asarray(w).sum()) == 0  # unchanged
     data.close()
+
+
+def test_the_code_path_of_a_bucket_url_on_a_local_folder(tmp_path):
+    """A gs:// folder (no bucket here) lists its steps and reads a step's metadata through
+    orbax's manager rather than the local file system, and takes no writer lock: that path,
+    run on a local folder."""
+    w = fj.Variable(np.zeros(4, np.float32), name="w")
+    ckpt = fj.Checkpoint(tmp_path, [w], max_to_keep=2)
+    ckpt._manager._local = False  # (as for a URL)
+    for step in (1, 2, 3):
+        w.assign(np.full(4, step, np.float32))
+        ckpt.save(step)
+    ckpt.wait_until_finished()
+    assert ckpt.steps() == [2, 3]
+    assert not (tmp_path / ".flowjit-writer").exists()
+    ckpt.restore(2)
+    np.testing.assert_array_equal(np.asarray(w), np.full(4, 2, np.float32))
+    ckpt.restore()
+    np.testing.assert_array_equal(np.asarray(w), np.full(4, 3, np.float32))
+    with pytest.raises(CheckpointError, match="has no step 1"):
+        ckpt.restore(1)
+    ckpt.close()
