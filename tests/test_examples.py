@@ -21,6 +21,10 @@ SMALL_ARGS = {
     "tensor_parallel.py": (["--epochs", "8"], "tensor-parallel training matches one device"),
     "flax_port.py": (["--quick"], "the flax port matches jax.jit"),
     "gpt.py": (["--quick", "--scan"], "sample: def "),
+    "resumable_training.py": (
+        ["--compare", "--steps", "20", "--save-every", "5"],
+        "equals the uninterrupted run's, bit for bit: True",
+    ),
 }
 MIN_SMALL_RUN_ACCURACY = 0.85  # the full runs' accuracies are in the issue's closing note
 
@@ -82,5 +86,11 @@ def test_example_runs(name):
         # the losses are printed side by side; training brings them down
         rows = [line.split() for line in result.stdout.splitlines() if line[:4].strip().isdigit()]
         assert float(rows[-1][2]) < float(rows[0][2]), rows
+    elif name == "resumable_training.py":
+        # the second piece began from a saved step, and the run learned
+        resumed = int(result.stdout.split("resumed from step ")[1].split(",")[0])
+        assert resumed in (5, 10), result.stdout  # (saved every 5 steps, killed at 12)
+        rows = [line.split("|") for line in result.stdout.splitlines() if line[:3] == "| 1"]
+        assert float(rows[-1][2]) < float(rows[0][2]) - 0.3, rows
     elif not name.startswith("digits"):
         assert "matches numpy" in result.stdout
