@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -40,6 +41,7 @@ from flowjit.runtime.variables import lose_donated, rebind_all
 from .boundary import BoundaryShardings
 from .call_errors import name_failure
 from .debug_calls import call_checking_nans, call_eagerly
+from .profiling import note_call
 from .function_args import FunctionArgs
 from .layout import LayoutCell
 from .location import check_argnums, positional_parameters, user_location
@@ -70,6 +72,12 @@ class CacheInfo:
     hits: int
     misses: int
     traces: int
+
+
+def _program_name(name: str) -> str:
+    """The name of a function's XLA program: its own, in letters, digits and underscores
+    (XLA's module is ``jit_<name>``: profiles and HLO dumps name it so)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)[:100] or "fn"
 
 
 class CompiledFunction:
@@ -146,7 +154,11 @@ class CompiledFunction:
     ) -> tuple[Callable, Callable]:
         """The jitted (pure, stateful) entries, compiling with XLA ``options``."""
         entry = functools.partial(
-            make_entry, static_argnames=self.static_argnames, backend=backend, options=options
+            make_entry,
+            static_argnames=self.static_argnames,
+            backend=backend,
+            options=options,
+            name=_program_name(self.name),
         )
         args = self._boundary.arg_shardings
         args = None if args is None else tuple(args)
@@ -173,10 +185,13 @@ class CompiledFunction:
         # (no lambda here: one would make args and kwargs closure cells, slowing every call)
         if tracing():  # called while another function is traced (in this thread)
             return self._traces.inline(args, kwargs)
-        if config.eager or config.check_nans:  # (debugging modes, docs/debugging.md)
+        if config.call_hooks:  # (debugging modes, docs/debugging.md; a profile recording)
+            if config.profiling:
+                note_call(self, args, kwargs)
             if config.eager:
                 return call_eagerly(self._traces, args, kwargs)
-            return call_checking_nans(self._traces, self._call, args, kwargs)
+            if config.check_nans:
+                return call_checking_nans(self._traces, self._call, args, kwargs)
         return self._call(args, kwargs)
 
     def _call(self, args: tuple, kwargs: dict) -> Any:

@@ -48,10 +48,12 @@ from .ir import (
 )
 from flowjit.runtime.checkpoint import restore, save
 from .compiler.checkpointing import Checkpoint
+from .compiler.profiling import profile
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "profile",
     "compile",
     "Module",
     "cond",

@@ -56,6 +56,18 @@ class Config:
     def __init__(self) -> None:
         for name, value in _DEFAULTS.items():
             object.__setattr__(self, name, value)
+        # A compiled function's call looks at this one flag before any other: eager mode,
+        # NaN checks or a profile recording its calls (compiler/profiling.py) each set it.
+        object.__setattr__(self, "profiling", False)
+        self._set_call_hooks()
+
+    def _set_call_hooks(self) -> None:
+        object.__setattr__(self, "call_hooks", self.eager or self.check_nans or self.profiling)
+
+    def _set_profiling(self, on: bool) -> None:
+        """(Not a setting: ``fj.profile`` turns it on while it records.)"""
+        object.__setattr__(self, "profiling", on)
+        self._set_call_hooks()
 
     def update(self, name: str, value: Any) -> None:
         if name not in _DEFAULTS:
@@ -74,6 +86,7 @@ class Config:
                 raise ValueError(f"disabled_passes must be a list of pass names, got {value!r}")
             value = tuple(value)
         object.__setattr__(self, name, value)
+        self._set_call_hooks()
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"use fj.config.update({name!r}, value)")

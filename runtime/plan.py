@@ -81,13 +81,15 @@ def make_entry(
     in_shardings: Any = None,
     out_shardings: Any = None,
     options: dict | None = None,
+    name: str | None = None,
 ) -> Callable:
     """``jax.jit(body)``; with ``backend``, calls and lowerings run on that platform's first
     device (uncommitted inputs, numpy arrays included, are placed there). Shardings (None:
-    not given) and XLA compile ``options`` go to jax.jit as they are."""
+    not given) and XLA compile ``options`` go to jax.jit as they are. ``name`` names the
+    program (XLA's module ``jit_<name>``, as profiles and HLO dumps show it)."""
     shardings = {"in_shardings": in_shardings, "out_shardings": out_shardings}
     jitted = jax.jit(
-        body,
+        body if name is None else _named(body, name),
         static_argnums=tuple(static_argnums),
         static_argnames=tuple(static_argnames),
         donate_argnums=tuple(donate_argnums),
@@ -104,6 +106,15 @@ def make_entry(
             f"{sorted({d.platform for d in jax.devices()})}"
         ) from None
     return _OnDevice(jitted, device)
+
+
+def _named(body: Callable, name: str) -> Callable:
+    @functools.wraps(body)  # (jax reads the signature through __wrapped__)
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        return body(*args, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    return entry
 
 
 class _OnDevice:
@@ -139,6 +150,16 @@ def step_token(outputs: Sequence[Any], new_state: Sequence[Any]) -> Any:
         if array.size:
             return jax.lax.optimization_barrier(array).reshape(-1)[:1]
     return None
+
+
+def wait_for_steps_in_flight() -> None:
+    """Wait until every step queued so far (by any thread) has run; a failed one is found
+    by the next call that bounds the queue, as before."""
+    steps = [step for step, _ in list(_in_flight)]
+    try:
+        wait_for_all(steps)
+    except RuntimeError:
+        pass
 
 
 def bound_in_flight(results: Any, token: Any, written: tuple = ()) -> None:

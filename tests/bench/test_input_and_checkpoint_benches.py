@@ -1,5 +1,5 @@
-"""bench/prefetch.py and bench/checkpoint.py run small in fresh processes and write their
-figures (times are not checked: benchmarks measure, tests do not time)."""
+"""bench/prefetch.py, bench/checkpoint.py and bench/profile.py run small in fresh processes and
+write their figures (times are not checked: benchmarks measure, tests do not time)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,13 @@ def test_checkpoint_bench_runs_small(tmp_path):
     result = json.loads(out.read_text())
     assert result["devices"] == 8 and result["variables"] == 1
     assert result["blocked_over_sync"] > 0 and result["restore_over_orbax"] > 0
+
+
+def test_profile_bench_runs_small(tmp_path):
+    out = tmp_path / "profile.json"
+    done = run("profile.py", "--steps", "5", "--json", str(out))
+    assert "lines / profiled step" in done.stdout
+    result = json.loads(out.read_text())
+    assert len(result) == 2
+    for row in result.values():
+        assert row["lines_ms"] > 0 and "| line |" in row["table"]

@@ -1,0 +1,196 @@
+"""``fj.profile``: where the steps' time goes, by the user's source line (API.md section 12).
+
+``with fj.profile(logdir) as prof:`` records the steps run inside it through jax's profiler
+(runtime/profile.py: the XProf trace TensorBoard's profile plugin reads, and its Perfetto
+copy), notes each compiled function called and the arguments of its first call per
+signature, and, on leaving, reads every XLA op's time back and attributes it to the flowjit
+ops and source lines it came from through the HLO's metadata (backends/xla/hlo_lines.py): a
+fusion of ops from several lines is split by their estimated costs, and the table says which
+lines got such a share. ``prof.top_lines()`` is the table, time per step.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowjit.backends.xla.hlo_lines import HloLines, SourceLine
+from flowjit.runtime import config
+from flowjit.runtime import profile as recording
+from flowjit.runtime.plan import wait_for_steps_in_flight
+
+if TYPE_CHECKING:
+    from .api import CompiledFunction
+
+_ACTIVE: list["Profile"] = []
+_LOCK = threading.Lock()
+
+
+def note_call(function: "CompiledFunction", args: tuple, kwargs: dict) -> None:
+    """(A compiled function's call while a profile records: its first call per signature
+    is kept, to read the program's HLO afterwards.)"""
+    with _LOCK:
+        for prof in _ACTIVE:
+            prof._calls.setdefault(_program(function), []).append((function, args, kwargs))
+
+
+def _internal_folders() -> tuple[str, ...]:
+    import jax as _jax
+
+    import flowjit
+
+    from .. import backends, ir, passes, runtime  # (flowjit.compiler's siblings)
+
+    modules = (flowjit, ir, passes, backends, runtime, _jax)
+    here = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+    return tuple(here + [os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in modules])
+
+
+def _user_line(where: SourceLine | None) -> SourceLine | None:
+    """The line a row is for: a user's, or None for ops whose only location is inside
+    flowjit or jax (copies for donation; for now also the ops of a jax function called
+    through fj.from_jax, an optax optimizer's, which jax emits under its own locations)."""
+    if where is None or os.path.abspath(where.file).startswith(_internal_folders()):
+        return None
+    return SourceLine(where.file, where.line, "")
+
+
+def _program(function: "CompiledFunction") -> str:
+    from .api import _program_name
+
+    return f"jit_{_program_name(function.name)}"
+
+
+@dataclass
+class LineTime:
+    """A source line's share of the profiled steps."""
+
+    line: SourceLine | None
+    seconds_per_step: float
+    share: float  # of all the attributed time
+    ops: list[str] = field(default_factory=list)  # the flowjit ops made there
+    estimated: bool = False  # part of its time is a share of a fusion, by cost estimates
+
+    def __str__(self) -> str:
+        where = "(no user line)" if self.line is None else str(self.line)
+        return f"{where}: {self.seconds_per_step * 1e3:.3f} ms per step, {self.share:.1%}"
+
+
+class Profile:
+    """A recording of the steps run inside ``with fj.profile(logdir):``."""
+
+    def __init__(self, logdir: str | os.PathLike):
+        self.logdir = os.fspath(logdir)
+        self._calls: dict[str, list] = {}
+        self._lines: dict[str, list[LineTime]] | None = None
+        # program -> the mean time of one execution (its first op's start to its last's end)
+        self.step_seconds: dict[str, float] = {}
+        self.executions: dict[str, int] = {}
+        self.busy: dict[str, float] = {}  # program -> its ops' own time / its executions' spans
+
+    def __enter__(self) -> "Profile":
+        os.makedirs(self.logdir, exist_ok=True)
+        with _LOCK:
+            if _ACTIVE:
+                raise RuntimeError("fj.profile: a profile is recording already; end it first")
+            _ACTIVE.append(self)
+            config._set_profiling(True)
+        try:
+            wait_for_steps_in_flight()  # (steps dispatched before are not this profile's)
+            recording.start(self.logdir)
+        except BaseException:
+            with _LOCK:
+                _ACTIVE.remove(self)
+                config._set_profiling(False)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            wait_for_steps_in_flight()  # (the steps dispatched inside have run)
+        finally:
+            recording.stop()
+            with _LOCK:
+                _ACTIVE.remove(self)
+                config._set_profiling(False)
+
+    @property
+    def trace_path(self) -> str:
+        """The Perfetto trace; the XProf trace is beside it (``<host>.xplane.pb``)."""
+        return recording.latest_trace(self.logdir)
+
+    def top_lines(self, program: str | None = None, n: int = 10) -> list[LineTime]:
+        """The source lines that took the most time per step, most first, for ``program``
+        (``jit_<function name>``; default: the program that took the most time)."""
+        lines = self._attribute()
+        if not lines:
+            return []
+        if program is None:
+            program = max(lines, key=lambda p: sum(t.seconds_per_step for t in lines[p]))
+        return lines[program][:n]
+
+    def table(self, program: str | None = None, n: int = 10) -> str:
+        rows = self.top_lines(program, n)
+        out = ["| line | flowjit ops | ms per step | share |", "|---|---|---:|---:|"]
+        for row in rows:
+            where = "(no user line)" if row.line is None else str(row.line)
+            mark = " *" if row.estimated else ""
+            ops = ", ".join(row.ops[:4]) + (", ..." if len(row.ops) > 4 else "")
+            out.append(
+                f"| {where}{mark} | {ops} | {row.seconds_per_step * 1e3:.3f} | {row.share:.1%} |"
+            )
+        if any(row.estimated for row in rows):
+            out.append(
+                "\n* part of the time is a share of a fusion of several lines, split by "
+                "the ops' estimated costs"
+            )
+        return "\n".join(out)
+
+    def _attribute(self) -> dict[str, list[LineTime]]:
+        if self._lines is not None:
+            return self._lines
+        times = recording.read_op_times(self.trace_path)
+        self._lines = {}
+        for module, program_times in times.items():
+            calls = self._calls.get(module)
+            if not calls or not program_times.executions:
+                continue
+            function, args, kwargs = calls[0]
+            try:
+                hlo = HloLines(function.lower(*args, **kwargs).compile().hlo())
+            except Exception:  # (a function run as several clusters: not attributed yet)
+                continue
+            steps = program_times.executions
+            self.executions[module] = steps
+            span = self.step_seconds[module] = program_times.wall_per_execution()
+            own = sum(program_times.seconds.values())
+            # each execution's span (first op's start to last op's end) is divided among the
+            # lines in proportion to their ops' own times; the ops cover this much of it
+            self.busy[module] = own * 1.0 / (span * steps) if span else 0.0
+            scale = span * steps / own if own else 0.0
+            per_line: dict[SourceLine | None, LineTime] = {}
+            for op, seconds in program_times.seconds.items():
+                seconds *= scale
+                shares, split = hlo.shares(op)
+                lines_here = {_user_line(where) for where, _ in shares}
+                for where, fraction in shares:
+                    key = _user_line(where)
+                    row = per_line.setdefault(key, LineTime(key, 0.0, 0.0))
+                    row.seconds_per_step += seconds * fraction / steps
+                    if key is not None and where.op and where.op not in row.ops:
+                        row.ops.append(where.op)
+                    row.estimated |= split and len(lines_here) > 1
+            total = sum(r.seconds_per_step for r in per_line.values()) or 1.0
+            for row in per_line.values():
+                row.share = row.seconds_per_step / total
+            self._lines[module] = sorted(per_line.values(), key=lambda r: -r.seconds_per_step)
+        return self._lines
+
+
+def profile(logdir: str | os.PathLike) -> Profile:
+    """``with fj.profile(logdir) as prof:`` records the steps run inside it; then
+    ``prof.top_lines()`` (or ``print(prof.table())``) says which source lines took the time,
+    and ``logdir`` holds the XProf trace for TensorBoard's profile plugin."""
+    return Profile(logdir)

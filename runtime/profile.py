@@ -1,0 +1,99 @@
+"""Recording a profile through jax's profiler and reading back the time of each XLA op
+(``fj.profile``; the attribution to source lines is compiler/profiling.py's).
+
+jax's profiler writes, under ``<logdir>/plugins/profile/<run>/``, the XProf trace
+(``<host>.xplane.pb``, what TensorBoard's profile plugin reads) and, asked for it, the same
+events as a Perfetto JSON trace (``perfetto_trace.json.gz``), which is read here: every XLA
+op that ran is an event with ``args.hlo_module`` (the program, ``jit_<function name>``),
+``args.hlo_op`` (the instruction) and ``args.run_id`` (one per execution of the program).
+An op's own time is its event's duration less that of the events nested in it on its thread
+(a while loop's body ops inside the loop's event)."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from flowjit.backends.xla.jaxshim import jax
+
+
+def start(logdir: str) -> None:
+    jax.profiler.start_trace(logdir, create_perfetto_trace=True)
+
+
+def stop() -> None:
+    jax.profiler.stop_trace()
+
+
+def latest_trace(logdir: str) -> str:
+    """The Perfetto trace of the latest run under ``logdir``."""
+    runs = sorted(
+        glob.glob(os.path.join(logdir, "plugins", "profile", "*", "perfetto_trace.json.gz"))
+    )
+    if not runs:
+        raise FileNotFoundError(f"no profile under {logdir}/plugins/profile")
+    return runs[-1]
+
+
+@dataclass
+class ProgramTimes:
+    """One program's XLA ops over a profile: seconds of own time per instruction, and the
+    executions seen (``run_id``s)."""
+
+    module: str
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    runs: set = field(default_factory=set)
+    spans: dict = field(default_factory=dict)  # run_id -> [first start, last end] (s)
+
+    @property
+    def executions(self) -> int:
+        return len(self.runs)
+
+    def wall_per_execution(self) -> float:
+        """The mean span from an execution's first op starting to its last op ending."""
+        if not self.spans:
+            return 0.0
+        return sum(end - begin for begin, end in self.spans.values()) / len(self.spans)
+
+
+def read_op_times(path: str) -> dict[str, ProgramTimes]:
+    """Each program's op times in the Perfetto trace at ``path`` (module name -> times)."""
+    with gzip.open(path, "rt") as f:
+        data = json.load(f)
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    by_thread: dict = defaultdict(list)
+    for event in events:
+        if event.get("ph") == "X" and "dur" in event:
+            by_thread[(event.get("pid"), event.get("tid"))].append(event)
+    out: dict[str, ProgramTimes] = {}
+    for thread_events in by_thread.values():
+        thread_events.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[list] = []  # [end, event, children's time]
+        for event in thread_events + [None]:
+            start = float("inf") if event is None else event["ts"]
+            while stack and stack[-1][0] <= start:
+                end, done, nested = stack.pop()
+                _count(out, done, (done["dur"] - nested) * 1e-6)
+                if stack:
+                    stack[-1][2] += done["dur"]
+            if event is not None:
+                stack.append([event["ts"] + event["dur"], event, 0.0])
+    return out
+
+
+def _count(out: dict[str, ProgramTimes], event: dict, own_seconds: float) -> None:
+    args = event.get("args") or {}
+    module, op = args.get("hlo_module"), args.get("hlo_op")
+    if not module or not op:
+        return
+    times = out.setdefault(module, ProgramTimes(module))
+    times.seconds[op] += max(own_seconds, 0.0)
+    run = args.get("run_id")
+    times.runs.add(run)
+    begin, end = event["ts"] * 1e-6, (event["ts"] + event["dur"]) * 1e-6
+    span = times.spans.setdefault(run, [begin, end])
+    span[0], span[1] = min(span[0], begin), max(span[1], end)

@@ -1,0 +1,77 @@
+"""fj.profile (issue 26): a profile of training steps names the user's lines that took the
+time, and its per-line times add up to the steps' time."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import flowjit as fj
+
+
+def mlp_step():
+    rng = np.random.default_rng(0)
+    w1 = fj.Variable(rng.standard_normal((784, 512)).astype(np.float32) * 0.03, name="w1")
+    b1 = fj.Variable(np.zeros(512, np.float32), name="b1")
+    w2 = fj.Variable(rng.standard_normal((512, 512)).astype(np.float32) * 0.03, name="w2")
+    params = [w1, b1, w2]
+    opt = fj.optim.Adam(1e-3)
+
+    @fj.compile
+    def train_step(x, y):
+        h = fj.nn.relu(x @ w1 + b1)  # FIRST MATMUL
+        logits = h @ w2  # SECOND MATMUL
+        loss = fj.nn.softmax_cross_entropy(logits, y).mean()
+        opt.apply(fj.gradients(loss, params), params)
+        return loss
+
+    x = rng.standard_normal((256, 784)).astype(np.float32)
+    y = rng.integers(0, 512, 256).astype(np.int32)
+    return train_step, x, y
+
+
+def line_of(marker: str) -> int:
+    source = open(__file__).read().splitlines()
+    return next(i + 1 for i, text in enumerate(source) if text.endswith(f"# {marker}"))
+
+
+def test_the_matmul_lines_take_the_most_time_and_the_lines_add_up_to_the_step(tmp_path):
+    train_step, x, y = mlp_step()
+    float(train_step(x, y))  # (compiled before the profile)
+    steps = 10
+    with fj.profile(tmp_path) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = train_step(x, y)
+        float(loss)
+        wall = (time.perf_counter() - start) / steps
+    rows = prof.top_lines(n=100)
+    assert prof.executions == {"jit_train_step": steps}
+    top = [(row.line and row.line.file, row.line and row.line.line) for row in rows[:2]]
+    assert set(top) == {
+        ("test_profiling.py", line_of("FIRST MATMUL")),
+        ("test_profiling.py", line_of("SECOND MATMUL")),
+    }, prof.table()
+    assert "dot_general" in rows[0].ops and "dot_general" in rows[1].ops
+    # each execution's time is divided among the lines: they add up to it; an execution
+    # takes no longer than the loop's time per step (how close the two are is measured by
+    # bench/profile.py, not here: a busy machine moves it)
+    span = prof.step_seconds["jit_train_step"]
+    assert sum(row.seconds_per_step for row in rows) == pytest.approx(span, rel=1e-9)
+    assert 0 < span <= wall * 1.05, (span, wall)
+    assert prof.busy["jit_train_step"] > 0
+    assert sum(row.share for row in rows) == pytest.approx(1.0, rel=1e-9)
+    table = prof.table()
+    assert f"test_profiling.py:{top[0][1]}" in table.splitlines()[2]
+    assert prof.trace_path.endswith("perfetto_trace.json.gz")
+    assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
+
+
+def test_one_profile_at_a_time(tmp_path):
+    with fj.profile(tmp_path / "a"):
+        with pytest.raises(RuntimeError, match="a profile is recording already"):
+            with fj.profile(tmp_path / "b"):
+                pass
+    assert not fj.config.profiling and not fj.config.call_hooks
