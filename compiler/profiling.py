@@ -50,8 +50,7 @@ def _internal_folders() -> tuple[str, ...]:
 
 def _user_line(where: SourceLine | None) -> SourceLine | None:
     """The line a row is for: a user's, or None for ops whose only location is inside
-    flowjit or jax (copies for donation; for now also the ops of a jax function called
-    through fj.from_jax, an optax optimizer's, which jax emits under its own locations)."""
+    flowjit or jax (XLA's copies of donated buffers, say)."""
     if where is None or os.path.abspath(where.file).startswith(_internal_folders()):
         return None
     return SourceLine(where.file, where.line, "")

@@ -62,7 +62,25 @@ def _jax_call_lower(ctx: LoweringContext, op: Op, *args: ir.Value) -> Sequence[i
     avals_in = [ShapedArray(v.type.shape, v.type.dtype) for v in op.inputs]
     avals_out = [ShapedArray(v.type.shape, v.type.dtype) for v in op.outputs]
     jax_ctx = dataclasses.replace(ctx.jax_rule_context(op), avals_in=avals_in, avals_out=avals_out)
-    return lower_fun(_calling(exported), multiple_results=True)(jax_ctx, *args)
+    block = ir.InsertionPoint.current.block
+    module = jax_ctx.module_context.module.body
+    before = (len(block.operations), len(module.operations))
+    results = lower_fun(_calling(exported), multiple_results=True)(jax_ctx, *args)
+    # What jax emitted carries its own locations (flowjit's frames at lowering time): each op
+    # is put at this op's location instead, so XLA's metadata, and profiles, name the user's
+    # line (an optimizer's update: the line of opt.apply)
+    here = ir.Location.current
+    _relocate(list(block.operations)[before[0] :], here)
+    _relocate(list(module.operations)[before[1] :], here)
+    return results
+
+
+def _relocate(ops: Sequence[Any], location: Any) -> None:
+    for operation in ops:
+        operation.location = location
+        for region in operation.regions:
+            for inner in region.blocks:
+                _relocate(list(inner.operations), location)
 
 
 __all__ = ["call_module", "load"]

@@ -159,9 +159,13 @@ def _location(op: Op) -> ir.Location:
     """The op's name over its user line (a fused location for an op CSE merged)."""
     if op.loc is None:
         return ir.Location.unknown()
-    lines = [ir.Location.file(o.file, o.line, 0) for o in op.loc.origins]
-    where = lines[0] if len(lines) == 1 else ir.Location.fused(lines)
-    return ir.Location.name(op.opdef.name, childLoc=where)
+    # (one named location per line, fused: XLA's metadata takes the first, which names the
+    # op's own line; a name over a fused location it would not read at all)
+    lines = [
+        ir.Location.name(op.opdef.name, childLoc=ir.Location.file(o.file, o.line, 0))
+        for o in op.loc.origins
+    ]
+    return lines[0] if len(lines) == 1 else ir.Location.fused(lines)
 
 
 def _check_dtypes(op: Op) -> None:
