@@ -122,6 +122,7 @@ class CompiledFunction:
         except FlowjitError as err:
             raise err.with_context(loc=user_location()) from None
         self.name = name or getattr(fn, "__name__", "fn")
+        self.program = f"jit_{_program_name(self.name)}"  # (XLA's module: profiles name it)
         self._args = FunctionArgs.of(fn, self.name, static_argnums, static_argnames)
         self.static_argnums, self.static_argnames = self._args.static
         donate_argnums = check_argnums(
@@ -158,7 +159,7 @@ class CompiledFunction:
             static_argnames=self.static_argnames,
             backend=backend,
             options=options,
-            name=_program_name(self.name),
+            name=self.program[len("jit_") :],
         )
         args = self._boundary.arg_shardings
         args = None if args is None else tuple(args)
@@ -186,7 +187,7 @@ class CompiledFunction:
         if tracing():  # called while another function is traced (in this thread)
             return self._traces.inline(args, kwargs)
         if config.call_hooks:  # (debugging modes, docs/debugging.md; a profile recording)
-            if config.profiling:
+            if config.profiling or config.profile_dir is not None:
                 note_call(self, args, kwargs)
             if config.eager:
                 return call_eagerly(self._traces, args, kwargs)

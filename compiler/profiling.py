@@ -11,7 +11,9 @@ lines got such a share. ``prof.top_lines()`` is the table, time per step.
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,11 +31,16 @@ _LOCK = threading.Lock()
 
 
 def note_call(function: "CompiledFunction", args: tuple, kwargs: dict) -> None:
-    """(A compiled function's call while a profile records: its first call per signature
-    is kept, to read the program's HLO afterwards.)"""
+    """(A compiled function's call while a profile records: its first call per program is
+    kept, to read the program's HLO afterwards. With FLOWJIT_PROFILE set and no profile
+    recording, the first call starts the program-long one.)"""
+    if not _ACTIVE and config.profile_dir is not None:
+        _start_program_profile(config.profile_dir)
     with _LOCK:
         for prof in _ACTIVE:
-            prof._calls.setdefault(_program(function), []).append((function, args, kwargs))
+            calls = prof._calls.setdefault(function.program, [])
+            if not calls:  # (the first call gives the program's HLO)
+                calls.append((function, args, kwargs))
 
 
 def _internal_folders() -> tuple[str, ...]:
@@ -54,12 +61,6 @@ def _user_line(where: SourceLine | None) -> SourceLine | None:
     if where is None or os.path.abspath(where.file).startswith(_internal_folders()):
         return None
     return SourceLine(where.file, where.line, "")
-
-
-def _program(function: "CompiledFunction") -> str:
-    from .api import _program_name
-
-    return f"jit_{_program_name(function.name)}"
 
 
 @dataclass
@@ -147,6 +148,26 @@ class Profile:
             )
         return "\n".join(out)
 
+    def summary(self, n: int = 10) -> str:
+        """Every program's table, the one that took the most time first."""
+        lines = self._attribute()
+        order = sorted(lines, key=lambda p: -self.step_seconds[p] * self.executions[p])
+        parts = []
+        for program in order:
+            parts.append(
+                f"## {program}: {self.executions[program]} executions, "
+                f"{self.step_seconds[program] * 1e3:.3f} ms each (its ops busy "
+                f"{self.busy[program]:.0%} of it)\n\n{self.table(program, n)}\n"
+            )
+        return "\n".join(parts) or "no compiled function ran while the profile recorded\n"
+
+    def write_summary(self, n: int = 10) -> str:
+        """``summary`` written to ``<logdir>/flowjit-profile.md``; returns its path."""
+        path = os.path.join(self.logdir, SUMMARY)
+        with open(path, "w") as f:
+            f.write(f"# flowjit profile\n\n{self.summary(n)}")
+        return path
+
     def _attribute(self) -> dict[str, list[LineTime]]:
         if self._lines is not None:
             return self._lines
@@ -186,6 +207,24 @@ class Profile:
                 row.share = row.seconds_per_step / total
             self._lines[module] = sorted(per_line.values(), key=lambda r: -r.seconds_per_step)
         return self._lines
+
+
+SUMMARY = "flowjit-profile.md"
+
+
+def _start_program_profile(logdir: str | os.PathLike) -> None:
+    """FLOWJIT_PROFILE: a profile from now to the end of the process, its table written to
+    ``<logdir>/flowjit-profile.md`` then (the trace beside it, as for ``fj.profile``)."""
+    prof = Profile(logdir)
+    config.update("profile_dir", None)  # (started: the calls after this one only record)
+    prof.__enter__()
+
+    def finish() -> None:
+        prof.__exit__(None, None, None)
+        prof.write_summary()
+        print(f"flowjit: profile in {prof.logdir} ({SUMMARY})", file=sys.stderr)
+
+    atexit.register(finish)
 
 
 def profile(logdir: str | os.PathLike) -> Profile:

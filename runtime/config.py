@@ -44,6 +44,10 @@ _DEFAULTS: dict[str, Any] = {
     # changes no jax setting: the folder is given to jax at flowjit's first compile, unless
     # the process set jax_compilation_cache_dir itself; fj.config.update gives it at once.
     "cache_dir": _default_cache_dir(),
+    # A folder to profile the whole program into (FLOWJIT_PROFILE=dir): from the first call of
+    # a compiled function to the end of the process, as ``with fj.profile(dir):`` does, with
+    # the per-line table written to <dir>/flowjit-profile.md at exit; None: no profile.
+    "profile_dir": os.environ.get("FLOWJIT_PROFILE") or None,
 }
 
 # Programs that compile faster than this are not worth a cache file (a read costs ~1 ms).
@@ -62,7 +66,8 @@ class Config:
         self._set_call_hooks()
 
     def _set_call_hooks(self) -> None:
-        object.__setattr__(self, "call_hooks", self.eager or self.check_nans or self.profiling)
+        hooks = self.eager or self.check_nans or self.profiling or self.profile_dir is not None
+        object.__setattr__(self, "call_hooks", hooks)
 
     def _set_profiling(self, on: bool) -> None:
         """(Not a setting: ``fj.profile`` turns it on while it records.)"""
@@ -76,7 +81,7 @@ class Config:
             raise ValueError(f"max_steps_in_flight must be an int >= 1, got {value!r}")
         if name in ("verify_passes", "eager", "check_nans") and not isinstance(value, bool):
             raise ValueError(f"{name} must be a bool, got {value!r}")
-        if name in ("dump_dir", "cache_dir"):
+        if name in ("dump_dir", "cache_dir", "profile_dir"):
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ValueError(f"{name} must be a folder path or None, got {value!r}")
         if name == "cache_dir":

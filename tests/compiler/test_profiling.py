@@ -75,3 +75,89 @@ def test_one_profile_at_a_time(tmp_path):
             with fj.profile(tmp_path / "b"):
                 pass
     assert not fj.config.profiling and not fj.config.call_hooks
+
+
+def test_xprofs_own_reader_loads_the_trace_with_the_ops_the_table_attributes(tmp_path):
+    """The XProf trace (what TensorBoard's profile plugin shows) holds the XLA ops whose
+    times the table divides among lines."""
+    import json
+
+    from flowjit.runtime.profile import read_op_times
+    from xprof.convert import raw_to_tool_data  # (the test extra installs xprof)
+
+    train_step, x, y = mlp_step()
+    float(train_step(x, y))
+    with fj.profile(tmp_path) as prof:
+        for _ in range(3):
+            loss = train_step(x, y)
+        float(loss)
+    xplanes = [str(p) for p in tmp_path.glob("plugins/profile/*/*.xplane.pb")]
+    data, _ = raw_to_tool_data.xspace_to_tool_data(xplanes, "trace_viewer@", {})
+    events = json.loads(data)["traceEvents"]
+    shown = {e.get("name") for e in events}
+    ours = read_op_times(prof.trace_path)["jit_train_step"].seconds
+    costly = sorted(ours, key=ours.get, reverse=True)[:3]
+    assert set(costly) <= shown, (costly, sorted(n for n in shown if n)[:50])
+
+
+SCRIPT = """
+import sys
+import numpy as np
+import flowjit as fj
+
+w = fj.Variable(np.ones((256, 256), np.float32) * 0.01)
+
+@fj.compile
+def step(x):
+    w.assign(w - 0.01 * (x.T @ (x @ w)))  # THE MATMULS
+    return (x @ w).sum()
+
+x = np.ones((128, 256), np.float32)
+for _ in range(int(sys.argv[1])):
+    loss = step(x)
+print("done", bool(np.isfinite(float(loss))))
+"""
+
+
+def run_script(tmp_path, *command: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run(
+        [sys.executable, *command, str(script), "5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "done True" in done.stdout
+    return done
+
+
+def test_python_m_flowjit_profile_runs_a_script_and_names_its_lines(tmp_path):
+    done = run_script(tmp_path, "-m", "flowjit.profile", "--logdir", str(tmp_path / "p"))
+    line = SCRIPT.splitlines().index(next(t for t in SCRIPT.splitlines() if "THE MATMULS" in t))
+    assert "## jit_step: 5 executions" in done.stdout
+    assert f"| train.py:{line + 1} | " in done.stdout
+    assert (tmp_path / "p" / "flowjit-profile.md").read_text().count("jit_step") == 1
+    assert list((tmp_path / "p").glob("plugins/profile/*/*.xplane.pb"))
+
+
+def test_flowjit_profile_in_the_environment_profiles_the_whole_program(tmp_path):
+    done = run_script(tmp_path, env={"FLOWJIT_PROFILE": str(tmp_path / "q")})
+    summary = (tmp_path / "q" / "flowjit-profile.md").read_text()
+    assert "## jit_step: 5 executions" in summary and "train.py:" in summary
+    assert "flowjit: profile in" in done.stderr
+
+
+def test_importing_flowjit_profile_leaves_fj_profile_callable(tmp_path):
+    import flowjit.profile  # noqa: F401  (the command's module)
+
+    with fj.profile(tmp_path) as prof:
+        pass
+    assert prof.summary().startswith("no compiled function ran")
