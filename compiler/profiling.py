@@ -85,10 +85,10 @@ class Profile:
         self.logdir = os.fspath(logdir)
         self._calls: dict[str, list] = {}
         self._lines: dict[str, list[LineTime]] | None = None
-        # program -> the mean time of one execution (its first op's start to its last's end)
-        self.step_seconds: dict[str, float] = {}
-        self.executions: dict[str, int] = {}
-        self.busy: dict[str, float] = {}  # program -> its ops' own time / its executions' spans
+        self._step_seconds: dict[str, float] = {}
+        self._executions: dict[str, int] = {}
+        self._busy: dict[str, float] = {}
+        self._categories: dict[str, dict[str, float]] = {}
 
     def __enter__(self) -> "Profile":
         os.makedirs(self.logdir, exist_ok=True)
@@ -115,6 +115,33 @@ class Profile:
             with _LOCK:
                 _ACTIVE.remove(self)
                 config._set_profiling(False)
+
+    # (read from the trace, and the programs' HLO, on first use)
+    @property
+    def executions(self) -> dict[str, int]:
+        """program -> how many times it ran while the profile recorded."""
+        self._attribute()
+        return self._executions
+
+    @property
+    def step_seconds(self) -> dict[str, float]:
+        """program -> the mean time of one execution (its first op's start to its last's
+        end)."""
+        self._attribute()
+        return self._step_seconds
+
+    @property
+    def busy(self) -> dict[str, float]:
+        """program -> its ops' own time over its executions' time (above 1 when ops ran side
+        by side: several devices, say)."""
+        self._attribute()
+        return self._busy
+
+    @property
+    def categories(self) -> dict[str, dict[str, float]]:
+        """program -> seconds per step in "compute", "collective", "transfer", "host call"."""
+        self._attribute()
+        return self._categories
 
     @property
     def trace_path(self) -> str:
@@ -154,10 +181,14 @@ class Profile:
         order = sorted(lines, key=lambda p: -self.step_seconds[p] * self.executions[p])
         parts = []
         for program in order:
+            kinds = ", ".join(
+                f"{kind} {seconds * 1e3:.3f} ms"
+                for kind, seconds in sorted(self.categories[program].items(), key=lambda kv: -kv[1])
+            )
             parts.append(
                 f"## {program}: {self.executions[program]} executions, "
                 f"{self.step_seconds[program] * 1e3:.3f} ms each (its ops busy "
-                f"{self.busy[program]:.0%} of it)\n\n{self.table(program, n)}\n"
+                f"{self.busy[program]:.0%} of it): {kinds}\n\n{self.table(program, n)}\n"
             )
         return "\n".join(parts) or "no compiled function ran while the profile recorded\n"
 
@@ -183,16 +214,19 @@ class Profile:
             except Exception:  # (a function run as several clusters: not attributed yet)
                 continue
             steps = program_times.executions
-            self.executions[module] = steps
-            span = self.step_seconds[module] = program_times.wall_per_execution()
+            self._executions[module] = steps
+            span = self._step_seconds[module] = program_times.wall_per_execution()
             own = sum(program_times.seconds.values())
             # each execution's span (first op's start to last op's end) is divided among the
             # lines in proportion to their ops' own times; the ops cover this much of it
-            self.busy[module] = own * 1.0 / (span * steps) if span else 0.0
+            self._busy[module] = own * 1.0 / (span * steps) if span else 0.0
             scale = span * steps / own if own else 0.0
             per_line: dict[SourceLine | None, LineTime] = {}
+            kinds = self._categories[module] = {}
             for op, seconds in program_times.seconds.items():
                 seconds *= scale
+                kind = hlo.category(op)
+                kinds[kind] = kinds.get(kind, 0.0) + seconds / steps
                 shares, split = hlo.shares(op)
                 lines_here = {_user_line(where) for where, _ in shares}
                 for where, fraction in shares:

@@ -23,6 +23,13 @@ _ARRAY = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\]")
 _CALLED = re.compile(r"\b(?:calls|to_apply|body|condition)=%([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _FRAME = re.compile(r"stack_frame_id=(\d+)")
+_COLLECTIVES = {
+    "all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute",
+    "all-reduce-start", "all-reduce-done", "all-gather-start", "all-gather-done",
+    "collective-permute-start", "collective-permute-done", "collective-broadcast",
+}  # fmt: skip
+_TRANSFERS = {"copy", "copy-start", "copy-done", "send", "send-done", "recv", "recv-done",
+              "infeed", "outfeed"}  # fmt: skip
 _NO_COST = {
     "parameter", "constant", "bitcast", "tuple", "get-tuple-element", "after-all",
     "partition-id", "replica-id", "iota",
@@ -91,6 +98,21 @@ class HloLines:
                 self.computations[current].append(_parse(match))
         self._frames = _frames(tables)
         self._by_name = {i.name: i for body in self.computations.values() for i in body}
+
+    def category(self, instruction: str) -> str:
+        """What kind of work a top-level instruction is: "collective" (all-reduce and its
+        kin), "host call" (a Python callback), "transfer" (copies, sends, in/outfeed) or
+        "compute"."""
+        found = self._by_name.get(instruction)
+        if found is None:
+            return "compute"
+        if found.opcode in _COLLECTIVES:
+            return "collective"
+        if found.opcode == "custom-call" and "callback" in found.attrs:
+            return "host call"
+        if found.opcode in _TRANSFERS:
+            return "transfer"
+        return "compute"
 
     def line_of(self, instruction: str) -> SourceLine | None:
         found = self._by_name.get(instruction)

@@ -54,3 +54,21 @@ def test_an_op_without_metadata_or_unknown_has_no_line():
     assert hlo.shares("copy.1") == ([(None, 1.0)], False)
     assert hlo.shares("not-there") == ([(None, 1.0)], False)
     assert hlo.line_of("fusion.1") == SourceLine("train.py", 7, "dot_general")
+
+
+def test_each_top_level_instruction_has_a_kind_of_work():
+    text = HLO.replace(
+        "  ROOT %fusion.1",
+        '  %ar = f32[16,4]{1,0} all-reduce(%copy.1), to_apply=%fused\n'
+        '  %cb = f32[16,4]{1,0} custom-call(%ar), custom_call_target="xla_ffi_python_cpu_callback"\n'
+        "  ROOT %fusion.1",
+    )
+    hlo = HloLines(text)
+    kinds = {name: hlo.category(name) for name in ("ar", "cb", "copy.1", "fusion.1", "nope")}
+    assert kinds == {
+        "ar": "collective",
+        "cb": "host call",
+        "copy.1": "transfer",
+        "fusion.1": "compute",
+        "nope": "compute",
+    }

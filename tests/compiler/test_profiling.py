@@ -161,3 +161,55 @@ def test_importing_flowjit_profile_leaves_fj_profile_callable(tmp_path):
     with fj.profile(tmp_path) as prof:
         pass
     assert prof.summary().startswith("no compiled function ran")
+
+
+SHARDED = """
+import json, os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+import numpy as np
+import flowjit as fj
+from flowjit.runtime.profile import read_op_times
+
+mesh = fj.Mesh(np.array(fj.devices()), ("data",))
+with mesh:
+    w = fj.Variable(np.ones((256, 256), np.float32) * 0.01, name="w")
+
+    @fj.compile(in_shardings=(fj.P("data"),), mesh=mesh)
+    def step(x):
+        loss = ((x @ w) ** 2).mean()
+        w.assign_sub(0.01 * fj.gradients(loss, [w])[0])
+        return loss
+
+    x = np.ones((512, 256), np.float32)
+    float(step(x))
+    with fj.profile(sys.argv[1]) as prof:
+        for _ in range(3):
+            loss = step(x)
+        float(loss)
+ops = sorted(read_op_times(prof.trace_path)["jit_step"].seconds)
+print(json.dumps({"categories": prof.categories["jit_step"], "ops": ops,
+                  "summary": prof.summary()}))
+"""
+
+
+def test_a_sharded_step_shows_its_all_reduce(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "sharded.py"
+    script.write_text(SHARDED)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert any(op.startswith("all-reduce") for op in result["ops"]), result["ops"]
+    assert result["categories"]["collective"] > 0 and result["categories"]["compute"] > 0
+    assert "collective" in result["summary"].splitlines()[0]
