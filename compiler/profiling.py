@@ -2,16 +2,18 @@
 
 ``with fj.profile(logdir) as prof:`` records the steps run inside it through jax's profiler
 (runtime/profile.py: the XProf trace TensorBoard's profile plugin reads, and its Perfetto
-copy), notes each compiled function called and the arguments of its first call per
-signature, and, on leaving, reads every XLA op's time back and attributes it to the flowjit
-ops and source lines it came from through the HLO's metadata (backends/xla/hlo_lines.py): a
-fusion of ops from several lines is split by their estimated costs, and the table says which
-lines got such a share. ``prof.top_lines()`` is the table, time per step.
+copy) and notes each compiled function called, with the arguments of its first call (to read
+its program's HLO). Asked for figures, it reads every XLA op's time back and attributes it
+to the flowjit ops and source lines it came from through the HLO's metadata
+(backends/xla/hlo_lines.py): a fusion of ops from several lines is split by their estimated
+costs, and the table says which lines got such a share. ``prof.top_lines()`` is the table,
+time per step; ``prof.summary()`` every program's.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import sys
 import threading
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowjit.backends.xla.hlo_lines import HloLines, SourceLine
+from flowjit.backends.xla.jaxshim import jax
+from flowjit.ir import LoweringError
 from flowjit.runtime import config
 from flowjit.runtime import profile as recording
 from flowjit.runtime.plan import wait_for_steps_in_flight
@@ -43,14 +47,14 @@ def note_call(function: "CompiledFunction", args: tuple, kwargs: dict) -> None:
                 calls.append((function, args, kwargs))
 
 
+@functools.cache
 def _internal_folders() -> tuple[str, ...]:
-    import jax as _jax
-
+    """The folders of flowjit's and jax's own code (an op located there has no user line)."""
     import flowjit
 
     from .. import backends, ir, passes, runtime  # (flowjit.compiler's siblings)
 
-    modules = (flowjit, ir, passes, backends, runtime, _jax)
+    modules = (flowjit, ir, passes, backends, runtime, jax)
     here = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
     return tuple(here + [os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in modules])
 
@@ -202,6 +206,11 @@ class Profile:
     def _attribute(self) -> dict[str, list[LineTime]]:
         if self._lines is not None:
             return self._lines
+        if self in _ACTIVE:
+            raise RuntimeError(
+                "fj.profile: the profile is still recording; read its figures after the "
+                "`with fj.profile(...)` block"
+            )
         times = recording.read_op_times(self.trace_path)
         self._lines = {}
         for module, program_times in times.items():
@@ -211,7 +220,7 @@ class Profile:
             function, args, kwargs = calls[0]
             try:
                 hlo = HloLines(function.lower(*args, **kwargs).compile().hlo())
-            except Exception:  # (a function run as several clusters: not attributed yet)
+            except LoweringError:  # (a function run as several clusters: not attributed yet)
                 continue
             steps = program_times.executions
             self._executions[module] = steps
@@ -240,6 +249,7 @@ class Profile:
             for row in per_line.values():
                 row.share = row.seconds_per_step / total
             self._lines[module] = sorted(per_line.values(), key=lambda r: -r.seconds_per_step)
+        self._calls.clear()  # (the arguments kept for lowering: no longer needed)
         return self._lines
 
 

@@ -70,10 +70,12 @@ def test_the_matmul_lines_take_the_most_time_and_the_lines_add_up_to_the_step(tm
 
 
 def test_one_profile_at_a_time(tmp_path):
-    with fj.profile(tmp_path / "a"):
+    with fj.profile(tmp_path / "a") as prof:
         with pytest.raises(RuntimeError, match="a profile is recording already"):
             with fj.profile(tmp_path / "b"):
                 pass
+        with pytest.raises(RuntimeError, match="still recording"):
+            prof.top_lines()
     assert not fj.config.profiling and not fj.config.call_hooks
 
 
