@@ -45,7 +45,9 @@ def _steps(graph: Graph, mesh: Any) -> tuple[tuple, tuple[int, ...]]:
         outputs = tuple(range(len(slot), len(slot) + len(op.outputs)))
         slot.update(zip(op.outputs, outputs))
         if op.opdef is H.cluster:
-            cluster = Cluster(op.attrs["body"], calls_host=Effect.HOST in op.effects)
+            body = op.attrs["body"]
+            program = f"{graph.name}_{body.name}"  # (profiles name it: jit_step_cluster_0)
+            cluster = Cluster(body, calls_host=Effect.HOST in op.effects, program=program)
             device, on_mesh = op.device, None
             if isinstance(device, MeshAxes):
                 # over the function's mesh; without one (constraints from a sharded variable or

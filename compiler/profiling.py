@@ -20,12 +20,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowjit.backends.xla import cluster_of_program
 from flowjit.backends.xla.hlo_lines import HloLines, SourceLine
 from flowjit.backends.xla.jaxshim import jax
 from flowjit.ir import LoweringError
 from flowjit.runtime import config
 from flowjit.runtime import profile as recording
 from flowjit.runtime.plan import wait_for_steps_in_flight
+
+from .lowered import optimized_hlo
 
 if TYPE_CHECKING:
     from .api import CompiledFunction
@@ -203,6 +206,23 @@ class Profile:
             f.write(f"# flowjit profile\n\n{self.summary(n)}")
         return path
 
+    def _hlo_text(self, module: str) -> str | None:
+        """XLA's optimized HLO, with its source lines, of the program ``module``: a compiled
+        function called in the profile, or one of the clusters a function with host calls
+        runs one after another (jit_<function>_cluster_<n>)."""
+        calls = self._calls.get(module)
+        if calls:
+            function, args, kwargs = calls[0]
+            try:
+                return function.lower(*args, **kwargs).compile().hlo()
+            except LoweringError:  # (its clusters are programs of their own: below)
+                return None
+        cluster = cluster_of_program(module)
+        if cluster is None:
+            return None
+        specs = [jax.ShapeDtypeStruct(v.type.shape, v.type.dtype) for v in cluster.graph.inputs]
+        return optimized_hlo(cluster.jitted(None, True).lower(*specs))
+
     def _attribute(self) -> dict[str, list[LineTime]]:
         if self._lines is not None:
             return self._lines
@@ -214,14 +234,10 @@ class Profile:
         times = recording.read_op_times(self.trace_path)
         self._lines = {}
         for module, program_times in times.items():
-            calls = self._calls.get(module)
-            if not calls or not program_times.executions:
+            text = self._hlo_text(module)
+            if text is None or not program_times.executions:
                 continue
-            function, args, kwargs = calls[0]
-            try:
-                hlo = HloLines(function.lower(*args, **kwargs).compile().hlo())
-            except LoweringError:  # (a function run as several clusters: not attributed yet)
-                continue
+            hlo = HloLines(text)
             steps = program_times.executions
             self._executions[module] = steps
             span = self._step_seconds[module] = program_times.wall_per_execution()

@@ -5,7 +5,8 @@ A ``Cluster`` is a value: the graph, whether it calls the host, and what running
 cluster=c)`` carries it as the primitive's parameter, as jax's ``jit_p`` carries its jaxpr: no
 side table. Parameters are compared by identity (jax caches lowerings by parameters, so a new
 trace's cluster is never confused with an old one), and what jax caches is what keeps a
-cluster alive; a dropped compiled function's clusters go with its traces.
+cluster alive; a dropped compiled function's clusters go with its traces. (A cluster run
+alone under a program name is also in a weak table by that name, for profiles.)
 
 ``call_cluster(cluster, *args)`` binds it so that jax can differentiate it (jax.grad, jax.vjp
 of a compiled function): the backward pass is flowjit's own gradient graph of the cluster
@@ -15,6 +16,7 @@ cluster's graph batched by flowjit's own batching rules (``ir.batching``), as an
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Sequence
 
 from flowjit.ir import Effect, Graph
@@ -38,6 +40,13 @@ from .options import compiler_options
 
 
 _NOT_MADE = object()
+# XLA module name -> the cluster running alone under it (profiles read its HLO)
+_PROGRAMS: "weakref.WeakValueDictionary[str, Cluster]" = weakref.WeakValueDictionary()
+
+
+def cluster_of_program(module: str) -> "Cluster | None":
+    """The cluster whose jitted form is XLA's module ``module`` (still alive), if any."""
+    return _PROGRAMS.get(module)
 
 
 class Cluster:
@@ -45,10 +54,12 @@ class Cluster:
     ``calls_host``: a host callback runs inside it (in a loop body). What is derived from it
     (compile options, jitted form, gradient cluster) is made once, when first asked for."""
 
-    __slots__ = ("graph", "calls_host", "_made")
+    __slots__ = ("graph", "calls_host", "program", "_made", "__weakref__")
 
-    def __init__(self, graph: Graph, calls_host: bool = False):
-        self.graph, self.calls_host = graph, calls_host
+    def __init__(self, graph: Graph, calls_host: bool = False, program: str | None = None):
+        # ``program``: the name of its XLA module when it runs alone (jit_<program>), as
+        # profiles find it (``cluster_of_program``); None: jax's default
+        self.graph, self.calls_host, self.program = graph, calls_host, program
         self._made: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
@@ -71,7 +82,14 @@ class Cluster:
 
         def make() -> Callable[..., tuple]:
             options = self.options(platform) if top_level else None
-            return jax.jit(lambda *xs: tuple(call_cluster(self, *xs)), compiler_options=options)
+
+            def run(*xs: Any) -> tuple:
+                return tuple(call_cluster(self, *xs))
+
+            if self.program is not None:
+                run.__name__ = run.__qualname__ = self.program
+                _PROGRAMS[f"jit_{self.program}"] = self
+            return jax.jit(run, compiler_options=options)
 
         return self._once(("jitted", platform, top_level), make)
 

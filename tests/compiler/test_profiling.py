@@ -215,3 +215,28 @@ def test_a_sharded_step_shows_its_all_reduce(tmp_path):
     assert any(op.startswith("all-reduce") for op in result["ops"]), result["ops"]
     assert result["categories"]["collective"] > 0 and result["categories"]["compute"] > 0
     assert "collective" in result["summary"].splitlines()[0]
+
+
+def test_a_step_with_a_host_call_shows_the_clusters_on_either_side(tmp_path):
+    w = fj.Variable(np.ones((64, 64), np.float32), name="w")
+
+    def double(h):
+        return np.asarray(h) * 2
+
+    @fj.compile
+    def step(x):
+        h = x @ w  # BEFORE THE HOST CALL
+        h2 = fj.host_call(double, h, result_shape_dtypes=fj.ShapeDtype(h.shape, np.float32))
+        return (h2 @ w).sum()  # AFTER THE HOST CALL
+
+    x = np.ones((32, 64), np.float32)
+    float(step(x))
+    with fj.profile(tmp_path) as prof:
+        for _ in range(3):
+            loss = step(x)
+        float(loss)
+    assert prof.executions["jit_step_cluster_0"] == prof.executions["jit_step_cluster_1"] == 3
+    before = prof.top_lines("jit_step_cluster_0")[0]
+    after = prof.top_lines("jit_step_cluster_1")[0]
+    assert before.line.line == line_of("BEFORE THE HOST CALL") and "dot_general" in before.ops
+    assert after.line.line == line_of("AFTER THE HOST CALL") and "reduce_sum" in after.ops
