@@ -151,6 +151,14 @@ class Profile:
         return self._categories
 
     @property
+    def host_calls(self) -> dict[str, "recording.HostCallTimes"]:
+        """``name at file:line`` -> the time and number of runs of each host call that ran
+        between clusters (a function run step by step)."""
+        if self in _ACTIVE:
+            self._attribute()  # (raises: still recording)
+        return recording.read_host_calls(self.trace_path)
+
+    @property
     def trace_path(self) -> str:
         """The Perfetto trace; the XProf trace is beside it (``<host>.xplane.pb``)."""
         return recording.latest_trace(self.logdir)
@@ -197,6 +205,12 @@ class Profile:
                 f"{self.step_seconds[program] * 1e3:.3f} ms each (its ops busy "
                 f"{self.busy[program]:.0%} of it): {kinds}\n\n{self.table(program, n)}\n"
             )
+        calls = self.host_calls
+        if calls:
+            rows = ["| host call | calls | ms per call |", "|---|---:|---:|"]
+            for name, t in sorted(calls.items(), key=lambda kv: -kv[1].seconds):
+                rows.append(f"| {name} | {t.calls} | {t.seconds / t.calls * 1e3:.3f} |")
+            parts.append("## host calls (between clusters)\n\n" + "\n".join(rows) + "\n")
         return "\n".join(parts) or "no compiled function ran while the profile recorded\n"
 
     def write_summary(self, n: int = 10) -> str:

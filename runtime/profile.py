@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from flowjit.backends.xla.jaxshim import jax
 
+from .steps import HOST_CALL_EVENT
+
 
 def start(logdir: str) -> None:
     jax.profiler.start_trace(logdir, create_perfetto_trace=True)
@@ -60,13 +62,36 @@ class ProgramTimes:
         return sum(end - begin for begin, end in self.spans.values()) / len(self.spans)
 
 
-def read_op_times(path: str) -> dict[str, ProgramTimes]:
-    """Each program's op times in the Perfetto trace at ``path`` (module name -> times)."""
+@dataclass
+class HostCallTimes:
+    """A host call's runs in a profile (``name at file:line``)."""
+
+    seconds: float = 0.0
+    calls: int = 0
+
+
+def read_host_calls(path: str) -> dict[str, HostCallTimes]:
+    """The host calls of functions run step by step (runtime/steps.py names each run)."""
+    out: dict[str, HostCallTimes] = {}
+    for event in _events(path):
+        name = event.get("name", "")
+        if event.get("ph") == "X" and name.startswith(HOST_CALL_EVENT):
+            times = out.setdefault(name[len(HOST_CALL_EVENT) :], HostCallTimes())
+            times.seconds += event.get("dur", 0) * 1e-6
+            times.calls += 1
+    return out
+
+
+def _events(path: str) -> list[dict]:
     with gzip.open(path, "rt") as f:
         data = json.load(f)
-    events = data["traceEvents"] if isinstance(data, dict) else data
+    return data["traceEvents"] if isinstance(data, dict) else data
+
+
+def read_op_times(path: str) -> dict[str, ProgramTimes]:
+    """Each program's op times in the Perfetto trace at ``path`` (module name -> times)."""
     by_thread: dict = defaultdict(list)
-    for event in events:
+    for event in _events(path):
         if event.get("ph") == "X" and "dur" in event:
             by_thread[(event.get("pid"), event.get("tid"))].append(event)
     out: dict[str, ProgramTimes] = {}

@@ -1,10 +1,10 @@
 """Running a plan of several steps: compiled clusters, transfers and host calls, in order.
 
 A function whose graph has host calls or device scopes is split by the partition pass; its
-plan lists the steps, each reading and writing numbered slots (the plan's inputs fill the first slots). Each
-cluster is compiled once (its own ``jax.jit``); a host call runs its Python function on numpy
-values between them. Variables are rebound only after every step has run, so a step that
-fails leaves them as they were."""
+plan lists the steps, each reading and writing numbered slots (the plan's inputs fill the
+first slots). Each cluster is compiled once (its own ``jax.jit``); a host call runs its Python
+function on numpy values between them (named in a profile's trace). Variables are rebound
+only after every step has run, so a step that fails leaves them as they were."""
 
 from __future__ import annotations
 
@@ -102,6 +102,23 @@ def _run_cluster(step: ClusterStep, args: list) -> Any:
         raise
 
 
+HOST_CALL_EVENT = "flowjit host_call "
+
+
+def _run_host(step: HostStep, args: list) -> list:
+    try:
+        outs = step.fn(*(np.asarray(a) for a in args))
+    except FlowjitError:
+        raise
+    except Exception as err:
+        raise HostCallError(
+            f"the function {step.name} raised {type(err).__name__}: {err}",
+            op="host_call",
+            loc=step.where,
+        ) from err
+    return [jax.device_put(o) for o in outs]
+
+
 def run_steps(steps: Sequence[Step], inputs: Sequence[Any], results: Sequence[int]) -> list:
     """Run ``steps`` with ``inputs`` in the first slots; returns the values of the ``results``
     slots."""
@@ -112,17 +129,8 @@ def run_steps(steps: Sequence[Step], inputs: Sequence[Any], results: Sequence[in
             outs = _run_cluster(step, args)
         elif isinstance(step, TransferStep):
             outs = [jax.device_put(args[0], find_device(step.device))]
-        else:
-            try:
-                outs = step.fn(*(np.asarray(a) for a in args))
-            except FlowjitError:
-                raise
-            except Exception as err:
-                raise HostCallError(
-                    f"the function {step.name} raised {type(err).__name__}: {err}",
-                    op="host_call",
-                    loc=step.where,
-                ) from err
-            outs = [jax.device_put(o) for o in outs]
+        else:  # (named in a profile's trace: runtime/profile.py reads it back)
+            with jax.profiler.TraceAnnotation(f"{HOST_CALL_EVENT}{step.name} at {step.where}"):
+                outs = _run_host(step, args)
         env.update(zip(step.outputs, outs))
     return [env[i] for i in results]

@@ -240,3 +240,7 @@ def test_a_step_with_a_host_call_shows_the_clusters_on_either_side(tmp_path):
     after = prof.top_lines("jit_step_cluster_1")[0]
     assert before.line.line == line_of("BEFORE THE HOST CALL") and "dot_general" in before.ops
     assert after.line.line == line_of("AFTER THE HOST CALL") and "reduce_sum" in after.ops
+    host = line_of("BEFORE THE HOST CALL") + 1
+    (name, runs), *others = prof.host_calls.items()
+    assert not others and name == f"double at test_profiling.py:{host}" and runs.calls == 3
+    assert runs.seconds > 0 and "## host calls" in prof.summary()
