@@ -13,6 +13,7 @@ time per step; ``prof.summary()`` every program's.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import sys
@@ -91,6 +92,7 @@ class Profile:
     def __init__(self, logdir: str | os.PathLike):
         self.logdir = os.fspath(logdir)
         self._calls: dict[str, list] = {}
+        self._trace: str | None = None
         self._lines: dict[str, list[LineTime]] | None = None
         self._step_seconds: dict[str, float] = {}
         self._executions: dict[str, int] = {}
@@ -122,6 +124,9 @@ class Profile:
             with _LOCK:
                 _ACTIVE.remove(self)
                 config._set_profiling(False)
+            # (this profile's run, even if later profiles write to the same folder)
+            with contextlib.suppress(FileNotFoundError):
+                self._trace = recording.latest_trace(self.logdir)
 
     # (read from the trace, and the programs' HLO, on first use)
     @property
@@ -161,7 +166,9 @@ class Profile:
     @property
     def trace_path(self) -> str:
         """The Perfetto trace; the XProf trace is beside it (``<host>.xplane.pb``)."""
-        return recording.latest_trace(self.logdir)
+        if self._trace is None:
+            raise RuntimeError("fj.profile: the profile has not recorded yet (use it in `with`)")
+        return self._trace
 
     def top_lines(self, program: str | None = None, n: int = 10) -> list[LineTime]:
         """The source lines that took the most time per step, most first, for ``program``
