@@ -41,11 +41,11 @@ from flowjit.runtime.variables import lose_donated, rebind_all
 from .boundary import BoundaryShardings
 from .call_errors import name_failure
 from .debug_calls import call_checking_nans, call_eagerly
-from .profiling import note_call
 from .function_args import FunctionArgs
 from .layout import LayoutCell
 from .location import check_argnums, positional_parameters, user_location
 from .lowered import Lowered
+from .profiling import note_call
 from .restarts import Busy, HostCalls, OptionsChanged, Restart, StateChanged
 from .sharding import keep_sharding
 from .stepwise import call_steps, refuse_under_jax

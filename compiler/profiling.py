@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 _ACTIVE: list["Profile"] = []
 _LOCK = threading.Lock()
+_START_LOCK = threading.Lock()
 
 
 def note_call(function: "CompiledFunction", args: tuple, kwargs: dict) -> None:
@@ -43,7 +44,9 @@ def note_call(function: "CompiledFunction", args: tuple, kwargs: dict) -> None:
     kept, to read the program's HLO afterwards. With FLOWJIT_PROFILE set and no profile
     recording, the first call starts the program-long one.)"""
     if not _ACTIVE and config.profile_dir is not None:
-        _start_program_profile(config.profile_dir)
+        with _START_LOCK:  # (two threads' first calls start one profile)
+            if not _ACTIVE and config.profile_dir is not None:
+                _start_program_profile(config.profile_dir)
     with _LOCK:
         for prof in _ACTIVE:
             calls = prof._calls.setdefault(function.program, [])
