@@ -96,6 +96,7 @@ class Profile:
         self.logdir = os.fspath(logdir)
         self._calls: dict[str, list] = {}
         self._trace: str | None = None
+        self._compiled: dict[str, float] = {}  # program -> XLA compile seconds, to its end
         self._lines: dict[str, list[LineTime]] | None = None
         self._step_seconds: dict[str, float] = {}
         self._executions: dict[str, int] = {}
@@ -127,6 +128,8 @@ class Profile:
             with _LOCK:
                 _ACTIVE.remove(self)
                 config._set_profiling(False)
+            # (compiles until now: not the profile's own, which reads the programs' HLO)
+            self._compiled = recording.compile_seconds()
             # (this profile's run, even if later profiles write to the same folder)
             with contextlib.suppress(FileNotFoundError):
                 self._trace = recording.latest_trace(self.logdir)
@@ -157,6 +160,12 @@ class Profile:
         """program -> seconds per step in "compute", "collective", "transfer", "host call"."""
         self._attribute()
         return self._categories
+
+    @property
+    def compile_seconds(self) -> dict[str, float]:
+        """program -> its XLA compile time in this process until the profile ended (jax's
+        persistent-cache lookups included; not the profile's own compiles)."""
+        return dict(self._compiled)
 
     @property
     def host_calls(self) -> dict[str, "recording.HostCallTimes"]:
@@ -210,10 +219,12 @@ class Profile:
                 f"{kind} {seconds * 1e3:.3f} ms"
                 for kind, seconds in sorted(self.categories[program].items(), key=lambda kv: -kv[1])
             )
+            compiled = self._compiled.get(program, 0.0)
             parts.append(
                 f"## {program}: {self.executions[program]} executions, "
                 f"{self.step_seconds[program] * 1e3:.3f} ms each (its ops busy "
-                f"{self.busy[program]:.0%} of it): {kinds}\n\n{self.table(program, n)}\n"
+                f"{self.busy[program]:.0%} of it): {kinds}; XLA compile "
+                f"{compiled:.3f} s\n\n{self.table(program, n)}\n"
             )
         calls = self.host_calls
         if calls:

@@ -23,6 +23,30 @@ from flowjit.backends.xla.jaxshim import jax
 from .steps import HOST_CALL_EVENT
 
 
+# XLA compile time (jax's persistent-cache lookups included) per jitted function name, since
+# flowjit's import: jax reports each compile to its monitoring listeners (fj.profile's summary)
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compile_seconds: dict[str, float] = defaultdict(float)
+
+
+def _on_duration(event: str, seconds: float, **kwargs: object) -> None:
+    if event == _COMPILE_EVENT:
+        _compile_seconds[str(kwargs.get("fun_name", ""))] += seconds
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+def compile_seconds() -> dict[str, float]:
+    """program (``jit_train_step``) -> its XLA compile time so far (jax reports the function
+    as ``jit(train_step)``)."""
+    return {
+        f"jit_{name[4:-1]}": seconds
+        for name, seconds in list(_compile_seconds.items())
+        if name.startswith("jit(") and name.endswith(")")
+    }
+
+
 def start(logdir: str) -> None:
     jax.profiler.start_trace(logdir, create_perfetto_trace=True)
 

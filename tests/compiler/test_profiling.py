@@ -49,6 +49,8 @@ def test_the_matmul_lines_take_the_most_time_and_the_lines_add_up_to_the_step(tm
         wall = (time.perf_counter() - start) / steps
     rows = prof.top_lines(n=100)
     assert prof.executions == {"jit_train_step": steps}
+    assert prof.compile_seconds["jit_train_step"] > 0  # (compiled before the profile)
+    assert "XLA compile" in prof.summary().splitlines()[0]
     top = [(row.line and row.line.file, row.line and row.line.line) for row in rows[:2]]
     assert set(top) == {
         ("test_profiling.py", line_of("FIRST MATMUL")),
