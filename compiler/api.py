@@ -36,6 +36,7 @@ from flowjit.ir import ArgumentError, FlowjitError
 from flowjit.passes import resolve_passes
 from flowjit.runtime import bound_in_flight, config, make_entry, run_plan, step_token
 from flowjit.runtime.interrupts import hold_interrupts, release_interrupts
+from flowjit.runtime.profile import listen_for_compiles
 from flowjit.runtime.variables import lose_donated, rebind_all
 
 from .boundary import BoundaryShardings
@@ -123,6 +124,7 @@ class CompiledFunction:
             raise err.with_context(loc=user_location()) from None
         self.name = name or getattr(fn, "__name__", "fn")
         self.program = f"jit_{_program_name(self.name)}"  # (XLA's module: profiles name it)
+        listen_for_compiles()  # (profiles give each program's compile time)
         self._args = FunctionArgs.of(fn, self.name, static_argnums, static_argnames)
         self.static_argnums, self.static_argnames = self._args.static
         donate_argnums = check_argnums(

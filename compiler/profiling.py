@@ -96,6 +96,7 @@ class Profile:
         self.logdir = os.fspath(logdir)
         self._calls: dict[str, list] = {}
         self._trace: str | None = None
+        self._trace_read: recording.Trace | None = None
         self._compiled: dict[str, float] = {}  # program -> XLA compile seconds, to its end
         self._lines: dict[str, list[LineTime]] | None = None
         self._step_seconds: dict[str, float] = {}
@@ -171,9 +172,7 @@ class Profile:
     def host_calls(self) -> dict[str, "recording.HostCallTimes"]:
         """``name at file:line`` -> the time and number of runs of each host call that ran
         between clusters (a function run step by step)."""
-        if self in _ACTIVE:
-            self._attribute()  # (raises: still recording)
-        return recording.read_host_calls(self.trace_path)
+        return self._read().host_calls
 
     @property
     def trace_path(self) -> str:
@@ -241,6 +240,17 @@ class Profile:
             f.write(f"# flowjit profile\n\n{self.summary(n)}")
         return path
 
+    def _read(self) -> "recording.Trace":
+        """The trace, read once (after the profile has recorded)."""
+        if self in _ACTIVE:
+            raise RuntimeError(
+                "fj.profile: the profile is still recording; read its figures after the "
+                "`with fj.profile(...)` block"
+            )
+        if self._trace_read is None:
+            self._trace_read = recording.read_trace(self.trace_path)
+        return self._trace_read
+
     def _hlo_text(self, module: str) -> str | None:
         """XLA's optimized HLO, with its source lines, of the program ``module``: a compiled
         function called in the profile, or one of the clusters a function with host calls
@@ -261,12 +271,7 @@ class Profile:
     def _attribute(self) -> dict[str, list[LineTime]]:
         if self._lines is not None:
             return self._lines
-        if self in _ACTIVE:
-            raise RuntimeError(
-                "fj.profile: the profile is still recording; read its figures after the "
-                "`with fj.profile(...)` block"
-            )
-        times = recording.read_op_times(self.trace_path)
+        times = self._read().programs
         self._lines = {}
         for module, program_times in times.items():
             text = self._hlo_text(module)

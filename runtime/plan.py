@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from flowjit.backends.xla import Cluster, call_cluster
+from flowjit.backends.xla import Cluster, call_cluster, named_program
 from flowjit.backends.xla.jaxshim import ArrayImpl, jax, wait_for_all
 
 from .config import config
@@ -89,7 +89,7 @@ def make_entry(
     program (XLA's module ``jit_<name>``, as profiles and HLO dumps show it)."""
     shardings = {"in_shardings": in_shardings, "out_shardings": out_shardings}
     jitted = jax.jit(
-        body if name is None else _named(body, name),
+        body if name is None else named_program(body, name),
         static_argnums=tuple(static_argnums),
         static_argnames=tuple(static_argnames),
         donate_argnums=tuple(donate_argnums),
@@ -106,15 +106,6 @@ def make_entry(
             f"{sorted({d.platform for d in jax.devices()})}"
         ) from None
     return _OnDevice(jitted, device)
-
-
-def _named(body: Callable, name: str) -> Callable:
-    @functools.wraps(body)  # (jax reads the signature through __wrapped__)
-    def entry(*args: Any, **kwargs: Any) -> Any:
-        return body(*args, **kwargs)
-
-    entry.__name__ = entry.__qualname__ = name
-    return entry
 
 
 class _OnDevice:

@@ -24,9 +24,11 @@ from .steps import HOST_CALL_EVENT
 
 
 # XLA compile time (jax's persistent-cache lookups included) per jitted function name, since
-# flowjit's import: jax reports each compile to its monitoring listeners (fj.profile's summary)
+# the first compiled function was made: jax reports each compile to its monitoring listeners
+# (fj.profile's summary). Importing flowjit registers nothing with jax.
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _compile_seconds: dict[str, float] = defaultdict(float)
+_listening: list[bool] = []
 
 
 def _on_duration(event: str, seconds: float, **kwargs: object) -> None:
@@ -34,7 +36,11 @@ def _on_duration(event: str, seconds: float, **kwargs: object) -> None:
         _compile_seconds[str(kwargs.get("fun_name", ""))] += seconds
 
 
-jax.monitoring.register_event_duration_secs_listener(_on_duration)
+def listen_for_compiles() -> None:
+    """(Once per process, when a compiled function is made.)"""
+    if not _listening:
+        _listening.append(True)
+        jax.monitoring.register_event_duration_secs_listener(_on_duration)
 
 
 def compile_seconds() -> dict[str, float]:
@@ -94,30 +100,41 @@ class HostCallTimes:
     calls: int = 0
 
 
-def read_host_calls(path: str) -> dict[str, HostCallTimes]:
-    """The host calls of functions run step by step (runtime/steps.py names each run)."""
-    out: dict[str, HostCallTimes] = {}
-    for event in _events(path):
-        name = event.get("name", "")
-        if event.get("ph") == "X" and name.startswith(HOST_CALL_EVENT):
-            times = out.setdefault(name[len(HOST_CALL_EVENT) :], HostCallTimes())
-            times.seconds += event.get("dur", 0) * 1e-6
-            times.calls += 1
-    return out
+@dataclass
+class Trace:
+    """What a profile's trace says: each program's op times (module name -> times) and the
+    host calls of functions run step by step (``name at file:line`` -> runs; runtime/steps.py
+    names each run)."""
+
+    programs: dict[str, ProgramTimes]
+    host_calls: dict[str, HostCallTimes]
 
 
-def _events(path: str) -> list[dict]:
+def read_trace(path: str) -> Trace:
+    """The Perfetto trace at ``path``, read once."""
     with gzip.open(path, "rt") as f:
         data = json.load(f)
-    return data["traceEvents"] if isinstance(data, dict) else data
+    events = data["traceEvents"] if isinstance(data, dict) else data
+    by_thread: dict = defaultdict(list)
+    calls: dict[str, HostCallTimes] = {}
+    for event in events:
+        if event.get("ph") != "X" or "dur" not in event:
+            continue
+        by_thread[(event.get("pid"), event.get("tid"))].append(event)
+        name = event.get("name", "")
+        if name.startswith(HOST_CALL_EVENT):
+            times = calls.setdefault(name[len(HOST_CALL_EVENT) :], HostCallTimes())
+            times.seconds += event["dur"] * 1e-6
+            times.calls += 1
+    return Trace(_op_times(by_thread), calls)
 
 
 def read_op_times(path: str) -> dict[str, ProgramTimes]:
     """Each program's op times in the Perfetto trace at ``path`` (module name -> times)."""
-    by_thread: dict = defaultdict(list)
-    for event in _events(path):
-        if event.get("ph") == "X" and "dur" in event:
-            by_thread[(event.get("pid"), event.get("tid"))].append(event)
+    return read_trace(path).programs
+
+
+def _op_times(by_thread: dict) -> dict[str, ProgramTimes]:
     out: dict[str, ProgramTimes] = {}
     for thread_events in by_thread.values():
         thread_events.sort(key=lambda e: (e["ts"], -e["dur"]))

@@ -16,6 +16,7 @@ cluster's graph batched by flowjit's own batching rules (``ir.batching``), as an
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -42,6 +43,18 @@ from .options import compiler_options
 _NOT_MADE = object()
 # XLA module name -> the cluster running alone under it (profiles read its HLO)
 _PROGRAMS: "weakref.WeakValueDictionary[str, Cluster]" = weakref.WeakValueDictionary()
+
+
+def named_program(body: Callable, name: str) -> Callable:
+    """``body`` under the name ``name``, so that ``jax.jit`` of it is XLA's module
+    ``jit_<name>`` (profiles and HLO dumps show it)."""
+
+    @functools.wraps(body)  # (jax reads the signature through __wrapped__)
+    def entry(*args: Any, **kwargs: Any) -> Any:
+        return body(*args, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    return entry
 
 
 def cluster_of_program(module: str) -> "Cluster | None":
@@ -87,8 +100,8 @@ class Cluster:
                 return tuple(call_cluster(self, *xs))
 
             if self.program is not None:
-                run.__name__ = run.__qualname__ = self.program
                 _PROGRAMS[f"jit_{self.program}"] = self
+                run = named_program(run, self.program)
             return jax.jit(run, compiler_options=options)
 
         return self._once(("jitted", platform, top_level), make)

@@ -6,16 +6,14 @@ devices: XLA reads the device count when jax starts)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import jax.nn.initializers as jinit
 import numpy as np
 import pytest
+from devices import run_on_eight_devices
 
 import flowjit as fj
 
@@ -229,17 +227,7 @@ SHARDED = textwrap.dedent(
 
 
 def test_variables_made_under_rules_and_a_mesh_are_sharded_and_compute_the_same():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    done = subprocess.run(
-        [sys.executable, "-c", SHARDED],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_on_eight_devices(["-c", SHARDED], timeout=300)
     assert report == {
         "kernel": ["data", "model"],
         "bias": ["model"],

@@ -168,8 +168,7 @@ def test_importing_flowjit_profile_leaves_fj_profile_callable(tmp_path):
 
 
 SHARDED = """
-import json, os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+import json, sys
 import numpy as np
 import flowjit as fj
 from flowjit.runtime.profile import read_op_times
@@ -197,23 +196,11 @@ print(json.dumps({"categories": prof.categories["jit_step"], "ops": ops,
 
 
 def test_a_sharded_step_shows_its_all_reduce(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
+    from devices import run_on_eight_devices
 
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED)
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "p")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = run_on_eight_devices([str(script), str(tmp_path / "p")], timeout=300)
     assert any(op.startswith("all-reduce") for op in result["ops"]), result["ops"]
     assert result["categories"]["collective"] > 0 and result["categories"]["compute"] > 0
     assert "collective" in result["summary"].splitlines()[0]

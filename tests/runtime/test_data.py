@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import pathlib
-import subprocess
-import sys
 import threading
 import traceback
 
@@ -18,6 +15,7 @@ import grain
 import jax
 import numpy as np
 import pytest
+from devices import run_on_eight_devices
 
 import flowjit as fj
 
@@ -146,16 +144,7 @@ def test_a_prefetched_training_loop_equals_the_plain_one():
 
 
 def test_shardings_on_eight_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    done = subprocess.run(
-        [sys.executable, str(HERE / "data_script.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_on_eight_devices([str(HERE / "data_script.py")])
     assert report["named"] == ["P('data',)", "P('data',)"]
     assert report["named_devices"] == [8, 8]
     assert report["tree"] == {"x": "P('data',)", "y": "SingleDeviceSharding"}  # None: default

@@ -13,27 +13,14 @@ import sys
 import time
 
 import pytest
+from devices import run_on_eight_devices
 
 HERE = pathlib.Path(__file__).parent
-EIGHT = "--xla_force_host_platform_device_count=8"
-
-
-def _last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    env = dict(os.environ, XLA_FLAGS=EIGHT)
-    done = subprocess.run(
-        [sys.executable, str(HERE / "sharding_script.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return _last_json(done.stdout)
+    return run_on_eight_devices([str(HERE / "sharding_script.py")])
 
 
 @pytest.mark.parametrize("layout", ["data_parallel", "tensor_parallel", "mesh_2d"])
@@ -235,7 +222,7 @@ def test_a_step_whose_peer_never_joins_ends_the_process_with_a_report(tmp_path):
     assert "flowjit: process 0 of 2: a computation (result float32[" in output
     assert "has not finished" in output
     assert "collective_timeout=5 s" in output
-    assert "distributed_script.py\", line" in output  # the Python stacks: where it waited
+    assert 'distributed_script.py", line' in output  # the Python stacks: where it waited
     assert not (tmp_path / "hang" / "report-0.json").exists()
 
 
